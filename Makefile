@@ -1,0 +1,31 @@
+# `make demo` installs into .venv and runs the main job on the built-in corpus;
+# `make test` installs and runs the test suite (what CI runs).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test bench corpus clean
+
+$(BIN)/robust: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,report,datasets]'
+	touch $(BIN)/robust
+
+install: $(BIN)/robust
+
+demo: install
+	$(BIN)/robust demo
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/bench_forward.py
+
+# Regenerates the shipped corpus bit-for-bit (needs Debian's espeak-ng).
+corpus: install
+	$(BIN)/python -m robustness.data.make_tts_digits --out robustness/data/builtin/tts_digits.npz
+
+clean:
+	rm -rf $(VENV) .pytest_cache robust-results.db

@@ -1,0 +1,253 @@
+"""The paper's feedforward SNN, with a forward pass over K stacked parameter sets.
+
+Architecture (Bittar & Garner 2022 as used by the paper): hidden blocks
+`Linear (no bias) -> BatchNorm (pooled over batch and time) -> LIF -> Dropout`, then a
+spike-rate readout `mean over T -> BatchNorm -> Dropout -> Linear`.
+
+Every Linear runs over all T steps in one matmul; only the elementwise membrane
+recurrence loops over time. All tensors (parameters, BN running statistics, neuron
+thresholds) live in one flat name -> tensor mapping; `forward_stacked` takes that mapping
+with a leading K axis on every entry and evaluates K networks (K perturbed chips, K
+posterior samples) in one batched pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.lif import lif_scan
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape and neuron constants of the network.
+
+    Attributes:
+        input_dim: features per frame D (40 log-mel bands).
+        num_classes: output classes.
+        hidden: width of each hidden LIF layer.
+        dropout: dropout probability after each LIF layer and in the readout.
+        threshold: LIF firing threshold v_th (dimensionless, input is BN-normalised).
+        surrogate_width: boxcar half-width a of the surrogate gradient.
+        alpha_min, alpha_max: range of the trainable per-neuron leak alpha per 10 ms step
+            (exp(-1/5) .. exp(-1/25): membrane time constants of 50-250 ms).
+        bn_momentum: BatchNorm running-statistics momentum.
+        bn_eps: BatchNorm epsilon.
+    """
+
+    input_dim: int = 40
+    num_classes: int = 20
+    hidden: tuple[int, ...] = (256, 256)
+    dropout: float = 0.1
+    threshold: float = 1.0
+    surrogate_width: float = 0.5
+    alpha_min: float = math.exp(-1 / 5)
+    alpha_max: float = math.exp(-1 / 25)
+    bn_momentum: float = 0.05
+    bn_eps: float = 1e-5
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}")
+        kw = dict(d)
+        if "hidden" in kw:
+            kw["hidden"] = tuple(int(h) for h in kw["hidden"])
+        return cls(**kw)
+
+
+@dataclass
+class ForwardOptions:
+    """How one forward pass treats BatchNorm and dropout.
+
+    Attributes:
+        bn_batch_stats: normalise with the statistics of this batch (training) instead of
+            the running statistics.
+        update_running: also move the running statistics (only for K == 1 in training).
+        dropout_generator: when set, apply dropout with masks drawn from it.
+        record_stats: when a dict, receives (sum, sum of squares, count) per BN layer, used to
+            re-estimate running statistics for each posterior sample.
+    """
+
+    bn_batch_stats: bool = False
+    update_running: bool = False
+    dropout_generator: torch.Generator | None = None
+    record_stats: dict | None = field(default=None)
+
+
+def _bn_prefixes(cfg: ModelConfig) -> list[str]:
+    return [f"blocks.{i}.bn" for i in range(len(cfg.hidden))] + ["readout.bn"]
+
+
+def _batchnorm(x: Tensor, t: Mapping[str, Tensor], prefix: str, cfg: ModelConfig,
+               opt: ForwardOptions) -> Tensor:
+    """BatchNorm of x [K, N, H] over N, per K (N = batch * time for hidden layers)."""
+    w, b = t[f"{prefix}.weight"], t[f"{prefix}.bias"]
+    if opt.record_stats is not None:
+        with torch.no_grad():
+            s = opt.record_stats.setdefault(prefix, [0.0, 0.0, 0])
+            s[0] = s[0] + x.sum(1)
+            s[1] = s[1] + x.square().sum(1)
+            s[2] += x.shape[1]
+    if opt.bn_batch_stats:
+        mean = x.mean(1, keepdim=True)
+        var = x.var(1, unbiased=False, keepdim=True)
+        if opt.update_running:
+            with torch.no_grad():
+                n = x.shape[1]
+                m = cfg.bn_momentum
+                rm, rv = t[f"{prefix}.running_mean"], t[f"{prefix}.running_var"]
+                rm.mul_(1 - m).add_(m * mean.squeeze(1))
+                rv.mul_(1 - m).add_(m * var.squeeze(1) * n / max(n - 1, 1))
+        scale = w.unsqueeze(1) * torch.rsqrt(var + cfg.bn_eps)
+        shift = b.unsqueeze(1) - mean * scale
+    else:
+        rm, rv = t[f"{prefix}.running_mean"], t[f"{prefix}.running_var"]
+        scale = (w * torch.rsqrt(rv + cfg.bn_eps)).unsqueeze(1)
+        shift = b.unsqueeze(1) - rm.unsqueeze(1) * scale
+    return x * scale + shift
+
+
+def _dropout(x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
+    if gen is None or p == 0.0:
+        return x
+    keep = torch.rand(x.shape, generator=gen, device=x.device) >= p
+    return x * keep.to(x.dtype) / (1.0 - p)
+
+
+def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
+                    opt: ForwardOptions | None = None) -> tuple[Tensor, list[Tensor]]:
+    """Logits of K networks on one batch.
+
+    Args:
+        cfg: the model configuration.
+        t: every named tensor of the network (see `SpikingNet.tensors`), each with a
+            leading K axis.
+        x: features [B, T, D] (shared by all K) or [K, B, T, D].
+        opt: BatchNorm/dropout treatment; inference defaults.
+
+    Returns:
+        logits [K, B, C] and, per hidden layer, the mean spike rate per network [K].
+    """
+    opt = opt or ForwardOptions()
+    if x.dim() == 3:
+        bsz, steps, _ = x.shape
+        h = x.transpose(0, 1).reshape(steps * bsz, -1)  # rows ordered (t, b)
+    else:
+        bsz, steps = x.shape[1], x.shape[2]
+        h = x.transpose(1, 2).reshape(x.shape[0], steps * bsz, -1)
+    rates = []
+    for i in range(len(cfg.hidden)):
+        p = f"blocks.{i}"
+        cur = torch.matmul(h, t[f"{p}.linear.weight"].transpose(-1, -2))  # [K, T*B, H]
+        cur = _batchnorm(cur, t, f"{p}.bn", cfg, opt)
+        alpha = t[f"{p}.alpha"].clamp(cfg.alpha_min, cfg.alpha_max).unsqueeze(1)  # [K, 1, H]
+        drive = (cur * (1.0 - alpha)).view(cur.shape[0], steps, bsz, -1)
+        z = lif_scan(drive, alpha, t[f"{p}.v_th"].unsqueeze(1), cfg.surrogate_width)
+        rates.append(z.mean(dim=(1, 2, 3)))
+        z = _dropout(z, cfg.dropout, opt.dropout_generator)
+        h = z.view(z.shape[0], steps * bsz, -1)
+    rate = h.view(h.shape[0], steps, bsz, -1).mean(1)  # spike rate per neuron [K, B, H]
+    rate = _batchnorm(rate, t, "readout.bn", cfg, opt)
+    rate = _dropout(rate, cfg.dropout, opt.dropout_generator)
+    logits = torch.baddbmm(t["readout.linear.bias"].unsqueeze(1), rate,
+                           t["readout.linear.weight"].transpose(-1, -2))
+    return logits, rates
+
+
+class _Block(nn.Module):
+    def __init__(self, d_in: int, d_out: int, cfg: ModelConfig):
+        super().__init__()
+        self.linear = nn.Linear(d_in, d_out, bias=False)
+        self.bn = nn.BatchNorm1d(d_out, momentum=cfg.bn_momentum, eps=cfg.bn_eps)
+        # Per-neuron leak, initialised uniformly over its allowed range (as sparch does).
+        self.alpha = nn.Parameter(torch.empty(d_out))
+        # Threshold is a buffer, not a parameter: fixed in training, perturbed by mismatch.
+        self.register_buffer("v_th", torch.full((d_out,), cfg.threshold))
+
+
+class _Readout(nn.Module):
+    def __init__(self, d_in: int, n_out: int, cfg: ModelConfig):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(d_in, momentum=cfg.bn_momentum, eps=cfg.bn_eps)
+        self.linear = nn.Linear(d_in, n_out)
+
+
+class SpikingNet(nn.Module):
+    """Two (or more) LIF blocks and a spike-rate readout; see the module docstring.
+
+    >>> net = SpikingNet(ModelConfig(hidden=(8, 8), num_classes=3), torch.Generator().manual_seed(0))
+    >>> net.eval()(torch.randn(2, 5, 40)).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(self, cfg: ModelConfig, generator: torch.Generator | None = None):
+        super().__init__()
+        self.cfg = cfg
+        dims = [cfg.input_dim, *cfg.hidden]
+        self.blocks = nn.ModuleList(_Block(a, b, cfg) for a, b in zip(dims[:-1], dims[1:]))
+        self.readout = _Readout(dims[-1], cfg.num_classes, cfg)
+        self.reset_parameters(generator or torch.Generator().manual_seed(0))
+
+    @torch.no_grad()
+    def reset_parameters(self, g: torch.Generator) -> None:
+        """Kaiming-uniform Linear init and uniform leak init, drawn from `g`."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                bound = 1.0 / math.sqrt(m.in_features)
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 2 * bound - bound)
+                if m.bias is not None:
+                    m.bias.copy_(torch.rand(m.bias.shape, generator=g) * 2 * bound - bound)
+        for blk in self.blocks:
+            blk.alpha.copy_(self.cfg.alpha_min + torch.rand(blk.alpha.shape, generator=g)
+                            * (self.cfg.alpha_max - self.cfg.alpha_min))
+
+    def tensors(self) -> dict[str, Tensor]:
+        """Every tensor the forward pass reads (parameters and buffers), by name."""
+        out = dict(self.named_parameters())
+        out.update((k, v) for k, v in self.named_buffers() if not k.endswith("num_batches_tracked"))
+        return out
+
+    def stacked(self, k: int = 1) -> dict[str, Tensor]:
+        """The tensors with a leading K axis (views: expand, no copy)."""
+        return {n: v.unsqueeze(0).expand(k, *v.shape) for n, v in self.tensors().items()}
+
+    def forward(self, x: Tensor, dropout_generator: torch.Generator | None = None,
+                update_running: bool = True) -> Tensor:
+        """Logits [B, C] for features [B, T, D]; training mode uses batch BN statistics."""
+        opt = ForwardOptions(
+            bn_batch_stats=self.training,
+            update_running=self.training and update_running,
+            dropout_generator=dropout_generator if self.training else None,
+        )
+        logits, _ = forward_stacked(self.cfg, self._k1(), x, opt)
+        return logits.squeeze(0)
+
+    def _k1(self) -> dict[str, Tensor]:
+        # unsqueeze views share storage, so in-place running-stat updates reach the buffers.
+        return {n: v.unsqueeze(0) for n, v in self.tensors().items()}
+
+    def spike_rates(self, x: Tensor) -> list[float]:
+        """Mean spike rate per hidden layer on `x` (inference)."""
+        with torch.no_grad():
+            _, rates = forward_stacked(self.cfg, self._k1(), x)
+        return [float(r) for r in rates]
+
+
+def bn_prefixes(cfg: ModelConfig) -> list[str]:
+    """Names of the BatchNorm layers, in forward order."""
+    return _bn_prefixes(cfg)

@@ -1,0 +1,89 @@
+"""The dataset contract shared by every loader."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from robustness.data.features import FeatureConfig
+from robustness.errors import BadInput
+from robustness.registry import Registry
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Which data a model was trained on; saved in checkpoints so eval finds it again.
+
+    Attributes:
+        name: registered dataset name (`tts-digits`, ...).
+        data_dir: local folder of the data (None for the built-in corpus).
+        frames: T, frames per utterance (None: the dataset's default).
+    """
+
+    name: str = "tts-digits"
+    data_dir: str | None = None
+    frames: int | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DatasetSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class Split:
+    """Features x [N, T, D] float32 and labels y [N] int64 of one split."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    groups: list[str] = field(default_factory=list)  # speaker / voice per example, when known
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def head(self, n: int | None) -> "Split":
+        if n is None or n >= len(self):
+            return self
+        return Split(self.x[:n], self.y[:n], self.groups[:n])
+
+
+@dataclass
+class Dataset:
+    spec: DatasetSpec
+    classes: list[str]
+    features: FeatureConfig
+    splits: dict[str, Split]
+    fingerprint: str  # hash of the data, for provenance
+
+    def split(self, name: str) -> Split:
+        if name not in self.splits:
+            raise BadInput(f"dataset {self.spec.name!r} has no split {name!r} (has {', '.join(self.splits)})")
+        s = self.splits[name]
+        if len(s) == 0:
+            raise BadInput(f"split {name!r} of dataset {self.spec.name!r} is empty")
+        return s
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A registered loader with what it expects on disk."""
+
+    load: Callable[[DatasetSpec], Dataset]
+    description: str
+    layout: str
+
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
+
+
+def load_dataset(spec: DatasetSpec) -> Dataset:
+    """Load a dataset by spec; unknown names and unusable folders raise `BadInput`."""
+    return DATASETS.get(spec.name).load(spec)
