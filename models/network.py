@@ -78,6 +78,7 @@ class ForwardOptions:
         bn_batch_stats: normalise with the statistics of this batch (training) instead of
             the running statistics.
         update_running: also move the running statistics (only for K == 1 in training).
+        bn_momentum: momentum of that update (None: the config's).
         dropout_generator: when set, apply dropout with masks drawn from it.
         record_stats: when a dict, receives (sum, sum of squares, count) per BN layer, used to
             re-estimate running statistics for each posterior sample.
@@ -85,6 +86,7 @@ class ForwardOptions:
 
     bn_batch_stats: bool = False
     update_running: bool = False
+    bn_momentum: float | None = None
     dropout_generator: torch.Generator | None = None
     record_stats: dict | None = field(default=None)
 
@@ -109,7 +111,7 @@ def _batchnorm(x: Tensor, t: Mapping[str, Tensor], prefix: str, cfg: ModelConfig
         if opt.update_running:
             with torch.no_grad():
                 n = x.shape[1]
-                m = cfg.bn_momentum
+                m = cfg.bn_momentum if opt.bn_momentum is None else opt.bn_momentum
                 rm, rv = t[f"{prefix}.running_mean"], t[f"{prefix}.running_var"]
                 rm.mul_(1 - m).add_(m * mean.squeeze(1))
                 rv.mul_(1 - m).add_(m * var.squeeze(1) * n / max(n - 1, 1))
@@ -228,10 +230,23 @@ class SpikingNet(nn.Module):
 
     def forward(self, x: Tensor, dropout_generator: torch.Generator | None = None,
                 update_running: bool = True) -> Tensor:
-        """Logits [B, C] for features [B, T, D]; training mode uses batch BN statistics."""
+        """Logits [B, C] for features [B, T, D]; training mode uses batch BN statistics.
+
+        Running statistics are a cumulative average over the first 1/momentum batches, then
+        an EMA with the configured momentum: a plain EMA from the (0, 1) initial values left
+        validation at chance for the first epochs of a short run.
+        """
+        momentum = None
+        if self.training and update_running:
+            counter = self.readout.bn.num_batches_tracked
+            momentum = max(self.cfg.bn_momentum, 1.0 / (int(counter) + 1))
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm1d):
+                    m.num_batches_tracked += 1
         opt = ForwardOptions(
             bn_batch_stats=self.training,
             update_running=self.training and update_running,
+            bn_momentum=momentum,
             dropout_generator=dropout_generator if self.training else None,
         )
         logits, _ = forward_stacked(self.cfg, self._k1(), x, opt)

@@ -86,6 +86,7 @@ def fit_frames(feats: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     """Per-utterance CMVN over the real frames, then zero-pad or crop (centred) to T."""
     x = feats
     if cfg.normalize:
+        x = feats.astype(np.float64)  # float32 leaves visible residue in near-constant bands
         x = (x - x.mean(0, keepdims=True)) / (x.std(0, keepdims=True) + 1e-5)
     t = cfg.frames
     if len(x) >= t:

@@ -1,0 +1,140 @@
+"""Checkpoints: one `.pt` file of tensors and plain JSON-able metadata.
+
+Loaded with `torch.load(path, weights_only=True)`: a checkpoint never runs code. Layout
+(format version 1):
+
+    {"format": "robust-snn", "version": 1,
+     "model_config": {...}, "train_config": {...}, "dataset": {...}, "features": {...},
+     "classes": [...], "history": [{...}, ...], "created": "ISO time", "package_version": "...",
+     "state_dict": {name: tensor},            # posterior mean for IVON
+     "posterior": None | {"hess": {name: tensor}, "ess": float, "weight_decay": float,
+                          "ivon_args": {...}, "sigma_summary": {...}}}
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from models.network import ModelConfig, SpikingNet
+from models.posterior import Posterior
+
+FORMAT = "robust-snn"
+VERSION = 1
+_REQUIRED = ("model_config", "train_config", "dataset", "features", "classes", "history", "state_dict", "posterior")
+
+
+class CheckpointError(ValueError):
+    """A file that is missing, not a checkpoint, of another version, or inconsistent."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: a ready network (eval mode) plus its metadata."""
+
+    path: str
+    net: SpikingNet
+    train_config: dict
+    dataset: dict
+    features: dict
+    classes: list[str]
+    history: list[dict]
+    posterior: Posterior | None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def optimizer(self) -> str:
+        return str(self.train_config.get("optimizer", "adam"))
+
+
+def save_checkpoint(path: str | os.PathLike, net: SpikingNet, *, train_config: dict, dataset: dict,
+                    features: dict, classes: list[str], history: list[dict],
+                    posterior: Posterior | None = None, ivon_args: dict | None = None,
+                    package_version: str = "") -> None:
+    """Write a checkpoint atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, expected a checkpoint file path")
+    obj = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_config": net.cfg.to_dict(),
+        "train_config": dict(train_config),
+        "dataset": dict(dataset),
+        "features": dict(features),
+        "classes": list(classes),
+        "history": list(history),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "package_version": package_version,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+        "posterior": None if posterior is None else {
+            "hess": {k: v.detach().cpu().clone() for k, v in posterior.hess.items()},
+            "ess": float(posterior.ess),
+            "weight_decay": float(posterior.weight_decay),
+            "ivon_args": {k: (v if v != float("inf") else "inf") for k, v in (ivon_args or {}).items()},
+            "sigma_summary": posterior.sigma_summary(),
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint into a ready network; every failure is a one-line `CheckpointError`."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such checkpoint file")
+    if p.is_dir():
+        raise CheckpointError(f"{p}: is a directory, expected a checkpoint file")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError,
+            zipfile.BadZipFile, AttributeError, TypeError, KeyError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{p}: not a readable checkpoint ({first[:160]})") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: not a robust checkpoint (no '{FORMAT}' format marker)")
+    if obj.get("version") != VERSION:
+        raise CheckpointError(f"{p}: checkpoint format version {obj.get('version')!r} is not supported "
+                              f"(this robust reads version {VERSION})")
+    missing = [k for k in _REQUIRED if k not in obj]
+    if missing:
+        raise CheckpointError(f"{p}: checkpoint is missing {', '.join(missing)}")
+    try:
+        cfg = ModelConfig.from_dict(obj["model_config"])
+        net = SpikingNet(cfg)
+        net.load_state_dict(obj["state_dict"], strict=True)
+    except (TypeError, ValueError, RuntimeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{p}: weights do not match the model config ({first[:200]})") from None
+    posterior = None
+    if obj["posterior"] is not None:
+        post = obj["posterior"]
+        params = dict(net.named_parameters())
+        hess = post.get("hess", {})
+        bad = [n for n in params if n not in hess or hess[n].shape != params[n].shape]
+        if bad:
+            raise CheckpointError(f"{p}: posterior hess missing or mis-shaped for {', '.join(bad[:3])}")
+        posterior = Posterior({n: hess[n].to(device) for n in params}, float(post["ess"]), float(post["weight_decay"]))
+    net.to(device).eval()
+    meta = {k: obj[k] for k in ("created", "package_version") if k in obj}
+    if obj["posterior"] is not None:
+        meta["ivon_args"] = obj["posterior"].get("ivon_args", {})
+        meta["sigma_summary"] = obj["posterior"].get("sigma_summary", {})
+    return Checkpoint(str(p), net, obj["train_config"], obj["dataset"], obj["features"],
+                      list(obj["classes"]), list(obj["history"]), posterior, meta)

@@ -1,0 +1,185 @@
+"""`robust` command line: thin commands that parse, build a config and call the library.
+
+Exit codes: 0 ok, 1 a check failed, 2 bad input (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from robustness.errors import BadInput
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class InputError(click.ClickException):
+    exit_code = 2
+
+
+class RobustGroup(click.Group):
+    """Every error becomes one line on stderr with exit code 2 (usage errors included)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name or "robust", complete_var, False, **extra)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
+        except click.ClickException as e:
+            click.echo(f"Error: {e.format_message()}", err=True)
+            sys.exit(2 if isinstance(e, click.UsageError) else e.exit_code)
+        except (BadInput, ValueError) as e:
+            click.echo(f"Error: {_first_line(e)}", err=True)
+            sys.exit(2)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
+
+
+def domain_errors(fn: Callable) -> Callable:
+    """Turn the library's input errors into one-line click errors with exit code 2."""
+    from models.checkpoint import CheckpointError
+
+    @functools.wraps(fn)
+    def wrapper(*a: Any, **kw: Any) -> Any:
+        try:
+            return fn(*a, **kw)
+        except (BadInput, CheckpointError) as e:
+            raise InputError(_first_line(e)) from None
+    return wrapper
+
+
+def quiet_option(fn: Callable) -> Callable:
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines.")(fn)
+
+
+def device_option(fn: Callable) -> Callable:
+    return click.option("--device", default="cpu", show_default=True,
+                        help="Torch device: cpu, cuda, cuda:1, ...")(fn)
+
+
+def data_dir_option(fn: Callable) -> Callable:
+    return click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                        help="Local folder of the dataset (overrides the checkpoint's).")(fn)
+
+
+def _resolve_device(name: str):
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r} (use cpu or cuda)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda requested but CUDA is not available on this machine")
+    return dev
+
+
+def _setup(quiet: bool) -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)  # norse's jit deprecation notice
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+@click.group(cls=RobustGroup, context_settings=CONTEXT)
+@click.version_option(package_name="robust-snn", prog_name="robust")
+def cli() -> None:
+    """Hardware-robustness evaluation of spiking neural networks on speech."""
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--optimizer", type=click.Choice(["adam", "ivon"]), default="adam", show_default=True,
+              help="Adam (deterministic) or IVON (variational, Bayesian).")
+@click.option("--dataset", default="tts-digits", show_default=True, help="Dataset name (see `robust data list`).")
+@data_dir_option
+@click.option("--epochs", type=int, default=None, help="Epochs [30].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lr", type=float, default=None, help="Learning rate [adam 1e-2, ivon 0.3].")
+@click.option("--batch-size", type=int, default=None, help="Batch size [adam 128, ivon 16].")
+@click.option("--weight-decay", type=float, default=None, help="Weight decay [adam 0, ivon 1e-4].")
+@click.option("--hess-init", type=float, default=None, help="IVON initial Hessian [0.1].")
+@click.option("--hidden", default="256,256", show_default=True, help="Hidden layer widths.")
+@click.option("--frames", type=int, default=None, help="Frames T per utterance [dataset default].")
+@click.option("--limit-train", type=int, default=None, help="Use only the first N training examples.")
+@click.option("--out", type=click.Path(), required=True, help="Checkpoint file to write (.pt).")
+@device_option
+@quiet_option
+@domain_errors
+def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None, seed: int, lr: float | None,
+          batch_size: int | None, weight_decay: float | None, hess_init: float | None, hidden: str,
+          frames: int | None, limit_train: int | None, out: str, device: str, quiet: bool) -> None:
+    """Train the paper's SNN with Adam or IVON and write a checkpoint."""
+    _setup(quiet)
+    from robustness.training import TrainRequest, train_to_checkpoint
+
+    if Path(out).is_dir():
+        raise InputError(f"--out {out}: is a directory, expected a checkpoint file path")
+    try:
+        widths = tuple(int(h) for h in hidden.split(","))
+    except ValueError:
+        raise InputError(f"--hidden {hidden!r}: expected comma-separated integers") from None
+    req = TrainRequest(optimizer=optimizer, dataset=dataset, data_dir=data_dir, epochs=epochs, seed=seed, lr=lr,
+                       batch_size=batch_size, weight_decay=weight_decay, hess_init=hess_init, hidden=widths,
+                       frames=frames, limit_train=limit_train)
+    summary = train_to_checkpoint(req, out, device=_resolve_device(device), progress=not quiet)
+    click.echo(summary)
+
+
+@cli.command("eval", context_settings=CONTEXT)
+@click.option("--model", "model", type=click.Path(), required=True, multiple=True, help="Checkpoint (.pt); repeatable.")
+@click.option("--mc-samples", type=int, default=10, show_default=True, help="Posterior samples for BMA (IVON).")
+@click.option("--bn", type=click.Choice(["recalibrate", "mean"]), default="recalibrate", show_default=True,
+              help="BN statistics of posterior samples: re-estimated per sample, or those of the mean.")
+@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)
+@click.option("--limit", type=int, default=None, help="Score only the first N examples.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@data_dir_option
+@device_option
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@quiet_option
+@domain_errors
+def eval_cmd(model: tuple[str, ...], mc_samples: int, bn: str, split: str, limit: int | None, seed: int,
+             data_dir: str | None, device: str, as_json: bool, quiet: bool) -> None:
+    """Accuracy, NLL, ECE, Brier, entropy (and for IVON: BMA with expected entropy and MI)."""
+    _setup(quiet)
+    from robustness.evaluate import EvalConfig
+    from robustness.training import evaluate_checkpoints, format_table
+
+    ecfg = EvalConfig(mc_samples=mc_samples, bn=bn, seed=seed, split=split, limit=limit)
+    rows = evaluate_checkpoints(list(model), ecfg, data_dir=data_dir, device=_resolve_device(device))
+    click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--epochs", type=int, default=30, show_default=True, help="Training epochs per model.")
+@click.option("--out-dir", type=click.Path(file_okay=False), default="runs/demo", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@device_option
+@quiet_option
+@domain_errors
+def demo(epochs: int, out_dir: str, seed: int, device: str, quiet: bool) -> None:
+    """Train Adam and IVON models on the built-in corpus and print their evaluation table."""
+    _setup(quiet)
+    from robustness.training import run_demo
+
+    click.echo(run_demo(Path(out_dir), epochs=epochs, seed=seed, device=_resolve_device(device), progress=not quiet))
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Evaluation of a checkpoint: point (Adam), posterior mean and BMA (IVON).
+
+BMA averages the softmax of M posterior samples. BatchNorm statistics for the samples
+are, by default, re-estimated for each sample on a few training batches (`bn=recalibrate`):
+reusing the statistics computed at the posterior mean (`bn=mean`) was measured to be
+under-confident and worse in NLL (DESIGN.md). The result names which one was used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import Enum
+from typing import Mapping
+
+import torch
+from torch import Tensor
+
+from models.checkpoint import Checkpoint
+from models.network import ModelConfig, forward_stacked
+from models.train import bn_statistics
+from robustness.data import Dataset
+from robustness.errors import BadInput
+from robustness.metrics import compute_metrics
+
+ROWS_PER_PASS = 2048  # K * batch rows per forward: bounds the size of temporaries
+
+
+class Mode(str, Enum):
+    POINT = "point"  # a deterministic (Adam) model
+    MEAN = "mean"    # IVON: deploy the posterior mean
+    BMA = "bma"      # IVON: Bayesian model average over M posterior samples
+
+
+class BNMode(str, Enum):
+    RECALIBRATE = "recalibrate"
+    MEAN = "mean"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How predictions are made.
+
+    Attributes:
+        mc_samples: M posterior samples for BMA.
+        bn: BN statistics for posterior samples: `recalibrate` (per sample) or `mean`.
+        calib_batches, calib_batch_size: training batches used to recalibrate BN.
+        seed: seeds the posterior draws and the calibration batches.
+        split: which split to score.
+        limit: score only the first N examples of the split.
+    """
+
+    mc_samples: int = 10
+    bn: str = "recalibrate"
+    calib_batches: int = 4
+    calib_batch_size: int = 128
+    seed: int = 0
+    split: str = "test"
+    limit: int | None = None
+
+
+@torch.no_grad()
+def stacked_probs(cfg: ModelConfig, tensors: Mapping[str, Tensor], x: Tensor,
+                  device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """Softmax [K, N, C] and mean spike rate per hidden layer [K, L] of K stacked networks."""
+    k = next(iter(tensors.values())).shape[0]
+    bsz = max(1, ROWS_PER_PASS // k)
+    probs, rate_sum = [], None
+    for start in range(0, len(x), bsz):
+        xb = x[start:start + bsz].to(device)
+        logits, rates = forward_stacked(cfg, tensors, xb)
+        probs.append(torch.softmax(logits.double(), -1).cpu())
+        r = torch.stack(rates, 1).double().cpu() * len(xb)
+        rate_sum = r if rate_sum is None else rate_sum + r
+    return torch.cat(probs, 1), rate_sum / len(x)
+
+
+def with_bn_statistics(cfg: ModelConfig, tensors: Mapping[str, Tensor], x_calib: Tensor,
+                       ecfg: EvalConfig, generator: torch.Generator) -> dict[str, Tensor]:
+    """A copy of K-stacked tensors whose BN running statistics are re-estimated per network."""
+    stats = bn_statistics(cfg, dict(tensors), x_calib, ecfg.calib_batch_size, ecfg.calib_batches, generator)
+    out = dict(tensors)
+    for prefix, (mean, var) in stats.items():
+        out[f"{prefix}.running_mean"] = mean
+        out[f"{prefix}.running_var"] = var
+    return out
+
+
+@dataclass
+class EvalResult:
+    mode: str
+    n: int
+    metrics: dict[str, float]
+    spike_rates: list[float]
+    samples: int
+    bn: str | None
+    probs: Tensor = dataclasses.field(repr=False)
+
+    def row(self) -> dict:
+        return {"mode": self.mode, "n": self.n, "samples": self.samples, "bn": self.bn,
+                **self.metrics, **{f"rate_l{i}": r for i, r in enumerate(self.spike_rates)}}
+
+
+def modes_for(ck: Checkpoint) -> list[Mode]:
+    return [Mode.MEAN, Mode.BMA] if ck.posterior is not None else [Mode.POINT]
+
+
+def evaluate(ck: Checkpoint, data: Dataset, mode: Mode, ecfg: EvalConfig,
+             device: torch.device | str = "cpu") -> EvalResult:
+    """Score one mode of a checkpoint on `ecfg.split` of `data`."""
+    if ecfg.mc_samples < 1:
+        raise BadInput(f"--mc-samples must be at least 1, got {ecfg.mc_samples}")
+    split = data.split(ecfg.split).head(ecfg.limit)
+    cfg = ck.net.cfg
+    if split.x.shape[-1] != cfg.input_dim:
+        raise BadInput(f"features have {split.x.shape[-1]} dims but the model expects {cfg.input_dim}")
+    mean = {n: v.unsqueeze(0) for n, v in ck.net.tensors().items()}
+    if mode is Mode.BMA:
+        if ck.posterior is None:
+            raise BadInput(f"{ck.path}: BMA needs an IVON checkpoint (this one was trained with {ck.optimizer})")
+        g = torch.Generator().manual_seed(ecfg.seed)
+        samples = ck.posterior.sample(ck.net.tensors(), ecfg.mc_samples, g)
+        if BNMode(ecfg.bn) is BNMode.RECALIBRATE:
+            samples = with_bn_statistics(cfg, samples, data.split("train").x, ecfg, g)
+        sp, rates = stacked_probs(cfg, samples, split.x, device)
+        probs = sp.mean(0)
+        metrics = compute_metrics(probs, split.y, sp)
+        return EvalResult(mode.value, len(split), metrics, rates.mean(0).tolist(), ecfg.mc_samples, ecfg.bn, probs)
+    sp, rates = stacked_probs(cfg, mean, split.x, device)
+    probs = sp[0]
+    return EvalResult(mode.value, len(split), compute_metrics(probs, split.y), rates[0].tolist(), 1, None, probs)

@@ -1,0 +1,29 @@
+import warnings
+
+import pytest
+import torch
+
+warnings.filterwarnings("ignore", category=FutureWarning)  # norse's torch.jit deprecation notice
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def tiny_cfg():
+    from models.network import ModelConfig
+
+    return ModelConfig(input_dim=40, num_classes=20, hidden=(24, 24), dropout=0.1)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory):
+    """An Adam and an IVON checkpoint trained briefly on a slice of the built-in corpus."""
+    from robustness.training import TrainRequest, train_to_checkpoint
+
+    d = tmp_path_factory.mktemp("ck")
+    out = {}
+    for opt in ("adam", "ivon"):
+        p = d / f"{opt}.pt"
+        train_to_checkpoint(TrainRequest(optimizer=opt, epochs=2, hidden=(32, 32), limit_train=400, seed=1),
+                            p, progress=False)
+        out[opt] = p
+    return out

@@ -1,0 +1,61 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from robustness.cli import cli
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_every_command_has_help_and_is_in_readme():
+    text = README.read_text()
+    for name, cmd in cli.commands.items():
+        r = run(name, "-h")
+        assert r.exit_code == 0 and "Usage" in r.output, name
+        assert cmd.help, name
+        assert f"robust {name}" in text, f"README does not mention `robust {name}`"
+
+
+def test_train_then_eval_json(tmp_path):
+    out = tmp_path / "m.pt"
+    r = run("train", "--optimizer", "ivon", "--epochs", 1, "--hidden", "16,16", "--limit-train", 200,
+            "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert out.exists() and "posterior sigma" in r.output
+    r = run("eval", "--model", out, "--mc-samples", 3, "--limit", 60, "--json", "--quiet")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)
+    assert [x["mode"] for x in rows] == ["mean", "bma"]
+    assert rows[1]["samples"] == 3 and rows[1]["mutual_information"] >= 0 and rows[0]["n"] == 60
+    r = run("eval", "--model", out, "--mc-samples", 2, "--limit", 60, "--quiet")
+    assert r.exit_code == 0 and re.search(r"bma\s+60\s+0\.\d{4}", r.output)
+
+
+@pytest.mark.parametrize("args,match", [
+    (["eval", "--model", "nope.pt"], "no such checkpoint"),
+    (["eval", "--model", "{tmp}"], "is a directory"),
+    (["eval", "--model", "{tmp}/corrupt.pt"], "not a readable checkpoint"),
+    (["eval", "--model", "{tmp}/v9.pt"], "version 9 is not supported"),
+    (["train", "--epochs", "0", "--out", "{tmp}/x.pt"], "--epochs must be positive"),
+    (["train", "--optimizer", "sgd", "--out", "{tmp}/x.pt"], "sgd"),
+    (["train", "--dataset", "mnist", "--out", "{tmp}/x.pt"], "unknown dataset 'mnist'"),
+    (["train", "--out", "{tmp}"], "is a directory"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, args, match):
+    (tmp_path / "corrupt.pt").write_bytes(b"PK\x03\x04 truncated")
+    torch.save({"format": "robust-snn", "version": 9}, tmp_path / "v9.pt")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = run(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and match in lines[0], r.output
+    assert "Traceback" not in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing half-written
