@@ -23,11 +23,13 @@ class DatasetSpec:
         name: registered dataset name (`tts-digits`, ...).
         data_dir: local folder of the data (None for the built-in corpus).
         frames: T, frames per utterance (None: the dataset's default).
+        skip_bad: skip unusable audio files (counted) instead of failing on the first.
     """
 
     name: str = "tts-digits"
     data_dir: str | None = None
     frames: int | None = None
+    skip_bad: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -62,6 +64,7 @@ class Dataset:
     features: FeatureConfig
     splits: dict[str, Split]
     fingerprint: str  # hash of the data, for provenance
+    skipped: list[str] = field(default_factory=list)  # unusable files left out (skip_bad)
 
     def split(self, name: str) -> Split:
         if name not in self.splits:
@@ -76,7 +79,7 @@ class Dataset:
 class DatasetInfo:
     """A registered loader with what it expects on disk."""
 
-    load: Callable[[DatasetSpec], Dataset]
+    load: Callable[..., Dataset]  # (spec, *, workers=None, progress=True) -> Dataset
     description: str
     layout: str
 
@@ -84,6 +87,8 @@ class DatasetInfo:
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
 
 
-def load_dataset(spec: DatasetSpec) -> Dataset:
+def load_dataset(spec: DatasetSpec, *, workers: int | None = None, progress: bool = True) -> Dataset:
     """Load a dataset by spec; unknown names and unusable folders raise `BadInput`."""
-    return DATASETS.get(spec.name).load(spec)
+    if spec.frames is not None and spec.frames < 1:
+        raise BadInput(f"frames must be positive, got {spec.frames}")
+    return DATASETS.get(spec.name).load(spec, workers=workers, progress=progress)

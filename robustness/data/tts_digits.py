@@ -31,7 +31,7 @@ def _read(path: str) -> tuple[dict, dict[str, np.ndarray], str]:
     return meta, arrays, digest
 
 
-def load(spec: DatasetSpec) -> Dataset:
+def load(spec: DatasetSpec, **_: object) -> Dataset:
     path = Path(spec.data_dir) / "tts_digits.npz" if spec.data_dir else CORPUS
     if not path.is_file():
         raise BadInput(f"built-in corpus not found at {path}")

@@ -1,0 +1,158 @@
+"""Speed of the time-batched, K-stacked SNN against a plain per-time-step Norse loop.
+
+Same weights, same data, same run. Prints utterances/s and ratios for:
+  1. evaluation (batch 128): ours vs per-step loop (Linear then Norse LIFBoxCell per step);
+  2. K = 16 stacked parameter sets in one pass vs 16 sequential calls of ours;
+  3. one training step (forward + backward) at batch 16 and 128: ours vs per-step loop.
+
+    python benchmarks/bench_forward.py [--model adam.pt] [--repeats 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+from norse.torch import LIFBoxCell, LIFBoxParameters  # noqa: E402
+from norse.torch.functional.reset import reset_subtract  # noqa: E402
+
+from models.network import ModelConfig, SpikingNet, forward_stacked  # noqa: E402
+from models.train import recalibrate_bn_  # noqa: E402
+from robustness.data import DatasetSpec, load_dataset  # noqa: E402
+
+
+class PerStepNorse(torch.nn.Module):
+    """The naive implementation: at every time step, Linear -> BN -> Norse LIFBoxCell.
+
+    Shares the weights of a `SpikingNet`; BN uses its running statistics (inference) or the
+    statistics of the batch at that step (training: what a per-step loop can do).
+    """
+
+    def __init__(self, net: SpikingNet):
+        super().__init__()
+        self.net = net
+        self.cells = []
+        for blk in net.blocks:
+            alpha = blk.alpha.detach().clamp(net.cfg.alpha_min, net.cfg.alpha_max)
+            p = LIFBoxParameters(tau_mem_inv=(1 - alpha) / 1e-3, v_leak=torch.zeros_like(alpha), v_th=blk.v_th,
+                                 v_reset=torch.zeros_like(alpha), method="super", alpha=torch.tensor(100.0),
+                                 reset_method=reset_subtract)
+            self.cells.append(LIFBoxCell(p))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        states = [None] * len(self.cells)
+        rate = 0.0
+        for t in range(x.shape[1]):
+            h = x[:, t]
+            for i, blk in enumerate(self.net.blocks):
+                cur = blk.bn(blk.linear(h))
+                h, states[i] = self.cells[i](cur, states[i])
+            rate = rate + h
+        rate = rate / x.shape[1]
+        return self.net.readout.linear(self.net.readout.bn(rate))
+
+
+def timeit(fn, repeats: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="checkpoint to use (default: fresh net, BN calibrated)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n", type=int, default=512, help="utterances for the evaluation figures")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    data = load_dataset(DatasetSpec())
+    if args.model:
+        from models.checkpoint import load_checkpoint
+
+        net = load_checkpoint(args.model).net
+    else:
+        net = SpikingNet(ModelConfig(), torch.Generator().manual_seed(0))
+        recalibrate_bn_(net, data.splits["train"].x, 128, 4, torch.Generator().manual_seed(0))
+    net = net.to(dev).eval()
+    x = data.splits["test"].x[: args.n].to(dev)
+    y = data.splits["test"].y[: args.n].to(dev)
+    naive = PerStepNorse(net).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    print(f"device {dev}, threads {args.threads}, T={x.shape[1]}, D={x.shape[2]}, hidden={list(net.cfg.hidden)}")
+
+    def run_eval(model):
+        def f():
+            with torch.no_grad():
+                for i in range(0, len(x), 128):
+                    model(x[i:i + 128])
+            sync()
+        return f
+
+    with torch.no_grad():
+        a, b = net(x[:128]), naive(x[:128])
+    agree = (a.argmax(-1) == b.argmax(-1)).float().mean().item()
+    print(f"check: per-step Norse loop and ours agree on {agree:.1%} of predictions, "
+          f"max |logit diff| {float((a - b).abs().max()):.2e}")
+
+    t_ours = timeit(run_eval(net), args.repeats)
+    t_naive = timeit(run_eval(naive), args.repeats)
+    print(f"eval  batch 128: ours {len(x) / t_ours:8.0f} utt/s   per-step Norse {len(x) / t_naive:8.0f} utt/s"
+          f"   ratio {t_naive / t_ours:.2f}x")
+
+    k = 16
+    g = torch.Generator().manual_seed(0)
+    stacked = {n: (v + 0.01 * torch.randn(v.shape, generator=g).to(dev)) if n.endswith("weight") else v
+               for n, v in net.stacked(k).items()}
+    xs = x[:128]
+
+    def run_stacked():
+        with torch.no_grad():
+            forward_stacked(net.cfg, stacked, xs)
+        sync()
+
+    def run_sequential():
+        with torch.no_grad():
+            for i in range(k):
+                forward_stacked(net.cfg, {n: v[i:i + 1] for n, v in stacked.items()}, xs)
+        sync()
+
+    t_st = timeit(run_stacked, args.repeats)
+    t_seq = timeit(run_sequential, args.repeats)
+    print(f"K={k} stacked  batch 128: one pass {k * len(xs) / t_st:8.0f} utt-draws/s   "
+          f"{k} sequential calls {k * len(xs) / t_seq:8.0f}   ratio {t_seq / t_st:.2f}x")
+
+    for bsz in (16, 128):
+        xb, yb = x[:bsz], y[:bsz]
+
+        def step(model, fwd):
+            def f():
+                model.zero_grad()
+                F.cross_entropy(fwd(xb), yb).backward()
+                sync()
+            return f
+
+        net.train()
+        naive.train()
+        t_o = timeit(step(net, lambda v: net(v, update_running=False)), args.repeats)
+        t_n = timeit(step(naive, naive), args.repeats)
+        net.eval()
+        naive.eval()
+        print(f"train step batch {bsz:3d}: ours {t_o * 1e3:7.1f} ms   per-step Norse {t_n * 1e3:7.1f} ms"
+              f"   ratio {t_n / t_o:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

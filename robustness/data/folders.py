@@ -1,0 +1,262 @@
+"""Loaders for real speech datasets read from a local folder: hd, sc, audiofolder, manifest.
+
+Each loader turns its layout into a list of `Item`s (path, label, split, speaker); the
+shared `build` featurizes them (cached, parallel) and assembles a `Dataset`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from robustness.data.audio import AUDIO_EXTENSIONS, Item, featurize_items
+from robustness.data.dataset import DATASETS, SPLITS, Dataset, DatasetInfo, DatasetSpec, Split
+from robustness.data.features import FeatureConfig
+from robustness.errors import BadInput
+
+SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
+                 "val": "validation", "dev": "validation", "test": "test", "testing": "test"}
+
+
+def require_dir(spec: DatasetSpec) -> Path:
+    if not spec.data_dir:
+        raise BadInput(f"dataset {spec.name!r} needs --data-dir (a local folder; nothing is downloaded)")
+    root = Path(spec.data_dir).expanduser()
+    if not root.exists():
+        raise BadInput(f"{root}: data folder does not exist")
+    if not root.is_dir():
+        raise BadInput(f"{root}: is not a folder")
+    return root
+
+
+def _stable_fraction(text: str, seed: int) -> float:
+    """A number in [0, 1) fixed by `text` and `seed` (no RNG state, so splits never drift)."""
+    return int(hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()[:12], 16) / 16**12
+
+
+def carve_validation(items: Sequence[Item], fraction: float = 0.1, seed: int = 0) -> list[Item]:
+    """Move a deterministic, stratified `fraction` of each class's training items to validation."""
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, it in enumerate(items):
+        if it.split == "train":
+            by_label[it.label].append(i)
+    out = list(items)
+    for idxs in by_label.values():
+        ranked = sorted(idxs, key=lambda i: _stable_fraction(items[i].path, seed))
+        for i in ranked[: max(1, round(fraction * len(idxs))) if len(idxs) > 1 else 0]:
+            out[i] = Item(items[i].path, items[i].label, "validation", items[i].speaker)
+    return out
+
+
+def stratified_split(items: Sequence[Item], seed: int = 0, fractions=(0.8, 0.1, 0.1)) -> list[Item]:
+    """Deterministic split: by speaker when every item has one (held-out speakers), else per class."""
+    speakers = {it.speaker for it in items}
+    use_speaker = all(it.speaker for it in items) and len(speakers) >= 3
+    cut1, cut2 = fractions[0], fractions[0] + fractions[1]
+    out = []
+    if use_speaker:
+        for it in items:
+            f = _stable_fraction(it.speaker, seed)
+            s = "train" if f < cut1 else "validation" if f < cut2 else "test"
+            out.append(Item(it.path, it.label, s, it.speaker))
+        if {it.split for it in out} == set(SPLITS):
+            return out
+        out = []  # too few speakers to fill every split: fall back to per-class
+    by_label: dict[str, list[Item]] = defaultdict(list)
+    for it in items:
+        by_label[it.label].append(it)
+    for group in by_label.values():
+        ranked = sorted(group, key=lambda it: _stable_fraction(it.path, seed))
+        n = len(ranked)
+        n_val = max(1, round(fractions[1] * n)) if n >= 3 else 0
+        n_test = max(1, round(fractions[2] * n)) if n >= 3 else 0
+        for j, it in enumerate(ranked):
+            s = "test" if j < n_test else "validation" if j < n_test + n_val else "train"
+            out.append(Item(it.path, it.label, s, it.speaker))
+    return out
+
+
+def build(spec: DatasetSpec, items: Sequence[Item], classes: Sequence[str], *,
+          workers: int | None = None, progress: bool = True) -> Dataset:
+    """Featurize items (cached) and group them by split."""
+    cfg = FeatureConfig() if spec.frames is None else FeatureConfig(frames=spec.frames)
+    index = {c: i for i, c in enumerate(classes)}
+    x, keep, bad, key = featurize_items(items, cfg, skip_bad=spec.skip_bad, workers=workers, progress=progress)
+    kept = [items[i] for i in keep]
+    xt = torch.from_numpy(x)
+    y = torch.tensor([index[it.label] for it in kept], dtype=torch.int64)
+    splits = {}
+    for s in SPLITS:
+        idx = torch.tensor([i for i, it in enumerate(kept) if it.split == s], dtype=torch.int64)
+        splits[s] = Split(xt[idx], y[idx], [kept[i].speaker for i in idx.tolist()])
+    return Dataset(spec, list(classes), cfg, splits, key, bad)
+
+
+# --- Heidelberg Digits (audio release) -------------------------------------------------------
+
+HD_NAME = re.compile(r"lang-(english|german)_speaker-(\d+)_trial-(\d+)_digit-(\d)\.flac$")
+HD_CLASSES = [f"{lang}-{d}" for lang in ("english", "german") for d in range(10)]
+
+
+def hd_items(root: Path) -> list[Item]:
+    audio = root / "audio"
+    if not audio.is_dir():
+        raise BadInput(f"{root}: no audio/ folder (expected the Heidelberg Digits audio release)")
+    items = []
+    for split, listing in (("train", "train_filenames.txt"), ("test", "test_filenames.txt")):
+        lst = root / listing
+        if not lst.is_file():
+            raise BadInput(f"{root}: missing {listing}")
+        for line in lst.read_text().split():
+            name = Path(line).name
+            if not name.endswith(".flac"):
+                name += ".flac"
+            m = HD_NAME.search(name)
+            if not m:
+                raise BadInput(f"{lst}: {line!r} is not a Heidelberg Digits file name")
+            path = audio / name
+            if not path.exists():
+                raise BadInput(f"{lst}: lists {name} but {path} does not exist")
+            lang, speaker, _, digit = m.groups()
+            items.append(Item(str(path), f"{lang}-{digit}", split, f"speaker-{speaker}"))
+    return carve_validation(items)
+
+
+def load_hd(spec: DatasetSpec, **kw) -> Dataset:
+    return build(spec, hd_items(require_dir(spec)), HD_CLASSES, **kw)
+
+
+# --- Speech Commands v0.02 -------------------------------------------------------------------
+
+def sc_items(root: Path) -> tuple[list[Item], list[str]]:
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("_"))
+    if not classes:
+        raise BadInput(f"{root}: no class folders (expected Speech Commands v0.02)")
+    lists = {}
+    for split, name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
+        f = root / name
+        if not f.is_file():
+            raise BadInput(f"{root}: missing {name}")
+        entries = set(f.read_text().split())
+        for e in entries:
+            if not (root / e).is_file():
+                raise BadInput(f"{f}: lists {e} but there is no such file")
+        lists[split] = entries
+    items = []
+    for c in classes:
+        files = sorted(p for p in (root / c).iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+        if not files:
+            raise BadInput(f"{root / c}: empty class folder")
+        for p in files:
+            rel = f"{c}/{p.name}"
+            split = "validation" if rel in lists["validation"] else "test" if rel in lists["test"] else "train"
+            items.append(Item(str(p), c, split, p.name.split("_nohash_")[0]))
+    return items, classes
+
+
+def load_sc(spec: DatasetSpec, **kw) -> Dataset:
+    items, classes = sc_items(require_dir(spec))
+    return build(spec, items, classes, **kw)
+
+
+# --- audio folder ----------------------------------------------------------------------------
+
+def audiofolder_items(root: Path) -> tuple[list[Item], list[str]]:
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith((".", "_")))
+    if not classes:
+        raise BadInput(f"{root}: no class folders (expected ROOT/<label>/<file>.wav|flac)")
+    items = []
+    for c in classes:
+        files = sorted(p for p in (root / c).iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+        if not files:
+            raise BadInput(f"{root / c}: empty class folder")
+        for p in files:
+            speaker = p.stem.split("_")[0] if "_" in p.stem else ""
+            items.append(Item(str(p), c, "", speaker))
+    lists = {s: root / f"{s}.txt" for s in SPLITS}
+    if any(f.is_file() for f in lists.values()):
+        where = {}
+        for s, f in lists.items():
+            if f.is_file():
+                for rel in f.read_text().split():
+                    p = root / rel
+                    if not p.is_file():
+                        raise BadInput(f"{f}: lists {rel} but there is no such file")
+                    where[str(p)] = s
+        items = [Item(it.path, it.label, where[it.path], it.speaker) for it in items if it.path in where]
+    else:
+        items = stratified_split(items)
+    return items, classes
+
+
+def load_audiofolder(spec: DatasetSpec, **kw) -> Dataset:
+    items, classes = audiofolder_items(require_dir(spec))
+    return build(spec, items, classes, **kw)
+
+
+# --- CSV manifest ----------------------------------------------------------------------------
+
+def manifest_items(csv_path: Path) -> tuple[list[Item], list[str]]:
+    with open(csv_path, newline="") as f:
+        reader = csv.DictReader(f)
+        cols = set(reader.fieldnames or [])
+        missing = {"path", "label"} - cols
+        if missing:
+            raise BadInput(f"{csv_path}: missing column(s) {', '.join(sorted(missing))} (need path,label[,split][,speaker])")
+        rows = list(reader)
+    if not rows:
+        raise BadInput(f"{csv_path}: manifest has no rows")
+    items = []
+    for n, r in enumerate(rows, start=2):
+        p = (csv_path.parent / r["path"]).resolve() if not os.path.isabs(r["path"]) else Path(r["path"])
+        if not p.is_file():
+            raise BadInput(f"{csv_path}:{n}: no such file {r['path']}")
+        label = (r["label"] or "").strip()
+        if not label:
+            raise BadInput(f"{csv_path}:{n}: empty label")
+        split = ""
+        if "split" in cols:
+            raw = (r["split"] or "").strip().lower()
+            if raw not in SPLIT_ALIASES:
+                raise BadInput(f"{csv_path}:{n}: unknown split {r['split']!r} (use train, validation or test)")
+            split = SPLIT_ALIASES[raw]
+        items.append(Item(str(p), label, split, (r.get("speaker") or "").strip()))
+    classes = sorted({it.label for it in items})
+    if "split" not in cols:
+        items = stratified_split(items)
+    return items, classes
+
+
+def load_manifest(spec: DatasetSpec, **kw) -> Dataset:
+    if not spec.data_dir:
+        raise BadInput("dataset 'manifest' needs --data-dir (the CSV file, or a folder holding manifest.csv)")
+    p = Path(spec.data_dir).expanduser()
+    if p.is_dir():
+        p = p / "manifest.csv"
+    if not p.is_file():
+        raise BadInput(f"{p}: no such manifest file")
+    items, classes = manifest_items(p)
+    return build(spec, items, classes, **kw)
+
+
+DATASETS.register("hd")(DatasetInfo(
+    load_hd, "Heidelberg Digits, audio release (20 classes: English + German digits)",
+    "DIR/audio/lang-{english,german}_speaker-XX_trial-YY_digit-Z.flac, DIR/train_filenames.txt, "
+    "DIR/test_filenames.txt (validation: 10% of train per class, deterministic)"))
+DATASETS.register("sc")(DatasetInfo(
+    load_sc, "Google Speech Commands v0.02 (35 classes)",
+    "DIR/<class>/*.wav, DIR/validation_list.txt, DIR/testing_list.txt (_background_noise_ ignored)"))
+DATASETS.register("audiofolder")(DatasetInfo(
+    load_audiofolder, "your own recordings, one folder per class",
+    "DIR/<label>/*.wav|flac, optional DIR/{train,validation,test}.txt (paths relative to DIR); "
+    "otherwise a deterministic 80/10/10 split (by speaker when file names are SPEAKER_*.wav)"))
+DATASETS.register("manifest")(DatasetInfo(
+    load_manifest, "a CSV manifest of audio files",
+    "CSV with columns path,label[,split][,speaker]; paths relative to the CSV"))
