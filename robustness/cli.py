@@ -72,7 +72,7 @@ def device_option(fn: Callable) -> Callable:
 
 
 def data_dir_option(fn: Callable) -> Callable:
-    return click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+    return click.option("--data-dir", type=click.Path(), default=None,
                         help="Local folder of the dataset (overrides the checkpoint's).")(fn)
 
 
@@ -113,13 +113,14 @@ def cli() -> None:
 @click.option("--hidden", default="256,256", show_default=True, help="Hidden layer widths.")
 @click.option("--frames", type=int, default=None, help="Frames T per utterance [dataset default].")
 @click.option("--limit-train", type=int, default=None, help="Use only the first N training examples.")
+@click.option("--skip-bad", is_flag=True, help="Skip unusable audio files instead of failing.")
 @click.option("--out", type=click.Path(), required=True, help="Checkpoint file to write (.pt).")
 @device_option
 @quiet_option
 @domain_errors
 def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None, seed: int, lr: float | None,
           batch_size: int | None, weight_decay: float | None, hess_init: float | None, hidden: str,
-          frames: int | None, limit_train: int | None, out: str, device: str, quiet: bool) -> None:
+          frames: int | None, limit_train: int | None, skip_bad: bool, out: str, device: str, quiet: bool) -> None:
     """Train the paper's SNN with Adam or IVON and write a checkpoint."""
     _setup(quiet)
     from robustness.training import TrainRequest, train_to_checkpoint
@@ -132,7 +133,7 @@ def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None
         raise InputError(f"--hidden {hidden!r}: expected comma-separated integers") from None
     req = TrainRequest(optimizer=optimizer, dataset=dataset, data_dir=data_dir, epochs=epochs, seed=seed, lr=lr,
                        batch_size=batch_size, weight_decay=weight_decay, hess_init=hess_init, hidden=widths,
-                       frames=frames, limit_train=limit_train)
+                       frames=frames, limit_train=limit_train, skip_bad=skip_bad)
     summary = train_to_checkpoint(req, out, device=_resolve_device(device), progress=not quiet)
     click.echo(summary)
 
@@ -175,6 +176,70 @@ def demo(epochs: int, out_dir: str, seed: int, device: str, quiet: bool) -> None
     from robustness.training import run_demo
 
     click.echo(run_demo(Path(out_dir), epochs=epochs, seed=seed, device=_resolve_device(device), progress=not quiet))
+
+
+@cli.group(context_settings=CONTEXT)
+def data() -> None:
+    """List datasets, show what a dataset folder holds, precompute its features."""
+
+
+def dataset_options(fn: Callable) -> Callable:
+    fn = click.option("--skip-bad", is_flag=True, help="Skip unusable audio files (counted) instead of failing.")(fn)
+    fn = click.option("--frames", type=int, default=None, help="Frames T per utterance [dataset default].")(fn)
+    fn = click.option("--data-dir", type=click.Path(), default=None, help="Local folder (or CSV) of the dataset.")(fn)
+    return click.option("--dataset", default="tts-digits", show_default=True, help="Dataset name.")(fn)
+
+
+@data.command("list", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def data_list(as_json: bool) -> None:
+    """Every dataset with the folder layout it expects."""
+    from robustness.data import DATASETS
+
+    rows = [{"name": n, "description": i.description, "layout": i.layout} for n, i in DATASETS]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['name']}\n  {r['description']}\n  layout: {r['layout']}")
+
+
+@data.command("info", context_settings=CONTEXT)
+@dataset_options
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@quiet_option
+@domain_errors
+def data_info(dataset: str, data_dir: str | None, frames: int | None, skip_bad: bool, as_json: bool,
+              quiet: bool) -> None:
+    """Classes, split sizes, speakers, feature shape and cache location of a dataset."""
+    _setup(quiet)
+    from robustness.data import DatasetSpec, load_dataset
+    from robustness.data.summary import describe
+
+    info = describe(load_dataset(DatasetSpec(dataset, data_dir, frames, skip_bad), progress=not quiet))
+    click.echo(json.dumps(info, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+
+
+@data.command("prepare", context_settings=CONTEXT)
+@dataset_options
+@click.option("--workers", type=int, default=None, help="Processes for decoding and fbank [cores, max 8].")
+@quiet_option
+@domain_errors
+def data_prepare(dataset: str, data_dir: str | None, frames: int | None, skip_bad: bool, workers: int | None,
+                 quiet: bool) -> None:
+    """Compute and cache the features of a dataset (with a progress bar)."""
+    _setup(quiet)
+    import time
+
+    from robustness.data import DatasetSpec, load_dataset
+
+    t0 = time.perf_counter()
+    d = load_dataset(DatasetSpec(dataset, data_dir, frames, skip_bad), workers=workers, progress=not quiet)
+    n = sum(len(s) for s in d.splits.values())
+    msg = f"{dataset}: {n} utterances ready in {time.perf_counter() - t0:.1f} s (cache key {d.fingerprint})"
+    if d.skipped:
+        msg += f"; skipped {len(d.skipped)} unusable file(s)"
+    click.echo(msg)
 
 
 def main() -> None:

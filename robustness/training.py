@@ -36,6 +36,7 @@ class TrainRequest:
     hidden: tuple[int, ...] = (256, 256)
     frames: int | None = None
     limit_train: int | None = None
+    skip_bad: bool = False
 
 
 def train_to_checkpoint(req: TrainRequest, out: str | Path, device: torch.device | str = "cpu",
@@ -54,11 +55,13 @@ def train_to_checkpoint(req: TrainRequest, out: str | Path, device: torch.device
     if any(h < 1 for h in req.hidden):
         raise BadInput(f"--hidden widths must be positive, got {list(req.hidden)}")
     tcfg = dataclasses.replace(PRESETS[req.optimizer], seed=req.seed, **overrides)
-    spec = DatasetSpec(req.dataset, req.data_dir, req.frames)
-    data = load_dataset(spec)
+    spec = DatasetSpec(req.dataset, req.data_dir, req.frames, req.skip_bad)
+    data = load_dataset(spec, progress=progress)
     tr, va = data.split("train").head(req.limit_train), data.split("validation")
     mcfg = ModelConfig(input_dim=tr.x.shape[-1], num_classes=len(data.classes), hidden=req.hidden)
     net = SpikingNet(mcfg, torch.Generator().manual_seed(req.seed)).to(device)
+    if data.skipped:
+        log.warning("skipped %d unusable file(s)", len(data.skipped))
     log.info("training %s on %s: %d train / %d validation examples, %s", req.optimizer, req.dataset,
              len(tr), len(va), tcfg)
     res = train(net, tcfg, tr.x, tr.y, va.x, va.y, progress=progress)

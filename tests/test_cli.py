@@ -59,3 +59,24 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, match):
     assert len(lines) == 1 and lines[0].startswith("Error:") and match in lines[0], r.output
     assert "Traceback" not in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing half-written
+
+
+def test_data_commands(tmp_path, monkeypatch):
+    import numpy as np
+    import soundfile as sf
+
+    monkeypatch.setenv("ROBUST_CACHE", str(tmp_path / "cache"))
+    for c, f in (("low", 300), ("high", 900)):
+        for spk in ("ann", "ben", "cat", "dan"):
+            (tmp_path / "af" / c).mkdir(parents=True, exist_ok=True)
+            t = np.arange(4000) / 16000
+            sf.write(str(tmp_path / "af" / c / f"{spk}_1.wav"), 0.3 * np.sin(2 * np.pi * f * t), 16000)
+    r = run("data", "list")
+    assert r.exit_code == 0 and all(n in r.output for n in ("tts-digits", "hd", "shd", "sc", "audiofolder", "manifest"))
+    r = run("data", "prepare", "--dataset", "audiofolder", "--data-dir", tmp_path / "af", "--quiet")
+    assert r.exit_code == 0 and "8 utterances ready" in r.output, r.output
+    r = run("data", "info", "--dataset", "audiofolder", "--data-dir", tmp_path / "af", "--json", "--quiet")
+    info = json.loads(r.output)
+    assert info["classes"] == 2 and info["duration_s"].startswith("mean 0.25")
+    r = run("data", "info", "--dataset", "sc", "--data-dir", tmp_path / "missing")
+    assert r.exit_code == 2 and "does not exist" in r.output

@@ -55,13 +55,14 @@ def read_audio(path: str, sample_rate: int) -> np.ndarray:
     return audio
 
 
-def _featurize_one(args: tuple[str, FeatureConfig]) -> tuple[np.ndarray | None, str | None]:
+def _featurize_one(args: tuple[str, FeatureConfig]) -> tuple[np.ndarray | None, float, str | None]:
     path, cfg = args
     try:
-        return featurize(read_audio(path, cfg.sample_rate), cfg), None
+        audio = read_audio(path, cfg.sample_rate)
+        return featurize(audio, cfg), len(audio) / cfg.sample_rate, None
     except BadInput as e:
         msg = str(e)
-        return None, msg if msg.startswith(path) else f"{path}: {msg}"
+        return None, 0.0, msg if msg.startswith(path) else f"{path}: {msg}"
 
 
 def file_identity(items: Sequence[Item]) -> list[str]:
@@ -78,11 +79,11 @@ def file_identity(items: Sequence[Item]) -> list[str]:
 
 def featurize_items(items: Sequence[Item], cfg: FeatureConfig, *, skip_bad: bool = False,
                     workers: int | None = None, cache_dir: Path | None = None,
-                    progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+                    progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], str]:
     """Features [N_ok, T, D] of the items, cached by a hash of their identities and `cfg`.
 
-    Returns the features, the indices of the items kept, the messages for skipped files,
-    and the cache key. A bad file raises BadInput unless `skip_bad`.
+    Returns the features, the indices of the items kept, their durations in seconds, the
+    messages for skipped files, and the cache key. A bad file raises BadInput unless `skip_bad`.
     """
     if not items:
         raise BadInput("dataset is empty: no audio files found")
@@ -98,24 +99,27 @@ def featurize_items(items: Sequence[Item], cfg: FeatureConfig, *, skip_bad: bool
                 bad = [str(b) for b in z["bad"]]
                 if bad and not skip_bad:
                     raise BadInput(f"{bad[0]} (use --skip-bad to skip {len(bad)} unusable file(s))")
-                return z["x"], z["keep"], bad, key
+                return z["x"], z["keep"], z["seconds"], bad, key
         except (OSError, ValueError, KeyError):
             pass  # damaged cache: recompute
     workers = workers or min(os.cpu_count() or 1, 8)
     jobs = [(it.path, cfg) for it in items]
     show = progress and sys.stderr.isatty()
     feats: list[np.ndarray | None] = []
+    seconds: list[float] = []
     errors: list[str | None] = []
     if workers > 1 and len(jobs) > 64:
         with ProcessPoolExecutor(workers) as ex:
-            for f, e in tqdm(ex.map(_featurize_one, jobs, chunksize=64), total=len(jobs), desc="features",
-                             unit="file", disable=not show, file=sys.stderr):
+            for f, sec, e in tqdm(ex.map(_featurize_one, jobs, chunksize=64), total=len(jobs),
+                                  desc="features", unit="file", disable=not show, file=sys.stderr):
                 feats.append(f)
+                seconds.append(sec)
                 errors.append(e)
     else:
         for job in tqdm(jobs, desc="features", unit="file", disable=not show, file=sys.stderr):
-            f, e = _featurize_one(job)
+            f, sec, e = _featurize_one(job)
             feats.append(f)
+            seconds.append(sec)
             errors.append(e)
     bad = [e for e in errors if e is not None]
     if bad and not skip_bad:
@@ -124,7 +128,8 @@ def featurize_items(items: Sequence[Item], cfg: FeatureConfig, *, skip_bad: bool
     if len(keep) == 0:
         raise BadInput("dataset is empty: every audio file was unusable")
     x = np.stack([feats[i] for i in keep]).astype(np.float32)
-    atomic_save_npz(path, x=x, keep=keep, bad=np.array(bad, dtype=str))
+    secs = np.array([seconds[i] for i in keep], dtype=np.float64)
+    atomic_save_npz(path, x=x, keep=keep, seconds=secs, bad=np.array(bad, dtype=str))
     if bad:
         log.warning("skipped %d unusable file(s), e.g. %s", len(bad), bad[0])
-    return x, keep, bad, key
+    return x, keep, secs, bad, key

@@ -65,6 +65,7 @@ class Dataset:
     splits: dict[str, Split]
     fingerprint: str  # hash of the data, for provenance
     skipped: list[str] = field(default_factory=list)  # unusable files left out (skip_bad)
+    durations: list[float] = field(default_factory=list)  # seconds per audio file, when known
 
     def split(self, name: str) -> Split:
         if name not in self.splits:

@@ -59,16 +59,15 @@ def stratified_split(items: Sequence[Item], seed: int = 0, fractions=(0.8, 0.1, 
     """Deterministic split: by speaker when every item has one (held-out speakers), else per class."""
     speakers = {it.speaker for it in items}
     use_speaker = all(it.speaker for it in items) and len(speakers) >= 3
-    cut1, cut2 = fractions[0], fractions[0] + fractions[1]
     out = []
     if use_speaker:
-        for it in items:
-            f = _stable_fraction(it.speaker, seed)
-            s = "train" if f < cut1 else "validation" if f < cut2 else "test"
-            out.append(Item(it.path, it.label, s, it.speaker))
-        if {it.split for it in out} == set(SPLITS):
-            return out
-        out = []  # too few speakers to fill every split: fall back to per-class
+        # Whole speakers go to test / validation (at least one each), the rest to train.
+        ranked = sorted(speakers, key=lambda s: _stable_fraction(s, seed))
+        n_test = max(1, round(fractions[2] * len(ranked)))
+        n_val = max(1, round(fractions[1] * len(ranked)))
+        where = {s: "test" if j < n_test else "validation" if j < n_test + n_val else "train"
+                 for j, s in enumerate(ranked)}
+        return [Item(it.path, it.label, where[it.speaker], it.speaker) for it in items]
     by_label: dict[str, list[Item]] = defaultdict(list)
     for it in items:
         by_label[it.label].append(it)
@@ -88,7 +87,7 @@ def build(spec: DatasetSpec, items: Sequence[Item], classes: Sequence[str], *,
     """Featurize items (cached) and group them by split."""
     cfg = FeatureConfig() if spec.frames is None else FeatureConfig(frames=spec.frames)
     index = {c: i for i, c in enumerate(classes)}
-    x, keep, bad, key = featurize_items(items, cfg, skip_bad=spec.skip_bad, workers=workers, progress=progress)
+    x, keep, secs, bad, key = featurize_items(items, cfg, skip_bad=spec.skip_bad, workers=workers, progress=progress)
     kept = [items[i] for i in keep]
     xt = torch.from_numpy(x)
     y = torch.tensor([index[it.label] for it in kept], dtype=torch.int64)
@@ -96,7 +95,7 @@ def build(spec: DatasetSpec, items: Sequence[Item], classes: Sequence[str], *,
     for s in SPLITS:
         idx = torch.tensor([i for i, it in enumerate(kept) if it.split == s], dtype=torch.int64)
         splits[s] = Split(xt[idx], y[idx], [kept[i].speaker for i in idx.tolist()])
-    return Dataset(spec, list(classes), cfg, splits, key, bad)
+    return Dataset(spec, list(classes), cfg, splits, key, bad, secs.tolist())
 
 
 # --- Heidelberg Digits (audio release) -------------------------------------------------------
