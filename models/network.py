@@ -82,6 +82,11 @@ class ForwardOptions:
         dropout_generator: when set, apply dropout with masks drawn from it.
         record_stats: when a dict, receives (sum, sum of squares, count) per BN layer, used to
             re-estimate running statistics for each posterior sample.
+        clamp_alpha: clamp the leak to its trainable range (off for perturbed hardware
+            constants, which may leave it).
+        noise_generator: draws the per-time-step read noise (`blocks.i.read_noise`).
+        start: index of the first block to run; `x` is then that block's input spike train
+            [B, T, H] (reuse of clean activations below a perturbed layer).
     """
 
     bn_batch_stats: bool = False
@@ -89,6 +94,9 @@ class ForwardOptions:
     bn_momentum: float | None = None
     dropout_generator: torch.Generator | None = None
     record_stats: dict | None = field(default=None)
+    clamp_alpha: bool = True
+    noise_generator: torch.Generator | None = None
+    start: int = 0
 
 
 def _bn_prefixes(cfg: ModelConfig) -> list[str]:
@@ -131,6 +139,56 @@ def _dropout(x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
     return x * keep.to(x.dtype) / (1.0 - p)
 
 
+def _flatten_input(x: Tensor) -> tuple[Tensor, int, int]:
+    """[B, T, D] -> [T*B, D] (rows ordered (t, b)); [K, B, T, D] -> [K, T*B, D]."""
+    if x.dim() == 3:
+        bsz, steps, _ = x.shape
+        return x.transpose(0, 1).reshape(steps * bsz, -1), steps, bsz
+    bsz, steps = x.shape[1], x.shape[2]
+    return x.transpose(1, 2).reshape(x.shape[0], steps * bsz, -1), steps, bsz
+
+
+def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int, bsz: int, k: int,
+                opt: ForwardOptions, start: int, stop: int) -> tuple[Tensor, list[Tensor]]:
+    rates = []
+    for i in range(start, stop):
+        p = f"blocks.{i}"
+        cur = torch.matmul(h, t[f"{p}.linear.weight"].transpose(-1, -2))  # [K, T*B, H]
+        if f"{p}.linear.bias" in t:
+            cur = cur + t[f"{p}.linear.bias"].unsqueeze(1)
+        if f"{p}.read_noise" in t:
+            rms = cur.square().mean(dim=(1, 2), keepdim=True).sqrt()
+            g = opt.noise_generator
+            eps = torch.randn(cur.shape, generator=g, device=g.device if g is not None else cur.device,
+                              dtype=cur.dtype).to(cur.device)
+            cur = cur + t[f"{p}.read_noise"].view(-1, 1, 1) * rms * eps
+        cur = _batchnorm(cur, t, f"{p}.bn", cfg, opt)
+        alpha = t[f"{p}.alpha"]
+        if opt.clamp_alpha:
+            alpha = alpha.clamp(cfg.alpha_min, cfg.alpha_max)
+        alpha = alpha.unsqueeze(1)  # [K, 1, H]
+        drive = (cur * (1.0 - alpha)).view(cur.shape[0], steps, bsz, -1)
+        z = lif_scan(drive, alpha, t[f"{p}.v_th"].unsqueeze(1), cfg.surrogate_width)
+        if f"{p}.dead" in t:
+            z = z * (1.0 - t[f"{p}.dead"]).view(k, 1, 1, -1)
+        if f"{p}.saturated" in t:
+            z = torch.maximum(z, t[f"{p}.saturated"].view(k, 1, 1, -1).to(z.dtype))
+        rates.append(z.mean(dim=(1, 2, 3)))
+        z = _dropout(z, cfg.dropout, opt.dropout_generator)
+        h = z.view(z.shape[0], steps * bsz, -1)
+    return h, rates
+
+
+def block_spikes(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, upto: int,
+                 opt: ForwardOptions | None = None) -> Tensor:
+    """Spike trains [K, B, T, H] leaving block `upto - 1`: the input `forward_stacked(start=upto)` takes."""
+    opt = opt or ForwardOptions()
+    h, steps, bsz = _flatten_input(x)
+    k = next(iter(t.values())).shape[0]
+    h, _ = _run_blocks(cfg, t, h, steps, bsz, k, opt, opt.start, upto)
+    return h.view(h.shape[0], steps, bsz, -1).transpose(1, 2)
+
+
 def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
                     opt: ForwardOptions | None = None) -> tuple[Tensor, list[Tensor]]:
     """Logits of K networks on one batch.
@@ -138,7 +196,10 @@ def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
     Args:
         cfg: the model configuration.
         t: every named tensor of the network (see `SpikingNet.tensors`), each with a
-            leading K axis.
+            leading K axis. Optional hardware entries: `blocks.i.linear.bias` [K, H] (a
+            constant current, after BN folding), `blocks.i.read_noise` [K] (std of
+            per-step current noise relative to the layer's RMS current),
+            `blocks.i.dead` / `blocks.i.saturated` [K, H] (1 = never / always fires).
         x: features [B, T, D] (shared by all K) or [K, B, T, D].
         opt: BatchNorm/dropout treatment; inference defaults.
 
@@ -146,24 +207,12 @@ def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
         logits [K, B, C] and, per hidden layer, the mean spike rate per network [K].
     """
     opt = opt or ForwardOptions()
-    if x.dim() == 3:
-        bsz, steps, _ = x.shape
-        h = x.transpose(0, 1).reshape(steps * bsz, -1)  # rows ordered (t, b)
-    else:
-        bsz, steps = x.shape[1], x.shape[2]
-        h = x.transpose(1, 2).reshape(x.shape[0], steps * bsz, -1)
-    rates = []
-    for i in range(len(cfg.hidden)):
-        p = f"blocks.{i}"
-        cur = torch.matmul(h, t[f"{p}.linear.weight"].transpose(-1, -2))  # [K, T*B, H]
-        cur = _batchnorm(cur, t, f"{p}.bn", cfg, opt)
-        alpha = t[f"{p}.alpha"].clamp(cfg.alpha_min, cfg.alpha_max).unsqueeze(1)  # [K, 1, H]
-        drive = (cur * (1.0 - alpha)).view(cur.shape[0], steps, bsz, -1)
-        z = lif_scan(drive, alpha, t[f"{p}.v_th"].unsqueeze(1), cfg.surrogate_width)
-        rates.append(z.mean(dim=(1, 2, 3)))
-        z = _dropout(z, cfg.dropout, opt.dropout_generator)
-        h = z.view(z.shape[0], steps * bsz, -1)
-    rate = h.view(h.shape[0], steps, bsz, -1).mean(1)  # spike rate per neuron [K, B, H]
+    h, steps, bsz = _flatten_input(x)
+    k = next(iter(t.values())).shape[0]
+    h, rates = _run_blocks(cfg, t, h, steps, bsz, k, opt, opt.start, len(cfg.hidden))
+    if h.dim() == 2:  # started at the readout: shared input spikes
+        h = h.unsqueeze(0).expand(k, -1, -1)
+    rate = h.reshape(h.shape[0], steps, bsz, -1).mean(1)  # spike rate per neuron [K, B, H]
     rate = _batchnorm(rate, t, "readout.bn", cfg, opt)
     rate = _dropout(rate, cfg.dropout, opt.dropout_generator)
     logits = torch.baddbmm(t["readout.linear.bias"].unsqueeze(1), rate,

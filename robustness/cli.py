@@ -178,6 +178,108 @@ def demo(epochs: int, out_dir: str, seed: int, device: str, quiet: bool) -> None
     click.echo(run_demo(Path(out_dir), epochs=epochs, seed=seed, device=_resolve_device(device), progress=not quiet))
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("--model", "model", type=click.Path(), multiple=True, help="Checkpoint (.pt); repeatable.")
+@click.option("--perturbation", "-p", "perturbation", multiple=True,
+              help="Spec, e.g. gaussian, quantize:4+mismatch (sweeps the last component, or the one marked :?); "
+                   "repeatable [gaussian].")
+@click.option("--noise", default=None, help="Levels: START:STOP (10 points), START:STOP:NUM[log], or a,b,c.")
+@click.option("--bits", default=None, help="Bit widths for quantize, e.g. 2:8.")
+@click.option("--profile", default=None, help="Named hardware profile (see `robust perturbations`).")
+@click.option("--seeds", default="10", show_default=True, help="Draws per level, or 'auto' (see --ci-width).")
+@click.option("--ci-width", type=float, default=0.5, show_default=True,
+              help="With --seeds auto: draw until the 95%% interval of accuracy is narrower than this (points).")
+@click.option("--max-seeds", type=int, default=100, show_default=True, help="Cap for --seeds auto.")
+@click.option("--mc-samples", type=int, default=10, show_default=True, help="Posterior samples for BMA (IVON).")
+@click.option("--bn", type=click.Choice(["recalibrate", "mean"]), default="recalibrate", show_default=True,
+              help="BN statistics of posterior samples.")
+@click.option("--layers", default=None, help="Restrict to layers, e.g. blocks.0,readout.")
+@click.option("--per-layer", is_flag=True, help="Sweep each layer separately (layer sensitivity).")
+@click.option("--scale", type=click.Choice(["max", "std", "abs"]), default="max", show_default=True,
+              help="Per-layer noise scale s_l.")
+@click.option("--fold-bn", is_flag=True, help="Fold BatchNorm into weights and bias currents before perturbing.")
+@click.option("--include-bias", is_flag=True, help="Perturb biases too.")
+@click.option("--limit", type=int, default=None, help="Evaluate on the first N examples (for CI).")
+@click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Base seed of every draw.")
+@data_dir_option
+@device_option
+@click.option("--workers", type=int, default=None, help="CPU threads for the batched passes [torch default].")
+@click.option("--out", default=None, help="Results store [robust-results.db, or $ROBUST_STORE].")
+@click.option("--config", type=click.Path(), default=None, help="sweep.toml with any of these options.")
+@click.option("--print-config", is_flag=True, help="Print the resolved configuration (TOML) and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@quiet_option
+@click.pass_context
+@domain_errors
+def sweep(ctx: click.Context, **flags: Any) -> None:
+    """Evaluate models under hardware perturbations at every level and seed; store every cell."""
+    _setup(flags["quiet"])
+    from click.core import ParameterSource
+
+    from robustness.store import default_path
+    from robustness.summary import format_summary, summarize
+    from robustness.sweep import run_sweep
+    from robustness.sweep_config import resolve, to_toml
+
+    explicit = {k for k in flags if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
+    cfg, runtime = resolve(flags, explicit)
+    if flags["print_config"]:
+        click.echo(to_toml(cfg, runtime), nl=False)
+        return
+    if runtime.get("workers"):
+        import torch
+
+        torch.set_num_threads(int(runtime["workers"]))
+    store = runtime.get("out") or default_path()
+    res = run_sweep(cfg, store, device=_resolve_device(runtime.get("device") or "cpu"),
+                    progress=not flags["quiet"], command=" ".join(["robust", *sys.argv[1:]]))
+    curves = summarize(res.rows)
+    if flags["as_json"]:
+        click.echo(json.dumps({"store": store, "run": res.run_id, "resumed": res.resumed, "new_cells": res.new_cells,
+                               "curves": [c.to_dict() for c in curves]}, indent=2))
+    else:
+        click.echo(format_summary(curves))
+        click.echo(f"\n{res.new_cells} new cell(s) in {store} (run {res.run_id}{', resumed' if res.resumed else ''})")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def perturbations(as_json: bool) -> None:
+    """List every perturbation and hardware profile with its parameters and physical meaning."""
+    from perturbations.base import PERTURBATIONS
+    from perturbations.spec import PROFILES
+
+    if as_json:
+        click.echo(json.dumps({
+            "perturbations": [{"name": p.name, "meaning": p.meaning, "level": p.level,
+                               "options": {k: {"default": d, "help": h} for k, (d, h) in p.options.items()}}
+                              for p in PERTURBATIONS.values()],
+            "profiles": [{"name": p.name, "spec": p.spec, "levels": list(p.levels), "description": p.description,
+                          "source": p.source} for p in PROFILES.values()]}, indent=2))
+        return
+    for p in PERTURBATIONS.values():
+        click.echo(f"{p.name}\n  {p.meaning}\n  level: {p.level}")
+        for k, (d, h) in p.options.items():
+            click.echo(f"  option {k} (default {d}): {h}")
+    click.echo("\nprofiles (robust sweep --profile NAME):")
+    for p in PROFILES.values():
+        click.echo(f"{p.name}: {p.spec}  levels {', '.join(f'{x:g}' for x in p.levels)}\n  {p.description}\n"
+                   f"  source: {p.source}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("store", required=False)
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "parquet"]), default="csv", show_default=True)
+@click.option("--out", default=None, help="Output file [STORE with the format's extension].")
+@domain_errors
+def export(store: str | None, fmt: str, out: str | None) -> None:
+    """Export every stored cell to CSV, JSON or Parquet (for pandas)."""
+    from robustness.store import default_path, export as do_export
+
+    click.echo(f"wrote {do_export(store or default_path(), fmt, out)}")
+
+
 @cli.group(context_settings=CONTEXT)
 def data() -> None:
     """List datasets, show what a dataset folder holds, precompute its features."""

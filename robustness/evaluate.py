@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from models.checkpoint import Checkpoint
-from models.network import ModelConfig, forward_stacked
+from models.network import ForwardOptions, ModelConfig, forward_stacked
 from models.train import bn_statistics
 from robustness.data import Dataset
 from robustness.errors import BadInput
@@ -61,16 +61,16 @@ class EvalConfig:
 
 @torch.no_grad()
 def stacked_probs(cfg: ModelConfig, tensors: Mapping[str, Tensor], x: Tensor,
-                  device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+                  device: torch.device | str = "cpu", opt: ForwardOptions | None = None) -> tuple[Tensor, Tensor]:
     """Softmax [K, N, C] and mean spike rate per hidden layer [K, L] of K stacked networks."""
     k = next(iter(tensors.values())).shape[0]
     bsz = max(1, ROWS_PER_PASS // k)
     probs, rate_sum = [], None
     for start in range(0, len(x), bsz):
         xb = x[start:start + bsz].to(device)
-        logits, rates = forward_stacked(cfg, tensors, xb)
+        logits, rates = forward_stacked(cfg, tensors, xb, opt)
         probs.append(torch.softmax(logits.double(), -1).cpu())
-        r = torch.stack(rates, 1).double().cpu() * len(xb)
+        r = (torch.stack(rates, 1) if rates else torch.zeros(logits.shape[0], 0)).double().cpu() * len(xb)
         rate_sum = r if rate_sum is None else rate_sum + r
     return torch.cat(probs, 1), rate_sum / len(x)
 

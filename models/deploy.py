@@ -1,0 +1,51 @@
+"""What a chip holds: the network's tensors prepared for perturbation.
+
+`deploy_tensors` clamps the leaks to their trained range (a chip stores the value the
+network used; mismatch may then move it anywhere) and, with `fold_bn`, folds every
+BatchNorm into the synaptic weights and a constant bias current, as an on-chip
+deployment does, so that weight perturbations hit the folded weights. The folded forward
+equals the unfolded one up to float rounding (a few spikes in 10^8 flip), so the unfolded
+forward stays the reference.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import Tensor
+
+from models.network import ModelConfig
+
+
+def _identity_bn(t: dict[str, Tensor], prefix: str, like: Tensor, eps: float) -> None:
+    t[f"{prefix}.weight"] = torch.ones_like(like)
+    t[f"{prefix}.bias"] = torch.zeros_like(like)
+    t[f"{prefix}.running_mean"] = torch.zeros_like(like)
+    t[f"{prefix}.running_var"] = torch.full_like(like, 1.0 - eps)  # rsqrt(var + eps) == 1 exactly
+
+
+def deploy_tensors(cfg: ModelConfig, t: Mapping[str, Tensor], fold_bn: bool = False) -> dict[str, Tensor]:
+    """K-stacked tensors ready for a chip (see module docstring)."""
+    out = dict(t)
+    for i in range(len(cfg.hidden)):
+        a = out[f"blocks.{i}.alpha"]
+        out[f"blocks.{i}.alpha"] = a.clamp(cfg.alpha_min, cfg.alpha_max)
+    if not fold_bn:
+        return out
+    for i in range(len(cfg.hidden)):
+        p = f"blocks.{i}"
+        scale = out[f"{p}.bn.weight"] * torch.rsqrt(out[f"{p}.bn.running_var"] + cfg.bn_eps)  # [K, H]
+        shift = out[f"{p}.bn.bias"] - out[f"{p}.bn.running_mean"] * scale
+        if f"{p}.linear.bias" in out:
+            shift = shift + scale * out[f"{p}.linear.bias"]
+        out[f"{p}.linear.weight"] = out[f"{p}.linear.weight"] * scale.unsqueeze(-1)
+        out[f"{p}.linear.bias"] = shift
+        _identity_bn(out, f"{p}.bn", scale, cfg.bn_eps)
+    scale = out["readout.bn.weight"] * torch.rsqrt(out["readout.bn.running_var"] + cfg.bn_eps)
+    shift = out["readout.bn.bias"] - out["readout.bn.running_mean"] * scale
+    w = out["readout.linear.weight"]
+    out["readout.linear.bias"] = out["readout.linear.bias"] + torch.einsum("kch,kh->kc", w, shift)
+    out["readout.linear.weight"] = w * scale.unsqueeze(1)
+    _identity_bn(out, "readout.bn", scale, cfg.bn_eps)
+    return out

@@ -1,0 +1,166 @@
+"""The perturbation contract and its registry.
+
+A perturbation is a pure function
+
+    fn(t, level, gens, ctx) -> t'
+
+`t` maps tensor names to K-stacked tensors (K chips or K posterior-sample x chip pairs),
+`gens` holds one `torch.Generator` per k (so K stacked draws equal K separate draws, and
+the same seed gives the same chip at every level: common random numbers), `ctx` says
+which tensors are in scope. It returns a new mapping and never modifies its input.
+
+Tensor names follow the network (`blocks.i.linear.weight`, `blocks.i.v_th`,
+`blocks.i.alpha`, `readout.linear.weight`, ...); layers are `blocks.0`, `blocks.1`, ...,
+`readout`. Extra runtime entries (`blocks.i.read_noise`, `blocks.i.dead`,
+`blocks.i.saturated`) are read by the forward pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Callable, Mapping
+
+import torch
+from torch import Tensor
+
+Tensors = dict[str, Tensor]
+
+
+class PerturbationError(ValueError):
+    """A malformed spec, unknown name or option, or a level out of range."""
+
+
+class Scale(str, Enum):
+    MAX = "max"  # s_l = max |w_l| (the analog convention)
+    STD = "std"  # s_l = std(w_l)
+    ABS = "abs"  # s_l = 1: the level is an absolute weight std
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a perturbation may touch.
+
+    Attributes:
+        layers: layer prefixes in scope (`blocks.0`, ..., `readout`).
+        hidden: hidden layer prefixes of the network (those with neurons).
+        scale: how weight noise levels are scaled per layer.
+        include_bias: also perturb biases (after BN folding) with the weights.
+        options: per-perturbation options from the spec (`name(key=value):level`).
+    """
+
+    layers: tuple[str, ...]
+    hidden: tuple[str, ...]
+    scale: Scale = Scale.MAX
+    include_bias: bool = False
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def weights(self, t: Mapping[str, Tensor]) -> list[str]:
+        names = [f"{l}.linear.weight" for l in self.layers if f"{l}.linear.weight" in t]
+        if self.include_bias:
+            names += [f"{l}.linear.bias" for l in self.layers if f"{l}.linear.bias" in t]
+        return names
+
+    def neurons(self) -> list[str]:
+        return [l for l in self.layers if l in self.hidden]
+
+    def opt(self, key: str, default: str, choices: tuple[str, ...] | None = None) -> str:
+        v = str(self.options.get(key, default))
+        if choices is not None and v not in choices:
+            raise PerturbationError(f"option {key}={v!r} not one of {', '.join(choices)}")
+        return v
+
+    def num(self, key: str, default: float) -> float:
+        v = self.options.get(key, default)
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            raise PerturbationError(f"option {key}={v!r} is not a number") from None
+
+
+PerturbFn = Callable[[Tensors, float, list[torch.Generator], Context], Tensors]
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """A registered hardware model.
+
+    Attributes:
+        name: registry name.
+        fn: the pure function.
+        meaning: one line of physics: what on a chip this models.
+        level: what the level means, with units.
+        options: option name -> (default, description).
+        integer_level: levels must be integers (bits).
+        min_level, max_level: the valid level range (inclusive).
+        version: bump when the numbers a spec gives change (stored with every result).
+        zero_is_identity: level 0 leaves the network untouched (not for bits or PCM time).
+    """
+
+    name: str
+    fn: PerturbFn
+    meaning: str
+    level: str
+    options: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    integer_level: bool = False
+    min_level: float = 0.0
+    max_level: float = float("inf")
+    version: int = 1
+    zero_is_identity: bool = True
+
+    def check_level(self, level: float) -> None:
+        if not (self.min_level <= level <= self.max_level):
+            hi = "" if self.max_level == float("inf") else f"..{self.max_level:g}"
+            raise PerturbationError(f"{self.name}: level {level:g} out of range {self.min_level:g}{hi} ({self.level})")
+        if self.integer_level and level != int(level):
+            raise PerturbationError(f"{self.name}: level must be an integer ({self.level}), got {level:g}")
+
+
+PERTURBATIONS: dict[str, Perturbation] = {}
+
+
+def register(name: str, *, meaning: str, level: str, options: Mapping[str, tuple[str, str]] | None = None,
+             integer_level: bool = False, min_level: float = 0.0, max_level: float = float("inf"),
+             version: int = 1, zero_is_identity: bool = True) -> Callable[[PerturbFn], PerturbFn]:
+    """Decorator: register a perturbation function under `name` with its metadata."""
+    def deco(fn: PerturbFn) -> PerturbFn:
+        if name in PERTURBATIONS:
+            raise ValueError(f"perturbation {name!r} registered twice")
+        PERTURBATIONS[name] = Perturbation(name, fn, meaning, level, dict(options or {}), integer_level,
+                                           min_level, max_level, version, zero_is_identity)
+        return fn
+    return deco
+
+
+def get(name: str) -> Perturbation:
+    try:
+        return PERTURBATIONS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, PERTURBATIONS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise PerturbationError(f"unknown perturbation {name!r}{hint} (see `robust perturbations`)") from None
+
+
+# --- helpers shared by the hardware models ----------------------------------------------------
+
+def draw(shape: tuple[int, ...], gens: list[torch.Generator], like: Tensor, kind: str = "normal") -> Tensor:
+    """One independent draw per k, stacked: [K, *shape], on `like`'s device and dtype."""
+    fn = torch.randn if kind == "normal" else torch.rand
+    return torch.stack([fn(shape, generator=g, device=g.device) for g in gens]).to(like.device, like.dtype)
+
+
+def layer_scale(w: Tensor, scale: Scale) -> Tensor:
+    """Per-draw scale s_l [K, 1, ...] of a K-stacked tensor."""
+    dims = tuple(range(1, w.dim()))
+    if scale is Scale.MAX:
+        s = w.abs().amax(dim=dims, keepdim=True)
+    elif scale is Scale.STD:
+        s = w.flatten(1).std(1).view(-1, *([1] * (w.dim() - 1)))
+    else:
+        s = torch.ones_like(w.abs().amax(dim=dims, keepdim=True))
+    return s
+
+
+def copy(t: Mapping[str, Tensor]) -> Tensors:
+    return dict(t)

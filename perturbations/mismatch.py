@@ -1,0 +1,39 @@
+"""Fixed-pattern device mismatch of neurons and synapses (one draw = one chip)."""
+
+from __future__ import annotations
+
+import torch
+
+from perturbations.base import Context, Tensors, copy, draw, register
+
+TARGETS = ("vth", "tau", "gain")
+
+
+@register("mismatch", meaning="fixed-pattern mismatch: per-neuron threshold and membrane time constant, "
+                              "per-synapse gain, frozen for all inputs and time steps of one chip",
+          level="relative std (std of the log; log-normal, so thresholds and time constants stay positive)",
+          options={"targets": ("vth+tau+gain", "any of vth, tau, gain joined by +")})
+def mismatch(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
+    """v_th' = v_th * exp(level * eps); tau' = tau * exp(level * eps) with alpha = exp(-1 / tau)
+    (tau in time steps); w' = w * exp(level * eps) per synapse."""
+    targets = set(ctx.opt("targets", "vth+tau+gain").split("+"))
+    unknown = targets - set(TARGETS)
+    if unknown:
+        from perturbations.base import PerturbationError
+
+        raise PerturbationError(f"mismatch: unknown target(s) {', '.join(sorted(unknown))} (use {', '.join(TARGETS)})")
+    out = copy(t)
+    for layer in ctx.neurons():
+        th = t[f"{layer}.v_th"]
+        if "vth" in targets:
+            out[f"{layer}.v_th"] = th * torch.exp(level * draw(tuple(th.shape[1:]), gens, th))
+        if "tau" in targets:
+            a = t[f"{layer}.alpha"]
+            tau = -1.0 / torch.log(a)
+            tau = tau * torch.exp(level * draw(tuple(a.shape[1:]), gens, a))
+            out[f"{layer}.alpha"] = torch.exp(-1.0 / tau)
+    if "gain" in targets:
+        for n in ctx.weights(t):
+            w = t[n]
+            out[n] = w * torch.exp(level * draw(tuple(w.shape[1:]), gens, w))
+    return out

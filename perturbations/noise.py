@@ -1,0 +1,53 @@
+"""Weight noise: additive (programming noise), multiplicative and log-normal."""
+
+from __future__ import annotations
+
+import torch
+
+from perturbations.base import Context, Scale, Tensors, copy, draw, layer_scale, register
+
+
+@register("gaussian", meaning="programming / device-to-device noise: each weight off by a fixed Gaussian error",
+          level="std of the added noise relative to the layer scale s_l (max|w| by default, --scale)")
+def gaussian(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
+    """w' = w + level * s_l * eps, eps ~ N(0, 1), one eps per weight and draw."""
+    out = copy(t)
+    for n in ctx.weights(t):
+        w = t[n]
+        s = layer_scale(w, ctx.scale)
+        out[n] = w + level * s * draw(tuple(w.shape[1:]), gens, w)
+    return out
+
+
+@register("multiplicative", meaning="gain error proportional to the weight (conductance-proportional noise)",
+          level="relative std: w * (1 + level * eps)")
+def multiplicative(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
+    out = copy(t)
+    for n in ctx.weights(t):
+        w = t[n]
+        out[n] = w * (1 + level * draw(tuple(w.shape[1:]), gens, w))
+    return out
+
+
+@register("lognormal", meaning="sign-preserving multiplicative error (log-normal device gain)",
+          level="std of the log-gain: w * exp(level * eps)")
+def lognormal(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
+    out = copy(t)
+    for n in ctx.weights(t):
+        w = t[n]
+        out[n] = w * torch.exp(level * draw(tuple(w.shape[1:]), gens, w))
+    return out
+
+
+@register("read-noise", meaning="cycle-to-cycle noise on synaptic currents, redrawn at every time step",
+          level="std of the current noise relative to the layer's RMS synaptic current")
+def read_noise(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
+    """Sets `blocks.i.read_noise`; the forward pass draws fresh noise at every step."""
+    out = copy(t)
+    k = next(iter(t.values())).shape[0]
+    for layer in ctx.neurons():
+        out[f"{layer}.read_noise"] = torch.full((k,), float(level), device=t[f"{layer}.v_th"].device)
+    return out
+
+
+__all__ = ["gaussian", "multiplicative", "lognormal", "read_noise", "Scale"]

@@ -1,0 +1,73 @@
+"""Uniform symmetric weight quantisation and bit flips in the integer codes."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from perturbations.base import Context, Tensors, copy, draw, register
+
+
+def _range(w: Tensor, per_channel: bool, clip_pct: float) -> Tensor:
+    """max |w| per draw (and per output row when per-channel), or its percentile when clipping."""
+    a = w.abs().flatten(2) if per_channel else w.abs().flatten(1).unsqueeze(1)  # [K, R, M]
+    r = a.amax(-1) if clip_pct >= 100 else torch.quantile(a.float(), clip_pct / 100.0, dim=-1).to(w.dtype)
+    return r.view(w.shape[0], -1, *([1] * (w.dim() - 2))) if per_channel else r.view(-1, *([1] * (w.dim() - 1)))
+
+
+def quantize_tensor(w: Tensor, bits: int, *, per_channel: bool = False, stochastic_u: Tensor | None = None,
+                    clip_pct: float = 100.0) -> Tensor:
+    """Symmetric uniform n-bit quantisation of a K-stacked tensor.
+
+    Codes are integers in [-(2^(n-1) - 1), 2^(n-1) - 1] times step = range / (2^(n-1) - 1);
+    1 bit is binary: sign(w) * mean|w|. `stochastic_u` (uniform [0, 1), same shape) selects
+    stochastic rounding floor(x + u).
+    """
+    if bits == 1:
+        dims = tuple(range(2, w.dim())) if per_channel else tuple(range(1, w.dim()))
+        return torch.sign(w) * w.abs().mean(dim=dims, keepdim=True)
+    qmax = 2 ** (bits - 1) - 1
+    step = _range(w, per_channel, clip_pct).clamp_min(torch.finfo(w.dtype).tiny) / qmax
+    x = w / step
+    x = torch.floor(x + stochastic_u) if stochastic_u is not None else torch.round(x)
+    return x.clamp(-qmax, qmax) * step
+
+
+@register("quantize", meaning="n-bit weight memory: uniform symmetric quantisation",
+          level="bits (1-16)", integer_level=True, min_level=1, max_level=16, zero_is_identity=False,
+          options={"granularity": ("tensor", "tensor | channel (per output row)"),
+                   "rounding": ("nearest", "nearest | stochastic"),
+                   "clip": ("100", "percentile of |w| mapped to the largest code")})
+def quantize(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
+    per_channel = ctx.opt("granularity", "tensor", ("tensor", "channel")) == "channel"
+    stochastic = ctx.opt("rounding", "nearest", ("nearest", "stochastic")) == "stochastic"
+    clip = ctx.num("clip", 100.0)
+    out = copy(t)
+    for n in ctx.weights(t):
+        w = t[n]
+        u = draw(tuple(w.shape[1:]), gens, w, "uniform") if stochastic else None
+        out[n] = quantize_tensor(w, int(level), per_channel=per_channel, stochastic_u=u, clip_pct=clip)
+    return out
+
+
+@register("bitflip", meaning="memory bit errors: random bit flips in the n-bit two's-complement weight codes",
+          level="bit error rate (probability that a bit flips, 0-1)", max_level=1.0,
+          options={"bits": ("8", "code width n")})
+def bitflip(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
+    """w' = w + step * (flipped code - code): level 0 is exactly the identity."""
+    bits = int(ctx.num("bits", 8))
+    out = copy(t)
+    for n in ctx.weights(t):
+        w = t[n]
+        qmax = 2 ** (bits - 1) - 1
+        step = _range(w, False, 100.0).clamp_min(torch.finfo(w.dtype).tiny) / qmax
+        code = torch.round(w / step).clamp(-qmax, qmax).to(torch.int64)
+        unsigned = code & ((1 << bits) - 1)  # two's complement in n bits
+        mask = torch.zeros_like(unsigned)
+        for b in range(bits):
+            flip = draw(tuple(w.shape[1:]), gens, w, "uniform") < level
+            mask |= flip.to(torch.int64) << b
+        flipped = unsigned ^ mask
+        signed = torch.where(flipped >= (1 << (bits - 1)), flipped - (1 << bits), flipped)
+        out[n] = w + (signed - code).to(w.dtype) * step
+    return out

@@ -1,0 +1,73 @@
+"""Level ranges as users type them: `0.01:0.1`, `0.01:0.1:5`, `1e-3:1e-1:5log`, `0.01,0.02,0.05`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from robustness.errors import BadInput
+
+DEFAULT_POINTS = 10
+
+
+def _num(s: str, text: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise BadInput(f"malformed range {text!r}: {s!r} is not a number") from None
+    if not math.isfinite(v):
+        raise BadInput(f"malformed range {text!r}: {s!r} is not finite")
+    return v
+
+
+def parse_levels(text: str, *, integer: bool = False, minimum: float = 0.0, name: str = "range") -> list[float]:
+    """Levels from START:STOP[:NUM[log]] or a comma list, sorted, without duplicates.
+
+    START:STOP gives 10 linear points (integers: every integer from START to STOP).
+    Raises BadInput for malformed text, STOP < START, or values below `minimum`.
+
+    >>> parse_levels("0.01:0.1:4")
+    [0.01, 0.04, 0.07, 0.1]
+    >>> parse_levels("2:4", integer=True)
+    [2.0, 3.0, 4.0]
+    """
+    text = str(text).strip()
+    if not text:
+        raise BadInput(f"empty {name}")
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) not in (2, 3):
+            raise BadInput(f"malformed {name} {text!r}: use START:STOP, START:STOP:NUM or START:STOP:NUMlog")
+        start, stop = _num(parts[0], text), _num(parts[1], text)
+        if stop < start:
+            raise BadInput(f"malformed {name} {text!r}: stop {stop:g} is below start {start:g}")
+        log = False
+        if len(parts) == 3:
+            n_text = parts[2].strip()
+            if n_text.endswith("log"):
+                log, n_text = True, n_text[:-3]
+            if not n_text.isdigit() or int(n_text) < 1:
+                raise BadInput(f"malformed {name} {text!r}: NUM must be a positive integer")
+            num = int(n_text)
+        else:
+            num = int(stop - start) + 1 if integer else DEFAULT_POINTS
+        if log:
+            if start <= 0:
+                raise BadInput(f"malformed {name} {text!r}: a log range needs START > 0")
+            vals = np.geomspace(start, stop, num)
+        else:
+            vals = np.linspace(start, stop, num)
+        levels = [float(round(v, 12)) for v in vals]
+    else:
+        levels = [_num(p, text) for p in text.split(",") if p.strip() != ""]
+        if not levels:
+            raise BadInput(f"empty {name} {text!r}")
+    if integer:
+        bad = [v for v in levels if v != int(v)]
+        if bad:
+            raise BadInput(f"{name} {text!r}: {bad[0]:g} is not an integer")
+    low = [v for v in levels if v < minimum]
+    if low:
+        raise BadInput(f"{name} {text!r}: {low[0]:g} is below the minimum {minimum:g}")
+    return sorted(set(levels))

@@ -1,0 +1,224 @@
+"""The results store: embedded SQLite (WAL), one row per finished sweep cell.
+
+Schema version 1:
+  meta(key, value)            application = 'robust', schema_version = '1'
+  runs(id, spec_hash UNIQUE, config JSON, models JSON, data_hash, package_version, command,
+       started, finished)
+  cells(run_id, model, model_hash, optimizer, mode, perturbation, layer, level, seed,
+        samples, n, accuracy, nll, brier, ece, entropy, expected_entropy, mutual_information,
+        disagreement, spike_rates JSON, versions JSON, time_s, created)
+        PRIMARY KEY (run_id, model_hash, mode, perturbation, layer, level, seed)
+
+Each cell is committed in its own transaction as it finishes, so a killed sweep loses at
+most the cell in flight; rerunning the same configuration (same spec hash) resumes with
+the missing cells. A clean (unperturbed) baseline is stored per (model, mode) as
+perturbation 'clean', level 0, seed 0.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any, Iterable
+
+from robustness.errors import BadInput
+
+SCHEMA_VERSION = 1
+DEFAULT_STORE = "robust-results.db"
+METRIC_COLUMNS = ("accuracy", "nll", "brier", "ece", "entropy", "expected_entropy", "mutual_information",
+                  "disagreement")
+KEY_COLUMNS = ("model_hash", "mode", "perturbation", "layer", "level", "seed")
+CELL_COLUMNS = ("run_id", "model", "model_hash", "optimizer", "mode", "perturbation", "layer", "level", "seed",
+                "samples", "n", *METRIC_COLUMNS, "spike_rates", "versions", "time_s", "created")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, spec_hash TEXT UNIQUE NOT NULL, config TEXT NOT NULL, models TEXT NOT NULL,
+    data_hash TEXT, package_version TEXT, command TEXT, started TEXT, finished TEXT);
+CREATE TABLE IF NOT EXISTS cells (
+    run_id INTEGER NOT NULL REFERENCES runs(id), model TEXT NOT NULL, model_hash TEXT NOT NULL,
+    optimizer TEXT, mode TEXT NOT NULL, perturbation TEXT NOT NULL, layer TEXT NOT NULL DEFAULT '',
+    level REAL NOT NULL, seed INTEGER NOT NULL, samples INTEGER, n INTEGER,
+    {", ".join(f"{c} REAL" for c in METRIC_COLUMNS)},
+    spike_rates TEXT, versions TEXT, time_s REAL, created TEXT,
+    PRIMARY KEY (run_id, {", ".join(KEY_COLUMNS)}));
+"""
+
+
+def default_path() -> str:
+    return os.environ.get("ROBUST_STORE") or DEFAULT_STORE
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    """A results store on disk. Open with `Store.open(path, create=...)`."""
+
+    def __init__(self, path: str, conn: sqlite3.Connection):
+        self.path = path
+        self.conn = conn
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, create: bool = False, timeout: float = 2.0) -> "Store":
+        """Open (or with `create`, create) a store; anything else is a one-line BadInput."""
+        p = Path(path)
+        if p.is_dir():
+            raise BadInput(f"{p}: is a directory, expected a results store file")
+        if not p.exists():
+            if not create:
+                raise BadInput(f"{p}: no results store here (run `robust sweep` first, or pass --out/ROBUST_STORE)")
+            p.parent.mkdir(parents=True, exist_ok=True)
+        elif p.stat().st_size > 0:
+            with open(p, "rb") as f:
+                if f.read(16) != b"SQLite format 3\x00":
+                    raise BadInput(f"{p}: not a results store (not an SQLite file)")
+        try:
+            conn = sqlite3.connect(str(p), timeout=timeout, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "meta" not in tables:
+                conn.close()
+                raise BadInput(f"{p}: an SQLite file but not a robust results store")
+            if tables:
+                meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+                if meta.get("application") != "robust":
+                    conn.close()
+                    raise BadInput(f"{p}: an SQLite file but not a robust results store")
+                if meta.get("schema_version") != str(SCHEMA_VERSION):
+                    conn.close()
+                    raise BadInput(f"{p}: results store schema version {meta.get('schema_version')} is not "
+                                   f"supported (this robust reads version {SCHEMA_VERSION})")
+            elif create:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("BEGIN IMMEDIATE")
+                for stmt in filter(str.strip, _SCHEMA.split(";")):
+                    conn.execute(stmt)
+                conn.execute("INSERT INTO meta VALUES ('application', 'robust'), ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+                conn.execute("COMMIT")
+            else:
+                conn.close()
+                raise BadInput(f"{p}: empty file, not a results store")
+        except sqlite3.OperationalError as e:
+            msg = str(e)
+            if "locked" in msg or "busy" in msg:
+                raise BadInput(f"{p}: results store is locked by another process") from None
+            raise BadInput(f"{p}: cannot open results store ({msg})") from None
+        except sqlite3.DatabaseError as e:
+            raise BadInput(f"{p}: not a results store ({e})") from None
+        return cls(str(p), conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _write(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            cur = self.conn.execute(sql, tuple(params))
+            self.conn.execute("COMMIT")
+            return cur
+        except sqlite3.OperationalError as e:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if "locked" in str(e) or "busy" in str(e):
+                raise BadInput(f"{self.path}: results store is locked by another process") from None
+            raise
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    def run_for(self, spec_hash: str, config: dict, models: list[dict], data_hash: str, version: str,
+                command: str) -> tuple[int, bool]:
+        """The run of this spec (resumed) or a new one; returns (run id, resumed)."""
+        row = self.conn.execute("SELECT id FROM runs WHERE spec_hash = ?", (spec_hash,)).fetchone()
+        if row:
+            return int(row[0]), True
+        cur = self._write("INSERT INTO runs (spec_hash, config, models, data_hash, package_version, command, started)"
+                          " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (spec_hash, json.dumps(config, sort_keys=True), json.dumps(models), data_hash, version,
+                           command, _now()))
+        return int(cur.lastrowid), False
+
+    def finish_run(self, run_id: int) -> None:
+        self._write("UPDATE runs SET finished = ? WHERE id = ?", (_now(), run_id))
+
+    def runs(self) -> list[dict]:
+        return [dict(r) for r in self.conn.execute("SELECT * FROM runs ORDER BY id")]
+
+    # --- cells --------------------------------------------------------------------------------
+
+    def done_keys(self, run_id: int) -> dict[tuple, float]:
+        """Key -> accuracy of every stored cell of a run (what a resumed sweep skips)."""
+        rows = self.conn.execute(f"SELECT {', '.join(KEY_COLUMNS)}, accuracy FROM cells WHERE run_id = ?", (run_id,))
+        return {tuple(r)[:-1]: r[-1] for r in rows}
+
+    def add_cell(self, row: dict) -> None:
+        """Commit one finished cell (its own transaction); a duplicate key is ignored."""
+        vals = dict(row)
+        vals.setdefault("created", _now())
+        for k in ("spike_rates", "versions"):
+            if not isinstance(vals.get(k), (str, type(None))):
+                vals[k] = json.dumps(vals[k])
+        self._write(f"INSERT OR IGNORE INTO cells ({', '.join(CELL_COLUMNS)}) VALUES "
+                    f"({', '.join('?' for _ in CELL_COLUMNS)})", [vals.get(c) for c in CELL_COLUMNS])
+
+    def cells(self, run_id: int | None = None) -> list[dict]:
+        sql = "SELECT * FROM cells" + (" WHERE run_id = ?" if run_id is not None else "") + \
+              " ORDER BY run_id, model, mode, perturbation, layer, level, seed"
+        out = []
+        for r in self.conn.execute(sql, () if run_id is None else (run_id,)):
+            d = dict(r)
+            d["spike_rates"] = json.loads(d["spike_rates"]) if d["spike_rates"] else []
+            d["versions"] = json.loads(d["versions"]) if d["versions"] else {}
+            out.append(d)
+        return out
+
+
+def export(store_path: str, fmt: str, out: str | None) -> str:
+    """Write every cell (with its run's config) as CSV, JSON or Parquet; returns the path."""
+    import csv
+    import tempfile
+
+    with closing(Store.open(store_path)) as st:
+        rows = st.cells()
+    target = Path(out or Path(store_path).with_suffix(f".{fmt}"))
+    for r in rows:
+        r["spike_rates"] = json.dumps(r["spike_rates"])
+        r["versions"] = json.dumps(r["versions"])
+    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        if fmt == "csv":
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(CELL_COLUMNS))
+                w.writeheader()
+                w.writerows(rows)
+        elif fmt == "json":
+            with open(tmp, "w") as f:
+                json.dump(rows, f, indent=1)
+        elif fmt == "parquet":
+            try:
+                import pandas as pd
+
+                pd.DataFrame(rows, columns=list(CELL_COLUMNS)).to_parquet(tmp)
+            except ImportError as e:
+                raise BadInput(f"parquet export needs pandas and pyarrow ({e})") from None
+        else:
+            raise BadInput(f"unknown export format {fmt!r} (csv, json, parquet)")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return str(target)

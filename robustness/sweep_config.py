@@ -1,0 +1,158 @@
+"""Resolving a sweep configuration from flags and an optional TOML file (flags win).
+
+A `sweep.toml` holds any option under its flag name (dashes or underscores), and one
+`[[perturbation]]` table per perturbation:
+
+    models = ["adam.pt", "ivon.pt"]
+    seeds = 10
+    limit = 200
+
+    [[perturbation]]
+    spec = "gaussian"
+    levels = "0.01:0.1"
+
+    [[perturbation]]
+    spec = "quantize"
+    levels = "2:8"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from perturbations.base import PerturbationError
+from perturbations.spec import get_profile, parse_spec
+from robustness.errors import BadInput
+from robustness.ranges import parse_levels
+from robustness.sweep import PerturbationPlan, SweepConfig
+
+SCALAR_KEYS = {"seeds", "ci_width", "max_seeds", "mc_samples", "bn", "layers", "per_layer", "scale", "fold_bn",
+               "include_bias", "limit", "split", "seed", "data_dir", "noise", "bits", "profile", "perturbation",
+               "models", "model", "out", "device", "workers"}
+
+
+def read_toml(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"{p}: no such config file")
+    try:
+        raw = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise BadInput(f"{p}: not valid TOML ({e})") from None
+    out = {}
+    for k, v in raw.items():
+        key = k.replace("-", "_")
+        if key not in SCALAR_KEYS:
+            raise BadInput(f"{p}: unknown option {k!r}")
+        out[key] = v
+    return out
+
+
+def levels_for(spec_text: str, noise: str | None, bits: str | None) -> tuple[float, ...]:
+    """Levels of a spec's swept component: --bits for quantize, --noise otherwise, else its own level."""
+    try:
+        spec = parse_spec(spec_text)
+    except PerturbationError as e:
+        raise BadInput(str(e)) from None
+    swept = spec.swept_name
+    if swept == "quantize":
+        if bits is not None:
+            return tuple(parse_levels(bits, integer=True, minimum=1, name="--bits"))
+    elif noise is not None:
+        return tuple(parse_levels(noise, minimum=0.0, name="--noise"))
+    if spec.fixed_level() is not None:
+        return (spec.fixed_level(),)
+    flag = "--bits" if swept == "quantize" else "--noise"
+    raise BadInput(f"{spec_text}: no levels for {swept} (give {flag} or a level in the spec, e.g. {swept}:0.05)")
+
+
+def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dict]:
+    """Merge TOML (if `flags['config']`) under explicit flags; returns the config and runtime options."""
+    merged: dict[str, Any] = {}
+    if flags.get("config"):
+        merged.update(read_toml(flags["config"]))
+        if "model" in merged and "models" not in merged:
+            merged["models"] = merged.pop("model")
+    for k, v in flags.items():
+        if k in explicit or k not in merged:
+            merged[k] = v
+    if "model" in explicit or not merged.get("models"):
+        merged["models"] = merged.get("model") or merged.get("models") or ()
+    if isinstance(merged["models"], str):
+        merged["models"] = [merged["models"]]
+    plans = []
+    toml_plans = merged.get("perturbation") if isinstance(merged.get("perturbation"), list) and \
+        merged["perturbation"] and isinstance(merged["perturbation"][0], dict) else None
+    cli_pert = bool({"perturbation", "profile", "noise", "bits"} & explicit)
+    if toml_plans is not None and not cli_pert:
+        for t in toml_plans:
+            if "spec" not in t:
+                raise BadInput("each [[perturbation]] needs a spec")
+            lv = t.get("levels")
+            if isinstance(lv, list):
+                levels = tuple(sorted({float(x) for x in lv}))
+            else:
+                is_bits = parse_spec(t["spec"]).swept_name == "quantize"
+                levels = levels_for(t["spec"], None if is_bits else lv, lv if is_bits else None)
+            plans.append(PerturbationPlan(t["spec"], levels))
+    else:
+        specs = merged.get("perturbation") or ()
+        if isinstance(specs, str):
+            specs = (specs,)
+        specs = [s for s in specs if not isinstance(s, dict)]
+        noise, bits = merged.get("noise"), merged.get("bits")
+        if merged.get("profile"):
+            try:
+                prof = get_profile(merged["profile"])
+            except PerturbationError as e:
+                raise BadInput(str(e)) from None
+            given = levels_for(prof.spec, noise, bits) if (noise or bits) else prof.levels
+            plans.append(PerturbationPlan(prof.spec, tuple(given)))
+        if not specs and not merged.get("profile"):
+            specs = ["quantize" if bits and not noise else "gaussian"]
+        for s in specs:
+            plans.append(PerturbationPlan(s, levels_for(s, noise, bits)))
+    seeds = merged.get("seeds", 10)
+    if isinstance(seeds, str):
+        if seeds.strip().lower() == "auto":
+            seeds = None
+        elif seeds.strip().isdigit():
+            seeds = int(seeds)
+        else:
+            raise BadInput(f"--seeds must be a positive integer or 'auto', got {seeds!r}")
+    layers = merged.get("layers") or ()
+    if isinstance(layers, str):
+        layers = tuple(x.strip() for x in layers.split(",") if x.strip())
+    cfg = SweepConfig(
+        models=tuple(str(m) for m in merged["models"]), plans=tuple(plans), seeds=seeds,
+        ci_width=float(merged.get("ci_width", 0.5)), max_seeds=int(merged.get("max_seeds", 100)),
+        mc_samples=int(merged.get("mc_samples", 10)), bn=str(merged.get("bn", "recalibrate")),
+        layers=tuple(layers), per_layer=bool(merged.get("per_layer", False)), scale=str(merged.get("scale", "max")),
+        fold_bn=bool(merged.get("fold_bn", False)), include_bias=bool(merged.get("include_bias", False)),
+        limit=merged.get("limit"), split=str(merged.get("split", "test")), seed=int(merged.get("seed", 0)),
+        data_dir=merged.get("data_dir"))
+    runtime = {k: merged.get(k) for k in ("out", "device", "workers")}
+    return cfg, runtime
+
+
+def to_toml(cfg: SweepConfig, runtime: dict) -> str:
+    """The resolved configuration as a sweep.toml that `--config` reads back."""
+    def val(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(val(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    d = cfg.to_dict()
+    plans = d.pop("plans")
+    d["seeds"] = "auto" if d["seeds"] is None else d["seeds"]
+    lines = [f"{k} = {val(v)}" for k, v in d.items() if v is not None and v != []]
+    lines += [f"{k} = {val(v)}" for k, v in runtime.items() if v is not None]
+    for p in plans:
+        lines += ["", "[[perturbation]]", f"spec = {val(p['spec'])}", f"levels = {val(p['levels'])}"]
+    return "\n".join(lines) + "\n"
