@@ -28,7 +28,7 @@ from robustness.errors import BadInput
 from robustness.ranges import parse_levels
 from robustness.sweep import PerturbationPlan, SweepConfig
 
-SCALAR_KEYS = {"seeds", "ci_width", "max_seeds", "mc_samples", "bn", "layers", "per_layer", "scale", "fold_bn",
+SCALAR_KEYS = {"seeds", "ci_width", "max_seeds", "auto_batch", "mc_samples", "bn", "layers", "per_layer", "scale", "fold_bn",
                "include_bias", "limit", "split", "seed", "data_dir", "noise", "bits", "profile", "perturbation",
                "models", "model", "out", "device", "workers"}
 
@@ -128,6 +128,7 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
     cfg = SweepConfig(
         models=tuple(str(m) for m in merged["models"]), plans=tuple(plans), seeds=seeds,
         ci_width=float(merged.get("ci_width", 0.5)), max_seeds=int(merged.get("max_seeds", 100)),
+        auto_batch=int(merged.get("auto_batch", 5)),
         mc_samples=int(merged.get("mc_samples", 10)), bn=str(merged.get("bn", "recalibrate")),
         layers=tuple(layers), per_layer=bool(merged.get("per_layer", False)), scale=str(merged.get("scale", "max")),
         fold_bn=bool(merged.get("fold_bn", False)), include_bias=bool(merged.get("include_bias", False)),

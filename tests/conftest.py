@@ -21,9 +21,9 @@ def tiny_checkpoints(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("ck")
     out = {}
-    for opt in ("adam", "ivon"):
+    for opt, epochs, n in (("adam", 5, 800), ("ivon", 2, 400)):
         p = d / f"{opt}.pt"
-        train_to_checkpoint(TrainRequest(optimizer=opt, epochs=2, hidden=(32, 32), limit_train=400, seed=1),
+        train_to_checkpoint(TrainRequest(optimizer=opt, epochs=epochs, hidden=(32, 32), limit_train=n, seed=1),
                             p, progress=False)
         out[opt] = p
     return out

@@ -1,0 +1,229 @@
+"""`robust sweep`: numbers, resumption, the store, configs and bad input."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from models.checkpoint import load_checkpoint
+from robustness.cli import cli
+from robustness.data import DatasetSpec, load_dataset
+from robustness.evaluate import EvalConfig, Mode, evaluate
+from robustness.store import Store
+from robustness.summary import drop_level
+from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
+
+METRICS = ("accuracy", "nll", "brier", "ece", "entropy", "expected_entropy", "mutual_information", "disagreement")
+
+
+def run(*args, env=None):
+    return CliRunner(env=env).invoke(cli, [str(a) for a in args])
+
+
+def cells(db):
+    with Store.open(db) as s:
+        return s.cells()
+
+
+def key(r):
+    return (r["model_hash"], r["mode"], r["perturbation"], r["layer"], r["level"], r["seed"])
+
+
+def test_exact_command_uses_defaults_and_level0_reproduces_eval(tiny_checkpoints, tmp_path, monkeypatch):
+    ivon = tmp_path / "ivon.pt"
+    ivon.write_bytes(Path(tiny_checkpoints["ivon"]).read_bytes())
+    monkeypatch.chdir(tmp_path)
+    r = run("sweep", "--model", "ivon.pt", "--noise", "0:0.1:2", "--seeds", 2, "--limit", 80, "--mc-samples", 3,
+            "--quiet")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "robust-results.db").exists() and "[bma] gaussian" in r.output
+    rows = cells(tmp_path / "robust-results.db")
+    data = load_dataset(DatasetSpec())
+    ck = load_checkpoint(ivon)
+    for mode in (Mode.MEAN, Mode.BMA):
+        ref = evaluate(ck, data, mode, EvalConfig(mc_samples=3, limit=80)).metrics
+        for r0 in [r for r in rows if r["mode"] == mode.value and (r["perturbation"] == "clean" or r["level"] == 0)]:
+            for m, v in ref.items():
+                assert r0[m] == pytest.approx(v, abs=1e-12), (mode, r0["perturbation"], m)
+    assert {r["perturbation"] for r in rows} == {"clean", "gaussian"}
+    assert len(rows) == 2 * (1 + 2 * 2)
+
+
+def test_same_seed_identical_rows_and_stacked_equals_separate(tiny_checkpoints, tmp_path):
+    cfg = SweepConfig((str(tiny_checkpoints["adam"]),), (PerturbationPlan("mismatch", (0.1, 0.3)),), seeds=4, limit=60)
+    a = run_sweep(cfg, str(tmp_path / "a.db"), progress=False).rows
+    b = run_sweep(cfg, str(tmp_path / "b.db"), progress=False).rows
+    assert [[r[m] for m in METRICS] for r in a] == [[r[m] for m in METRICS] for r in b]
+    import robustness.sweep as sw
+
+    old = sw.MAX_NETWORKS_PER_PASS
+    sw.MAX_NETWORKS_PER_PASS = 1  # every draw in its own pass
+    try:
+        c = run_sweep(cfg, str(tmp_path / "c.db"), progress=False).rows
+    finally:
+        sw.MAX_NETWORKS_PER_PASS = old
+    for x, y in zip(a, c):
+        assert x["accuracy"] == y["accuracy"] and x["nll"] == pytest.approx(y["nll"], abs=1e-5)
+
+
+def test_accuracy_degrades_at_large_levels(tiny_checkpoints, tmp_path):
+    cfg = SweepConfig((str(tiny_checkpoints["adam"]),), (PerturbationPlan("gaussian", (0.3, 1.0)),), seeds=4,
+                      limit=200)
+    rows = run_sweep(cfg, str(tmp_path / "s.db"), progress=False).rows
+    clean = [r["accuracy"] for r in rows if r["perturbation"] == "clean"][0]
+    acc = {lv: sum(r["accuracy"] for r in rows if r["level"] == lv) / 4 for lv in (0.3, 1.0)}
+    assert clean > acc[0.3] > acc[1.0]
+    dis = [r["disagreement"] for r in rows if r["level"] == 1.0]
+    assert min(dis) > 0.3
+
+
+def test_resume_after_kill_equals_uninterrupted(tiny_checkpoints, tmp_path):
+    args = ["-m", "robustness.cli", "sweep", "--model", str(tiny_checkpoints["adam"]), "--perturbation", "gaussian",
+            "--noise", "0.02:0.2:6", "--seeds", "3", "--limit", "120", "--quiet"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    full = tmp_path / "full.db"
+    subprocess.run([sys.executable, *args, "--out", str(full)], check=True, env=env, capture_output=True)
+    killed = tmp_path / "killed.db"
+    proc = subprocess.Popen([sys.executable, *args, "--out", str(killed)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    n = 0
+    while time.time() < deadline and proc.poll() is None:
+        if killed.exists():
+            try:
+                with sqlite3.connect(str(killed), timeout=1) as c:
+                    n = c.execute("SELECT count(*) FROM cells").fetchone()[0]
+            except sqlite3.Error:
+                n = 0
+            if n >= 4:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = len(cells(killed))
+    assert 0 < partial < 19, "kill should land mid-sweep"
+    r = subprocess.run([sys.executable, *args, "--out", str(killed)], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and "resumed" in r.stdout
+    a, b = cells(full), cells(killed)
+    assert len(a) == len(b) == 1 + 6 * 3
+    assert len({key(r) for r in b}) == len(b)
+    for x, y in zip(a, b):
+        assert key(x) == key(y) and [x[m] for m in METRICS] == [y[m] for m in METRICS]
+
+
+def test_different_config_kept_apart_and_export(tiny_checkpoints, tmp_path):
+    db = tmp_path / "r.db"
+    m = str(tiny_checkpoints["adam"])
+    assert run("sweep", "--model", m, "--noise", "0.1", "--seeds", 2, "--limit", 40, "--out", db, "-q").exit_code == 0
+    assert run("sweep", "--model", m, "--bits", "2,4", "--seeds", 1, "--limit", 40, "--out", db, "-q").exit_code == 0
+    with Store.open(db) as s:
+        runs = s.runs()
+        assert len(runs) == 2 and json.loads(runs[1]["config"])["plans"][0]["spec"] == "quantize"
+        assert {r["run_id"] for r in s.cells()} == {1, 2}
+    r = run("export", db, "--format", "csv", "--out", tmp_path / "r.csv")
+    assert r.exit_code == 0
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert lines[0].startswith("run_id,model,model_hash") and len(lines) == 1 + (1 + 2) + (1 + 2)
+    r = run("export", db, "--format", "json")
+    assert r.exit_code == 0 and len(json.loads((tmp_path / "r.json").read_text())) == 6
+
+
+def test_config_file_flags_override_and_print_config(tiny_checkpoints, tmp_path):
+    toml = tmp_path / "sweep.toml"
+    toml.write_text(f'''models = ["{tiny_checkpoints["adam"]}"]
+seeds = 2
+limit = 30
+
+[[perturbation]]
+spec = "gaussian"
+levels = "0.05,0.1"
+
+[[perturbation]]
+spec = "quantize"
+levels = "3:4"
+''')
+    r = run("sweep", "--config", toml, "--seeds", 3, "--print-config")
+    assert r.exit_code == 0, r.output
+    assert "seeds = 3" in r.output and 'spec = "quantize"' in r.output and "levels = [3.0, 4.0]" in r.output
+    (tmp_path / "resolved.toml").write_text(r.output)
+    r = run("sweep", "--config", tmp_path / "resolved.toml", "--out", tmp_path / "c.db", "-q", "--json")
+    assert r.exit_code == 0, r.output
+    curves = json.loads(r.output)["curves"]
+    assert {c["perturbation"] for c in curves} == {"gaussian", "quantize"}
+    assert all(lv["n"] == 3 for c in curves for lv in c["levels"])
+
+
+def test_per_layer_reuses_clean_activations_consistently(tiny_checkpoints, tmp_path):
+    m = str(tiny_checkpoints["adam"])
+    r = run("sweep", "--model", m, "--noise", "0.3", "--seeds", 2, "--limit", 60, "--per-layer", "--out",
+            tmp_path / "p.db", "-q", "--json")
+    assert r.exit_code == 0, r.output
+    curves = json.loads(r.output)["curves"]
+    assert [c["layer"] for c in curves] == ["blocks.0", "blocks.1", "readout"]
+    r = run("sweep", "--model", m, "--noise", "0.3", "--seeds", 2, "--limit", 60, "--layers", "blocks.1", "--out",
+            tmp_path / "q.db", "-q", "--json")
+    direct = json.loads(r.output)["curves"][0]["levels"][0]["accuracy_mean"]
+    reused = curves[1]["levels"][0]["accuracy_mean"]
+    assert abs(direct - reused) <= 1 / 60 + 1e-9
+
+
+def test_seeds_auto_stops_when_interval_is_narrow(tiny_checkpoints, tmp_path):
+    m = str(tiny_checkpoints["adam"])
+    r = run("sweep", "--model", m, "--noise", "0.001,1.5", "--seeds", "auto", "--ci-width", "5", "--max-seeds", 15,
+            "--limit", 60, "--out", tmp_path / "a.db", "-q", "--json")
+    assert r.exit_code == 0, r.output
+    lv = {x["level"]: x for x in json.loads(r.output)["curves"][0]["levels"]}
+    assert lv[0.001]["n"] == 5  # tiny noise: the first batch of draws already agrees
+    assert lv[1.5]["n"] >= 5 and lv[1.5]["n"] <= 15
+
+
+def test_drop_level_interpolation():
+    pts = [(0.0, 0.9), (0.1, 0.88), (0.2, 0.80), (0.3, 0.5)]
+    assert drop_level(pts, 0.9, 0.01) == pytest.approx(0.05)
+    assert drop_level(pts, 0.9, 0.05) == pytest.approx(0.1 + 0.1 * (0.88 - 0.85) / (0.88 - 0.80))
+    assert drop_level(pts[:2], 0.9, 0.10) is None
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--noise", "0.1:0.01"], "stop 0.01 is below start 0.1"),
+    (["--noise", "a:b"], "'a' is not a number"),
+    (["--noise", "-0.1,0.1"], "below the minimum"),
+    (["--bits", "0:4"], "below the minimum 1"),
+    (["--perturbation", "gauss", "--noise", "0.1"], "did you mean 'gaussian'"),
+    (["--profile", "loihi", "--noise", "0.1"], "unknown profile 'loihi'"),
+    (["--perturbation", "quantize:4+mismatch", "--noise", "0.1", "--layers", "conv1"], "unknown layer 'conv1'"),
+    (["--noise", "0.1", "--seeds", "many"], "positive integer or 'auto'"),
+])
+def test_bad_sweep_input_exit_2_store_untouched(tiny_checkpoints, tmp_path, args, match):
+    db = tmp_path / "s.db"
+    r = run("sweep", "--model", tiny_checkpoints["adam"], "--out", db, *args)
+    assert r.exit_code == 2, r.output
+    assert match in r.output and len(r.output.strip().splitlines()) == 1
+    assert not db.exists()
+
+
+def test_bad_store_and_missing_dataset(tiny_checkpoints, tmp_path):
+    m = tiny_checkpoints["adam"]
+    notdb = tmp_path / "notes.db"
+    notdb.write_text("hello")
+    r = run("sweep", "--model", m, "--noise", "0.1", "--out", notdb)
+    assert r.exit_code == 2 and "not a results store" in r.output and notdb.read_text() == "hello"
+    locked = tmp_path / "locked.db"
+    Store.open(locked, create=True).close()
+    holder = sqlite3.connect(str(locked))
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        r = run("sweep", "--model", m, "--noise", "0.1", "--seeds", 1, "--limit", 10, "--out", locked)
+        assert r.exit_code == 2 and "locked" in r.output, r.output
+    finally:
+        holder.rollback()
+        holder.close()
+    r = run("sweep", "--model", m, "--noise", "0.1", "--data-dir", tmp_path / "nowhere")
+    assert r.exit_code == 2 and "not found" in r.output
