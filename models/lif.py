@@ -57,7 +57,7 @@ def lif_box_boxcar_step(
 
 
 def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
-             width: float = 0.5) -> torch.Tensor:
+             width: float = 0.5, v: torch.Tensor | None = None) -> torch.Tensor:
     """Spikes [K, T, B, H] of LIF neurons driven by `drive = (1 - alpha) * I`.
 
     Args:
@@ -65,6 +65,8 @@ def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
         alpha: leak per step, broadcastable to [K, B, H] (e.g. [K, 1, H]).
         v_th: threshold, broadcastable to [K, B, H].
         width: boxcar half-width of the surrogate gradient.
+        v: inference only: membrane state [K, B, H] carried in from an earlier chunk of
+            time steps, updated in place (None: start at rest).
     """
     steps = drive.unbind(1)  # unbind, not drive[:, t]: indexing makes backward zero-fill per step
     if torch.is_grad_enabled() and (drive.requires_grad or alpha.requires_grad or v_th.requires_grad):
@@ -78,7 +80,8 @@ def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
         return torch.stack(zs, 1)
     # Inference: in place, written straight into the output (no per-step temporaries).
     out = torch.empty_like(drive)
-    v = torch.zeros_like(steps[0])
+    if v is None:
+        v = torch.zeros_like(steps[0])
     alpha = alpha.expand_as(v)
     v_th = v_th.expand_as(v)
     for t, d in enumerate(steps):
@@ -87,3 +90,32 @@ def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
         z.copy_(v > v_th)
         v.addcmul_(z, v_th, value=-1.0)
     return out
+
+
+def _chunk_drive_scan(cur: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, alpha: torch.Tensor,
+                      v_th: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inference: drive = cur * scale + shift for a [K, t, B, H] chunk, then the LIF steps.
+
+    Returns spikes [K, t, B, H], the final membrane, and the spike count over the chunk
+    [K, B, H]. Written for torch.compile, which fuses the unrolled chunk into one loop.
+    """
+    zs = []
+    count = torch.zeros_like(v)
+    for c in cur.unbind(1):
+        v = alpha * v + (c * scale + shift)
+        z = (v > v_th).to(c.dtype)
+        v = v - z * v_th
+        count = count + z
+        zs.append(z)
+    return torch.stack(zs, 1), v, count
+
+
+_compiled = None
+
+
+def compiled_chunk_scan():
+    """The fused chunk scan, compiled on first use (tens of seconds; cached by inductor on disk)."""
+    global _compiled
+    if _compiled is None:
+        _compiled = torch.compile(_chunk_drive_scan, dynamic=True)
+    return _compiled

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.lif import lif_scan
+from models.lif import compiled_chunk_scan, lif_scan
 
 
 @dataclass(frozen=True)
@@ -154,14 +154,14 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
     for i in range(start, stop):
         p = f"blocks.{i}"
         cur = torch.matmul(h, t[f"{p}.linear.weight"].transpose(-1, -2))  # [K, T*B, H]
-        if f"{p}.linear.bias" in t:
-            cur = cur + t[f"{p}.linear.bias"].unsqueeze(1)
         if f"{p}.read_noise" in t:
             rms = cur.square().mean(dim=(1, 2), keepdim=True).sqrt()
             g = opt.noise_generator
             eps = torch.randn(cur.shape, generator=g, device=g.device if g is not None else cur.device,
                               dtype=cur.dtype).to(cur.device)
             cur = cur + t[f"{p}.read_noise"].view(-1, 1, 1) * rms * eps
+        if f"{p}.linear.bias" in t:
+            cur = cur + t[f"{p}.linear.bias"].unsqueeze(1)
         cur = _batchnorm(cur, t, f"{p}.bn", cfg, opt)
         alpha = t[f"{p}.alpha"]
         if opt.clamp_alpha:
@@ -177,6 +177,83 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
         z = _dropout(z, cfg.dropout, opt.dropout_generator)
         h = z.view(z.shape[0], steps * bsz, -1)
     return h, rates
+
+
+TIME_CHUNK = 10  # steps per chunk in inference: keeps temporaries small and cache-resident
+COMPILE = False  # fuse each chunk's drive + LIF scan with torch.compile (pays off only in long sweeps)
+
+
+def use_compile(on: bool) -> None:
+    """Turn the compiled chunk scan on or off for inference passes."""
+    global COMPILE
+    COMPILE = on
+
+
+def _inference_chunked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt: ForwardOptions,
+                       k: int) -> tuple[Tensor, list[Tensor]]:
+    """Inference over chunks of TIME_CHUNK steps, all layers per chunk, membranes carried over.
+
+    The whole-sequence version allocates [K, T*B, H] temporaries of hundreds of MB per
+    layer; page faults then dominate. Chunks of ~10 steps keep each temporary small and
+    reused, while each Linear still runs over many steps in one matmul.
+    """
+    bsz, steps = (x.shape[0], x.shape[1]) if x.dim() == 3 else (x.shape[1], x.shape[2])
+    n_hidden = len(cfg.hidden)
+    layers = list(range(opt.start, n_hidden))
+    params = []
+    for i in layers:
+        p = f"blocks.{i}"
+        rm, rv = t[f"{p}.bn.running_mean"], t[f"{p}.bn.running_var"]
+        alpha = t[f"{p}.alpha"]
+        if opt.clamp_alpha:
+            alpha = alpha.clamp(cfg.alpha_min, cfg.alpha_max)
+        alpha = alpha.unsqueeze(1)
+        scale = t[f"{p}.bn.weight"] * torch.rsqrt(rv + cfg.bn_eps)
+        shift = t[f"{p}.bn.bias"] - rm * scale
+        if f"{p}.linear.bias" in t:
+            shift = shift + scale * t[f"{p}.linear.bias"]
+        # BN affine and the (1 - alpha) input scaling fused into one multiply-add.
+        params.append((t[f"{p}.linear.weight"].transpose(-1, -2), (scale.unsqueeze(1) * (1 - alpha)),
+                       (shift.unsqueeze(1) * (1 - alpha)), alpha, t[f"{p}.v_th"].unsqueeze(1),
+                       t.get(f"{p}.read_noise"), t.get(f"{p}.dead"), t.get(f"{p}.saturated")))
+    v = [None] * len(layers)
+    counts = [0.0] * len(layers)
+    rate_sum = None
+    for c0 in range(0, steps, TIME_CHUNK):
+        c1 = min(steps, c0 + TIME_CHUNK)
+        xc = x[:, c0:c1] if x.dim() == 3 else x[:, :, c0:c1]
+        h, tc, _ = _flatten_input(xc)
+        for j, (w, sc, sh, alpha, v_th, noise, dead, sat) in enumerate(params):
+            cur = torch.matmul(h, w)  # [K, tc*B, H]
+            if noise is not None:
+                g = opt.noise_generator
+                rms = cur.square().mean(dim=(1, 2), keepdim=True).sqrt()
+                eps = torch.randn(cur.shape, generator=g, device=g.device if g is not None else cur.device,
+                                  dtype=cur.dtype).to(cur.device)
+                cur = cur + noise.view(-1, 1, 1) * rms * eps
+            if v[j] is None:
+                v[j] = cur.new_zeros(cur.shape[0], bsz, cur.shape[-1])
+            if COMPILE:
+                z, v[j], zt = compiled_chunk_scan()(cur.view(cur.shape[0], tc, bsz, -1), sc, sh, alpha, v_th, v[j])
+            else:
+                drive = torch.addcmul(sh, cur, sc).view(cur.shape[0], tc, bsz, -1)
+                z = lif_scan(drive, alpha, v_th, cfg.surrogate_width, v=v[j])
+                zt = None
+            if dead is not None or sat is not None:
+                if dead is not None:
+                    z = z * (1.0 - dead).view(k, 1, 1, -1)
+                if sat is not None:
+                    z = torch.maximum(z, sat.view(k, 1, 1, -1).to(z.dtype))
+                zt = None
+            zt = z.sum(1) if zt is None else zt  # spikes per neuron over the chunk [K, B, H]
+            counts[j] = counts[j] + zt.sum(dim=(1, 2))
+            h = z.view(z.shape[0], tc * bsz, -1)
+        if not layers:  # started at the readout: x holds the last block's spikes
+            h = h.unsqueeze(0).expand(k, -1, -1) if h.dim() == 2 else h
+            zt = h.view(h.shape[0], tc, bsz, -1).sum(1)
+        rate_sum = zt if rate_sum is None else rate_sum + zt
+    rates = [c / (steps * bsz * cfg.hidden[i]) for c, i in zip(counts, layers)]
+    return rate_sum / steps, rates
 
 
 def block_spikes(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, upto: int,
@@ -207,12 +284,17 @@ def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
         logits [K, B, C] and, per hidden layer, the mean spike rate per network [K].
     """
     opt = opt or ForwardOptions()
-    h, steps, bsz = _flatten_input(x)
     k = next(iter(t.values())).shape[0]
-    h, rates = _run_blocks(cfg, t, h, steps, bsz, k, opt, opt.start, len(cfg.hidden))
-    if h.dim() == 2:  # started at the readout: shared input spikes
-        h = h.unsqueeze(0).expand(k, -1, -1)
-    rate = h.reshape(h.shape[0], steps, bsz, -1).mean(1)  # spike rate per neuron [K, B, H]
+    inference = not (opt.bn_batch_stats or opt.record_stats is not None or opt.dropout_generator is not None
+                     or (torch.is_grad_enabled() and any(v.requires_grad for v in t.values())))
+    if inference:
+        rate, rates = _inference_chunked(cfg, t, x, opt, k)
+    else:
+        h, steps, bsz = _flatten_input(x)
+        h, rates = _run_blocks(cfg, t, h, steps, bsz, k, opt, opt.start, len(cfg.hidden))
+        if h.dim() == 2:  # started at the readout: shared input spikes
+            h = h.unsqueeze(0).expand(k, -1, -1)
+        rate = h.reshape(h.shape[0], steps, bsz, -1).mean(1)  # spike rate per neuron [K, B, H]
     rate = _batchnorm(rate, t, "readout.bn", cfg, opt)
     rate = _dropout(rate, cfg.dropout, opt.dropout_generator)
     logits = torch.baddbmm(t["readout.linear.bias"].unsqueeze(1), rate,

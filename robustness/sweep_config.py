@@ -30,7 +30,7 @@ from robustness.sweep import PerturbationPlan, SweepConfig
 
 SCALAR_KEYS = {"seeds", "ci_width", "max_seeds", "auto_batch", "mc_samples", "bn", "layers", "per_layer", "scale", "fold_bn",
                "include_bias", "limit", "split", "seed", "data_dir", "noise", "bits", "profile", "perturbation",
-               "models", "model", "out", "device", "workers"}
+               "models", "model", "out", "device", "workers", "compile"}
 
 
 def read_toml(path: str) -> dict:
@@ -134,7 +134,7 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
         fold_bn=bool(merged.get("fold_bn", False)), include_bias=bool(merged.get("include_bias", False)),
         limit=merged.get("limit"), split=str(merged.get("split", "test")), seed=int(merged.get("seed", 0)),
         data_dir=merged.get("data_dir"))
-    runtime = {k: merged.get(k) for k in ("out", "device", "workers")}
+    runtime = {k: merged.get(k) for k in ("out", "device", "workers", "compile")}
     return cfg, runtime
 
 
@@ -153,7 +153,7 @@ def to_toml(cfg: SweepConfig, runtime: dict) -> str:
     plans = d.pop("plans")
     d["seeds"] = "auto" if d["seeds"] is None else d["seeds"]
     lines = [f"{k} = {val(v)}" for k, v in d.items() if v is not None and v != []]
-    lines += [f"{k} = {val(v)}" for k, v in runtime.items() if v is not None]
+    lines += [f"{k} = {val(v)}" for k, v in runtime.items() if v not in (None, False)]
     for p in plans:
         lines += ["", "[[perturbation]]", f"spec = {val(p['spec'])}", f"levels = {val(p['levels'])}"]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,144 @@
+"""Sweep engine speed: L levels x S seeds of gaussian weight noise on N test utterances.
+
+Compares, in the same run, on the same weights and data:
+  * the batched engine (the code `robust sweep` runs: all S draws of a level perturbed by
+    the registered perturbation and evaluated in one time-chunked pass), and
+  * a per-draw loop: perturb one draw at a time and evaluate it with a plain
+    per-time-step Norse forward at batch 128.
+Prints the ratio, the engine's matmul throughput as a fraction of this machine's sgemm
+throughput (measured here), and a profile of where the engine's time goes.
+
+    python benchmarks/bench_sweep.py [--levels 10] [--seeds 10] [--n 2000] [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import torch
+
+warnings.filterwarnings("ignore")
+
+from benchmarks.bench_forward import PerStepNorse  # noqa: E402
+from models import network  # noqa: E402
+from models.deploy import deploy_tensors  # noqa: E402
+from models.network import ModelConfig, SpikingNet  # noqa: E402
+from models.train import recalibrate_bn_  # noqa: E402
+from perturbations.base import Context  # noqa: E402
+from perturbations.spec import apply, parse_spec  # noqa: E402
+from robustness.data import DatasetSpec, load_dataset  # noqa: E402
+from robustness.evaluate import Mode  # noqa: E402
+from robustness.sweep import SweepConfig, _evaluate_draws, _prepare  # noqa: E402
+
+
+def sgemm_gflops(n: int = 2048, reps: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return reps * 2 * n**3 / (time.perf_counter() - t0) / 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--levels", type=int, default=10)
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--baseline-draws", type=int, default=None,
+                    help="time the per-draw loop on this many draws and scale up (default: all)")
+    ap.add_argument("--compile", action="store_true", help="use the compiled chunk scan in the engine")
+    ap.add_argument("--model", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load_dataset(DatasetSpec())
+    if args.model:
+        from models.checkpoint import load_checkpoint
+
+        ck = load_checkpoint(args.model)
+    else:
+        net = SpikingNet(ModelConfig(), torch.Generator().manual_seed(0))
+        recalibrate_bn_(net, data.splits["train"].x, 128, 4, torch.Generator().manual_seed(0))
+
+        class _Ck:  # the few checkpoint fields the engine reads
+            pass
+
+        ck = _Ck()
+        ck.net, ck.posterior, ck.optimizer, ck.path = net.eval(), None, "adam", "fresh"
+    test = data.splits["test"]
+    reps = -(-args.n // len(test))
+    x, y = test.x.repeat(reps, 1, 1)[: args.n], test.y.repeat(reps)[: args.n]
+    levels = [0.01 * (i + 1) for i in range(args.levels)]
+    seeds = list(range(args.seeds))
+    spec = parse_spec("gaussian")
+    cfg = SweepConfig(("bench",), (), seeds=args.seeds)
+    hidden = tuple(f"blocks.{i}" for i in range(len(ck.net.cfg.hidden)))
+    ctx = Context(hidden + ("readout",), hidden)
+    dev = torch.device("cpu")
+    peak = sgemm_gflops()
+    print(f"threads {args.threads}; {args.levels} levels x {args.seeds} seeds on {args.n} utterances "
+          f"(T={x.shape[1]}, hidden={list(ck.net.cfg.hidden)}); sgemm {peak:.0f} GFLOP/s")
+
+    network.use_compile(args.compile)
+    prep = _prepare(ck, data, Mode.POINT, cfg, x, y, dev)
+    t0 = time.perf_counter()
+    _evaluate_draws(ck, prep, spec, levels[0], seeds[:2], ctx, cfg, x, y, dev)  # warm-up
+    if args.compile:
+        print(f"compile + warm-up {time.perf_counter() - t0:.1f} s (not counted below)")
+    t0 = time.perf_counter()
+    acc_engine = []
+    for lv in levels:
+        rows = _evaluate_draws(ck, prep, spec, lv, seeds, ctx, cfg, x, y, dev)
+        acc_engine.append(sum(r["accuracy"] for r in rows) / len(rows))
+    t_engine = time.perf_counter() - t0
+
+    # Per-draw loop: same perturbation function for one draw, per-time-step Norse forward, batch 128.
+    base = {n: v.detach() for n, v in deploy_tensors(ck.net.cfg, ck.net.stacked(1)).items()}
+    net = ck.net
+    draws = [(lv, s) for lv in levels for s in seeds]
+    timed = draws if args.baseline_draws is None else draws[: args.baseline_draws]
+    t0 = time.perf_counter()
+    acc_loop = {}
+    with torch.no_grad():
+        for lv, s in timed:
+            t = apply(spec, lv, base, seed=cfg.seed, draws=[s], ctx=ctx)
+            clean = {n: p.detach().clone() for n, p in net.named_parameters()}
+            for n, p in net.named_parameters():
+                p.copy_(t[n][0])
+            loop = PerStepNorse(net)
+            correct = 0
+            for i in range(0, len(x), 128):
+                correct += (loop(x[i:i + 128]).argmax(-1) == y[i:i + 128]).sum().item()
+            for n, p in net.named_parameters():
+                p.copy_(clean[n])
+            acc_loop[(lv, s)] = correct / len(x)
+    t_loop = (time.perf_counter() - t0) * len(draws) / len(timed)
+    note = "" if len(timed) == len(draws) else f" (timed on {len(timed)} draws, scaled to {len(draws)})"
+
+    h = ck.net.cfg.hidden
+    dims = [ck.net.cfg.input_dim, *h]
+    flops = 2 * x.shape[1] * sum(a * b for a, b in zip(dims[:-1], dims[1:])) * len(x) * len(draws)
+    print(f"per-draw loop (per-step Norse, batch 128): {t_loop:7.1f} s{note}")
+    print(f"batched engine{' (compiled)' if args.compile else ''}:                     {t_engine:7.1f} s   "
+          f"ratio {t_loop / t_engine:.2f}x")
+    print(f"engine matmul throughput {flops / t_engine / 1e9:.0f} GFLOP/s = {flops / t_engine / 1e9 / peak:.0%} "
+          f"of sgemm; {len(x) * len(draws) / t_engine:.0f} utterance-draws/s")
+    agree = [abs(acc_loop[d] - acc_engine[levels.index(d[0])]) for d in timed[:1]]
+    print(f"check: accuracy of the first draw, loop vs engine mean over seeds: diff {agree[0]:.3f}")
+
+    # Where the engine's time goes (one level).
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        _evaluate_draws(ck, prep, spec, levels[-1], seeds, ctx, cfg, x, y, dev)
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    print("engine profile (self CPU time, one level):")
+    for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:8]:
+        print(f"  {e.key:40s} {e.self_cpu_time_total / total:6.1%}")
+
+
+if __name__ == "__main__":
+    main()
