@@ -12,11 +12,16 @@ already scaled by `1 - alpha`), the only sequential part of the feedforward netw
 
 from __future__ import annotations
 
-import torch
-from norse.torch.functional.lif_box import LIFBoxFeedForwardState, LIFBoxParameters
-from norse.torch.functional.reset import reset_subtract
+import warnings
 
-from models.surrogate import spike
+import torch
+
+# Norse 1.1 scripts functions with torch.jit at import, which recent torch deprecates loudly.
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+from norse.torch.functional.lif_box import LIFBoxFeedForwardState, LIFBoxParameters  # noqa: E402
+from norse.torch.functional.reset import reset_subtract  # noqa: E402
+
+from models.surrogate import spike  # noqa: E402
 
 
 def lif_parameters(alpha: torch.Tensor, v_th: torch.Tensor, dt: float = 1e-3) -> LIFBoxParameters:

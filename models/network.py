@@ -135,7 +135,7 @@ def _batchnorm(x: Tensor, t: Mapping[str, Tensor], prefix: str, cfg: ModelConfig
 def _dropout(x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
     if gen is None or p == 0.0:
         return x
-    keep = torch.rand(x.shape, generator=gen, device=x.device) >= p
+    keep = (torch.rand(x.shape, generator=gen, device=gen.device) >= p).to(x.device)
     return x * keep.to(x.dtype) / (1.0 - p)
 
 
