@@ -228,3 +228,33 @@ def test_missing_and_non_folder_data_dir(tmp_path):
     f.write_text("x")
     with pytest.raises(BadInput, match="is not a folder"):
         load_dataset(DatasetSpec("audiofolder", str(f)))
+
+
+def _prepare_in_process(root, cache, q):
+    import os
+
+    os.environ["ROBUST_CACHE"] = cache
+    from robustness.data import DatasetSpec, load_dataset
+
+    d = load_dataset(DatasetSpec("audiofolder", root), workers=1, progress=False)
+    q.put(d.fingerprint)
+
+
+def test_two_processes_preparing_one_cache(tmp_path, cache_dir):
+    import multiprocessing as mp
+
+    root = make_folder(tmp_path / "af")
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_prepare_in_process, args=(str(root), str(cache_dir), q)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    keys = {q.get(timeout=5), q.get(timeout=5)}
+    assert len(keys) == 1
+    files = list(cache_dir.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".npz"
+    with np.load(files[0]) as z:
+        assert z["x"].shape == (10, 100, 40)
