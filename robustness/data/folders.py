@@ -98,6 +98,20 @@ def build(spec: DatasetSpec, items: Sequence[Item], classes: Sequence[str], *,
     return Dataset(spec, list(classes), cfg, splits, key, bad, secs.tolist())
 
 
+def class_folders(root: Path, expected: str) -> dict[str, list[Path]]:
+    """Audio files per class folder (sorted); hidden and `_`-prefixed folders are not classes."""
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith((".", "_")))
+    if not classes:
+        raise BadInput(f"{root}: no class folders (expected {expected})")
+    out = {}
+    for c in classes:
+        files = sorted(p for p in (root / c).iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+        if not files:
+            raise BadInput(f"{root / c}: empty class folder")
+        out[c] = files
+    return out
+
+
 # --- Heidelberg Digits (audio release) -------------------------------------------------------
 
 HD_NAME = re.compile(r"lang-(english|german)_speaker-(\d+)_trial-(\d+)_digit-(\d)\.flac$")
@@ -135,9 +149,7 @@ def load_hd(spec: DatasetSpec, **kw) -> Dataset:
 # --- Speech Commands v0.02 -------------------------------------------------------------------
 
 def sc_items(root: Path) -> tuple[list[Item], list[str]]:
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("_"))
-    if not classes:
-        raise BadInput(f"{root}: no class folders (expected Speech Commands v0.02)")
+    files = class_folders(root, "Speech Commands v0.02")
     lists = {}
     for split, name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
         f = root / name
@@ -149,15 +161,12 @@ def sc_items(root: Path) -> tuple[list[Item], list[str]]:
                 raise BadInput(f"{f}: lists {e} but there is no such file")
         lists[split] = entries
     items = []
-    for c in classes:
-        files = sorted(p for p in (root / c).iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
-        if not files:
-            raise BadInput(f"{root / c}: empty class folder")
-        for p in files:
+    for c, paths in files.items():
+        for p in paths:
             rel = f"{c}/{p.name}"
             split = "validation" if rel in lists["validation"] else "test" if rel in lists["test"] else "train"
             items.append(Item(str(p), c, split, p.name.split("_nohash_")[0]))
-    return items, classes
+    return items, list(files)
 
 
 def load_sc(spec: DatasetSpec, **kw) -> Dataset:
@@ -168,15 +177,11 @@ def load_sc(spec: DatasetSpec, **kw) -> Dataset:
 # --- audio folder ----------------------------------------------------------------------------
 
 def audiofolder_items(root: Path) -> tuple[list[Item], list[str]]:
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith((".", "_")))
-    if not classes:
-        raise BadInput(f"{root}: no class folders (expected ROOT/<label>/<file>.wav|flac)")
+    files = class_folders(root, "ROOT/<label>/<file>.wav|flac")
+    classes = list(files)
     items = []
-    for c in classes:
-        files = sorted(p for p in (root / c).iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
-        if not files:
-            raise BadInput(f"{root / c}: empty class folder")
-        for p in files:
+    for c, paths in files.items():
+        for p in paths:
             speaker = p.stem.split("_")[0] if "_" in p.stem else ""
             items.append(Item(str(p), c, "", speaker))
     lists = {s: root / f"{s}.txt" for s in SPLITS}
