@@ -301,7 +301,8 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
                         start, xin = _reuse(ck, prep, scope, cfg, x, device)
                         for level in plan.levels:
                             rows = _level(ck, prep, spec, level, ctx, cfg, xin, y, device, start, done,
-                                          (mhash, mode.value, spec.label, layer_label, float(level)))
+                                          (mhash, mode.value, spec.label, layer_label, float(level)),
+                                          draws_nothing(spec, level, prep.base, cfg.seed, ctx))
                             for r in rows:
                                 store.add_cell({**common, **r, "mode": mode.value, "perturbation": spec.label,
                                                 "layer": layer_label, "level": float(level),
@@ -346,8 +347,25 @@ def _reuse(ck: Checkpoint, prep: _Prepared, scope: tuple[str, ...], cfg: SweepCo
     return start, torch.cat(chunks)
 
 
-def _level(ck, prep, spec, level, ctx, cfg, x, y, device, start, done, key_prefix) -> list[dict]:
-    """Rows for one level: a fixed number of seeds, or rounds until the interval is narrow."""
+def draws_nothing(spec: Spec, level: float, base: dict[str, torch.Tensor], seed: int, ctx: Context) -> bool:
+    """True when two draws give the same network (e.g. quantize with nearest rounding)."""
+    one = {n: v[:1] for n, v in base.items()}
+    a = apply(spec, level, one, seed=seed, draws=[0], ctx=ctx)
+    b = apply(spec, level, one, seed=seed, draws=[1], ctx=ctx)
+    if any(n.endswith(".read_noise") for n in a):
+        return False  # noise drawn during the forward pass
+    return a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+
+
+def _level(ck, prep, spec, level, ctx, cfg, x, y, device, start, done, key_prefix,
+           deterministic: bool = False) -> list[dict]:
+    """Rows for one level: a fixed number of seeds, or rounds until the interval is narrow.
+
+    A perturbation that draws nothing is evaluated with seed 0 only: every seed would repeat it.
+    """
+    if deterministic:
+        todo = [] if key_prefix + (0,) in done else [0]
+        return _evaluate_draws(ck, prep, spec, level, todo, ctx, cfg, x, y, device, start) if todo else []
     def missing(seeds: Iterable[int]) -> list[int]:
         return [s for s in seeds if key_prefix + (s,) not in done]
 
