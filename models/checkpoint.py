@@ -17,6 +17,7 @@ import datetime as _dt
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +103,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     if p.is_dir():
         raise CheckpointError(f"{p}: is a directory, expected a checkpoint file")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError,
             zipfile.BadZipFile, AttributeError, TypeError, KeyError, IndexError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

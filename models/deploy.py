@@ -15,7 +15,7 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from models.network import ModelConfig
+from models.network import ModelConfig, bn_affine
 
 
 def _identity_bn(t: dict[str, Tensor], prefix: str, like: Tensor, eps: float) -> None:
@@ -35,15 +35,13 @@ def deploy_tensors(cfg: ModelConfig, t: Mapping[str, Tensor], fold_bn: bool = Fa
         return out
     for i in range(len(cfg.hidden)):
         p = f"blocks.{i}"
-        scale = out[f"{p}.bn.weight"] * torch.rsqrt(out[f"{p}.bn.running_var"] + cfg.bn_eps)  # [K, H]
-        shift = out[f"{p}.bn.bias"] - out[f"{p}.bn.running_mean"] * scale
+        scale, shift = bn_affine(out, f"{p}.bn", cfg.bn_eps)  # [K, H]
         if f"{p}.linear.bias" in out:
             shift = shift + scale * out[f"{p}.linear.bias"]
         out[f"{p}.linear.weight"] = out[f"{p}.linear.weight"] * scale.unsqueeze(-1)
         out[f"{p}.linear.bias"] = shift
         _identity_bn(out, f"{p}.bn", scale, cfg.bn_eps)
-    scale = out["readout.bn.weight"] * torch.rsqrt(out["readout.bn.running_var"] + cfg.bn_eps)
-    shift = out["readout.bn.bias"] - out["readout.bn.running_mean"] * scale
+    scale, shift = bn_affine(out, "readout.bn", cfg.bn_eps)
     w = out["readout.linear.weight"]
     out["readout.linear.bias"] = out["readout.linear.bias"] + torch.einsum("kch,kh->kc", w, shift)
     out["readout.linear.weight"] = w * scale.unsqueeze(1)

@@ -99,8 +99,15 @@ class ForwardOptions:
     start: int = 0
 
 
-def _bn_prefixes(cfg: ModelConfig) -> list[str]:
+def bn_prefixes(cfg: ModelConfig) -> list[str]:
+    """Names of the BatchNorm layers, in forward order."""
     return [f"blocks.{i}.bn" for i in range(len(cfg.hidden))] + ["readout.bn"]
+
+
+def bn_affine(t: Mapping[str, Tensor], prefix: str, eps: float) -> tuple[Tensor, Tensor]:
+    """Inference BatchNorm as `x * scale + shift` from running statistics: ([K, H], [K, H])."""
+    scale = t[f"{prefix}.weight"] * torch.rsqrt(t[f"{prefix}.running_var"] + eps)
+    return scale, t[f"{prefix}.bias"] - t[f"{prefix}.running_mean"] * scale
 
 
 def _batchnorm(x: Tensor, t: Mapping[str, Tensor], prefix: str, cfg: ModelConfig,
@@ -126,9 +133,8 @@ def _batchnorm(x: Tensor, t: Mapping[str, Tensor], prefix: str, cfg: ModelConfig
         scale = w.unsqueeze(1) * torch.rsqrt(var + cfg.bn_eps)
         shift = b.unsqueeze(1) - mean * scale
     else:
-        rm, rv = t[f"{prefix}.running_mean"], t[f"{prefix}.running_var"]
-        scale = (w * torch.rsqrt(rv + cfg.bn_eps)).unsqueeze(1)
-        shift = b.unsqueeze(1) - rm.unsqueeze(1) * scale
+        scale, shift = bn_affine(t, prefix, cfg.bn_eps)
+        scale, shift = scale.unsqueeze(1), shift.unsqueeze(1)
     return x * scale + shift
 
 
@@ -203,13 +209,11 @@ def _inference_chunked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt
     params = []
     for i in layers:
         p = f"blocks.{i}"
-        rm, rv = t[f"{p}.bn.running_mean"], t[f"{p}.bn.running_var"]
         alpha = t[f"{p}.alpha"]
         if opt.clamp_alpha:
             alpha = alpha.clamp(cfg.alpha_min, cfg.alpha_max)
         alpha = alpha.unsqueeze(1)
-        scale = t[f"{p}.bn.weight"] * torch.rsqrt(rv + cfg.bn_eps)
-        shift = t[f"{p}.bn.bias"] - rm * scale
+        scale, shift = bn_affine(t, f"{p}.bn", cfg.bn_eps)
         if f"{p}.linear.bias" in t:
             shift = shift + scale * t[f"{p}.linear.bias"]
         # BN affine and the (1 - alpha) input scaling fused into one multiply-add.
@@ -393,7 +397,3 @@ class SpikingNet(nn.Module):
             _, rates = forward_stacked(self.cfg, self._k1(), x)
         return [float(r) for r in rates]
 
-
-def bn_prefixes(cfg: ModelConfig) -> list[str]:
-    """Names of the BatchNorm layers, in forward order."""
-    return _bn_prefixes(cfg)
