@@ -47,6 +47,7 @@ class Context:
         hidden: hidden layer prefixes of the network (those with neurons).
         scale: how weight noise levels are scaled per layer.
         include_bias: also perturb biases (after BN folding) with the weights.
+        include_bn: also perturb BatchNorm scale and shift (gamma, beta) with the weights.
         options: per-perturbation options from the spec (`name(key=value):level`).
     """
 
@@ -54,12 +55,15 @@ class Context:
     hidden: tuple[str, ...]
     scale: Scale = Scale.MAX
     include_bias: bool = False
+    include_bn: bool = False
     options: Mapping[str, str] = field(default_factory=dict)
 
     def weights(self, t: Mapping[str, Tensor]) -> list[str]:
         names = [f"{l}.linear.weight" for l in self.layers if f"{l}.linear.weight" in t]
         if self.include_bias:
             names += [f"{l}.linear.bias" for l in self.layers if f"{l}.linear.bias" in t]
+        if self.include_bn:
+            names += [f"{l}.bn.{p}" for l in self.layers for p in ("weight", "bias") if f"{l}.bn.{p}" in t]
         return names
 
     def neurons(self) -> list[str]:

@@ -46,7 +46,7 @@ def quantize(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context
     for n in ctx.weights(t):
         w = t[n]
         u = draw(tuple(w.shape[1:]), gens, w, "uniform") if stochastic else None
-        out[n] = quantize_tensor(w, int(level), per_channel=per_channel, stochastic_u=u, clip_pct=clip)
+        out[n] = quantize_tensor(w, int(level), per_channel=per_channel and w.dim() >= 3, stochastic_u=u, clip_pct=clip)
     return out
 
 

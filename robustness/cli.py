@@ -198,7 +198,8 @@ def demo(epochs: int, out_dir: str, seed: int, device: str, quiet: bool) -> None
 @click.option("--scale", type=click.Choice(["max", "std", "abs"]), default="max", show_default=True,
               help="Per-layer noise scale s_l.")
 @click.option("--fold-bn", is_flag=True, help="Fold BatchNorm into weights and bias currents before perturbing.")
-@click.option("--include-bias", is_flag=True, help="Perturb biases too.")
+@click.option("--include-bias", is_flag=True, help="Perturb biases too (they exist after --fold-bn).")
+@click.option("--include-bn", is_flag=True, help="Perturb BatchNorm scale and shift too (unfolded BN).")
 @click.option("--limit", type=int, default=None, help="Evaluate on the first N examples (for CI).")
 @click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Base seed of every draw.")
@@ -243,9 +244,13 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
     curves = summarize(res.rows)
     if flags["as_json"]:
         click.echo(json.dumps({"store": store, "run": res.run_id, "resumed": res.resumed, "new_cells": res.new_cells,
+                               "perturbed_tensors": [{"perturbation": p, "layer": l, "tensors": ts}
+                                                     for (p, l), ts in res.touched.items()],
                                "curves": [c.to_dict() for c in curves]}, indent=2))
     else:
         click.echo(format_summary(curves))
+        for (p, l), ts in res.touched.items():
+            click.echo(f"{p}{' [' + l + ']' if l else ''} perturbs: {', '.join(ts) or 'nothing in scope'}")
         click.echo(f"\n{res.new_cells} new cell(s) in {store} (run {res.run_id}{', resumed' if res.resumed else ''})")
 
 

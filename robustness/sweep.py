@@ -30,6 +30,7 @@ from models.checkpoint import Checkpoint, load_checkpoint
 from models.deploy import deploy_tensors
 from models.network import ForwardOptions, block_spikes
 from perturbations.base import Context, PerturbationError, Scale
+from perturbations.base import get as get_perturbation
 from perturbations.spec import Spec, apply, parse_spec
 from robustness import __version__
 from robustness.data import Dataset, DatasetSpec, load_dataset
@@ -68,6 +69,7 @@ class SweepConfig:
         scale: per-layer noise scale `max`, `std` or `abs`.
         fold_bn: fold BatchNorm into weights and bias currents before perturbing.
         include_bias: perturb biases along with weights.
+        include_bn: perturb BatchNorm scale and shift along with weights.
         limit: evaluate on the first N examples of the split.
         split: `test` or `validation`.
         seed: base seed of all draws.
@@ -87,6 +89,7 @@ class SweepConfig:
     scale: str = "max"
     fold_bn: bool = False
     include_bias: bool = False
+    include_bn: bool = False
     limit: int | None = None
     split: str = "test"
     seed: int = 0
@@ -115,6 +118,7 @@ class SweepResult:
     resumed: bool
     new_cells: int
     rows: list[dict] = field(default_factory=list)
+    touched: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (spec, layer) -> tensors
 
 
 def file_hash(path: str) -> str:
@@ -277,6 +281,7 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
                                         __version__, command)
         done = store.done_keys(run_id)
         new = 0
+        touched: dict[tuple[str, str], list[str]] = {}
         bar = tqdm(total=_planned_cells(cfg, cks), desc="sweep", unit="cell", file=sys.stderr,
                    disable=not (progress and sys.stderr.isatty()))
         for ck, mhash in zip(cks, hashes):
@@ -297,7 +302,9 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
                 for spec, plan in zip(specs, cfg.plans):
                     for scope in scopes:
                         layer_label = scope[0] if cfg.per_layer else ("" if not cfg.layers else ",".join(scope))
-                        ctx = Context(scope, hidden, Scale(cfg.scale), cfg.include_bias)
+                        ctx = Context(scope, hidden, Scale(cfg.scale), cfg.include_bias, cfg.include_bn)
+                        touched.setdefault((spec.label, layer_label), perturbed_tensors(spec, plan, prep.base,
+                                                                                         cfg.seed, ctx))
                         start, xin = _reuse(ck, prep, scope, cfg, x, device)
                         for level in plan.levels:
                             rows = _level(ck, prep, spec, level, ctx, cfg, xin, y, device, start, done,
@@ -314,7 +321,7 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
         bar.close()
         store.finish_run(run_id)
         rows = store.cells(run_id)
-    return SweepResult(run_id, resumed, new, rows)
+    return SweepResult(run_id, resumed, new, rows, touched)
 
 
 def _planned_cells(cfg: SweepConfig, cks: list[Checkpoint]) -> int:
@@ -345,6 +352,18 @@ def _reuse(ck: Checkpoint, prep: _Prepared, scope: tuple[str, ...], cfg: SweepCo
         for i in range(0, len(x), 256):
             chunks.append(block_spikes(ck.net.cfg, prep.base, x[i:i + 256].to(device), start, opt)[0].cpu())
     return start, torch.cat(chunks)
+
+
+def perturbed_tensors(spec: Spec, plan: PerturbationPlan, base: dict[str, torch.Tensor], seed: int,
+                      ctx: Context) -> list[str]:
+    """Which tensors a spec changes (or adds, e.g. read noise) at its most severe level."""
+    one = {n: v[:1] for n, v in base.items()}
+    inc = spec.swept_name != "quantize"
+    level = max(plan.levels) if inc else min(plan.levels)
+    if level == 0 and get_perturbation(spec.swept_name).zero_is_identity:
+        level = 0.1
+    out = apply(spec, level, one, seed=seed, draws=[0], ctx=ctx)
+    return sorted(n for n in out if n not in one or not torch.equal(out[n], one[n]))
 
 
 def draws_nothing(spec: Spec, level: float, base: dict[str, torch.Tensor], seed: int, ctx: Context) -> bool:

@@ -29,7 +29,7 @@ from robustness.ranges import parse_levels
 from robustness.sweep import PerturbationPlan, SweepConfig
 
 SCALAR_KEYS = {"seeds", "ci_width", "max_seeds", "auto_batch", "mc_samples", "bn", "layers", "per_layer", "scale", "fold_bn",
-               "include_bias", "limit", "split", "seed", "data_dir", "noise", "bits", "profile", "perturbation",
+               "include_bias", "include_bn", "limit", "split", "seed", "data_dir", "noise", "bits", "profile", "perturbation",
                "models", "model", "out", "device", "workers", "compile"}
 
 
@@ -132,6 +132,7 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
         mc_samples=int(merged.get("mc_samples", 10)), bn=str(merged.get("bn", "recalibrate")),
         layers=tuple(layers), per_layer=bool(merged.get("per_layer", False)), scale=str(merged.get("scale", "max")),
         fold_bn=bool(merged.get("fold_bn", False)), include_bias=bool(merged.get("include_bias", False)),
+        include_bn=bool(merged.get("include_bn", False)),
         limit=merged.get("limit"), split=str(merged.get("split", "test")), seed=int(merged.get("seed", 0)),
         data_dir=merged.get("data_dir"))
     runtime = {k: merged.get(k) for k in ("out", "device", "workers", "compile")}

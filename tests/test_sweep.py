@@ -229,3 +229,17 @@ def test_bad_store_and_missing_dataset(tiny_checkpoints, tmp_path):
         holder.close()
     r = run("sweep", "--model", m, "--noise", "0.1", "--data-dir", tmp_path / "nowhere")
     assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_sweep_reports_which_tensors_it_perturbs(tiny_checkpoints, tmp_path):
+    m = tiny_checkpoints["adam"]
+    base = ["sweep", "--model", m, "--noise", "0.1", "--seeds", 1, "--limit", 20, "-q", "--json"]
+    r = run(*base, "--out", tmp_path / "a.db")
+    touched = json.loads(r.output)["perturbed_tensors"][0]["tensors"]
+    assert touched == ["blocks.0.linear.weight", "blocks.1.linear.weight", "readout.linear.weight"]
+    r = run(*base, "--include-bn", "--layers", "blocks.1", "--out", tmp_path / "b.db")
+    touched = json.loads(r.output)["perturbed_tensors"][0]["tensors"]
+    assert touched == ["blocks.1.bn.bias", "blocks.1.bn.weight", "blocks.1.linear.weight"]
+    r = run(*base, "--fold-bn", "--include-bias", "--perturbation", "mismatch(targets=vth)", "--out", tmp_path / "c.db")
+    touched = json.loads(r.output)["perturbed_tensors"][0]["tensors"]
+    assert touched == ["blocks.0.v_th", "blocks.1.v_th"]
