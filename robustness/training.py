@@ -55,7 +55,9 @@ def train_to_checkpoint(req: TrainRequest, out: str | Path, device: torch.device
     if any(h < 1 for h in req.hidden):
         raise BadInput(f"--hidden widths must be positive, got {list(req.hidden)}")
     tcfg = dataclasses.replace(PRESETS[req.optimizer], seed=req.seed, **overrides)
-    spec = DatasetSpec(req.dataset, req.data_dir, req.frames, req.skip_bad)
+    # An absolute data path, so `robust eval` finds the data from any working directory.
+    data_dir = str(Path(req.data_dir).expanduser().resolve()) if req.data_dir else None
+    spec = DatasetSpec(req.dataset, data_dir, req.frames, req.skip_bad)
     data = load_dataset(spec, progress=progress)
     tr, va = data.split("train").head(req.limit_train), data.split("validation")
     mcfg = ModelConfig(input_dim=tr.x.shape[-1], num_classes=len(data.classes), hidden=req.hidden)

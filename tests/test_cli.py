@@ -80,3 +80,27 @@ def test_data_commands(tmp_path, monkeypatch):
     assert info["classes"] == 2 and info["duration_s"].startswith("mean 0.25")
     r = run("data", "info", "--dataset", "sc", "--data-dir", tmp_path / "missing")
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_train_on_a_folder_then_eval_from_elsewhere(tmp_path, monkeypatch):
+    import numpy as np
+    import soundfile as sf
+
+    monkeypatch.setenv("ROBUST_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for c, f in (("low", 300), ("high", 1200)):
+        for spk in ("ann", "ben", "cat", "dan", "eve", "fay"):
+            for i in range(3):
+                (tmp_path / "proj" / "af" / c).mkdir(parents=True, exist_ok=True)
+                t = np.arange(6000) / 16000
+                a = 0.3 * np.sin(2 * np.pi * f * (1 + 0.05 * rng.standard_normal()) * t) + 0.01 * rng.standard_normal(6000)
+                sf.write(str(tmp_path / "proj" / "af" / c / f"{spk}_{i}.wav"), a, 16000)
+    monkeypatch.chdir(tmp_path / "proj")
+    r = run("train", "--dataset", "audiofolder", "--data-dir", "af", "--epochs", 3, "--hidden", "16,16",
+            "--batch-size", 8, "--out", "m.pt", "--quiet")
+    assert r.exit_code == 0, r.output
+    monkeypatch.chdir(tmp_path)
+    r = run("eval", "--model", "proj/m.pt", "--json", "--quiet")
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.output)[0]
+    assert row["n"] == 6 and row["accuracy"] > 0.6  # one held-out speaker, chance is 0.5
