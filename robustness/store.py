@@ -213,8 +213,8 @@ def export(store_path: str, fmt: str, out: str | None) -> str:
                 import pandas as pd
 
                 pd.DataFrame(rows, columns=list(CELL_COLUMNS)).to_parquet(tmp)
-            except ImportError as e:
-                raise BadInput(f"parquet export needs pandas and pyarrow ({e})") from None
+            except ImportError:
+                raise BadInput("parquet export needs pyarrow: pip install 'robust-snn[parquet]'") from None
         else:
             raise BadInput(f"unknown export format {fmt!r} (csv, json, parquet)")
         os.replace(tmp, target)

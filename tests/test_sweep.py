@@ -135,6 +135,16 @@ def test_different_config_kept_apart_and_export(tiny_checkpoints, tmp_path):
     assert lines[0].startswith("run_id,model,model_hash") and len(lines) == 1 + (1 + 2) + (1 + 2)
     r = run("export", db, "--format", "json")
     assert r.exit_code == 0 and len(json.loads((tmp_path / "r.json").read_text())) == 6
+    r = run("export", db, "--format", "parquet", "--out", tmp_path / "r.parquet")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        assert r.exit_code == 2 and "needs pyarrow" in r.output and not (tmp_path / "r.parquet").exists()
+    else:
+        import pandas as pd
+
+        assert r.exit_code == 0 and len(pd.read_parquet(tmp_path / "r.parquet")) == 6
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
 
 
 def test_config_file_flags_override_and_print_config(tiny_checkpoints, tmp_path):
