@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 from tqdm import tqdm
@@ -256,72 +256,93 @@ def spec_hash(cfg: SweepConfig, model_hashes: list[str]) -> str:
 
 def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device = "cpu", progress: bool = True,
               command: str = "") -> SweepResult:
-    """Run (or resume) a sweep into the store at `store_path`; returns its new rows."""
+    """Run (or resume) a sweep into the store at `store_path`; returns its rows.
+
+    Everything that can fail on user input (specs, levels, checkpoints, data, layer names)
+    is checked before the store is opened, so bad input leaves the store untouched.
+    """
     specs = validate(cfg)
     device = torch.device(device)
     cks = [load_checkpoint(m, device) for m in cfg.models]
     hashes = [file_hash(m) for m in cfg.models]
     datasets: dict[DatasetSpec, Dataset] = {}
+    data_of: list[Dataset] = []
     for ck in cks:
         ds = DatasetSpec.from_dict(ck.dataset)
         if cfg.data_dir is not None:
             ds = dataclasses.replace(ds, data_dir=cfg.data_dir)
         if ds not in datasets:
             datasets[ds] = load_dataset(ds, progress=progress)
-        ck.data_spec = ds  # type: ignore[attr-defined]
+        data_of.append(datasets[ds])
         _layers(ck, cfg.layers)
-    for ck in cks:
-        split = datasets[ck.data_spec].split(cfg.split)  # type: ignore[attr-defined]
-        if split.x.shape[-1] != ck.net.cfg.input_dim:
-            raise BadInput(f"{ck.path}: model expects {ck.net.cfg.input_dim} input features, data has {split.x.shape[-1]}")
+        width = data_of[-1].split(cfg.split).x.shape[-1]
+        if width != ck.net.cfg.input_dim:
+            raise BadInput(f"{ck.path}: model expects {ck.net.cfg.input_dim} input features, data has {width}")
     data_hash = ",".join(sorted({d.fingerprint for d in datasets.values()}))
     models_meta = [{"path": m, "hash": h, "optimizer": ck.optimizer} for m, h, ck in zip(cfg.models, hashes, cks)]
     with Store.open(store_path, create=True) as store:
         run_id, resumed = store.run_for(spec_hash(cfg, hashes), cfg.to_dict(), models_meta, data_hash,
                                         __version__, command)
-        done = store.done_keys(run_id)
-        new = 0
-        touched: dict[tuple[str, str], list[str]] = {}
-        bar = tqdm(total=_planned_cells(cfg, cks), desc="sweep", unit="cell", file=sys.stderr,
-                   disable=not (progress and sys.stderr.isatty()))
-        for ck, mhash in zip(cks, hashes):
-            data = datasets[ck.data_spec]  # type: ignore[attr-defined]
-            split = data.split(cfg.split).head(cfg.limit)
-            x, y = split.x, split.y
-            layers, hidden = _layers(ck, cfg.layers)
+        state = _RunState(store, store.done_keys(run_id), cfg, specs, device)
+        state.bar = tqdm(total=_planned_cells(cfg, cks), desc="sweep", unit="cell", file=sys.stderr,
+                         disable=not (progress and sys.stderr.isatty()))
+        for ck, mhash, data in zip(cks, hashes, data_of):
             common = {"run_id": run_id, "model": ck.path, "model_hash": mhash, "optimizer": ck.optimizer}
             for mode in modes_for(ck):
-                prep = _prepare(ck, data, mode, cfg, x, y, device)
-                key = (mhash, mode.value, CLEAN, "", 0.0, 0)
-                if key not in done:
-                    store.add_cell({**common, **prep.clean_row, "versions": {}, "time_s": 0.0})
-                    done[key] = prep.clean_row["accuracy"]
-                    new += 1
-                bar.update(1)
-                scopes = [(l,) for l in layers] if cfg.per_layer else [layers]
-                for spec, plan in zip(specs, cfg.plans):
-                    for scope in scopes:
-                        layer_label = scope[0] if cfg.per_layer else ("" if not cfg.layers else ",".join(scope))
-                        ctx = Context(scope, hidden, Scale(cfg.scale), cfg.include_bias, cfg.include_bn)
-                        touched.setdefault((spec.label, layer_label), perturbed_tensors(spec, plan, prep.base,
-                                                                                         cfg.seed, ctx))
-                        start, xin = _reuse(ck, prep, scope, cfg, x, device)
-                        for level in plan.levels:
-                            rows = _level(ck, prep, spec, level, ctx, cfg, xin, y, device, start, done,
-                                          (mhash, mode.value, spec.label, layer_label, float(level)),
-                                          draws_nothing(spec, level, prep.base, cfg.seed, ctx))
-                            for r in rows:
-                                store.add_cell({**common, **r, "mode": mode.value, "perturbation": spec.label,
-                                                "layer": layer_label, "level": float(level),
-                                                "versions": spec.versions()})
-                                done[(mhash, mode.value, spec.label, layer_label, float(level), r["seed"])] = \
-                                    r["accuracy"]
-                                new += 1
-                            bar.update(len(rows) if cfg.seeds is None else cfg.seeds)
-        bar.close()
+                state.sweep_mode(ck, data, mode, common)
+        state.bar.close()
         store.finish_run(run_id)
         rows = store.cells(run_id)
-    return SweepResult(run_id, resumed, new, rows, touched)
+    return SweepResult(run_id, resumed, state.new, rows, state.touched)
+
+
+@dataclass
+class _RunState:
+    """What a running sweep carries between (model, mode) pairs."""
+
+    store: Store
+    done: dict[tuple, float]
+    cfg: SweepConfig
+    specs: list[Spec]
+    device: torch.device
+    new: int = 0
+    touched: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    bar: Any = None
+
+    def add(self, key: tuple, row: dict) -> None:
+        """Commit one cell unless the store already holds it (resumed sweeps)."""
+        if key in self.done:
+            return
+        self.store.add_cell(row)
+        self.done[key] = row["accuracy"]
+        self.new += 1
+
+    def sweep_mode(self, ck: Checkpoint, data: Dataset, mode: Mode, common: dict) -> None:
+        cfg = self.cfg
+        split = data.split(cfg.split).head(cfg.limit)
+        x, y = split.x, split.y
+        layers, hidden = _layers(ck, cfg.layers)
+        mhash = common["model_hash"]
+        prep = _prepare(ck, data, mode, cfg, x, y, self.device)
+        self.add((mhash, mode.value, CLEAN, "", 0.0, 0), {**common, **prep.clean_row, "versions": {}, "time_s": 0.0})
+        self.bar.update(1)
+        scopes = [(layer,) for layer in layers] if cfg.per_layer else [layers]
+        for spec, plan in zip(self.specs, cfg.plans):
+            for scope in scopes:
+                layer_label = scope[0] if cfg.per_layer else ("" if not cfg.layers else ",".join(scope))
+                ctx = Context(scope, hidden, Scale(cfg.scale), cfg.include_bias, cfg.include_bn)
+                if (spec.label, layer_label) not in self.touched:
+                    self.touched[(spec.label, layer_label)] = perturbed_tensors(spec, plan, prep.base, cfg.seed, ctx)
+                start, xin = _reuse(ck, prep, scope, cfg, x, self.device)
+                for level in plan.levels:
+                    prefix = (mhash, mode.value, spec.label, layer_label, float(level))
+                    rows = _level(ck, prep, spec, level, ctx, cfg, xin, y, self.device, start, self.done, prefix,
+                                  draws_nothing(spec, level, prep.base, cfg.seed, ctx))
+                    for r in rows:
+                        self.add(prefix + (r["seed"],), {**common, **r, "mode": mode.value, "perturbation": spec.label,
+                                                         "layer": layer_label, "level": float(level),
+                                                         "versions": spec.versions()})
+                    self.bar.update(len(rows) if cfg.seeds is None else cfg.seeds)
 
 
 def _planned_cells(cfg: SweepConfig, cks: list[Checkpoint]) -> int:
