@@ -137,7 +137,7 @@ def main() -> None:
     for bsz in (16, 128):
         xb, yb = x[:bsz], y[:bsz]
 
-        def step(model, fwd):
+        def step(model, fwd, xb=xb, yb=yb):
             def f():
                 model.zero_grad()
                 F.cross_entropy(fwd(xb), yb).backward()

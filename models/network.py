@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.lif import compiled_chunk_scan, lif_scan

@@ -50,7 +50,7 @@ def ece(probs: Tensor, y: Tensor, bins: int = 15) -> float:
     correct = (pred == y).double()
     idx = (torch.ceil(conf * bins).long() - 1).clamp(0, bins - 1)
     n = len(y)
-    count = torch.zeros(bins, dtype=torch.float64).index_add_(0, idx, torch.ones_like(conf))
+    # sum_b |B_b|/n * |acc_b - conf_b| = sum_b |sum_{i in b} (correct_i - conf_i)| / n
     conf_sum = torch.zeros(bins, dtype=torch.float64).index_add_(0, idx, conf)
     acc_sum = torch.zeros(bins, dtype=torch.float64).index_add_(0, idx, correct)
     return ((acc_sum - conf_sum).abs().sum() / n).item()

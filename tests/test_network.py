@@ -1,6 +1,6 @@
 import torch
 
-from models.network import ForwardOptions, ModelConfig, SpikingNet, forward_stacked
+from models.network import ForwardOptions, SpikingNet, forward_stacked
 
 
 def _trained_like(cfg):
