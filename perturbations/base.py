@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import torch
 from torch import Tensor
@@ -100,6 +100,7 @@ class Perturbation:
         min_level, max_level: the valid level range (inclusive).
         version: bump when the numbers a spec gives change (stored with every result).
         zero_is_identity: level 0 leaves the network untouched (not for bits or PCM time).
+        level_is_bits: the level is a bit width: set by `--bits`, and more is milder.
     """
 
     name: str
@@ -112,6 +113,7 @@ class Perturbation:
     max_level: float = float("inf")
     version: int = 1
     zero_is_identity: bool = True
+    level_is_bits: bool = False
 
     def check_level(self, level: float) -> None:
         if not (self.min_level <= level <= self.max_level):
@@ -126,24 +128,34 @@ PERTURBATIONS: dict[str, Perturbation] = {}
 
 def register(name: str, *, meaning: str, level: str, options: Mapping[str, tuple[str, str]] | None = None,
              integer_level: bool = False, min_level: float = 0.0, max_level: float = float("inf"),
-             version: int = 1, zero_is_identity: bool = True) -> Callable[[PerturbFn], PerturbFn]:
+             version: int = 1, zero_is_identity: bool = True,
+             level_is_bits: bool = False) -> Callable[[PerturbFn], PerturbFn]:
     """Decorator: register a perturbation function under `name` with its metadata."""
     def deco(fn: PerturbFn) -> PerturbFn:
         if name in PERTURBATIONS:
             raise ValueError(f"perturbation {name!r} registered twice")
         PERTURBATIONS[name] = Perturbation(name, fn, meaning, level, dict(options or {}), integer_level,
-                                           min_level, max_level, version, zero_is_identity)
+                                           min_level, max_level, version, zero_is_identity, level_is_bits)
         return fn
     return deco
 
 
+def unknown(kind: str, name: str, known: Iterable[str]) -> PerturbationError:
+    """The error for an unknown name, with the closest known one when there is one."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return PerturbationError(f"unknown {kind} {name!r}{hint} (see `robust perturbations`)")
+
+
 def get(name: str) -> Perturbation:
-    try:
-        return PERTURBATIONS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, PERTURBATIONS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise PerturbationError(f"unknown perturbation {name!r}{hint} (see `robust perturbations`)") from None
+    if name not in PERTURBATIONS:
+        raise unknown("perturbation", name, PERTURBATIONS)
+    return PERTURBATIONS[name]
+
+
+def bit_level_names() -> set[str]:
+    """Perturbations whose level is a bit width (more bits = milder)."""
+    return {n for n, p in PERTURBATIONS.items() if p.level_is_bits}
 
 
 # --- helpers shared by the hardware models ----------------------------------------------------

@@ -35,6 +35,7 @@ def quantize_tensor(w: Tensor, bits: int, *, per_channel: bool = False, stochast
 
 @register("quantize", meaning="n-bit weight memory: uniform symmetric quantisation",
           level="bits (1-16)", integer_level=True, min_level=1, max_level=16, zero_is_identity=False,
+          level_is_bits=True,
           options={"granularity": ("tensor", "tensor | channel (per output row)"),
                    "rounding": ("nearest", "nearest | stochastic"),
                    "clip": ("100", "percentile of |w| mapped to the largest code")})

@@ -18,7 +18,7 @@ import perturbations.mismatch  # noqa: F401
 import perturbations.noise  # noqa: F401
 import perturbations.pcm  # noqa: F401
 import perturbations.quantize  # noqa: F401
-from perturbations.base import Context, PerturbationError, Tensors, get
+from perturbations.base import Context, PerturbationError, Tensors, get, unknown
 
 _COMPONENT = re.compile(r"^\s*([a-z][a-z0-9-]*)\s*(?:\(([^)]*)\))?\s*(?::\s*([^:()+\s]+))?\s*$")
 
@@ -61,9 +61,9 @@ class Spec:
     def check(self, levels: list[float]) -> None:
         for i, c in enumerate(self.components):
             p = get(c.name)
-            unknown = {k for k, _ in c.options} - set(p.options)
-            if unknown:
-                raise PerturbationError(f"{c.name}: unknown option(s) {', '.join(sorted(unknown))}"
+            bad = {k for k, _ in c.options} - set(p.options)
+            if bad:
+                raise PerturbationError(f"{c.name}: unknown option(s) {', '.join(sorted(bad))}"
                                         f" (has: {', '.join(p.options) or 'none'})")
             if i != self.swept:
                 if c.level is None:
@@ -158,9 +158,5 @@ PROFILES: Mapping[str, Profile] = {p.name: p for p in (
 
 def get_profile(name: str) -> Profile:
     if name not in PROFILES:
-        import difflib
-
-        close = difflib.get_close_matches(name, PROFILES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise PerturbationError(f"unknown profile {name!r}{hint} (known: {', '.join(PROFILES)})")
+        raise unknown("profile", name, PROFILES)
     return PROFILES[name]

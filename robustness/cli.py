@@ -241,7 +241,9 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
     store = runtime.get("out") or default_path()
     res = run_sweep(cfg, store, device=_resolve_device(runtime.get("device") or "cpu"),
                     progress=not flags["quiet"], command=" ".join(["robust", *sys.argv[1:]]))
-    curves = summarize(res.rows)
+    from perturbations.base import bit_level_names
+
+    curves = summarize(res.rows, bit_level_names())
     if flags["as_json"]:
         click.echo(json.dumps({"store": store, "run": res.run_id, "resumed": res.resumed, "new_cells": res.new_cells,
                                "perturbed_tensors": [{"perturbation": p, "layer": l, "tensors": ts}

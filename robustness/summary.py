@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Collection
 
 from scipy import stats
 
@@ -60,10 +61,10 @@ class CurveSummary:
         }
 
 
-def _severity_increases(perturbation: str) -> bool:
-    """Bits: more bits = less perturbation; everything else grows with its level."""
+def swept_name(perturbation: str) -> str:
+    """The swept component's name in a stored label (`quantize:4+mismatch` -> `mismatch`)."""
     swept = next((c for c in perturbation.split("+") if ":" not in c.split(")")[-1]), perturbation)
-    return not swept.startswith("quantize")
+    return swept.split("(")[0]
 
 
 def drop_level(points: list[tuple[float, float]], clean: float, drop: float) -> float | None:
@@ -80,8 +81,11 @@ def drop_level(points: list[tuple[float, float]], clean: float, drop: float) -> 
     return None
 
 
-def summarize(rows: list[dict], metrics: tuple[str, ...] = ("accuracy", "nll", "ece", "brier", "disagreement",
-                                                           "mutual_information")) -> list[CurveSummary]:
+def summarize(rows: list[dict], milder_with_level: Collection[str] = ("quantize",),
+              metrics: tuple[str, ...] = ("accuracy", "nll", "ece", "brier", "disagreement",
+                                          "mutual_information")) -> list[CurveSummary]:
+    """Curves per (model, mode, perturbation, layer); `milder_with_level` names the
+    perturbations whose level makes them milder (bit widths; see `bit_level_names`)."""
     clean = {(r["model"], r["mode"]): r for r in rows if r["perturbation"] == "clean"}
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
@@ -101,7 +105,7 @@ def summarize(rows: list[dict], metrics: tuple[str, ...] = ("accuracy", "nll", "
             lr = by_level[level]
             ms = {m: mean_ci([r[m] for r in lr]) for m in metrics if all(r.get(m) is not None for r in lr)}
             cs.levels.append(LevelStats(level, len(lr), ms))
-        inc = _severity_increases(pert)
+        inc = swept_name(pert) not in milder_with_level
         cs.increasing_severity = inc
         pts = [(s.level, s.metrics["accuracy"][0]) for s in cs.levels]
         if not inc:

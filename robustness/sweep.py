@@ -378,8 +378,7 @@ def perturbed_tensors(spec: Spec, plan: PerturbationPlan, base: dict[str, torch.
                       ctx: Context) -> list[str]:
     """Which tensors a spec changes (or adds, e.g. read noise) at its most severe level."""
     one = {n: v[:1] for n, v in base.items()}
-    inc = spec.swept_name != "quantize"
-    level = max(plan.levels) if inc else min(plan.levels)
+    level = min(plan.levels) if get_perturbation(spec.swept_name).level_is_bits else max(plan.levels)
     if level == 0 and get_perturbation(spec.swept_name).zero_is_identity:
         level = 0.1
     out = apply(spec, level, one, seed=seed, draws=[0], ctx=ctx)

@@ -22,7 +22,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from perturbations.base import PerturbationError
+from perturbations.base import PerturbationError, get
 from perturbations.spec import get_profile, parse_spec
 from robustness.errors import BadInput
 from robustness.ranges import parse_levels
@@ -57,14 +57,15 @@ def levels_for(spec_text: str, noise: str | None, bits: str | None) -> tuple[flo
     except PerturbationError as e:
         raise BadInput(str(e)) from None
     swept = spec.swept_name
-    if swept == "quantize":
+    is_bits = get(swept).level_is_bits
+    if is_bits:
         if bits is not None:
             return tuple(parse_levels(bits, integer=True, minimum=1, name="--bits"))
     elif noise is not None:
         return tuple(parse_levels(noise, minimum=0.0, name="--noise"))
     if spec.fixed_level() is not None:
         return (spec.fixed_level(),)
-    flag = "--bits" if swept == "quantize" else "--noise"
+    flag = "--bits" if is_bits else "--noise"
     raise BadInput(f"{spec_text}: no levels for {swept} (give {flag} or a level in the spec, e.g. {swept}:0.05)")
 
 
@@ -94,7 +95,7 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
             if isinstance(lv, list):
                 levels = tuple(sorted({float(x) for x in lv}))
             else:
-                is_bits = parse_spec(t["spec"]).swept_name == "quantize"
+                is_bits = get(parse_spec(t["spec"]).swept_name).level_is_bits
                 levels = levels_for(t["spec"], None if is_bits else lv, lv if is_bits else None)
             plans.append(PerturbationPlan(t["spec"], levels))
     else:
