@@ -153,31 +153,47 @@ def _flatten_input(x: Tensor) -> tuple[Tensor, int, int]:
     return x.transpose(1, 2).reshape(x.shape[0], steps * bsz, -1), steps, bsz
 
 
-def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int, bsz: int, k: int,
+def _leak(cfg: ModelConfig, t: Mapping[str, Tensor], p: str, opt: ForwardOptions) -> Tensor:
+    """alpha [K, 1, H], clamped to its trained range unless the hardware moved it."""
+    alpha = t[f"{p}.alpha"]
+    if opt.clamp_alpha:
+        alpha = alpha.clamp(cfg.alpha_min, cfg.alpha_max)
+    return alpha.unsqueeze(1)
+
+
+def _add_read_noise(cur: Tensor, level: Tensor, g: torch.Generator | None) -> Tensor:
+    """cur + level * RMS(cur) * eps per network, eps redrawn for every step and neuron."""
+    rms = cur.square().mean(dim=(1, 2), keepdim=True).sqrt()
+    eps = torch.randn(cur.shape, generator=g, device=g.device if g is not None else cur.device,
+                      dtype=cur.dtype).to(cur.device)
+    return cur + level.view(-1, 1, 1) * rms * eps
+
+
+def _force_spikes(z: Tensor, dead: Tensor | None, saturated: Tensor | None) -> Tensor:
+    """Dead neurons never fire, saturated ones fire at every step (z is [K, t, B, H])."""
+    k = z.shape[0]
+    if dead is not None:
+        z = z * (1.0 - dead).view(k, 1, 1, -1)
+    if saturated is not None:
+        z = torch.maximum(z, saturated.view(k, 1, 1, -1).to(z.dtype))
+    return z
+
+
+def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int, bsz: int,
                 opt: ForwardOptions, start: int, stop: int) -> tuple[Tensor, list[Tensor]]:
     rates = []
     for i in range(start, stop):
         p = f"blocks.{i}"
         cur = torch.matmul(h, t[f"{p}.linear.weight"].transpose(-1, -2))  # [K, T*B, H]
         if f"{p}.read_noise" in t:
-            rms = cur.square().mean(dim=(1, 2), keepdim=True).sqrt()
-            g = opt.noise_generator
-            eps = torch.randn(cur.shape, generator=g, device=g.device if g is not None else cur.device,
-                              dtype=cur.dtype).to(cur.device)
-            cur = cur + t[f"{p}.read_noise"].view(-1, 1, 1) * rms * eps
+            cur = _add_read_noise(cur, t[f"{p}.read_noise"], opt.noise_generator)
         if f"{p}.linear.bias" in t:
             cur = cur + t[f"{p}.linear.bias"].unsqueeze(1)
         cur = _batchnorm(cur, t, f"{p}.bn", cfg, opt)
-        alpha = t[f"{p}.alpha"]
-        if opt.clamp_alpha:
-            alpha = alpha.clamp(cfg.alpha_min, cfg.alpha_max)
-        alpha = alpha.unsqueeze(1)  # [K, 1, H]
+        alpha = _leak(cfg, t, p, opt)
         drive = (cur * (1.0 - alpha)).view(cur.shape[0], steps, bsz, -1)
         z = lif_scan(drive, alpha, t[f"{p}.v_th"].unsqueeze(1), cfg.surrogate_width)
-        if f"{p}.dead" in t:
-            z = z * (1.0 - t[f"{p}.dead"]).view(k, 1, 1, -1)
-        if f"{p}.saturated" in t:
-            z = torch.maximum(z, t[f"{p}.saturated"].view(k, 1, 1, -1).to(z.dtype))
+        z = _force_spikes(z, t.get(f"{p}.dead"), t.get(f"{p}.saturated"))
         rates.append(z.mean(dim=(1, 2, 3)))
         z = _dropout(z, cfg.dropout, opt.dropout_generator)
         h = z.view(z.shape[0], steps * bsz, -1)
@@ -208,10 +224,7 @@ def _inference_chunked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt
     params = []
     for i in layers:
         p = f"blocks.{i}"
-        alpha = t[f"{p}.alpha"]
-        if opt.clamp_alpha:
-            alpha = alpha.clamp(cfg.alpha_min, cfg.alpha_max)
-        alpha = alpha.unsqueeze(1)
+        alpha = _leak(cfg, t, p, opt)
         scale, shift = bn_affine(t, f"{p}.bn", cfg.bn_eps)
         if f"{p}.linear.bias" in t:
             shift = shift + scale * t[f"{p}.linear.bias"]
@@ -229,11 +242,7 @@ def _inference_chunked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt
         for j, (w, sc, sh, alpha, v_th, noise, dead, sat) in enumerate(params):
             cur = torch.matmul(h, w)  # [K, tc*B, H]
             if noise is not None:
-                g = opt.noise_generator
-                rms = cur.square().mean(dim=(1, 2), keepdim=True).sqrt()
-                eps = torch.randn(cur.shape, generator=g, device=g.device if g is not None else cur.device,
-                                  dtype=cur.dtype).to(cur.device)
-                cur = cur + noise.view(-1, 1, 1) * rms * eps
+                cur = _add_read_noise(cur, noise, opt.noise_generator)
             if v[j] is None:
                 v[j] = cur.new_zeros(cur.shape[0], bsz, cur.shape[-1])
             if COMPILE:
@@ -243,11 +252,7 @@ def _inference_chunked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt
                 z = lif_scan(drive, alpha, v_th, cfg.surrogate_width, v=v[j])
                 zt = None
             if dead is not None or sat is not None:
-                if dead is not None:
-                    z = z * (1.0 - dead).view(k, 1, 1, -1)
-                if sat is not None:
-                    z = torch.maximum(z, sat.view(k, 1, 1, -1).to(z.dtype))
-                zt = None
+                z, zt = _force_spikes(z, dead, sat), None
             zt = z.sum(1) if zt is None else zt  # spikes per neuron over the chunk [K, B, H]
             counts[j] = counts[j] + zt.sum(dim=(1, 2))
             h = z.view(z.shape[0], tc * bsz, -1)
@@ -264,8 +269,7 @@ def block_spikes(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, upto: int
     """Spike trains [K, B, T, H] leaving block `upto - 1`: the input `forward_stacked(start=upto)` takes."""
     opt = opt or ForwardOptions()
     h, steps, bsz = _flatten_input(x)
-    k = next(iter(t.values())).shape[0]
-    h, _ = _run_blocks(cfg, t, h, steps, bsz, k, opt, opt.start, upto)
+    h, _ = _run_blocks(cfg, t, h, steps, bsz, opt, opt.start, upto)
     return h.view(h.shape[0], steps, bsz, -1).transpose(1, 2)
 
 
@@ -294,7 +298,7 @@ def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
         rate, rates = _inference_chunked(cfg, t, x, opt, k)
     else:
         h, steps, bsz = _flatten_input(x)
-        h, rates = _run_blocks(cfg, t, h, steps, bsz, k, opt, opt.start, len(cfg.hidden))
+        h, rates = _run_blocks(cfg, t, h, steps, bsz, opt, opt.start, len(cfg.hidden))
         if h.dim() == 2:  # started at the readout: shared input spikes
             h = h.unsqueeze(0).expand(k, -1, -1)
         rate = h.reshape(h.shape[0], steps, bsz, -1).mean(1)  # spike rate per neuron [K, B, H]

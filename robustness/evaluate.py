@@ -101,6 +101,22 @@ class EvalResult:
                 **self.metrics, **{f"rate_l{i}": r for i, r in enumerate(self.spike_rates)}}
 
 
+def mode_tensors(ck: Checkpoint, data: Dataset, mode: Mode, mc_samples: int, bn: str, seed: int,
+                 calib: EvalConfig | None = None) -> dict[str, Tensor]:
+    """The K-stacked networks a mode predicts with: the checkpoint (K = 1), or for BMA
+    `mc_samples` posterior samples drawn from `seed`, their BN statistics re-estimated
+    per sample on training batches unless `bn` is `mean`."""
+    if mode is not Mode.BMA:
+        return {n: v.unsqueeze(0) for n, v in ck.net.tensors().items()}
+    if ck.posterior is None:
+        raise BadInput(f"{ck.path}: BMA needs an IVON checkpoint (this one was trained with {ck.optimizer})")
+    g = torch.Generator().manual_seed(seed)
+    samples = ck.posterior.sample(ck.net.tensors(), mc_samples, g)
+    if BNMode(bn) is BNMode.RECALIBRATE:
+        samples = with_bn_statistics(ck.net.cfg, samples, data.split("train").x, calib or EvalConfig(), g)
+    return samples
+
+
 def modes_for(ck: Checkpoint) -> list[Mode]:
     return [Mode.MEAN, Mode.BMA] if ck.posterior is not None else [Mode.POINT]
 
@@ -114,18 +130,10 @@ def evaluate(ck: Checkpoint, data: Dataset, mode: Mode, ecfg: EvalConfig,
     cfg = ck.net.cfg
     if split.x.shape[-1] != cfg.input_dim:
         raise BadInput(f"features have {split.x.shape[-1]} dims but the model expects {cfg.input_dim}")
-    mean = {n: v.unsqueeze(0) for n, v in ck.net.tensors().items()}
-    if mode is Mode.BMA:
-        if ck.posterior is None:
-            raise BadInput(f"{ck.path}: BMA needs an IVON checkpoint (this one was trained with {ck.optimizer})")
-        g = torch.Generator().manual_seed(ecfg.seed)
-        samples = ck.posterior.sample(ck.net.tensors(), ecfg.mc_samples, g)
-        if BNMode(ecfg.bn) is BNMode.RECALIBRATE:
-            samples = with_bn_statistics(cfg, samples, data.split("train").x, ecfg, g)
-        sp, rates = stacked_probs(cfg, samples, split.x, device)
-        probs = sp.mean(0)
-        metrics = compute_metrics(probs, split.y, sp)
-        return EvalResult(mode.value, len(split), metrics, rates.mean(0).tolist(), ecfg.mc_samples, ecfg.bn, probs)
-    sp, rates = stacked_probs(cfg, mean, split.x, device)
-    probs = sp[0]
-    return EvalResult(mode.value, len(split), compute_metrics(probs, split.y), rates[0].tolist(), 1, None, probs)
+    bma = mode is Mode.BMA
+    t = mode_tensors(ck, data, mode, ecfg.mc_samples, ecfg.bn, ecfg.seed, ecfg)
+    sp, rates = stacked_probs(cfg, t, split.x, device)
+    probs = sp.mean(0)
+    metrics = compute_metrics(probs, split.y, sp if bma else None)
+    return EvalResult(mode.value, len(split), metrics, rates.mean(0).tolist(), ecfg.mc_samples if bma else 1,
+                      ecfg.bn if bma else None, probs)

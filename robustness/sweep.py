@@ -34,7 +34,7 @@ from perturbations.spec import Spec, apply, parse_spec
 from robustness import __version__
 from robustness.data import Dataset, DatasetSpec, load_dataset
 from robustness.errors import BadInput
-from robustness.evaluate import BNMode, EvalConfig, Mode, modes_for, stacked_probs, with_bn_statistics
+from robustness.evaluate import BNMode, Mode, mode_tensors, modes_for, stacked_probs
 from robustness.metrics import compute_metrics, disagreement
 from robustness.store import Store
 
@@ -185,13 +185,7 @@ class _Prepared:
 def _prepare(ck: Checkpoint, data: Dataset, mode: Mode, cfg: SweepConfig, x: torch.Tensor, y: torch.Tensor,
              device: torch.device) -> _Prepared:
     net_cfg = ck.net.cfg
-    if mode is Mode.BMA:
-        g = torch.Generator().manual_seed(cfg.seed)
-        t = ck.posterior.sample(ck.net.tensors(), cfg.mc_samples, g)
-        if BNMode(cfg.bn) is BNMode.RECALIBRATE:
-            t = with_bn_statistics(net_cfg, t, data.split("train").x, EvalConfig(), g)
-    else:
-        t = {n: v.unsqueeze(0) for n, v in ck.net.tensors().items()}
+    t = mode_tensors(ck, data, mode, cfg.mc_samples, cfg.bn, cfg.seed)
     base = {n: v.detach().to(device).contiguous() for n, v in deploy_tensors(net_cfg, t, cfg.fold_bn).items()}
     k0 = next(iter(base.values())).shape[0]
     opt = ForwardOptions(clamp_alpha=False)
