@@ -30,7 +30,7 @@ from perturbations.base import Context  # noqa: E402
 from perturbations.spec import apply, parse_spec  # noqa: E402
 from robustness.data import DatasetSpec, load_dataset  # noqa: E402
 from robustness.evaluate import Mode  # noqa: E402
-from robustness.sweep import SweepConfig, _evaluate_draws, _prepare  # noqa: E402
+from robustness.sweep import SweepConfig, _evaluate_draws, _Job, _prepare  # noqa: E402
 
 
 def sgemm_gflops(n: int = 2048, reps: int = 5) -> float:
@@ -67,7 +67,7 @@ def main() -> None:
             pass
 
         ck = _Ck()
-        ck.net, ck.posterior, ck.optimizer, ck.path = net.eval(), None, "adam", "fresh"
+        ck.net, ck.posterior, ck.optimizer, ck.path, ck.members = net.eval(), None, "adam", "fresh", None
     test = data.splits["test"]
     reps = -(-args.n // len(test))
     x, y = test.x.repeat(reps, 1, 1)[: args.n], test.y.repeat(reps)[: args.n]
@@ -83,15 +83,16 @@ def main() -> None:
           f"(T={x.shape[1]}, hidden={list(ck.net.cfg.hidden)}); sgemm {peak:.0f} GFLOP/s")
 
     network.use_compile(args.compile)
-    prep = _prepare(ck, data, Mode.POINT, cfg, x, y, dev)
+    prep = _prepare(ck, data, Mode.POINT, cfg, x, y, dev, None)
+    job = _Job(ck.net.cfg, prep, spec, ctx, x, y, 0, dev, cfg.seed)
     t0 = time.perf_counter()
-    _evaluate_draws(ck, prep, spec, levels[0], seeds[:2], ctx, cfg, x, y, dev)  # warm-up
+    _evaluate_draws(job, levels[0], seeds[:2])  # warm-up
     if args.compile:
         print(f"compile + warm-up {time.perf_counter() - t0:.1f} s (not counted below)")
     t0 = time.perf_counter()
     acc_engine = []
     for lv in levels:
-        rows = _evaluate_draws(ck, prep, spec, lv, seeds, ctx, cfg, x, y, dev)
+        rows = _evaluate_draws(job, lv, seeds)
         acc_engine.append(sum(r["accuracy"] for r in rows) / len(rows))
     t_engine = time.perf_counter() - t0
 
@@ -133,7 +134,7 @@ def main() -> None:
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        _evaluate_draws(ck, prep, spec, levels[-1], seeds, ctx, cfg, x, y, dev)
+        _evaluate_draws(job, levels[-1], seeds)
     total = sum(e.self_cpu_time_total for e in prof.key_averages())
     print("engine profile (self CPU time, one level):")
     for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:8]:

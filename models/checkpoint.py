@@ -8,7 +8,12 @@ Loaded with `torch.load(path, weights_only=True)`: a checkpoint never runs code.
      "classes": [...], "history": [{...}, ...], "created": "ISO time", "package_version": "...",
      "state_dict": {name: tensor},            # posterior mean for IVON
      "posterior": None | {"hess": {name: tensor}, "ess": float, "weight_decay": float,
-                          "ivon_args": {...}, "sigma_summary": {...}}}
+                          "ivon_args": {...}, "sigma_summary": {...}, "diagnostics": {...}},
+     "members": [{name: tensor}, ...]}        # optional: a deep ensemble's M state dicts
+                                              # (member 0 is `state_dict`)
+
+`diagnostics` is `models.posterior.diagnose` at save time (what the posterior is: initial
+width, uniform, prior width or learnt), kept so that reports need not recompute it.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pathlib import Path
 import torch
 
 from models.network import ModelConfig, SpikingNet
-from models.posterior import Posterior
+from models.posterior import Posterior, diagnose
 
 FORMAT = "robust-snn"
 VERSION = 1
@@ -49,6 +54,7 @@ class Checkpoint:
     history: list[dict]
     posterior: Posterior | None
     meta: dict = field(default_factory=dict)
+    members: list[dict[str, torch.Tensor]] | None = None  # ensemble: every member's tensors (member 0 = net)
 
     @property
     def optimizer(self) -> str:
@@ -58,7 +64,7 @@ class Checkpoint:
 def save_checkpoint(path: str | os.PathLike, net: SpikingNet, *, train_config: dict, dataset: dict,
                     features: dict, classes: list[str], history: list[dict],
                     posterior: Posterior | None = None, ivon_args: dict | None = None,
-                    package_version: str = "") -> None:
+                    package_version: str = "", members: list[SpikingNet] | None = None) -> None:
     """Write a checkpoint atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     if path.is_dir():
@@ -81,8 +87,11 @@ def save_checkpoint(path: str | os.PathLike, net: SpikingNet, *, train_config: d
             "weight_decay": float(posterior.weight_decay),
             "ivon_args": {k: (v if v != float("inf") else "inf") for k, v in (ivon_args or {}).items()},
             "sigma_summary": posterior.sigma_summary(),
+            "diagnostics": diagnose(posterior, dict(net.named_parameters())),
         },
     }
+    if members:
+        obj["members"] = [{k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for m in members]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -133,11 +142,33 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         bad = [n for n in params if n not in hess or hess[n].shape != params[n].shape]
         if bad:
             raise CheckpointError(f"{p}: posterior hess missing or mis-shaped for {', '.join(bad[:3])}")
-        posterior = Posterior({n: hess[n].to(device) for n in params}, float(post["ess"]), float(post["weight_decay"]))
+        hess_init = post.get("ivon_args", {}).get("hess_init")
+        posterior = Posterior({n: hess[n].to(device) for n in params}, float(post["ess"]), float(post["weight_decay"]),
+                              None if hess_init is None else float(hess_init))
+    members = _load_members(p, cfg, obj.get("members"), device)
     net.to(device).eval()
     meta = {k: obj[k] for k in ("created", "package_version") if k in obj}
     if obj["posterior"] is not None:
         meta["ivon_args"] = obj["posterior"].get("ivon_args", {})
         meta["sigma_summary"] = obj["posterior"].get("sigma_summary", {})
+        meta["diagnostics"] = obj["posterior"].get("diagnostics")
     return Checkpoint(str(p), net, obj["train_config"], obj["dataset"], obj["features"],
-                      list(obj["classes"]), list(obj["history"]), posterior, meta)
+                      list(obj["classes"]), list(obj["history"]), posterior, meta, members)
+
+
+def _load_members(p: Path, cfg: ModelConfig, members, device) -> list[dict[str, torch.Tensor]] | None:
+    """Every ensemble member's tensors, each checked against the model config."""
+    if members is None:
+        return None
+    if not isinstance(members, list) or not members:
+        raise CheckpointError(f"{p}: 'members' is not a non-empty list of state dicts")
+    out = []
+    for i, sd in enumerate(members):
+        m = SpikingNet(cfg)
+        try:
+            m.load_state_dict(sd, strict=True)
+        except (TypeError, ValueError, RuntimeError, KeyError, AttributeError) as e:
+            first = str(e).strip().splitlines()[0]
+            raise CheckpointError(f"{p}: ensemble member {i} does not match the model config ({first[:160]})") from None
+        out.append({n: v.to(device) for n, v in m.tensors().items()})
+    return out

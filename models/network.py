@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -83,7 +83,9 @@ class ForwardOptions:
             re-estimate running statistics for each posterior sample.
         clamp_alpha: clamp the leak to its trainable range (off for perturbed hardware
             constants, which may leave it).
-        noise_generator: draws the per-time-step read noise (`blocks.i.read_noise`).
+        example_offset: index of `x[0]` in its split. Read noise (`blocks.i.read_noise`) for
+            draw k is drawn from a generator seeded by (`blocks.i.read_noise_seed[k]`, this
+            offset), so a draw's noise never depends on which other draws share the pass.
         start: index of the first block to run; `x` is then that block's input spike train
             [B, T, H] (reuse of clean activations below a perturbed layer).
     """
@@ -94,7 +96,7 @@ class ForwardOptions:
     dropout_generator: torch.Generator | None = None
     record_stats: dict | None = field(default=None)
     clamp_alpha: bool = True
-    noise_generator: torch.Generator | None = None
+    example_offset: int = 0
     start: int = 0
 
 
@@ -161,11 +163,24 @@ def _leak(cfg: ModelConfig, t: Mapping[str, Tensor], p: str, opt: ForwardOptions
     return alpha.unsqueeze(1)
 
 
-def _add_read_noise(cur: Tensor, level: Tensor, g: torch.Generator | None) -> Tensor:
-    """cur + level * RMS(cur) * eps per network, eps redrawn for every step and neuron."""
+def read_noise_generators(t: Mapping[str, Tensor], layer: str, offset: int) -> list[torch.Generator] | None:
+    """One generator per network for a layer's read noise, fixed by (its draw's seed, offset)."""
+    seeds = t.get(f"{layer}.read_noise_seed")
+    if seeds is None:
+        return None
+    return [torch.Generator().manual_seed((int(s) * 1_000_003 + offset) % (2**63 - 1)) for s in seeds.tolist()]
+
+
+def _add_read_noise(cur: Tensor, level: Tensor, gens: list[torch.Generator] | None) -> Tensor:
+    """cur + level * RMS(cur) * eps per network, eps redrawn for every step and neuron.
+
+    `gens` holds one generator per network (K of them), so each network's noise stream is
+    its own; the RMS is that network's over the rows of this pass.
+    """
+    if gens is None:
+        raise ValueError("read noise needs `read_noise_seed` per network (set by the read-noise perturbation)")
     rms = cur.square().mean(dim=(1, 2), keepdim=True).sqrt()
-    eps = torch.randn(cur.shape, generator=g, device=g.device if g is not None else cur.device,
-                      dtype=cur.dtype).to(cur.device)
+    eps = torch.stack([torch.randn(cur.shape[1:], generator=g) for g in gens]).to(cur.device, cur.dtype)
     return cur + level.view(-1, 1, 1) * rms * eps
 
 
@@ -186,7 +201,7 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
         p = f"blocks.{i}"
         cur = torch.matmul(h, t[f"{p}.linear.weight"].transpose(-1, -2))  # [K, T*B, H]
         if f"{p}.read_noise" in t:
-            cur = _add_read_noise(cur, t[f"{p}.read_noise"], opt.noise_generator)
+            cur = _add_read_noise(cur, t[f"{p}.read_noise"], read_noise_generators(t, p, opt.example_offset))
         if f"{p}.linear.bias" in t:
             cur = cur + t[f"{p}.linear.bias"].unsqueeze(1)
         cur = _batchnorm(cur, t, f"{p}.bn", cfg, opt)
@@ -231,7 +246,8 @@ def _inference_chunked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt
         # BN affine and the (1 - alpha) input scaling fused into one multiply-add.
         params.append((t[f"{p}.linear.weight"].transpose(-1, -2), (scale.unsqueeze(1) * (1 - alpha)),
                        (shift.unsqueeze(1) * (1 - alpha)), alpha, t[f"{p}.v_th"].unsqueeze(1),
-                       t.get(f"{p}.read_noise"), t.get(f"{p}.dead"), t.get(f"{p}.saturated")))
+                       t.get(f"{p}.read_noise"), read_noise_generators(t, p, opt.example_offset),
+                       t.get(f"{p}.dead"), t.get(f"{p}.saturated")))
     v = [None] * len(layers)
     counts = [0.0] * len(layers)
     rate_sum = None
@@ -239,10 +255,10 @@ def _inference_chunked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt
         c1 = min(steps, c0 + TIME_CHUNK)
         xc = x[:, c0:c1] if x.dim() == 3 else x[:, :, c0:c1]
         h, tc, _ = _flatten_input(xc)
-        for j, (w, sc, sh, alpha, v_th, noise, dead, sat) in enumerate(params):
+        for j, (w, sc, sh, alpha, v_th, noise, noise_gens, dead, sat) in enumerate(params):
             cur = torch.matmul(h, w)  # [K, tc*B, H]
             if noise is not None:
-                cur = _add_read_noise(cur, noise, opt.noise_generator)
+                cur = _add_read_noise(cur, noise, noise_gens)
             if v[j] is None:
                 v[j] = cur.new_zeros(cur.shape[0], bsz, cur.shape[-1])
             if COMPILE:
@@ -282,7 +298,8 @@ def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
         t: every named tensor of the network (see `SpikingNet.tensors`), each with a
             leading K axis. Optional hardware entries: `blocks.i.linear.bias` [K, H] (a
             constant current, after BN folding), `blocks.i.read_noise` [K] (std of
-            per-step current noise relative to the layer's RMS current),
+            per-step current noise relative to the layer's RMS current) with
+            `blocks.i.read_noise_seed` [K] (int64, one noise stream per network),
             `blocks.i.dead` / `blocks.i.saturated` [K, H] (1 = never / always fires).
         x: features [B, T, D] (shared by all K) or [K, B, T, D].
         opt: BatchNorm/dropout treatment; inference defaults.
@@ -367,12 +384,17 @@ class SpikingNet(nn.Module):
         return {n: v.unsqueeze(0).expand(k, *v.shape) for n, v in self.tensors().items()}
 
     def forward(self, x: Tensor, dropout_generator: torch.Generator | None = None,
-                update_running: bool = True) -> Tensor:
+                update_running: bool = True,
+                perturb: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None) -> Tensor:
         """Logits [B, C] for features [B, T, D]; training mode uses batch BN statistics.
 
         Running statistics are a cumulative average over the first 1/momentum batches, then
         an EMA with the configured momentum: a plain EMA from the (0, 1) initial values left
         validation at chance for the first epochs of a short run.
+
+        `perturb` (hardware-aware training) maps the K = 1 tensors to perturbed ones that
+        keep their gradient path to the clean weights; it also clamps the leaks itself, so
+        that a perturbed leak is not clamped back.
         """
         momentum = None
         if self.training and update_running:
@@ -386,8 +408,10 @@ class SpikingNet(nn.Module):
             update_running=self.training and update_running,
             bn_momentum=momentum,
             dropout_generator=dropout_generator if self.training else None,
+            clamp_alpha=perturb is None,
         )
-        logits, _ = forward_stacked(self.cfg, self._k1(), x, opt)
+        t = self._k1()
+        logits, _ = forward_stacked(self.cfg, t if perturb is None else perturb(t), x, opt)
         return logits.squeeze(0)
 
     def _k1(self) -> dict[str, Tensor]:

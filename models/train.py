@@ -47,7 +47,9 @@ class TrainConfig:
         seed: seeds initialisation, shuffling, dropout and IVON's weight sampling.
         plateau_factor, plateau_patience: ReduceLROnPlateau on the validation loss.
         hess_init: IVON initial Hessian (sets the initial posterior width).
-        beta2: IVON Hessian EMA rate.
+        beta2: IVON Hessian EMA rate (its horizon 1/(1 - beta2) in steps decides whether the
+            curvature estimate leaves `hess_init` within a run).
+        ess: IVON effective sample size (None: the number of training examples).
         train_samples: IVON weight samples per step.
         bn_batches: batches used to re-estimate BN statistics at the mean (IVON).
     """
@@ -62,6 +64,7 @@ class TrainConfig:
     plateau_patience: int = 2
     hess_init: float = 0.1
     beta2: float = 0.99999
+    ess: float | None = None
     train_samples: int = 1
     bn_batches: int = 16
 
@@ -111,6 +114,10 @@ def evaluate_loss(net: SpikingNet, x: Tensor, y: Tensor, batch_size: int = 256) 
     return loss / len(y), correct / len(y)
 
 
+def _bind(perturb: Perturb | None, g: torch.Generator):
+    return None if perturb is None else (lambda t: perturb(t, g))
+
+
 def _dev(net: SpikingNet) -> torch.device:
     return next(net.parameters()).device
 
@@ -146,9 +153,12 @@ def recalibrate_bn_(net: SpikingNet, x: Tensor, batch_size: int, batches: int, g
         bn.running_var.copy_(var[0])
 
 
+Perturb = Callable[[dict[str, Tensor], torch.Generator], dict[str, Tensor]]
+
+
 def train(net: SpikingNet, cfg: TrainConfig, x_train: Tensor, y_train: Tensor,
           x_val: Tensor, y_val: Tensor, *, progress: bool = True,
-          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[dict], None] | None = None, perturb: Perturb | None = None) -> TrainResult:
     """Train `net` in place; returns it with history and (IVON) the posterior.
 
     Args:
@@ -156,6 +166,9 @@ def train(net: SpikingNet, cfg: TrainConfig, x_train: Tensor, y_train: Tensor,
         cfg: optimiser settings (see `PRESETS`).
         x_train, y_train, x_val, y_val: features [N, T, D] and labels [N] (any device).
         progress: show a progress bar on stderr (only when it is a terminal).
+        perturb: hardware-aware training: maps the network's K = 1 tensors and the run's
+            generator to a fresh perturbed draw for every training step (gradients reach
+            the clean weights); validation stays clean.
     """
     if cfg.epochs < 1:
         raise ValueError(f"epochs must be positive, got {cfg.epochs}")
@@ -167,7 +180,7 @@ def train(net: SpikingNet, cfg: TrainConfig, x_train: Tensor, y_train: Tensor,
     if is_ivon:
         import ivon
 
-        ivon_args = dict(lr=cfg.lr, ess=float(len(y_train)), hess_init=cfg.hess_init, beta1=0.9,
+        ivon_args = dict(lr=cfg.lr, ess=float(cfg.ess or len(y_train)), hess_init=cfg.hess_init, beta1=0.9,
                          beta2=cfg.beta2, weight_decay=cfg.weight_decay, mc_samples=cfg.train_samples,
                          hess_approx="price", clip_radius=math.inf, sync=False, debias=True, rescale_lr=True)
         opt = ivon.IVON(list(named.values()), **ivon_args)
@@ -188,12 +201,12 @@ def train(net: SpikingNet, cfg: TrainConfig, x_train: Tensor, y_train: Tensor,
                 for _ in range(cfg.train_samples):
                     with ivon_sampled(opt, g):
                         opt.zero_grad()
-                        logits = net(xb, dropout_generator=g, update_running=False)
+                        logits = net(xb, dropout_generator=g, update_running=False, perturb=_bind(perturb, g))
                         loss = F.cross_entropy(logits, yb)
                         loss.backward()
             else:
                 opt.zero_grad()
-                logits = net(xb, dropout_generator=g)
+                logits = net(xb, dropout_generator=g, perturb=_bind(perturb, g))
                 loss = F.cross_entropy(logits, yb)
                 loss.backward()
             opt.step()
@@ -213,5 +226,6 @@ def train(net: SpikingNet, cfg: TrainConfig, x_train: Tensor, y_train: Tensor,
     net.eval()
     posterior = None
     if is_ivon:
-        posterior = Posterior(hess_by_name(opt, named), ess=float(len(y_train)), weight_decay=cfg.weight_decay)
+        posterior = Posterior(hess_by_name(opt, named), ess=ivon_args["ess"], weight_decay=cfg.weight_decay,
+                              hess_init=cfg.hess_init)
     return TrainResult(net, history, posterior, ivon_args)

@@ -18,6 +18,7 @@ Tensor names follow the network (`blocks.i.linear.weight`, `blocks.i.v_th`,
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable, Iterable, Mapping
@@ -36,6 +37,7 @@ class Scale(str, Enum):
     MAX = "max"  # s_l = max |w_l| (the analog convention)
     STD = "std"  # s_l = std(w_l)
     ABS = "abs"  # s_l = 1: the level is an absolute weight std
+    SIGMA = "sigma"  # each weight's own IVON posterior std (tensors `sigma:<name>` supplied by the sweep)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class Perturbation:
         version: bump when the numbers a spec gives change (stored with every result).
         zero_is_identity: level 0 leaves the network untouched (not for bits or PCM time).
         level_is_bits: the level is a bit width: set by `--bits`, and more is milder.
+        check: optional validation of (options, level) beyond names and range; raises
+            PerturbationError for a combination the model cannot honour.
     """
 
     name: str
@@ -114,6 +118,7 @@ class Perturbation:
     version: int = 1
     zero_is_identity: bool = True
     level_is_bits: bool = False
+    check: Callable[[Mapping[str, str], float], None] | None = None
 
     def check_level(self, level: float) -> None:
         if not (self.min_level <= level <= self.max_level):
@@ -128,14 +133,14 @@ PERTURBATIONS: dict[str, Perturbation] = {}
 
 def register(name: str, *, meaning: str, level: str, options: Mapping[str, tuple[str, str]] | None = None,
              integer_level: bool = False, min_level: float = 0.0, max_level: float = float("inf"),
-             version: int = 1, zero_is_identity: bool = True,
-             level_is_bits: bool = False) -> Callable[[PerturbFn], PerturbFn]:
+             version: int = 1, zero_is_identity: bool = True, level_is_bits: bool = False,
+             check: Callable[[Mapping[str, str], float], None] | None = None) -> Callable[[PerturbFn], PerturbFn]:
     """Decorator: register a perturbation function under `name` with its metadata."""
     def deco(fn: PerturbFn) -> PerturbFn:
         if name in PERTURBATIONS:
             raise ValueError(f"perturbation {name!r} registered twice")
         PERTURBATIONS[name] = Perturbation(name, fn, meaning, level, dict(options or {}), integer_level,
-                                           min_level, max_level, version, zero_is_identity, level_is_bits)
+                                           min_level, max_level, version, zero_is_identity, level_is_bits, check)
         return fn
     return deco
 
@@ -153,11 +158,6 @@ def get(name: str) -> Perturbation:
     return PERTURBATIONS[name]
 
 
-def bit_level_names() -> set[str]:
-    """Perturbations whose level is a bit width (more bits = milder)."""
-    return {n for n, p in PERTURBATIONS.items() if p.level_is_bits}
-
-
 # --- helpers shared by the hardware models ----------------------------------------------------
 
 def draw(shape: tuple[int, ...], gens: list[torch.Generator], like: Tensor, kind: str = "normal") -> Tensor:
@@ -166,8 +166,13 @@ def draw(shape: tuple[int, ...], gens: list[torch.Generator], like: Tensor, kind
     return torch.stack([fn(shape, generator=g, device=g.device) for g in gens]).to(like.device, like.dtype)
 
 
-def layer_scale(w: Tensor, scale: Scale) -> Tensor:
-    """Per-draw scale s_l [K, 1, ...] of a K-stacked tensor."""
+def layer_scale(w: Tensor, scale: Scale, t: Mapping[str, Tensor] | None = None, name: str = "") -> Tensor:
+    """Per-draw scale s_l [K, 1, ...] of a K-stacked tensor; for `sigma`, the posterior std of
+    every weight (`t["sigma:" + name]`, same shape as `w`)."""
+    if scale is Scale.SIGMA:
+        if t is None or f"sigma:{name}" not in t:
+            raise PerturbationError(f"scale sigma: no posterior sigma for {name} (an IVON model or --sigma-from)")
+        return t[f"sigma:{name}"]
     dims = tuple(range(1, w.dim()))
     if scale is Scale.MAX:
         s = w.abs().amax(dim=dims, keepdim=True)
@@ -180,3 +185,13 @@ def layer_scale(w: Tensor, scale: Scale) -> Tensor:
 
 def copy(t: Mapping[str, Tensor]) -> Tensors:
     return dict(t)
+
+
+def log_normal_factor(level: float, eps: Tensor, center: str) -> Tensor:
+    """exp(level * eps): median-preserving (`median`, E = exp(level^2 / 2)), or divided by
+    exp(level^2 / 2) so that its mean is 1 (`mean`)."""
+    f = torch.exp(level * eps)
+    return f * math.exp(-level * level / 2) if center == "mean" else f
+
+
+CENTER_OPTION = ("median", "median (exp(s eps): the mean grows by exp(s^2/2)) | mean (mean-preserving)")

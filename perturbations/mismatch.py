@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from perturbations.base import Context, Tensors, copy, draw, register
+from perturbations.base import CENTER_OPTION, Context, Tensors, copy, draw, log_normal_factor, register
 
 TARGETS = ("vth", "tau", "gain")
 
@@ -12,10 +12,12 @@ TARGETS = ("vth", "tau", "gain")
 @register("mismatch", meaning="fixed-pattern mismatch: per-neuron threshold and membrane time constant, "
                               "per-synapse gain, frozen for all inputs and time steps of one chip",
           level="relative std (std of the log; log-normal, so thresholds and time constants stay positive)",
-          options={"targets": ("vth+tau+gain", "any of vth, tau, gain joined by +")})
+          options={"targets": ("vth+tau+gain", "any of vth, tau, gain joined by +"), "center": CENTER_OPTION})
 def mismatch(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
     """v_th' = v_th * exp(level * eps); tau' = tau * exp(level * eps) with alpha = exp(-1 / tau)
-    (tau in time steps); w' = w * exp(level * eps) per synapse."""
+    (tau in time steps); w' = w * exp(level * eps) per synapse. With `center=mean` each factor
+    is divided by exp(level^2 / 2), so that the constants keep their mean instead of their median."""
+    center = ctx.opt("center", "median", ("median", "mean"))
     targets = set(ctx.opt("targets", "vth+tau+gain").split("+"))
     unknown = targets - set(TARGETS)
     if unknown:
@@ -26,14 +28,14 @@ def mismatch(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context
     for layer in ctx.neurons():
         th = t[f"{layer}.v_th"]
         if "vth" in targets:
-            out[f"{layer}.v_th"] = th * torch.exp(level * draw(tuple(th.shape[1:]), gens, th))
+            out[f"{layer}.v_th"] = th * log_normal_factor(level, draw(tuple(th.shape[1:]), gens, th), center)
         if "tau" in targets:
             a = t[f"{layer}.alpha"]
             tau = -1.0 / torch.log(a)
-            tau = tau * torch.exp(level * draw(tuple(a.shape[1:]), gens, a))
+            tau = tau * log_normal_factor(level, draw(tuple(a.shape[1:]), gens, a), center)
             out[f"{layer}.alpha"] = torch.exp(-1.0 / tau)
     if "gain" in targets:
         for n in ctx.weights(t):
             w = t[n]
-            out[n] = w * torch.exp(level * draw(tuple(w.shape[1:]), gens, w))
+            out[n] = w * log_normal_factor(level, draw(tuple(w.shape[1:]), gens, w), center)
     return out

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import torch
 
-from perturbations.base import Context, Scale, Tensors, copy, draw, layer_scale, register
+from perturbations.base import (CENTER_OPTION, Context, Scale, Tensors, copy, draw, layer_scale, log_normal_factor,
+                                 register)
 
 
 @register("gaussian", meaning="programming / device-to-device noise: each weight off by a fixed Gaussian error",
-          level="std of the added noise relative to the layer scale s_l (max|w| by default, --scale)")
+          level="std of the added noise relative to the layer scale s_l (max|w| by default, --scale; "
+                "with --scale sigma, in units of each weight's posterior std)")
 def gaussian(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
     """w' = w + level * s_l * eps, eps ~ N(0, 1), one eps per weight and draw."""
     out = copy(t)
     for n in ctx.weights(t):
         w = t[n]
-        s = layer_scale(w, ctx.scale)
+        s = layer_scale(w, ctx.scale, t, n)
         out[n] = w + level * s * draw(tuple(w.shape[1:]), gens, w)
     return out
 
@@ -30,23 +32,32 @@ def multiplicative(t: Tensors, level: float, gens: list[torch.Generator], ctx: C
 
 
 @register("lognormal", meaning="sign-preserving multiplicative error (log-normal device gain)",
-          level="std of the log-gain: w * exp(level * eps)")
+          level="std of the log-gain: w * exp(level * eps)", options={"center": CENTER_OPTION})
 def lognormal(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
+    center = ctx.opt("center", "median", ("median", "mean"))
     out = copy(t)
     for n in ctx.weights(t):
         w = t[n]
-        out[n] = w * torch.exp(level * draw(tuple(w.shape[1:]), gens, w))
+        out[n] = w * log_normal_factor(level, draw(tuple(w.shape[1:]), gens, w), center)
     return out
 
 
 @register("read-noise", meaning="cycle-to-cycle noise on synaptic currents, redrawn at every time step",
-          level="std of the current noise relative to the layer's RMS synaptic current")
+          level="std of the current noise relative to the layer's RMS synaptic current", version=2)
 def read_noise(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
-    """Sets `blocks.i.read_noise`; the forward pass draws fresh noise at every step."""
+    """Sets `blocks.i.read_noise` and a noise seed per draw (`blocks.i.read_noise_seed`);
+    the forward pass draws fresh noise at every step from that draw's own stream.
+
+    Version 2: each draw's stream depends on its own (seed, draw, component) only (version 1
+    seeded one stream from all the draws of a pass).
+    """
     out = copy(t)
     k = next(iter(t.values())).shape[0]
     for layer in ctx.neurons():
-        out[f"{layer}.read_noise"] = torch.full((k,), float(level), device=t[f"{layer}.v_th"].device)
+        dev = t[f"{layer}.v_th"].device
+        out[f"{layer}.read_noise"] = torch.full((k,), float(level), device=dev)
+        seeds = [int(torch.randint(2**62, (1,), generator=g, device=g.device).item()) for g in gens]
+        out[f"{layer}.read_noise_seed"] = torch.tensor(seeds, dtype=torch.int64, device=dev)
     return out
 
 

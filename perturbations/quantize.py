@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from perturbations.base import Context, Tensors, copy, draw, register
+from typing import Mapping
+
+from perturbations.base import Context, PerturbationError, Tensors, copy, draw, register
 
 
 def _range(w: Tensor, per_channel: bool, clip_pct: float) -> Tensor:
@@ -33,9 +35,26 @@ def quantize_tensor(w: Tensor, bits: int, *, per_channel: bool = False, stochast
     return x.clamp(-qmax, qmax) * step
 
 
+def _check_quantize(options: Mapping[str, str], level: float) -> None:
+    """1 bit is binarisation (sign(w) * mean|w|): no rounding choice and no clipping range exist."""
+    if level == 1 and (options.get("rounding", "nearest") != "nearest" or float(options.get("clip", 100)) != 100):
+        raise PerturbationError("quantize at 1 bit binarises (sign(w) * mean|w|): rounding and clip do not apply; "
+                                "use 2 bits or more, or drop those options")
+
+
+def _check_bitflip(options: Mapping[str, str], level: float) -> None:
+    try:
+        bits = float(options.get("bits", 8))
+    except ValueError:
+        raise PerturbationError(f"bitflip: bits={options.get('bits')!r} is not a number") from None
+    if bits != int(bits) or not 2 <= bits <= 16:
+        raise PerturbationError(f"bitflip: bits must be an integer from 2 to 16 (a signed code needs a sign bit "
+                                f"and a magnitude bit), got {options.get('bits')}")
+
+
 @register("quantize", meaning="n-bit weight memory: uniform symmetric quantisation",
           level="bits (1-16)", integer_level=True, min_level=1, max_level=16, zero_is_identity=False,
-          level_is_bits=True,
+          level_is_bits=True, check=_check_quantize,
           options={"granularity": ("tensor", "tensor | channel (per output row)"),
                    "rounding": ("nearest", "nearest | stochastic"),
                    "clip": ("100", "percentile of |w| mapped to the largest code")})
@@ -52,8 +71,8 @@ def quantize(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context
 
 
 @register("bitflip", meaning="memory bit errors: random bit flips in the n-bit two's-complement weight codes",
-          level="bit error rate (probability that a bit flips, 0-1)", max_level=1.0,
-          options={"bits": ("8", "code width n")})
+          level="bit error rate (probability that a bit flips, 0-1)", max_level=1.0, check=_check_bitflip,
+          options={"bits": ("8", "code width n (2-16)")})
 def bitflip(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
     """w' = w + step * (flipped code - code): level 0 is exactly the identity."""
     bits = int(ctx.num("bits", 8))

@@ -69,6 +69,9 @@ class Spec:
                 if c.level is None:
                     raise PerturbationError(f"{c.name}: only one component can be swept; give it a level")
                 p.check_level(c.level)
+            for lv in ([c.level] if i != self.swept else list(levels) + [c.level]):
+                if lv is not None and p.check is not None:
+                    p.check(dict(c.options), lv)
         for lv in levels:
             get(self.swept_name).check_level(lv)
 
@@ -137,6 +140,7 @@ class Profile:
     levels: tuple[float, ...]
     description: str
     source: str
+    axis: str = "linear"  # `log` when the levels are log-spaced (summaries integrate on that axis)
 
 
 PROFILES: Mapping[str, Profile] = {p.name: p for p in (
@@ -152,8 +156,19 @@ PROFILES: Mapping[str, Profile] = {p.name: p for p in (
     Profile("pcm-crossbar", "pcm(compensation=global):?", (0.0, 60.0, 3600.0, 86400.0, 2592000.0),
             "analog in-memory computing on a PCM crossbar with global drift compensation; sweeps the time "
             "since programming from 0 (just programmed) to 30 days",
-            "Nandakumar et al. 2019 PCM statistical model, as in aihwkit's PCMLikeNoiseModel presets"),
+            "Nandakumar et al. 2019 PCM statistical model, as in aihwkit's PCMLikeNoiseModel presets", "log"),
 )}
+
+
+def centering(spec_text: str) -> list[str]:
+    """For each log-normal component of a spec, which centring it uses (median or mean)."""
+    out = []
+    for c in parse_spec(spec_text).components:
+        if "center" in get(c.name).options:
+            center = dict(c.options).get("center", "median")
+            out.append(f"{c.name}: " + ("mean-preserving log-normal" if center == "mean" else
+                                        "median-preserving log-normal (the mean grows by exp(s^2/2))"))
+    return out
 
 
 def get_profile(name: str) -> Profile:

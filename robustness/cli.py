@@ -109,7 +109,15 @@ def cli() -> None:
 @click.option("--lr", type=float, default=None, help="Learning rate [adam 1e-2, ivon 0.3].")
 @click.option("--batch-size", type=int, default=None, help="Batch size [adam 128, ivon 16].")
 @click.option("--weight-decay", type=float, default=None, help="Weight decay [adam 0, ivon 1e-4].")
-@click.option("--hess-init", type=float, default=None, help="IVON initial Hessian [0.1].")
+@click.option("--hess-init", type=float, default=None, help="IVON initial Hessian: the initial posterior width [0.1].")
+@click.option("--beta2", type=float, default=None,
+              help="IVON Hessian EMA rate; its horizon 1/(1-beta2) steps decides whether the posterior adapts [0.99999].")
+@click.option("--ess", type=float, default=None, help="IVON effective sample size [number of training examples].")
+@click.option("--ensemble", type=int, default=1, show_default=True,
+              help="Adam: train a deep ensemble of M members (seeds SEED..SEED+M-1) into one checkpoint.")
+@click.option("--train-perturbation", default=None,
+              help="Hardware-aware training: a fresh draw of this spec at every step, e.g. gaussian:0.05, "
+                   "mismatch:0.1, quantize:4 (straight-through gradients).")
 @click.option("--hidden", default="256,256", show_default=True, help="Hidden layer widths.")
 @click.option("--frames", type=int, default=None, help="Frames T per utterance [dataset default].")
 @click.option("--limit-train", type=int, default=None, help="Use only the first N training examples.")
@@ -119,9 +127,10 @@ def cli() -> None:
 @quiet_option
 @domain_errors
 def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None, seed: int, lr: float | None,
-          batch_size: int | None, weight_decay: float | None, hess_init: float | None, hidden: str,
+          batch_size: int | None, weight_decay: float | None, hess_init: float | None, beta2: float | None,
+          ess: float | None, ensemble: int, train_perturbation: str | None, hidden: str,
           frames: int | None, limit_train: int | None, skip_bad: bool, out: str, device: str, quiet: bool) -> None:
-    """Train the paper's SNN with Adam or IVON and write a checkpoint."""
+    """Train the paper's SNN with Adam or IVON (or an Adam ensemble) and write a checkpoint."""
     _setup(quiet)
     from robustness.training import TrainRequest, train_to_checkpoint
 
@@ -132,8 +141,9 @@ def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None
     except ValueError:
         raise InputError(f"--hidden {hidden!r}: expected comma-separated integers") from None
     req = TrainRequest(optimizer=optimizer, dataset=dataset, data_dir=data_dir, epochs=epochs, seed=seed, lr=lr,
-                       batch_size=batch_size, weight_decay=weight_decay, hess_init=hess_init, hidden=widths,
-                       frames=frames, limit_train=limit_train, skip_bad=skip_bad)
+                       batch_size=batch_size, weight_decay=weight_decay, hess_init=hess_init, beta2=beta2, ess=ess,
+                       hidden=widths, frames=frames, limit_train=limit_train, skip_bad=skip_bad, ensemble=ensemble,
+                       train_perturbation=train_perturbation)
     summary = train_to_checkpoint(req, out, device=_resolve_device(device), progress=not quiet)
     click.echo(summary)
 
@@ -164,6 +174,20 @@ def eval_cmd(model: tuple[str, ...], mc_samples: int, bn: str, split: str, limit
 
 
 @cli.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the diagnosis as JSON.")
+@domain_errors
+def posterior(model: str, as_json: bool) -> None:
+    """What an IVON model's posterior is: sigma per tensor, how far it moved from hess_init, a verdict."""
+    _setup(True)
+    from models.checkpoint import load_checkpoint
+    from robustness.posterior_info import format_posterior, posterior_report
+
+    d = posterior_report(load_checkpoint(model))
+    click.echo(json.dumps(d, indent=2) if as_json else format_posterior(d))
+
+
+@cli.command(context_settings=CONTEXT)
 @click.option("--epochs", type=int, default=30, show_default=True, help="Training epochs per model.")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="runs/demo", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -190,13 +214,18 @@ def demo(epochs: int, out_dir: str, seed: int, device: str, quiet: bool) -> None
 @click.option("--ci-width", type=float, default=0.5, show_default=True,
               help="With --seeds auto: draw until the 95%% interval of accuracy is narrower than this (points).")
 @click.option("--max-seeds", type=int, default=100, show_default=True, help="Cap for --seeds auto.")
-@click.option("--mc-samples", type=int, default=10, show_default=True, help="Posterior samples for BMA (IVON).")
+@click.option("--mc-samples", type=int, default=10, show_default=True,
+              help="M: posterior samples for BMA, perturbed copies for chips.")
 @click.option("--bn", type=click.Choice(["recalibrate", "mean"]), default="recalibrate", show_default=True,
               help="BN statistics of posterior samples.")
+@click.option("--modes", default=None,
+              help="Modes to evaluate, e.g. point,chips [every mode of each model: point|mean, chips, bma, ensemble].")
 @click.option("--layers", default=None, help="Restrict to layers, e.g. blocks.0,readout.")
 @click.option("--per-layer", is_flag=True, help="Sweep each layer separately (layer sensitivity).")
-@click.option("--scale", type=click.Choice(["max", "std", "abs"]), default="max", show_default=True,
-              help="Per-layer noise scale s_l.")
+@click.option("--scale", type=click.Choice(["max", "std", "abs", "sigma"]), default="max", show_default=True,
+              help="Noise scale: per-layer max|w|, std(w), absolute, or each weight's IVON posterior sigma.")
+@click.option("--sigma-from", type=click.Path(), default=None,
+              help="With --scale sigma: the IVON checkpoint whose sigma scales noise for non-IVON models.")
 @click.option("--fold-bn", is_flag=True, help="Fold BatchNorm into weights and bias currents before perturbing.")
 @click.option("--include-bias", is_flag=True, help="Perturb biases too (they exist after --fold-bn).")
 @click.option("--include-bn", is_flag=True, help="Perturb BatchNorm scale and shift too (unfolded BN).")
@@ -221,7 +250,7 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
     from click.core import ParameterSource
 
     from robustness.store import default_path
-    from robustness.summary import format_summary, summarize
+    from reports.summary import format_summary, summarize
     from robustness.sweep import run_sweep
     from robustness.sweep_config import resolve, to_toml
 
@@ -241,9 +270,7 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
     store = runtime.get("out") or default_path()
     res = run_sweep(cfg, store, device=_resolve_device(runtime.get("device") or "cpu"),
                     progress=not flags["quiet"], command=" ".join(["robust", *sys.argv[1:]]))
-    from perturbations.base import bit_level_names
-
-    curves = summarize(res.rows, bit_level_names())
+    curves = summarize(res.rows, res.curves)
     if flags["as_json"]:
         click.echo(json.dumps({"store": store, "run": res.run_id, "resumed": res.resumed, "new_cells": res.new_cells,
                                "perturbed_tensors": [{"perturbation": p, "layer": l, "tensors": ts}
@@ -261,15 +288,16 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
 def perturbations(as_json: bool) -> None:
     """List every perturbation and hardware profile with its parameters and physical meaning."""
     from perturbations.base import PERTURBATIONS
-    from perturbations.spec import PROFILES
+    from perturbations.spec import PROFILES, centering
 
     if as_json:
         click.echo(json.dumps({
             "perturbations": [{"name": p.name, "meaning": p.meaning, "level": p.level,
                                "options": {k: {"default": d, "help": h} for k, (d, h) in p.options.items()}}
                               for p in PERTURBATIONS.values()],
-            "profiles": [{"name": p.name, "spec": p.spec, "levels": list(p.levels), "description": p.description,
-                          "source": p.source} for p in PROFILES.values()]}, indent=2))
+            "profiles": [{"name": p.name, "spec": p.spec, "levels": list(p.levels), "axis": p.axis,
+                          "description": p.description, "source": p.source, "centering": centering(p.spec)}
+                         for p in PROFILES.values()]}, indent=2))
         return
     for p in PERTURBATIONS.values():
         click.echo(f"{p.name}\n  {p.meaning}\n  level: {p.level}")
@@ -277,8 +305,10 @@ def perturbations(as_json: bool) -> None:
             click.echo(f"  option {k} (default {d}): {h}")
     click.echo("\nprofiles (robust sweep --profile NAME):")
     for p in PROFILES.values():
-        click.echo(f"{p.name}: {p.spec}  levels {', '.join(f'{x:g}' for x in p.levels)}\n  {p.description}\n"
-                   f"  source: {p.source}")
+        click.echo(f"{p.name}: {p.spec}  levels {', '.join(f'{x:g}' for x in p.levels)} ({p.axis} axis)\n"
+                   f"  {p.description}\n  source: {p.source}")
+        for line in centering(p.spec):
+            click.echo(f"  {line}")
 
 
 @cli.command(context_settings=CONTEXT)

@@ -1,4 +1,4 @@
-"""Evaluation of a checkpoint: point (Adam), posterior mean and BMA (IVON).
+"""Evaluation of a checkpoint: point (Adam), posterior mean and BMA (IVON), deep ensembles.
 
 BMA averages the softmax of M posterior samples. BatchNorm statistics for the samples
 are, by default, re-estimated for each sample on a few training batches (`bn=recalibrate`):
@@ -21,15 +21,22 @@ from models.network import ForwardOptions, ModelConfig, forward_stacked
 from models.train import bn_statistics
 from robustness.data import Dataset
 from robustness.errors import BadInput
-from robustness.metrics import compute_metrics
+from robustness.metrics import compute_metrics, log_mean_exp
 
 ROWS_PER_PASS = 2048  # K * batch rows per forward: bounds the size of temporaries
+READ_NOISE_BATCH = 64  # examples per pass under read noise: fixed, so noise and its RMS scale never depend on K
 
 
 class Mode(str, Enum):
-    POINT = "point"  # a deterministic (Adam) model
-    MEAN = "mean"    # IVON: deploy the posterior mean
-    BMA = "bma"      # IVON: Bayesian model average over M posterior samples
+    POINT = "point"        # a deterministic (Adam) model; member 0 of an ensemble checkpoint
+    MEAN = "mean"          # IVON: deploy the posterior mean
+    BMA = "bma"            # IVON: Bayesian model average over M posterior samples
+    CHIPS = "chips"        # softmax average of M perturbed copies of one network (point or mean)
+    ENSEMBLE = "ensemble"  # softmax average of the M members of a deep-ensemble checkpoint
+
+
+# Modes that average M networks: their compute is M networks per prediction.
+AVERAGING = (Mode.BMA, Mode.CHIPS, Mode.ENSEMBLE)
 
 
 class BNMode(str, Enum):
@@ -60,19 +67,26 @@ class EvalConfig:
 
 
 @torch.no_grad()
-def stacked_probs(cfg: ModelConfig, tensors: Mapping[str, Tensor], x: Tensor,
-                  device: torch.device | str = "cpu", opt: ForwardOptions | None = None) -> tuple[Tensor, Tensor]:
-    """Softmax [K, N, C] and mean spike rate per hidden layer [K, L] of K stacked networks."""
+def stacked_logp(cfg: ModelConfig, tensors: Mapping[str, Tensor], x: Tensor,
+                 device: torch.device | str = "cpu", opt: ForwardOptions | None = None) -> tuple[Tensor, Tensor]:
+    """Log-softmax [K, N, C] (float64) and mean spike rate per hidden layer [K, L] of K stacked networks.
+
+    Examples go through in batches; under read noise the batches are a fixed size and each
+    one tells the forward pass its offset, so every network's noise depends only on its own
+    draw and the examples, never on how many networks share the pass.
+    """
+    opt = opt or ForwardOptions()
     k = next(iter(tensors.values())).shape[0]
-    bsz = max(1, ROWS_PER_PASS // k)
-    probs, rate_sum = [], None
+    noisy = any(n.endswith(".read_noise") for n in tensors)
+    bsz = READ_NOISE_BATCH if noisy else max(1, ROWS_PER_PASS // k)
+    logps, rate_sum = [], None
     for start in range(0, len(x), bsz):
         xb = x[start:start + bsz].to(device)
-        logits, rates = forward_stacked(cfg, tensors, xb, opt)
-        probs.append(torch.softmax(logits.double(), -1).cpu())
+        logits, rates = forward_stacked(cfg, tensors, xb, dataclasses.replace(opt, example_offset=start))
+        logps.append(torch.log_softmax(logits.double(), -1).cpu())
         r = (torch.stack(rates, 1) if rates else torch.zeros(logits.shape[0], 0)).double().cpu() * len(xb)
         rate_sum = r if rate_sum is None else rate_sum + r
-    return torch.cat(probs, 1), rate_sum / len(x)
+    return torch.cat(logps, 1), rate_sum / len(x)
 
 
 def with_bn_statistics(cfg: ModelConfig, tensors: Mapping[str, Tensor], x_calib: Tensor,
@@ -97,19 +111,29 @@ class EvalResult:
     probs: Tensor = dataclasses.field(repr=False)
 
     def row(self) -> dict:
-        return {"mode": self.mode, "n": self.n, "samples": self.samples, "bn": self.bn,
+        return {"mode": self.mode, "n": self.n, "compute": self.samples, "bn": self.bn,
                 **self.metrics, **{f"rate_l{i}": r for i, r in enumerate(self.spike_rates)}}
 
 
 def mode_tensors(ck: Checkpoint, data: Dataset, mode: Mode, mc_samples: int, bn: str, seed: int,
                  calib: EvalConfig | None = None) -> dict[str, Tensor]:
-    """The K-stacked networks a mode predicts with: the checkpoint (K = 1), or for BMA
-    `mc_samples` posterior samples drawn from `seed`, their BN statistics re-estimated
-    per sample on training batches unless `bn` is `mean`."""
+    """The K-stacked networks a mode predicts with.
+
+    point / mean: the checkpoint (K = 1). chips: M copies of it (each perturbed with its
+    own draw in a sweep). ensemble: the M members. bma: M posterior samples drawn from
+    `seed`, their BN statistics re-estimated per sample on training batches unless `bn`
+    is `mean`.
+    """
+    if mode not in modes_for(ck, perturbed=True):
+        raise BadInput(f"{ck.path}: mode {mode.value} does not apply to this checkpoint "
+                       f"(it has: {', '.join(m.value for m in modes_for(ck, perturbed=True))})")
+    if mode is Mode.CHIPS:
+        return {n: v.unsqueeze(0).expand(mc_samples, *v.shape) for n, v in ck.net.tensors().items()}
+    if mode is Mode.ENSEMBLE:
+        names = ck.net.tensors()
+        return {n: torch.stack([m[n].to(v.device) for m in ck.members]) for n, v in names.items()}
     if mode is not Mode.BMA:
         return {n: v.unsqueeze(0) for n, v in ck.net.tensors().items()}
-    if ck.posterior is None:
-        raise BadInput(f"{ck.path}: BMA needs an IVON checkpoint (this one was trained with {ck.optimizer})")
     g = torch.Generator().manual_seed(seed)
     samples = ck.posterior.sample(ck.net.tensors(), mc_samples, g)
     if BNMode(bn) is BNMode.RECALIBRATE:
@@ -117,8 +141,21 @@ def mode_tensors(ck: Checkpoint, data: Dataset, mode: Mode, mc_samples: int, bn:
     return samples
 
 
-def modes_for(ck: Checkpoint) -> list[Mode]:
-    return [Mode.MEAN, Mode.BMA] if ck.posterior is not None else [Mode.POINT]
+def modes_for(ck: Checkpoint, perturbed: bool = False) -> list[Mode]:
+    """The modes a checkpoint predicts in; `perturbed` adds `chips` (under no perturbation
+    M identical copies are the network itself, so `robust eval` leaves it out)."""
+    first = Mode.MEAN if ck.posterior is not None else Mode.POINT
+    modes = [first] + ([Mode.CHIPS] if perturbed else [])
+    if ck.posterior is not None:
+        modes.append(Mode.BMA)
+    if ck.members:
+        modes.append(Mode.ENSEMBLE)
+    return modes
+
+
+def compute(mode: Mode, k: int) -> int:
+    """Networks evaluated per prediction."""
+    return k if mode in AVERAGING else 1
 
 
 def evaluate(ck: Checkpoint, data: Dataset, mode: Mode, ecfg: EvalConfig,
@@ -130,10 +167,10 @@ def evaluate(ck: Checkpoint, data: Dataset, mode: Mode, ecfg: EvalConfig,
     cfg = ck.net.cfg
     if split.x.shape[-1] != cfg.input_dim:
         raise BadInput(f"features have {split.x.shape[-1]} dims but the model expects {cfg.input_dim}")
-    bma = mode is Mode.BMA
     t = mode_tensors(ck, data, mode, ecfg.mc_samples, ecfg.bn, ecfg.seed, ecfg)
-    sp, rates = stacked_probs(cfg, t, split.x, device)
-    probs = sp.mean(0)
-    metrics = compute_metrics(probs, split.y, sp if bma else None)
-    return EvalResult(mode.value, len(split), metrics, rates.mean(0).tolist(), ecfg.mc_samples if bma else 1,
-                      ecfg.bn if bma else None, probs)
+    slp, rates = stacked_logp(cfg, t, split.x, device)
+    logp = log_mean_exp(slp)
+    averaged = mode in AVERAGING
+    metrics = compute_metrics(logp, split.y, slp if averaged else None)
+    return EvalResult(mode.value, len(split), metrics, rates.mean(0).tolist(), compute(mode, slp.shape[0]),
+                      ecfg.bn if mode is Mode.BMA else None, logp.exp())

@@ -1,13 +1,17 @@
-"""Classification and uncertainty metrics, each a small function of probabilities.
+"""Classification and uncertainty metrics, each a small function of log-probabilities.
 
-Conventions: `probs` is [N, C] (for BMA, the softmax averaged over samples),
-`sample_probs` is [M, N, C] (one row per posterior sample or network), `y` is [N] int.
-Logs are natural (nats). Every metric is an average over examples, so batch results
-combine by weighting with batch size.
+Conventions: `logp` is [N, C] natural-log predictive probabilities (for BMA and
+ensembles the log of the softmax averaged over members, computed as a log-mean-exp),
+`sample_logp` is [M, N, C] (one row per posterior sample or network), `y` is [N] int.
+Working in log space keeps NLL exact in the tail: an example the network gets wrong by a
+logit margin of 80 costs 80 nats, not the 27.6 a probability clamped at 1e-12 would give.
+Every metric is an average over examples, so batch results combine by weighting with
+batch size.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,37 +20,49 @@ from torch import Tensor
 
 from robustness.registry import Registry
 
-_TINY = 1e-12
 
+def log_mean_exp(sample_logp: Tensor) -> Tensor:
+    """log of the mean over the leading axis of exp(sample_logp): the averaged predictive.
 
-def accuracy(probs: Tensor, y: Tensor) -> float:
-    """Fraction of examples whose arg-max class is the label."""
-    return (probs.argmax(-1) == y).double().mean().item()
-
-
-def nll(probs: Tensor, y: Tensor) -> float:
-    """Negative log-likelihood `-mean log p(y|x)` of the (averaged) predictive.
-
-    >>> nll(torch.tensor([[1.0, 0.0]]), torch.tensor([0]))
-    0.0
+    >>> lp = torch.log(torch.tensor([[[0.2, 0.8]], [[0.6, 0.4]]], dtype=torch.float64))
+    >>> [round(p, 12) for p in log_mean_exp(lp).exp()[0].tolist()]
+    [0.4, 0.6]
     """
-    p = probs.double().gather(-1, y.view(-1, 1)).squeeze(-1)
-    return (-torch.log(p.clamp_min(_TINY))).mean().item()
+    return torch.logsumexp(sample_logp.double(), 0) - math.log(sample_logp.shape[0])
 
 
-def brier(probs: Tensor, y: Tensor) -> float:
+def per_example_nll(logp: Tensor, y: Tensor) -> Tensor:
+    """-log p(y_n | x_n) for every example [N] (float64)."""
+    return -logp.double().gather(-1, y.view(-1, 1)).squeeze(-1)
+
+
+def accuracy(logp: Tensor, y: Tensor) -> float:
+    """Fraction of examples whose arg-max class is the label."""
+    return (logp.argmax(-1) == y).double().mean().item()
+
+
+def nll(logp: Tensor, y: Tensor) -> float:
+    """Negative log-likelihood `-mean log p(y|x)` of the (averaged) predictive, exact.
+
+    >>> nll(torch.tensor([[0.0, -100.0]]), torch.tensor([1]))
+    100.0
+    """
+    return per_example_nll(logp, y).mean().item()
+
+
+def brier(logp: Tensor, y: Tensor) -> float:
     """Multiclass Brier score: `mean_n sum_c (p_nc - 1[y_n = c])^2`, in [0, 2]."""
-    onehot = torch.nn.functional.one_hot(y, probs.shape[-1]).double()
-    return (probs.double() - onehot).square().sum(-1).mean().item()
+    onehot = torch.nn.functional.one_hot(y, logp.shape[-1]).double()
+    return (logp.double().exp() - onehot).square().sum(-1).mean().item()
 
 
-def ece(probs: Tensor, y: Tensor, bins: int = 15) -> float:
+def ece(logp: Tensor, y: Tensor, bins: int = 15) -> float:
     """Top-label expected calibration error with `bins` equal-width confidence bins.
 
     Bin b holds confidences in (b/bins, (b+1)/bins]; a confidence of exactly 1.0 falls in
     the top bin (torchmetrics issue 3510 is the bug this avoids).
     """
-    conf, pred = probs.double().max(-1)
+    conf, pred = logp.double().exp().max(-1)
     correct = (pred == y).double()
     idx = (torch.ceil(conf * bins).long() - 1).clamp(0, bins - 1)
     n = len(y)
@@ -56,29 +72,29 @@ def ece(probs: Tensor, y: Tensor, bins: int = 15) -> float:
     return ((acc_sum - conf_sum).abs().sum() / n).item()
 
 
-def _entropy_rows(p: Tensor) -> Tensor:
-    p = p.double()
-    return -(p * torch.log(p.clamp_min(_TINY))).sum(-1)
+def _entropy_rows(logp: Tensor) -> Tensor:
+    lp = logp.double()
+    return -(lp.exp() * lp).nan_to_num(nan=0.0).sum(-1)  # 0 * log 0 = 0 where lp = -inf
 
 
-def entropy(probs: Tensor) -> float:
+def entropy(logp: Tensor) -> float:
     """Mean predictive entropy `H[p(y|x)]` (nats) of the (averaged) predictive."""
-    return _entropy_rows(probs).mean().item()
+    return _entropy_rows(logp).mean().item()
 
 
-def expected_entropy(sample_probs: Tensor) -> float:
+def expected_entropy(sample_logp: Tensor) -> float:
     """Mean over examples of `E_m H[p_m(y|x)]`: the aleatoric part (nats)."""
-    return _entropy_rows(sample_probs).mean().item()
+    return _entropy_rows(sample_logp).mean().item()
 
 
-def mutual_information(sample_probs: Tensor) -> float:
+def mutual_information(sample_logp: Tensor) -> float:
     """Epistemic part `H[E_m p_m] - E_m H[p_m]` (nats), >= 0 by Jensen's inequality."""
-    return max(entropy(sample_probs.double().mean(0)) - expected_entropy(sample_probs), 0.0)
+    return max(entropy(log_mean_exp(sample_logp)) - expected_entropy(sample_logp), 0.0)
 
 
-def disagreement(probs: Tensor, reference_pred: Tensor) -> float:
+def disagreement(logp: Tensor, reference_pred: Tensor) -> float:
     """Fraction of examples whose arg-max differs from a reference prediction."""
-    return (probs.argmax(-1) != reference_pred).double().mean().item()
+    return (logp.argmax(-1) != reference_pred).double().mean().item()
 
 
 @dataclass(frozen=True)
@@ -101,15 +117,15 @@ METRICS.register("expected_entropy")(MetricInfo(expected_entropy, False, True, F
 METRICS.register("mutual_information")(MetricInfo(mutual_information, False, True, False))
 
 
-def compute_metrics(probs: Tensor, y: Tensor, sample_probs: Tensor | None = None) -> dict[str, float]:
+def compute_metrics(logp: Tensor, y: Tensor, sample_logp: Tensor | None = None) -> dict[str, float]:
     """Every registered metric that the inputs allow (sample metrics only with samples)."""
     out = {}
     for name, m in METRICS:
         if m.needs_samples:
-            if sample_probs is not None:
-                out[name] = m.fn(sample_probs)
+            if sample_logp is not None:
+                out[name] = m.fn(sample_logp)
         elif m.needs_labels:
-            out[name] = m.fn(probs, y)
+            out[name] = m.fn(logp, y)
         else:
-            out[name] = m.fn(probs)
+            out[name] = m.fn(logp)
     return out

@@ -21,6 +21,16 @@ def _num(s: str, text: str) -> float:
     return v
 
 
+def level_axis(text: str) -> str:
+    """`log` for a START:STOP:NUMlog range, else `linear`: the axis summaries integrate on.
+
+    >>> level_axis("1:1e5:6log"), level_axis("0.01:0.1")
+    ('log', 'linear')
+    """
+    parts = str(text).strip().split(":")
+    return "log" if len(parts) == 3 and parts[2].strip().endswith("log") else "linear"
+
+
 def parse_levels(text: str, *, integer: bool = False, minimum: float = 0.0, name: str = "range") -> list[float]:
     """Levels from START:STOP[:NUM[log]] or a comma list, sorted, without duplicates.
 

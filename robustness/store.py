@@ -1,18 +1,23 @@
 """The results store: embedded SQLite (WAL), one row per finished sweep cell.
 
-Schema version 1:
-  meta(key, value)            application = 'robust', schema_version = '1'
+Schema version 2:
+  meta(key, value)            application = 'robust', schema_version = '2'
   runs(id, spec_hash UNIQUE, config JSON, models JSON, data_hash, package_version, command,
-       started, finished)
+       started, finished)     config also holds `curves`: per perturbation label what a
+                              summary needs (bit-width level, level axis, clean at level 0)
   cells(run_id, model, model_hash, optimizer, mode, perturbation, layer, level, seed,
         samples, n, accuracy, nll, brier, ece, entropy, expected_entropy, mutual_information,
-        disagreement, spike_rates JSON, versions JSON, time_s, created)
+        disagreement, spike_rates JSON, versions JSON, time_s, created,
+        example_correct BLOB (numpy.packbits of per-example correctness, split order),
+        example_nll BLOB (float32 per-example NLL))
         PRIMARY KEY (run_id, model_hash, mode, perturbation, layer, level, seed)
+Version 1 stores (no per-example columns) are migrated in place on open.
 
-Each cell is committed in its own transaction as it finishes, so a killed sweep loses at
-most the cell in flight; rerunning the same configuration (same spec hash) resumes with
-the missing cells. A clean (unperturbed) baseline is stored per (model, mode) as
-perturbation 'clean', level 0, seed 0.
+`samples` is the compute of the cell's mode: networks evaluated per prediction (1 for
+point/mean, M for chips/bma/ensemble). Each cell is committed in its own transaction as
+it finishes, so a killed sweep loses at most the cell in flight; rerunning the same
+configuration (same spec hash) resumes with the missing cells. A clean (unperturbed)
+baseline is stored per (model, mode) as perturbation 'clean', level 0, seed 0.
 """
 
 from __future__ import annotations
@@ -27,13 +32,15 @@ from typing import Any, Iterable
 
 from robustness.errors import BadInput
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_STORE = "robust-results.db"
 METRIC_COLUMNS = ("accuracy", "nll", "brier", "ece", "entropy", "expected_entropy", "mutual_information",
                   "disagreement")
 KEY_COLUMNS = ("model_hash", "mode", "perturbation", "layer", "level", "seed")
+EXAMPLE_COLUMNS = ("example_correct", "example_nll")
 CELL_COLUMNS = ("run_id", "model", "model_hash", "optimizer", "mode", "perturbation", "layer", "level", "seed",
                 "samples", "n", *METRIC_COLUMNS, "spike_rates", "versions", "time_s", "created")
+STORED_COLUMNS = CELL_COLUMNS + EXAMPLE_COLUMNS
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,9 +52,20 @@ CREATE TABLE IF NOT EXISTS cells (
     optimizer TEXT, mode TEXT NOT NULL, perturbation TEXT NOT NULL, layer TEXT NOT NULL DEFAULT '',
     level REAL NOT NULL, seed INTEGER NOT NULL, samples INTEGER, n INTEGER,
     {", ".join(f"{c} REAL" for c in METRIC_COLUMNS)},
-    spike_rates TEXT, versions TEXT, time_s REAL, created TEXT,
+    spike_rates TEXT, versions TEXT, time_s REAL, created TEXT, example_correct BLOB, example_nll BLOB,
     PRIMARY KEY (run_id, {", ".join(KEY_COLUMNS)}));
 """
+
+
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    """Version 1 -> 2: add the per-example columns (empty for old cells)."""
+    conn.execute("BEGIN IMMEDIATE")
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(cells)")}
+    for c in EXAMPLE_COLUMNS:
+        if c not in cols:
+            conn.execute(f"ALTER TABLE cells ADD COLUMN {c} BLOB")
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+    conn.execute("COMMIT")
 
 
 def default_path() -> str:
@@ -91,6 +109,9 @@ class Store:
                 if meta.get("application") != "robust":
                     conn.close()
                     raise BadInput(f"{p}: an SQLite file but not a robust results store")
+                if meta.get("schema_version") == "1":
+                    _migrate_v1(conn)
+                    meta["schema_version"] = str(SCHEMA_VERSION)
                 if meta.get("schema_version") != str(SCHEMA_VERSION):
                     conn.close()
                     raise BadInput(f"{p}: results store schema version {meta.get('schema_version')} is not "
@@ -171,8 +192,8 @@ class Store:
         for k in ("spike_rates", "versions"):
             if not isinstance(vals.get(k), (str, type(None))):
                 vals[k] = json.dumps(vals[k])
-        self._write(f"INSERT OR IGNORE INTO cells ({', '.join(CELL_COLUMNS)}) VALUES "
-                    f"({', '.join('?' for _ in CELL_COLUMNS)})", [vals.get(c) for c in CELL_COLUMNS])
+        self._write(f"INSERT OR IGNORE INTO cells ({', '.join(STORED_COLUMNS)}) VALUES "
+                    f"({', '.join('?' for _ in STORED_COLUMNS)})", [vals.get(c) for c in STORED_COLUMNS])
 
     def cells(self, run_id: int | None = None) -> list[dict]:
         sql = "SELECT * FROM cells" + (" WHERE run_id = ?" if run_id is not None else "") + \
@@ -192,7 +213,7 @@ def export(store_path: str, fmt: str, out: str | None) -> str:
     import tempfile
 
     with closing(Store.open(store_path)) as st:
-        rows = st.cells()
+        rows = [{c: r[c] for c in CELL_COLUMNS} for r in st.cells()]  # per-example blobs stay in the store
     target = Path(out or Path(store_path).with_suffix(f".{fmt}"))
     for r in rows:
         r["spike_rates"] = json.dumps(r["spike_rates"])

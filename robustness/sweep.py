@@ -4,10 +4,12 @@ For each (model, mode) the network is prepared once (`deploy_tensors`), its clea
 predictions are scored and stored, then the K draws of a level are evaluated in one
 batched forward pass. Draw k of seed s uses generators fixed by (sweep seed, s, component),
 so the same chip is seen at every level (common random numbers) and curves are not
-jagged by resampling. For IVON, `mean` deploys the posterior mean; `bma` draws M
-posterior samples once (the same M at every level and seed), re-estimates their BN
-statistics, and perturbs each sample with its own draw (M programmings of one model),
-then averages the softmax over the M samples.
+jagged by resampling. Modes that average M networks (IVON `bma`: M posterior samples with
+re-estimated BN statistics; `chips`: M copies of one network; `ensemble`: M members)
+perturb each network with its own draw, so `bma`, `chips` and `ensemble` at seed s see the
+same M hardware draws, and average the softmax over the M networks.
+Every cell stores its per-example correctness and NLL, so summaries give a test-set
+interval beside the chip interval and compare models on the same examples.
 """
 
 from __future__ import annotations
@@ -16,99 +18,37 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.deploy import deploy_tensors
-from models.network import ForwardOptions, block_spikes
+from models.network import ForwardOptions, ModelConfig, block_spikes
 from perturbations.base import Context, PerturbationError, Scale
 from perturbations.base import get as get_perturbation
 from perturbations.spec import Spec, apply, parse_spec
+from reports.stats import t_interval
 from robustness import __version__
 from robustness.data import Dataset, DatasetSpec, load_dataset
 from robustness.errors import BadInput
-from robustness.evaluate import BNMode, Mode, mode_tensors, modes_for, stacked_probs
-from robustness.metrics import compute_metrics, disagreement
+from robustness.evaluate import AVERAGING, BNMode, Mode, compute, mode_tensors, modes_for, stacked_logp
+from robustness.metrics import compute_metrics, disagreement, log_mean_exp, per_example_nll
 from robustness.store import Store
+from robustness.sweep_config import PerturbationPlan, SweepConfig
+
+__all__ = ["PerturbationPlan", "SweepConfig", "SweepResult", "run_sweep"]
 
 log = logging.getLogger(__name__)
 
 MAX_NETWORKS_PER_PASS = 100  # K per batched pass: bounds parameter copies and temporaries
+MIN_AUTO_SEEDS = 5  # --seeds auto never judges an interval from fewer draws
 CLEAN = "clean"
-
-
-@dataclass(frozen=True)
-class PerturbationPlan:
-    """One perturbation spec and the levels its swept component takes."""
-
-    spec: str
-    levels: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    """Everything that determines the numbers of a sweep (hashed to identify its run).
-
-    Attributes:
-        models: checkpoint paths.
-        plans: perturbations with their levels.
-        seeds: independent draws per level; None = auto (until the 95% interval of
-            accuracy is narrower than `ci_width` points, at most `max_seeds`).
-        ci_width, max_seeds, auto_batch: the auto-seed rule (width in accuracy points).
-        mc_samples: M posterior samples for BMA.
-        bn: BN statistics for posterior samples (`recalibrate` or `mean`).
-        layers: layers in scope (empty: all); `per_layer` sweeps each separately.
-        scale: per-layer noise scale `max`, `std` or `abs`.
-        fold_bn: fold BatchNorm into weights and bias currents before perturbing.
-        include_bias: perturb biases along with weights.
-        include_bn: perturb BatchNorm scale and shift along with weights.
-        limit: evaluate on the first N examples of the split.
-        split: `test` or `validation`.
-        seed: base seed of all draws.
-        data_dir: overrides the checkpoints' data folder.
-    """
-
-    models: tuple[str, ...]
-    plans: tuple[PerturbationPlan, ...]
-    seeds: int | None = 10
-    ci_width: float = 0.5
-    max_seeds: int = 100
-    auto_batch: int = 5
-    mc_samples: int = 10
-    bn: str = "recalibrate"
-    layers: tuple[str, ...] = ()
-    per_layer: bool = False
-    scale: str = "max"
-    fold_bn: bool = False
-    include_bias: bool = False
-    include_bn: bool = False
-    limit: int | None = None
-    split: str = "test"
-    seed: int = 0
-    data_dir: str | None = None
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["plans"] = [{"spec": p.spec, "levels": list(p.levels)} for p in self.plans]
-        d["models"] = list(self.models)
-        d["layers"] = list(self.layers)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SweepConfig":
-        d = dict(d)
-        d["plans"] = tuple(PerturbationPlan(p["spec"], tuple(float(x) for x in p["levels"])) for p in d["plans"])
-        d["models"] = tuple(d["models"])
-        d["layers"] = tuple(d.get("layers", ()))
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass
@@ -118,6 +58,7 @@ class SweepResult:
     new_cells: int
     rows: list[dict] = field(default_factory=list)
     touched: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (spec, layer) -> tensors
+    curves: dict[str, dict] = field(default_factory=dict)  # perturbation label -> what summaries need
 
 
 def file_hash(path: str) -> str:
@@ -140,11 +81,13 @@ def validate(cfg: SweepConfig) -> list[Spec]:
         raise BadInput(f"--mc-samples must be at least 1, got {cfg.mc_samples}")
     if cfg.limit is not None and cfg.limit < 1:
         raise BadInput(f"--limit must be positive, got {cfg.limit}")
-    if cfg.ci_width <= 0 or cfg.max_seeds < 2:
-        raise BadInput("--ci-width must be positive and --max-seeds at least 2")
+    if cfg.ci_width <= 0 or cfg.max_seeds < MIN_AUTO_SEEDS:
+        raise BadInput(f"--ci-width must be positive and --max-seeds at least {MIN_AUTO_SEEDS}")
     try:
-        Scale(cfg.scale)
+        scale = Scale(cfg.scale)
         BNMode(cfg.bn)
+        for m in cfg.modes:
+            Mode(m)
     except ValueError as e:
         raise BadInput(str(e)) from None
     specs = []
@@ -156,8 +99,18 @@ def validate(cfg: SweepConfig) -> list[Spec]:
             raise BadInput(str(e)) from None
         if not plan.levels:
             raise BadInput(f"{plan.spec}: no levels")
+        if scale is Scale.SIGMA and any(c.name != "gaussian" for c in spec.components):
+            raise BadInput(f"--scale sigma scales gaussian weight noise only, not {plan.spec}")
         specs.append(spec)
+    if scale is Scale.SIGMA and cfg.fold_bn:
+        raise BadInput("--scale sigma needs the unfolded weights the posterior describes (drop --fold-bn)")
     return specs
+
+
+def curve_meta(spec: Spec, plan: PerturbationPlan) -> dict:
+    """What a summary or report needs about a perturbation's levels, stored with the run."""
+    p = get_perturbation(spec.swept_name)
+    return {"bits": p.level_is_bits, "axis": plan.axis, "clean_at_zero": p.zero_is_identity, "level": p.level}
 
 
 def _layers(ck: Checkpoint, wanted: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -171,9 +124,38 @@ def _layers(ck: Checkpoint, wanted: tuple[str, ...]) -> tuple[tuple[str, ...], t
     return tuple(w for w in every if w in wanted), hidden
 
 
+def _modes(ck: Checkpoint, cfg: SweepConfig) -> list[Mode]:
+    have = modes_for(ck, perturbed=True)
+    return [m for m in have if not cfg.modes or m.value in cfg.modes]
+
+
+def _sigmas(cks: list[Checkpoint], cfg: SweepConfig, device: torch.device) -> list[dict[str, torch.Tensor] | None]:
+    """Per checkpoint the posterior sigma per parameter that `--scale sigma` scales noise by."""
+    if Scale(cfg.scale) is not Scale.SIGMA:
+        return [None] * len(cks)
+    donor = None
+    if cfg.sigma_from:
+        donor = load_checkpoint(cfg.sigma_from, device)
+        if donor.posterior is None:
+            raise BadInput(f"--sigma-from {cfg.sigma_from}: not an IVON checkpoint (no posterior)")
+    out = []
+    for ck in cks:
+        src = ck if ck.posterior is not None else donor
+        if src is None:
+            raise BadInput(f"{ck.path}: --scale sigma needs a posterior: an IVON model, or --sigma-from ivon.pt "
+                           f"of the same architecture")
+        sig = src.posterior.sigma()
+        own = dict(ck.net.named_parameters())
+        bad = [n for n in own if n not in sig or sig[n].shape != own[n].shape]
+        if bad:
+            raise BadInput(f"--sigma-from {src.path}: architecture differs from {ck.path} ({bad[0]})")
+        out.append(sig)
+    return out
+
+
 @dataclass
 class _Prepared:
-    """One (model, mode) ready to perturb: K0 base networks, inputs, clean predictions."""
+    """One (model, mode) ready to perturb: K0 base networks and their clean predictions."""
 
     mode: Mode
     base: dict[str, torch.Tensor]
@@ -182,27 +164,50 @@ class _Prepared:
     clean_row: dict
 
 
+def _cell(slp: torch.Tensor, y: torch.Tensor, mode: Mode, clean_pred: torch.Tensor | None) -> dict:
+    """Metrics of one cell from its networks' log-probabilities [K0, N, C], with per-example data."""
+    logp = log_mean_exp(slp)
+    m = compute_metrics(logp, y, slp if mode in AVERAGING else None)
+    m["disagreement"] = 0.0 if clean_pred is None else disagreement(logp, clean_pred)
+    correct = (logp.argmax(-1) == y).numpy().astype(np.uint8)
+    m["example_correct"] = np.packbits(correct).tobytes()
+    m["example_nll"] = per_example_nll(logp, y).numpy().astype(np.float32).tobytes()
+    return m
+
+
 def _prepare(ck: Checkpoint, data: Dataset, mode: Mode, cfg: SweepConfig, x: torch.Tensor, y: torch.Tensor,
-             device: torch.device) -> _Prepared:
+             device: torch.device, sigma: dict[str, torch.Tensor] | None) -> _Prepared:
     net_cfg = ck.net.cfg
     t = mode_tensors(ck, data, mode, cfg.mc_samples, cfg.bn, cfg.seed)
     base = {n: v.detach().to(device).contiguous() for n, v in deploy_tensors(net_cfg, t, cfg.fold_bn).items()}
     k0 = next(iter(base.values())).shape[0]
-    opt = ForwardOptions(clamp_alpha=False)
-    sp, rates = stacked_probs(net_cfg, base, x, device, opt)
-    probs = sp.mean(0)
-    metrics = compute_metrics(probs, y, sp if mode is Mode.BMA else None)
-    metrics["disagreement"] = 0.0
+    for n, s in (sigma or {}).items():
+        base[f"sigma:{n}"] = s.detach().to(device).unsqueeze(0).expand(k0, *s.shape).contiguous()
+    slp, rates = stacked_logp(net_cfg, base, x, device, ForwardOptions(clamp_alpha=False))
+    m = _cell(slp, y, mode, None)
     row = {"mode": mode.value, "perturbation": CLEAN, "layer": "", "level": 0.0, "seed": 0,
-           "samples": k0, "n": len(y), **metrics, "spike_rates": rates.mean(0).tolist()}
-    return _Prepared(mode, base, k0, probs.argmax(-1), row)
+           "samples": compute(mode, k0), "n": len(y), **m, "spike_rates": rates.mean(0).tolist()}
+    return _Prepared(mode, base, k0, log_mean_exp(slp).argmax(-1), row)
 
 
-def _evaluate_draws(ck: Checkpoint, prep: _Prepared, spec: Spec, level: float, seeds: list[int], ctx: Context,
-                    cfg: SweepConfig, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-                    start: int = 0) -> list[dict]:
+@dataclass(frozen=True)
+class _Job:
+    """One (model, mode, perturbation, layer scope): what evaluating its draws needs."""
+
+    net_cfg: ModelConfig
+    prep: _Prepared
+    spec: Spec
+    ctx: Context
+    x: torch.Tensor
+    y: torch.Tensor
+    start: int
+    device: torch.device
+    seed: int
+
+
+def _evaluate_draws(job: _Job, level: float, seeds: list[int]) -> list[dict]:
     """Metrics per seed for one level: all S x K0 networks in batched passes."""
-    k0 = prep.k0
+    prep, k0 = job.prep, job.prep.k0
     out = []
     per_pass = max(1, MAX_NETWORKS_PER_PASS // k0)
     for i in range(0, len(seeds), per_pass):
@@ -211,34 +216,17 @@ def _evaluate_draws(ck: Checkpoint, prep: _Prepared, spec: Spec, level: float, s
         stacked = {n: v.repeat(s, *([1] * (v.dim() - 1))) for n, v in prep.base.items()}
         draws = [sd * k0 + m for sd in group for m in range(k0)]
         t0 = time.perf_counter()
-        t = apply(spec, level, stacked, seed=cfg.seed, draws=draws, ctx=ctx)
-        noise = torch.Generator().manual_seed(
-            int(hashlib.sha256(f"{cfg.seed}/read/{group}".encode()).hexdigest()[:15], 16))
-        sp, rates = stacked_probs(ck.net.cfg, t, x, device, ForwardOptions(clamp_alpha=False, noise_generator=noise,
-                                                                            start=start))
+        t = apply(job.spec, level, stacked, seed=job.seed, draws=draws, ctx=job.ctx)
+        slp, rates = stacked_logp(job.net_cfg, t, job.x, job.device, ForwardOptions(clamp_alpha=False, start=job.start))
         elapsed = (time.perf_counter() - t0) / s
-        sp = sp.view(s, k0, *sp.shape[1:])
+        slp = slp.view(s, k0, *slp.shape[1:])
         rates = rates.view(s, k0, -1)
+        below = prep.clean_row["spike_rates"][:job.start]  # layers below were not perturbed
         for j, sd in enumerate(group):
-            probs = sp[j].mean(0)
-            m = compute_metrics(probs, y, sp[j] if prep.mode is Mode.BMA else None)
-            m["disagreement"] = disagreement(probs, prep.clean_pred)
-            below = prep.clean_row["spike_rates"][:start]  # layers below were not perturbed
-            out.append({"seed": sd, "samples": k0, "n": len(y), **m,
+            out.append({"seed": sd, "samples": compute(prep.mode, k0), "n": len(job.y),
+                        **_cell(slp[j], job.y, prep.mode, prep.clean_pred),
                         "spike_rates": below + rates[j].mean(0).tolist(), "time_s": elapsed})
     return out
-
-
-def ci_halfwidth(values: list[float]) -> float:
-    """Half-width of the 95% t-interval of the mean (inf for fewer than 2 values)."""
-    from scipy import stats
-
-    n = len(values)
-    if n < 2:
-        return math.inf
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
 
 
 def spec_hash(cfg: SweepConfig, model_hashes: list[str]) -> str:
@@ -251,13 +239,14 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
               command: str = "") -> SweepResult:
     """Run (or resume) a sweep into the store at `store_path`; returns its rows.
 
-    Everything that can fail on user input (specs, levels, checkpoints, data, layer names)
-    is checked before the store is opened, so bad input leaves the store untouched.
+    Everything that can fail on user input (specs, levels, checkpoints, data, layer names,
+    modes) is checked before the store is opened, so bad input leaves the store untouched.
     """
     specs = validate(cfg)
     device = torch.device(device)
     cks = [load_checkpoint(m, device) for m in cfg.models]
     hashes = [file_hash(m) for m in cfg.models]
+    sigmas = _sigmas(cks, cfg, device)
     datasets: dict[DatasetSpec, Dataset] = {}
     data_of: list[Dataset] = []
     for ck in cks:
@@ -271,22 +260,26 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
         width = data_of[-1].split(cfg.split).x.shape[-1]
         if width != ck.net.cfg.input_dim:
             raise BadInput(f"{ck.path}: model expects {ck.net.cfg.input_dim} input features, data has {width}")
+    unused = [m for m in cfg.modes if not any(m in {x.value for x in _modes(ck, cfg)} for ck in cks)]
+    if unused:
+        raise BadInput(f"--modes {unused[0]}: no model here has that mode")
+    curves = {spec.label: curve_meta(spec, plan) for spec, plan in zip(specs, cfg.plans)}
     data_hash = ",".join(sorted({d.fingerprint for d in datasets.values()}))
     models_meta = [{"path": m, "hash": h, "optimizer": ck.optimizer} for m, h, ck in zip(cfg.models, hashes, cks)]
     with Store.open(store_path, create=True) as store:
-        run_id, resumed = store.run_for(spec_hash(cfg, hashes), cfg.to_dict(), models_meta, data_hash,
-                                        __version__, command)
+        run_id, resumed = store.run_for(spec_hash(cfg, hashes), {**cfg.to_dict(), "curves": curves}, models_meta,
+                                        data_hash, __version__, command)
         state = _RunState(store, store.done_keys(run_id), cfg, specs, device)
         state.bar = tqdm(total=_planned_cells(cfg, cks), desc="sweep", unit="cell", file=sys.stderr,
                          disable=not (progress and sys.stderr.isatty()))
-        for ck, mhash, data in zip(cks, hashes, data_of):
+        for ck, mhash, data, sigma in zip(cks, hashes, data_of, sigmas):
             common = {"run_id": run_id, "model": ck.path, "model_hash": mhash, "optimizer": ck.optimizer}
-            for mode in modes_for(ck):
-                state.sweep_mode(ck, data, mode, common)
+            for mode in _modes(ck, cfg):
+                state.sweep_mode(ck, data, mode, common, sigma)
         state.bar.close()
         store.finish_run(run_id)
         rows = store.cells(run_id)
-    return SweepResult(run_id, resumed, state.new, rows, state.touched)
+    return SweepResult(run_id, resumed, state.new, rows, state.touched, curves)
 
 
 @dataclass
@@ -310,13 +303,14 @@ class _RunState:
         self.done[key] = row["accuracy"]
         self.new += 1
 
-    def sweep_mode(self, ck: Checkpoint, data: Dataset, mode: Mode, common: dict) -> None:
+    def sweep_mode(self, ck: Checkpoint, data: Dataset, mode: Mode, common: dict,
+                   sigma: dict[str, torch.Tensor] | None) -> None:
         cfg = self.cfg
         split = data.split(cfg.split).head(cfg.limit)
         x, y = split.x, split.y
         layers, hidden = _layers(ck, cfg.layers)
         mhash = common["model_hash"]
-        prep = _prepare(ck, data, mode, cfg, x, y, self.device)
+        prep = _prepare(ck, data, mode, cfg, x, y, self.device, sigma)
         self.add((mhash, mode.value, CLEAN, "", 0.0, 0), {**common, **prep.clean_row, "versions": {}, "time_s": 0.0})
         self.bar.update(1)
         scopes = [(layer,) for layer in layers] if cfg.per_layer else [layers]
@@ -327,10 +321,10 @@ class _RunState:
                 if (spec.label, layer_label) not in self.touched:
                     self.touched[(spec.label, layer_label)] = perturbed_tensors(spec, plan, prep.base, cfg.seed, ctx)
                 start, xin = _reuse(ck, prep, scope, cfg, x, self.device)
+                job = _Job(ck.net.cfg, prep, spec, ctx, xin, y, start, self.device, cfg.seed)
                 for level in plan.levels:
                     prefix = (mhash, mode.value, spec.label, layer_label, float(level))
-                    rows = _level(ck, prep, spec, level, ctx, cfg, xin, y, self.device, start, self.done, prefix,
-                                  draws_nothing(spec, level, prep.base, cfg.seed, ctx))
+                    rows = _level(job, level, cfg, self.done, prefix, draws_nothing(spec, level, prep.base, cfg.seed, ctx))
                     for r in rows:
                         self.add(prefix + (r["seed"],), {**common, **r, "mode": mode.value, "perturbation": spec.label,
                                                          "layer": layer_label, "level": float(level),
@@ -341,10 +335,10 @@ class _RunState:
 def _planned_cells(cfg: SweepConfig, cks: list[Checkpoint]) -> int:
     total = 0
     for ck in cks:
-        modes = len(modes_for(ck))
+        modes = len(_modes(ck, cfg))
         scopes = len(_layers(ck, cfg.layers)[0]) if cfg.per_layer else 1
         levels = sum(len(p.levels) for p in cfg.plans)
-        total += modes * (1 + scopes * levels * (cfg.seeds or cfg.auto_batch))
+        total += modes * (1 + scopes * levels * (cfg.seeds or max(cfg.auto_batch, MIN_AUTO_SEEDS)))
     return total
 
 
@@ -352,7 +346,8 @@ def _reuse(ck: Checkpoint, prep: _Prepared, scope: tuple[str, ...], cfg: SweepCo
            device: torch.device) -> tuple[int, torch.Tensor]:
     """Start the forward at the first perturbed layer, feeding it the clean spikes below.
 
-    Only for a single base network (point / mean): BMA's M samples differ below too.
+    Only for a single base network (point / mean): the M networks of the averaging modes
+    differ below too (posterior samples, members) or are perturbed one by one (chips).
     """
     if not cfg.per_layer or prep.k0 != 1:
         return 0, x
@@ -376,7 +371,7 @@ def perturbed_tensors(spec: Spec, plan: PerturbationPlan, base: dict[str, torch.
     if level == 0 and get_perturbation(spec.swept_name).zero_is_identity:
         level = 0.1
     out = apply(spec, level, one, seed=seed, draws=[0], ctx=ctx)
-    return sorted(n for n in out if n not in one or not torch.equal(out[n], one[n]))
+    return sorted(n for n in out if (n not in one or not torch.equal(out[n], one[n])) and not n.endswith("_seed"))
 
 
 def draws_nothing(spec: Spec, level: float, base: dict[str, torch.Tensor], seed: int, ctx: Context) -> bool:
@@ -384,41 +379,41 @@ def draws_nothing(spec: Spec, level: float, base: dict[str, torch.Tensor], seed:
     one = {n: v[:1] for n, v in base.items()}
     a = apply(spec, level, one, seed=seed, draws=[0], ctx=ctx)
     b = apply(spec, level, one, seed=seed, draws=[1], ctx=ctx)
-    if any(n.endswith(".read_noise") for n in a):
-        return False  # noise drawn during the forward pass
     return a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
 
 
-def _level(ck, prep, spec, level, ctx, cfg, x, y, device, start, done, key_prefix,
+def _level(job: _Job, level: float, cfg: SweepConfig, done: dict, key_prefix: tuple,
            deterministic: bool = False) -> list[dict]:
     """Rows for one level: a fixed number of seeds, or rounds until the interval is narrow.
 
     A perturbation that draws nothing is evaluated with seed 0 only: every seed would repeat it.
     """
-    if deterministic:
-        todo = [] if key_prefix + (0,) in done else [0]
-        return _evaluate_draws(ck, prep, spec, level, todo, ctx, cfg, x, y, device, start) if todo else []
     def missing(seeds: Iterable[int]) -> list[int]:
         return [s for s in seeds if key_prefix + (s,) not in done]
 
-    def stored(seeds: Iterable[int]) -> dict[int, float]:
-        return {s: done[key_prefix + (s,)] for s in seeds if key_prefix + (s,) in done}
+    def run(seeds: Iterable[int]) -> list[dict]:
+        todo = missing(seeds)
+        return _evaluate_draws(job, level, todo) if todo else []
 
+    if deterministic:
+        return run([0])
     if cfg.seeds is not None:
-        todo = missing(range(cfg.seeds))
-        return _evaluate_draws(ck, prep, spec, level, todo, ctx, cfg, x, y, device, start) if todo else []
+        return run(range(cfg.seeds))
     rows: list[dict] = []
     accs: dict[int, float] = {}
     n = 0
     while n < cfg.max_seeds:
         batch = list(range(n, min(n + cfg.auto_batch, cfg.max_seeds)))
-        todo = missing(batch)
-        new = _evaluate_draws(ck, prep, spec, level, todo, ctx, cfg, x, y, device, start) if todo else []
+        new = run(batch)
         rows += new
-        accs.update(stored(batch))
+        accs.update({s: done[key_prefix + (s,)] for s in batch if key_prefix + (s,) in done})
         accs.update({r["seed"]: r["accuracy"] for r in new})
         n = batch[-1] + 1
         vals = list(accs.values())
-        if len(vals) >= 3 and 2 * ci_halfwidth(vals) * 100 <= cfg.ci_width:
+        half = t_interval(vals)[1]
+        if len(vals) >= MIN_AUTO_SEEDS and half is not None and 2 * half * 100 <= cfg.ci_width:
+            if half == 0.0:
+                log.warning("%s level %g: all %d draws gave the same accuracy; the chip interval is 0 "
+                            "and only the test-set interval measures the uncertainty", key_prefix[2], level, len(vals))
             break
     return rows

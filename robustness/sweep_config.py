@@ -18,19 +18,97 @@ A `sweep.toml` holds any option under its flag name (dashes or underscores), and
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from perturbations.base import PerturbationError, get
 from perturbations.spec import get_profile, parse_spec
 from robustness.errors import BadInput
-from robustness.ranges import parse_levels
-from robustness.sweep import PerturbationPlan, SweepConfig
+from robustness.ranges import level_axis, parse_levels
+
+
+@dataclass(frozen=True)
+class PerturbationPlan:
+    """One perturbation spec, the levels its swept component takes, and the axis they were
+    given on (`linear`, or `log` for START:STOP:NUMlog ranges and log-spaced profiles):
+    summaries integrate and interpolate on that axis."""
+
+    spec: str
+    levels: tuple[float, ...]
+    axis: str = "linear"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything that determines the numbers of a sweep (hashed to identify its run).
+
+    Attributes:
+        models: checkpoint paths.
+        plans: perturbations with their levels.
+        seeds: independent draws per level; None = auto (until the 95% interval of
+            accuracy is narrower than `ci_width` points, at least `MIN_AUTO_SEEDS`, at most
+            `max_seeds`).
+        ci_width, max_seeds, auto_batch: the auto-seed rule (width in accuracy points).
+        mc_samples: M: posterior samples for BMA, copies for chips.
+        bn: BN statistics for posterior samples (`recalibrate` or `mean`).
+        modes: modes to evaluate (empty: every mode each checkpoint has).
+        layers: layers in scope (empty: all); `per_layer` sweeps each separately.
+        scale: per-layer noise scale `max`, `std`, `abs`, or `sigma` (each weight's posterior std).
+        sigma_from: IVON checkpoint whose posterior sigma scales the noise of non-IVON models.
+        fold_bn: fold BatchNorm into weights and bias currents before perturbing.
+        include_bias: perturb biases along with weights.
+        include_bn: perturb BatchNorm scale and shift along with weights.
+        limit: evaluate on the first N examples of the split.
+        split: `test` or `validation`.
+        seed: base seed of all draws.
+        data_dir: overrides the checkpoints' data folder.
+    """
+
+    models: tuple[str, ...]
+    plans: tuple[PerturbationPlan, ...]
+    seeds: int | None = 10
+    ci_width: float = 0.5
+    max_seeds: int = 100
+    auto_batch: int = 5
+    mc_samples: int = 10
+    bn: str = "recalibrate"
+    modes: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ()
+    per_layer: bool = False
+    scale: str = "max"
+    sigma_from: str | None = None
+    fold_bn: bool = False
+    include_bias: bool = False
+    include_bn: bool = False
+    limit: int | None = None
+    split: str = "test"
+    seed: int = 0
+    data_dir: str | None = None
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["plans"] = [{"spec": p.spec, "levels": list(p.levels), "axis": p.axis} for p in self.plans]
+        for k in ("models", "layers", "modes"):
+            d[k] = list(getattr(self, k))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SweepConfig":
+        d = dict(d)
+        d["plans"] = tuple(PerturbationPlan(p["spec"], tuple(float(x) for x in p["levels"]), p.get("axis", "linear"))
+                           for p in d["plans"])
+        for k in ("models", "layers", "modes"):
+            d[k] = tuple(d.get(k, ()))
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
 
 SCALAR_KEYS = {"seeds", "ci_width", "max_seeds", "auto_batch", "mc_samples", "bn", "layers", "per_layer", "scale", "fold_bn",
                "include_bias", "include_bn", "limit", "split", "seed", "data_dir", "noise", "bits", "profile", "perturbation",
-               "models", "model", "out", "device", "workers", "compile"}
+               "models", "model", "out", "device", "workers", "compile", "modes", "sigma_from"}
 
 
 def read_toml(path: str) -> dict:
@@ -50,8 +128,9 @@ def read_toml(path: str) -> dict:
     return out
 
 
-def levels_for(spec_text: str, noise: str | None, bits: str | None) -> tuple[float, ...]:
-    """Levels of a spec's swept component: --bits for quantize, --noise otherwise, else its own level."""
+def levels_for(spec_text: str, noise: str | None, bits: str | None) -> tuple[tuple[float, ...], str]:
+    """Levels of a spec's swept component and their axis: --bits for quantize, --noise
+    otherwise, else its own level."""
     try:
         spec = parse_spec(spec_text)
     except PerturbationError as e:
@@ -60,13 +139,19 @@ def levels_for(spec_text: str, noise: str | None, bits: str | None) -> tuple[flo
     is_bits = get(swept).level_is_bits
     if is_bits:
         if bits is not None:
-            return tuple(parse_levels(bits, integer=True, minimum=1, name="--bits"))
+            return tuple(parse_levels(bits, integer=True, minimum=1, name="--bits")), "linear"
     elif noise is not None:
-        return tuple(parse_levels(noise, minimum=0.0, name="--noise"))
+        return tuple(parse_levels(noise, minimum=0.0, name="--noise")), level_axis(noise)
     if spec.fixed_level() is not None:
-        return (spec.fixed_level(),)
+        return (spec.fixed_level(),), "linear"
     flag = "--bits" if is_bits else "--noise"
     raise BadInput(f"{spec_text}: no levels for {swept} (give {flag} or a level in the spec, e.g. {swept}:0.05)")
+
+
+def _names(v: Any) -> tuple[str, ...]:
+    if isinstance(v, str):
+        return tuple(x.strip() for x in v.split(",") if x.strip())
+    return tuple(str(x) for x in (v or ()))
 
 
 def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dict]:
@@ -93,11 +178,14 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
                 raise BadInput("each [[perturbation]] needs a spec")
             lv = t.get("levels")
             if isinstance(lv, list):
-                levels = tuple(sorted({float(x) for x in lv}))
+                levels, axis = tuple(sorted({float(x) for x in lv})), str(t.get("axis", "linear"))
             else:
                 is_bits = get(parse_spec(t["spec"]).swept_name).level_is_bits
-                levels = levels_for(t["spec"], None if is_bits else lv, lv if is_bits else None)
-            plans.append(PerturbationPlan(t["spec"], levels))
+                levels, axis = levels_for(t["spec"], None if is_bits else lv, lv if is_bits else None)
+                axis = str(t.get("axis", axis))
+            if axis not in ("linear", "log"):
+                raise BadInput(f"[[perturbation]] {t['spec']}: axis must be linear or log, got {axis!r}")
+            plans.append(PerturbationPlan(t["spec"], levels, axis))
     else:
         specs = merged.get("perturbation") or ()
         if isinstance(specs, str):
@@ -109,12 +197,12 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
                 prof = get_profile(merged["profile"])
             except PerturbationError as e:
                 raise BadInput(str(e)) from None
-            given = levels_for(prof.spec, noise, bits) if (noise or bits) else prof.levels
-            plans.append(PerturbationPlan(prof.spec, tuple(given)))
+            given, axis = levels_for(prof.spec, noise, bits) if (noise or bits) else (prof.levels, prof.axis)
+            plans.append(PerturbationPlan(prof.spec, tuple(given), axis))
         if not specs and not merged.get("profile"):
             specs = ["quantize" if bits and not noise else "gaussian"]
         for s in specs:
-            plans.append(PerturbationPlan(s, levels_for(s, noise, bits)))
+            plans.append(PerturbationPlan(s, *levels_for(s, noise, bits)))
     seeds = merged.get("seeds", 10)
     if isinstance(seeds, str):
         if seeds.strip().lower() == "auto":
@@ -123,15 +211,14 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
             seeds = int(seeds)
         else:
             raise BadInput(f"--seeds must be a positive integer or 'auto', got {seeds!r}")
-    layers = merged.get("layers") or ()
-    if isinstance(layers, str):
-        layers = tuple(x.strip() for x in layers.split(",") if x.strip())
     cfg = SweepConfig(
         models=tuple(str(m) for m in merged["models"]), plans=tuple(plans), seeds=seeds,
         ci_width=float(merged.get("ci_width", 0.5)), max_seeds=int(merged.get("max_seeds", 100)),
         auto_batch=int(merged.get("auto_batch", 5)),
         mc_samples=int(merged.get("mc_samples", 10)), bn=str(merged.get("bn", "recalibrate")),
-        layers=tuple(layers), per_layer=bool(merged.get("per_layer", False)), scale=str(merged.get("scale", "max")),
+        modes=_names(merged.get("modes")), sigma_from=merged.get("sigma_from"),
+        layers=_names(merged.get("layers")), per_layer=bool(merged.get("per_layer", False)),
+        scale=str(merged.get("scale", "max")),
         fold_bn=bool(merged.get("fold_bn", False)), include_bias=bool(merged.get("include_bias", False)),
         include_bn=bool(merged.get("include_bn", False)),
         limit=merged.get("limit"), split=str(merged.get("split", "test")), seed=int(merged.get("seed", 0)),
@@ -157,5 +244,6 @@ def to_toml(cfg: SweepConfig, runtime: dict) -> str:
     lines = [f"{k} = {val(v)}" for k, v in d.items() if v is not None and v != []]
     lines += [f"{k} = {val(v)}" for k, v in runtime.items() if v not in (None, False)]
     for p in plans:
-        lines += ["", "[[perturbation]]", f"spec = {val(p['spec'])}", f"levels = {val(p['levels'])}"]
+        lines += ["", "[[perturbation]]", f"spec = {val(p['spec'])}", f"levels = {val(p['levels'])}",
+                  f"axis = {val(p['axis'])}"]
     return "\n".join(lines) + "\n"

@@ -10,8 +10,12 @@ from pathlib import Path
 import torch
 
 from models.checkpoint import load_checkpoint, save_checkpoint
+from models.deploy import deploy_tensors
 from models.network import ModelConfig, SpikingNet
-from models.train import PRESETS, train
+from models.posterior import diagnose
+from models.train import PRESETS, Perturb, TrainConfig, train
+from perturbations.base import Context, PerturbationError
+from perturbations.spec import apply, parse_spec
 from robustness import __version__
 from robustness.data import DatasetSpec, load_dataset
 from robustness.errors import BadInput
@@ -22,7 +26,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainRequest:
-    """What `robust train` was asked for; None means the optimizer preset's value."""
+    """What `robust train` was asked for; None means the optimizer preset's value.
+
+    Attributes (beyond the optimiser's, see `models.train.TrainConfig`):
+        ensemble: M > 1 trains a deep ensemble: member i exactly as `--seed seed+i` would.
+        train_perturbation: hardware-aware training: a perturbation spec with its level
+            (e.g. `gaussian:0.05`), drawn afresh at every step.
+    """
 
     optimizer: str = "adam"
     dataset: str = "tts-digits"
@@ -33,50 +43,104 @@ class TrainRequest:
     batch_size: int | None = None
     weight_decay: float | None = None
     hess_init: float | None = None
+    beta2: float | None = None
+    ess: float | None = None
     hidden: tuple[int, ...] = (256, 256)
     frames: int | None = None
     limit_train: int | None = None
     skip_bad: bool = False
+    ensemble: int = 1
+    train_perturbation: str | None = None
+
+
+def _train_config(req: TrainRequest) -> TrainConfig:
+    """The preset with the request's overrides, each checked."""
+    if req.optimizer not in PRESETS:
+        raise BadInput(f"unknown optimizer {req.optimizer!r} (use adam or ivon)")
+    overrides = {k: v for k, v in dict(epochs=req.epochs, lr=req.lr, batch_size=req.batch_size,
+                                       weight_decay=req.weight_decay, hess_init=req.hess_init,
+                                       beta2=req.beta2, ess=req.ess).items() if v is not None}
+    for k in ("epochs", "batch_size"):
+        if k in overrides and overrides[k] < 1:
+            raise BadInput(f"--{k.replace('_', '-')} must be positive, got {overrides[k]}")
+    for k in ("lr", "hess_init", "ess"):
+        if k in overrides and not overrides[k] > 0:
+            raise BadInput(f"--{k.replace('_', '-')} must be positive, got {overrides[k]}")
+    if "weight_decay" in overrides and not overrides["weight_decay"] >= 0:
+        raise BadInput(f"--weight-decay must be >= 0, got {overrides['weight_decay']}")
+    if "beta2" in overrides and not 0 < overrides["beta2"] < 1:
+        raise BadInput(f"--beta2 must lie in (0, 1), got {overrides['beta2']}")
+    if any(h < 1 for h in req.hidden):
+        raise BadInput(f"--hidden widths must be positive, got {list(req.hidden)}")
+    if req.ensemble < 1:
+        raise BadInput(f"--ensemble must be at least 1, got {req.ensemble}")
+    if req.ensemble > 1 and req.optimizer != "adam":
+        raise BadInput("--ensemble trains Adam members (an IVON posterior is already an ensemble: use BMA)")
+    return dataclasses.replace(PRESETS[req.optimizer], seed=req.seed, **overrides)
+
+
+def hardware_perturbation(text: str, cfg: ModelConfig) -> Perturb:
+    """A training-time perturbation: a fresh draw of `text` for every step, with a
+    straight-through gradient (the loss is taken at the perturbed weights, the gradient
+    goes to the clean ones; for `quantize` that is quantisation-aware training with STE).
+    """
+    try:
+        spec = parse_spec(text)
+        spec.check([])
+    except PerturbationError as e:
+        raise BadInput(f"--train-perturbation: {e}") from None
+    level = spec.fixed_level()
+    if level is None:
+        raise BadInput(f"--train-perturbation {text!r}: give the level to train at, e.g. {spec.swept_name}:0.05")
+    hidden = tuple(f"blocks.{i}" for i in range(len(cfg.hidden)))
+    ctx = Context(hidden + ("readout",), hidden)
+
+    def perturb(t: dict[str, torch.Tensor], g: torch.Generator) -> dict[str, torch.Tensor]:
+        t = deploy_tensors(cfg, t)  # clamped leaks: the values a chip would store
+        seed = int(torch.randint(2**62, (1,), generator=g).item())
+        p = apply(spec, level, t, seed=seed, draws=[0], ctx=ctx)
+        return {n: v if n not in t or v is t[n] else t[n] + (v - t[n]).detach() for n, v in p.items()}
+    return perturb
 
 
 def train_to_checkpoint(req: TrainRequest, out: str | Path, device: torch.device | str = "cpu",
                         progress: bool = True) -> str:
-    """Train per `req`, write the checkpoint to `out`, return a one-paragraph summary."""
-    if req.optimizer not in PRESETS:
-        raise BadInput(f"unknown optimizer {req.optimizer!r} (use adam or ivon)")
-    overrides = {k: v for k, v in dict(epochs=req.epochs, lr=req.lr, batch_size=req.batch_size,
-                                       weight_decay=req.weight_decay, hess_init=req.hess_init).items()
-                 if v is not None}
-    for k in ("epochs", "batch_size"):
-        if k in overrides and overrides[k] < 1:
-            raise BadInput(f"--{k.replace('_', '-')} must be positive, got {overrides[k]}")
-    if req.lr is not None and req.lr <= 0:
-        raise BadInput(f"--lr must be positive, got {req.lr}")
-    if any(h < 1 for h in req.hidden):
-        raise BadInput(f"--hidden widths must be positive, got {list(req.hidden)}")
-    tcfg = dataclasses.replace(PRESETS[req.optimizer], seed=req.seed, **overrides)
+    """Train per `req`, write the checkpoint to `out`, return a short summary (with, for
+    IVON, the one-line diagnosis of what the posterior is)."""
+    tcfg = _train_config(req)
     # An absolute data path, so `robust eval` finds the data from any working directory.
     data_dir = str(Path(req.data_dir).expanduser().resolve()) if req.data_dir else None
     spec = DatasetSpec(req.dataset, data_dir, req.frames, req.skip_bad)
     data = load_dataset(spec, progress=progress)
     tr, va = data.split("train").head(req.limit_train), data.split("validation")
     mcfg = ModelConfig(input_dim=tr.x.shape[-1], num_classes=len(data.classes), hidden=req.hidden)
-    net = SpikingNet(mcfg, torch.Generator().manual_seed(req.seed)).to(device)
+    perturb = hardware_perturbation(req.train_perturbation, mcfg) if req.train_perturbation else None
     if data.skipped:
         log.warning("skipped %d unusable file(s)", len(data.skipped))
     log.info("training %s on %s: %d train / %d validation examples, %s", req.optimizer, req.dataset,
              len(tr), len(va), tcfg)
-    res = train(net, tcfg, tr.x, tr.y, va.x, va.y, progress=progress)
-    save_checkpoint(out, res.net, train_config={**tcfg.to_dict(), "n_train": len(tr)},
+    results = []
+    for i in range(req.ensemble):  # member i is exactly the model `--seed seed+i` trains
+        net = SpikingNet(mcfg, torch.Generator().manual_seed(req.seed + i)).to(device)
+        cfg_i = dataclasses.replace(tcfg, seed=req.seed + i)
+        results.append(train(net, cfg_i, tr.x, tr.y, va.x, va.y, progress=progress, perturb=perturb))
+    res = results[0]
+    extra = {"n_train": len(tr), "ensemble": req.ensemble, "train_perturbation": req.train_perturbation}
+    save_checkpoint(out, res.net, train_config={**tcfg.to_dict(), **extra},
                     dataset={**spec.to_dict(), "fingerprint": data.fingerprint}, features=data.features.to_dict(),
                     classes=data.classes, history=res.history, posterior=res.posterior,
-                    ivon_args=res.ivon_args, package_version=__version__)
+                    ivon_args=res.ivon_args, package_version=__version__,
+                    members=[r.net for r in results] if req.ensemble > 1 else None)
     last = res.history[-1]
     s = (f"wrote {out}: {req.optimizer}, {tcfg.epochs} epochs, validation accuracy {last['val_acc']:.4f}, "
          f"loss {last['val_loss']:.4f}")
+    if req.ensemble > 1:
+        s += f"; ensemble of {req.ensemble}, member validation accuracy " + \
+             ", ".join(f"{r.history[-1]['val_acc']:.3f}" for r in results)
+    if req.train_perturbation:
+        s += f"; trained under {req.train_perturbation}"
     if res.posterior is not None:
-        sig = res.posterior.sigma_summary()
-        s += f"; posterior sigma median {sig['sigma_median']:.3g}, max {sig['sigma_max']:.3g}"
+        s += "\n" + diagnose(res.posterior, dict(res.net.named_parameters()))["text"]
     return s
 
 
@@ -98,13 +162,14 @@ def evaluate_checkpoints(paths: list[str], ecfg: EvalConfig, data_dir: str | Non
     return rows
 
 
-_COLUMNS = [("model", "{}"), ("mode", "{}"), ("n", "{}"), ("accuracy", "{:.4f}"), ("nll", "{:.4f}"),
+_COLUMNS = [("model", "{}"), ("mode", "{}"), ("compute", "{}"), ("n", "{}"), ("accuracy", "{:.4f}"), ("nll", "{:.4f}"),
             ("ece", "{:.4f}"), ("brier", "{:.4f}"), ("entropy", "{:.4f}"), ("expected_entropy", "{:.4f}"),
             ("mutual_information", "{:.4f}")]
 
 
 def format_table(rows: list[dict]) -> str:
-    """A fixed-width text table of evaluation rows ('-' where a metric does not apply)."""
+    """A fixed-width text table of evaluation rows ('-' where a metric does not apply);
+    `compute` is the networks evaluated per prediction."""
     cells = [[h for h, _ in _COLUMNS]]
     for r in rows:
         cells.append([fmt.format(r[h]) if r.get(h) is not None else "-" for h, fmt in _COLUMNS])

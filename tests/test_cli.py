@@ -29,12 +29,12 @@ def test_train_then_eval_json(tmp_path):
     r = run("train", "--optimizer", "ivon", "--epochs", 1, "--hidden", "16,16", "--limit-train", 200,
             "--out", out, "--quiet")
     assert r.exit_code == 0, r.output
-    assert out.exists() and "posterior sigma" in r.output
+    assert out.exists() and "IVON posterior" in r.output
     r = run("eval", "--model", out, "--mc-samples", 3, "--limit", 60, "--json", "--quiet")
     assert r.exit_code == 0, r.output
     rows = json.loads(r.output)
     assert [x["mode"] for x in rows] == ["mean", "bma"]
-    assert rows[1]["samples"] == 3 and rows[1]["mutual_information"] >= 0 and rows[0]["n"] == 60
+    assert rows[1]["compute"] == 3 and rows[0]["compute"] == 1 and rows[1]["mutual_information"] >= 0 and rows[0]["n"] == 60
     r = run("eval", "--model", out, "--mc-samples", 2, "--limit", 60, "--quiet")
     assert r.exit_code == 0 and re.search(r"bma\s+60\s+0\.\d{4}", r.output)
 

@@ -47,7 +47,7 @@ def test_bma_with_collapsed_posterior_equals_mean(tiny_checkpoints, data):
 
 def test_bma_needs_ivon_and_positive_samples(tiny_checkpoints, data):
     ck = load_checkpoint(tiny_checkpoints["adam"])
-    with pytest.raises(BadInput, match="needs an IVON checkpoint"):
+    with pytest.raises(BadInput, match="mode bma does not apply"):
         evaluate(ck, data, Mode.BMA, EvalConfig())
     with pytest.raises(BadInput, match="at least 1"):
         evaluate(ck, data, Mode.POINT, EvalConfig(mc_samples=0))

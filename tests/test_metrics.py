@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from robustness.metrics import (accuracy, brier, compute_metrics, disagreement, ece, entropy,
-                                expected_entropy, mutual_information, nll)
+                                expected_entropy, log_mean_exp, mutual_information, nll)
+
+L = torch.log  # the metrics take log-probabilities
 
 
 def test_one_hot_correct_prediction_is_perfect():
-    p = torch.eye(4)
+    p = L(torch.eye(4))
     y = torch.arange(4)
     assert accuracy(p, y) == 1.0
     assert nll(p, y) == 0.0
@@ -19,7 +21,7 @@ def test_one_hot_correct_prediction_is_perfect():
 
 
 def test_hand_computed_values():
-    p = torch.tensor([[0.7, 0.2, 0.1], [0.4, 0.5, 0.1]])
+    p = L(torch.tensor([[0.7, 0.2, 0.1], [0.4, 0.5, 0.1]], dtype=torch.float64))
     y = torch.tensor([0, 0])
     assert accuracy(p, y) == 0.5
     assert nll(p, y) == pytest.approx(-(math.log(0.7) + math.log(0.4)) / 2)
@@ -35,7 +37,7 @@ def test_hand_computed_values():
 
 def test_confidence_one_falls_in_top_bin():
     # Wrong with confidence exactly 1.0: ECE must be 1, not 0 (a dropped top bin gives 0).
-    p = torch.tensor([[1.0, 0.0]])
+    p = L(torch.tensor([[1.0, 0.0]]))
     assert ece(p, torch.tensor([1])) == pytest.approx(1.0)
 
 
@@ -56,7 +58,7 @@ def test_metrics_match_independent_numpy_reference():
     logits = rng.normal(size=(500, 7)) * 2
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     y = rng.integers(0, 7, 500)
-    pt, yt = torch.from_numpy(probs), torch.from_numpy(y)
+    pt, yt = L(torch.from_numpy(probs)), torch.from_numpy(y)
     assert ece(pt, yt) == pytest.approx(_ece_reference(probs, y), abs=1e-12)
     assert nll(pt, yt) == pytest.approx(-np.log(probs[np.arange(500), y]).mean())
     assert brier(pt, yt) == pytest.approx(((probs - np.eye(7)[y]) ** 2).sum(1).mean())
@@ -64,8 +66,9 @@ def test_metrics_match_independent_numpy_reference():
 
 def test_mutual_information_identity_and_sign():
     g = torch.Generator().manual_seed(0)
-    sp = torch.softmax(torch.randn(8, 50, 5, generator=g) * 3, -1)
-    mean = sp.mean(0)
+    sp = torch.log_softmax(torch.randn(8, 50, 5, generator=g, dtype=torch.float64) * 3, -1)
+    mean = L(sp.exp().mean(0))
+    torch.testing.assert_close(log_mean_exp(sp), mean)
     mi = mutual_information(sp)
     assert mi == pytest.approx(entropy(mean) - expected_entropy(sp))
     assert mi > 0
@@ -75,9 +78,21 @@ def test_mutual_information_identity_and_sign():
 
 
 def test_disagreement_and_compute_metrics_keys():
-    p = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    p = L(torch.tensor([[0.9, 0.1], [0.2, 0.8]]))
     assert disagreement(p, torch.tensor([0, 0])) == 0.5
     m = compute_metrics(p, torch.tensor([0, 1]))
     assert set(m) == {"accuracy", "nll", "brier", "ece", "entropy"}
     m = compute_metrics(p, torch.tensor([0, 1]), p.unsqueeze(0))
     assert {"expected_entropy", "mutual_information"} <= set(m)
+
+
+def test_nll_exact_on_saturated_logits_not_capped():
+    # A confidently wrong network: the label's logit sits 80 below the winner's.
+    logits = torch.tensor([[80.0, 0.0], [0.0, 120.0]], dtype=torch.float64)
+    y = torch.tensor([1, 0])
+    logp = torch.log_softmax(logits, -1)
+    assert nll(logp, y) == pytest.approx((80 + 120) / 2, rel=1e-12)  # a 1e-12 clamp would give 27.6
+    # BMA / ensemble: log-mean-exp over members keeps the tail exact too
+    members = torch.log_softmax(torch.tensor([[[0.0, 100.0]], [[0.0, 200.0]]], dtype=torch.float64), -1)
+    expect = -math.log((math.exp(-100.0) + math.exp(-200.0)) / 2)
+    assert nll(log_mean_exp(members), torch.tensor([0])) == pytest.approx(expect, rel=1e-12)

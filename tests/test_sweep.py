@@ -17,7 +17,7 @@ from robustness.cli import cli
 from robustness.data import DatasetSpec, load_dataset
 from robustness.evaluate import EvalConfig, Mode, evaluate
 from robustness.store import Store
-from robustness.summary import drop_level
+from reports.summary import drop_level
 from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
 
 METRICS = ("accuracy", "nll", "brier", "ece", "entropy", "expected_entropy", "mutual_information", "disagreement")
@@ -43,18 +43,22 @@ def test_exact_command_uses_defaults_and_level0_reproduces_eval(tiny_checkpoints
     r = run("sweep", "--model", "ivon.pt", "--noise", "0:0.1:2", "--seeds", 2, "--limit", 80, "--mc-samples", 3,
             "--quiet")
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "robust-results.db").exists() and "[bma] gaussian" in r.output
+    assert (tmp_path / "robust-results.db").exists() and "[bma, 3 networks/prediction] gaussian" in r.output
     rows = cells(tmp_path / "robust-results.db")
     data = load_dataset(DatasetSpec())
     ck = load_checkpoint(ivon)
-    for mode in (Mode.MEAN, Mode.BMA):
+    for mode in (Mode.MEAN, Mode.BMA):  # chips at level 0 is the mean itself
         ref = evaluate(ck, data, mode, EvalConfig(mc_samples=3, limit=80)).metrics
         for r0 in [r for r in rows if r["mode"] == mode.value and (r["perturbation"] == "clean" or r["level"] == 0)]:
             for m, v in ref.items():
                 assert r0[m] == pytest.approx(v, abs=1e-12), (mode, r0["perturbation"], m)
     assert {r["perturbation"] for r in rows} == {"clean", "gaussian"}
-    # level 0 draws nothing, so it is evaluated once, not once per seed
-    assert len(rows) == 2 * (1 + 1 + 2)
+    # level 0 draws nothing, so it is evaluated once, not once per seed; modes mean, chips, bma
+    assert len(rows) == 3 * (1 + 1 + 2)
+    chips0 = [r for r in rows if r["mode"] == "chips" and r["level"] == 0][0]
+    mean0 = [r for r in rows if r["mode"] == "mean" and r["level"] == 0][0]
+    assert chips0["samples"] == 3 and chips0["accuracy"] == mean0["accuracy"]
+    assert chips0["nll"] == pytest.approx(mean0["nll"], abs=1e-9)
 
 
 def test_same_seed_identical_rows_and_stacked_equals_separate(tiny_checkpoints, tmp_path):
@@ -113,7 +117,7 @@ def test_resume_after_kill_equals_uninterrupted(tiny_checkpoints, tmp_path):
     r = subprocess.run([sys.executable, *args, "--out", str(killed)], env=env, capture_output=True, text=True)
     assert r.returncode == 0 and "resumed" in r.stdout
     a, b = cells(full), cells(killed)
-    assert len(a) == len(b) == 1 + 10 * 3
+    assert len(a) == len(b) == 2 * (1 + 10 * 3)  # modes point and chips
     assert len({key(r) for r in b}) == len(b)
     for x, y in zip(a, b):
         assert key(x) == key(y) and [x[m] for m in METRICS] == [y[m] for m in METRICS]
@@ -132,9 +136,10 @@ def test_different_config_kept_apart_and_export(tiny_checkpoints, tmp_path):
     r = run("export", db, "--format", "csv", "--out", tmp_path / "r.csv")
     assert r.exit_code == 0
     lines = (tmp_path / "r.csv").read_text().splitlines()
-    assert lines[0].startswith("run_id,model,model_hash") and len(lines) == 1 + (1 + 2) + (1 + 2)
+    # two modes (point, chips), each: clean + 2 cells
+    assert lines[0].startswith("run_id,model,model_hash") and len(lines) == 1 + 2 * ((1 + 2) + (1 + 2))
     r = run("export", db, "--format", "json")
-    assert r.exit_code == 0 and len(json.loads((tmp_path / "r.json").read_text())) == 6
+    assert r.exit_code == 0 and len(json.loads((tmp_path / "r.json").read_text())) == 12
     r = run("export", db, "--format", "parquet", "--out", tmp_path / "r.parquet")
     try:
         import pyarrow  # noqa: F401
@@ -143,7 +148,7 @@ def test_different_config_kept_apart_and_export(tiny_checkpoints, tmp_path):
     else:
         import pandas as pd
 
-        assert r.exit_code == 0 and len(pd.read_parquet(tmp_path / "r.parquet")) == 6
+        assert r.exit_code == 0 and len(pd.read_parquet(tmp_path / "r.parquet")) == 12
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
 
 
@@ -174,12 +179,12 @@ levels = "3:4"
 
 def test_per_layer_reuses_clean_activations_consistently(tiny_checkpoints, tmp_path):
     m = str(tiny_checkpoints["adam"])
-    r = run("sweep", "--model", m, "--noise", "0.3", "--seeds", 2, "--limit", 60, "--per-layer", "--out",
+    r = run("sweep", "--model", m, "--noise", "0.3", "--seeds", 2, "--limit", 60, "--per-layer", "--modes", "point", "--out",
             tmp_path / "p.db", "-q", "--json")
     assert r.exit_code == 0, r.output
     curves = json.loads(r.output)["curves"]
     assert [c["layer"] for c in curves] == ["blocks.0", "blocks.1", "readout"]
-    r = run("sweep", "--model", m, "--noise", "0.3", "--seeds", 2, "--limit", 60, "--layers", "blocks.1", "--out",
+    r = run("sweep", "--model", m, "--noise", "0.3", "--seeds", 2, "--limit", 60, "--layers", "blocks.1", "--modes", "point", "--out",
             tmp_path / "q.db", "-q", "--json")
     direct = json.loads(r.output)["curves"][0]["levels"][0]["accuracy_mean"]
     reused = curves[1]["levels"][0]["accuracy_mean"]

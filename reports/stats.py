@@ -1,0 +1,96 @@
+"""Interval estimates and paired tests used by summaries, reports and the gate (numpy/scipy only).
+
+Two sources of uncertainty are kept apart:
+- over chips: the spread of a metric across independent hardware draws (seeds), a
+  t-interval of the mean, conditional on the test set;
+- over test examples: how much the seed-averaged metric would move on another test set
+  of the same size, a percentile bootstrap over examples.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+BOOTSTRAP = 2000  # resamples: the 95% half-width is then stable to ~2% of itself
+
+
+def t_interval(values: list[float] | np.ndarray, level: float = 0.95) -> tuple[float, float | None]:
+    """Mean and half-width of the t-interval of the mean; None with fewer than 2 values.
+
+    >>> t_interval([1.0, 2.0, 3.0])[1] == stats.t.ppf(0.975, 2) / math.sqrt(3)
+    True
+    >>> t_interval([0.5])
+    (0.5, None)
+    """
+    v = np.asarray(values, dtype=np.float64)
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, None
+    return m, float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+
+
+def bootstrap_halfwidth(per_example: np.ndarray, seed: int = 0, level: float = 0.95) -> float:
+    """Half the width of the percentile bootstrap interval of the mean over examples.
+
+    `per_example` [N] is a per-example score (e.g. correctness averaged over chips).
+    A fixed seed makes the interval reproducible.
+    """
+    x = np.asarray(per_example, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(x), size=(BOOTSTRAP, len(x)))
+    means = x[idx].mean(1)
+    lo, hi = np.quantile(means, [0.5 - level / 2, 0.5 + level / 2])
+    return float(hi - lo) / 2
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """A - B on the same examples (and, when both have them, the same chip draws).
+
+    Attributes:
+        diff: mean difference of the seed-averaged metric.
+        lo, hi: 95% paired bootstrap interval over examples.
+        p_examples: two-sided bootstrap p-value over examples.
+        p_chips: paired t-test over the common draws (None with fewer than 2 common seeds).
+        significant: the example interval excludes 0 and, when there is one, the chip test has p < 0.05.
+    """
+
+    diff: float
+    lo: float
+    hi: float
+    p_examples: float
+    p_chips: float | None
+
+    @property
+    def significant(self) -> bool:
+        chips_ok = self.p_chips is None or self.p_chips < 0.05
+        return (self.lo > 0 or self.hi < 0) and chips_ok
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, chips_a: np.ndarray | None = None,
+                      chips_b: np.ndarray | None = None, seed: int = 0) -> PairedDifference:
+    """Paired comparison of two models/modes.
+
+    Args:
+        a, b: per-example scores [N] on the same examples (seed-averaged).
+        chips_a, chips_b: per-seed metric values [S] on common draws (same seeds), optional.
+    """
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(d), size=(BOOTSTRAP, len(d)))
+    boot = d[idx].mean(1)
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    # two-sided p from the bootstrap distribution of the mean difference
+    p = float(min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean())))
+    p_chips = None
+    if chips_a is not None and chips_b is not None and len(chips_a) >= 2:
+        cd = np.asarray(chips_a, np.float64) - np.asarray(chips_b, np.float64)
+        if np.all(cd == cd[0]):
+            p_chips = 0.0 if cd[0] != 0 else 1.0
+        else:
+            p_chips = float(stats.ttest_1samp(cd, 0.0).pvalue)
+    return PairedDifference(float(d.mean()), float(lo), float(hi), p, p_chips)

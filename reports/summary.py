@@ -1,0 +1,218 @@
+"""Robustness summaries computed from stored cells alone (no torch, no models).
+
+Per (model, mode, perturbation, layer): per level the mean of each metric with its 95%
+interval over chips (t-interval over seeds; none with one draw) and, for accuracy and
+NLL, the 95% interval over test examples (percentile bootstrap of the seed-averaged
+per-example scores); the normalised area under the accuracy-vs-level curve, integrated
+on the axis the levels were given on (linear, or log for log-spaced levels); the level at
+which accuracy drops by 1, 5 and 10 points (interpolated on that axis; None = not
+reached); dECE / dNLL per level against the clean model; the compute of the mode.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from reports.stats import bootstrap_halfwidth, paired_difference, t_interval
+
+DROPS = (0.01, 0.05, 0.10)
+METRICS = ("accuracy", "nll", "ece", "brier", "disagreement", "mutual_information")
+MODE_ORDER = {"point": 0, "mean": 1, "chips": 2, "ensemble": 3, "bma": 4}
+
+
+def example_scores(row: dict, metric: str) -> np.ndarray | None:
+    """Per-example correctness or NLL of a stored cell (None for cells stored without them)."""
+    if metric == "accuracy" and row.get("example_correct") is not None:
+        return np.unpackbits(np.frombuffer(row["example_correct"], np.uint8))[:row["n"]].astype(np.float64)
+    if metric == "nll" and row.get("example_nll") is not None:
+        return np.frombuffer(row["example_nll"], np.float32).astype(np.float64)
+    return None
+
+
+def seed_averaged(rows: list[dict], metric: str) -> np.ndarray | None:
+    """Per-example score averaged over the cells (chips) of one level [N]."""
+    per = [example_scores(r, metric) for r in rows]
+    if any(p is None for p in per) or not per:
+        return None
+    return np.mean(per, axis=0)
+
+
+@dataclass
+class LevelStats:
+    level: float
+    n: int
+    metrics: dict[str, tuple[float, float | None]]  # name -> (mean, chip-interval half-width or None)
+    test_ci: dict[str, float] = field(default_factory=dict)  # name -> test-set interval half-width
+    zero_spread: bool = False  # several draws, identical accuracy: the chip interval says nothing
+
+
+@dataclass
+class CurveSummary:
+    model: str
+    optimizer: str
+    mode: str
+    perturbation: str
+    layer: str
+    clean: dict[str, float]
+    compute: int = 1
+    axis: str = "linear"
+    levels: list[LevelStats] = field(default_factory=list)
+    auc: float | None = None
+    drop_levels: dict[str, float | None] = field(default_factory=dict)
+    increasing_severity: bool = True
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "optimizer": self.optimizer, "mode": self.mode, "compute": self.compute,
+            "perturbation": self.perturbation, "layer": self.layer, "clean": self.clean, "axis": self.axis,
+            "auc": self.auc, "drop_levels": self.drop_levels,
+            "levels": [{"level": s.level, "n": s.n,
+                        **{f"{k}_mean": v[0] for k, v in s.metrics.items()},
+                        **{f"{k}_ci": v[1] for k, v in s.metrics.items()},
+                        **{f"{k}_test_ci": v for k, v in s.test_ci.items()},
+                        "zero_spread": s.zero_spread,
+                        "d_ece": s.metrics["ece"][0] - self.clean["ece"],
+                        "d_nll": s.metrics["nll"][0] - self.clean["nll"]} for s in self.levels],
+        }
+
+
+def _x(level: float, axis: str) -> float:
+    return math.log(level) if axis == "log" else level
+
+
+def drop_level(points: list[tuple[float, float]], clean: float, drop: float, axis: str = "linear") -> float | None:
+    """First level (in severity order) where accuracy <= clean - drop, interpolated on `axis`."""
+    target = clean - drop
+    prev = None
+    for level, acc in points:
+        if acc <= target:
+            if prev is None or prev[1] == acc or (axis == "log" and prev[0] <= 0):
+                return level
+            (l0, a0) = prev
+            x = _x(l0, axis) + (a0 - target) / (a0 - acc) * (_x(level, axis) - _x(l0, axis))
+            return math.exp(x) if axis == "log" else x
+        prev = (level, acc)
+    return None
+
+
+def _auc(pts: list[tuple[float, float]], clean: float, axis: str) -> float | None:
+    """Area under accuracy vs level on `axis`, over the level range, relative to clean accuracy."""
+    if axis == "log":
+        pts = [p for p in pts if p[0] > 0]  # log(0) has no place on a log axis
+    if clean <= 0 or not pts:
+        return None
+    if len(pts) == 1:
+        return pts[0][1] / clean
+    xs = sorted((_x(lv, axis), a) for lv, a in pts)
+    span = xs[-1][0] - xs[0][0]
+    if span <= 0:
+        return None
+    return sum((x1 - x0) * (a0 + a1) / 2 for (x0, a0), (x1, a1) in zip(xs, xs[1:])) / (span * clean)
+
+
+def _level_stats(level: float, rows: list[dict]) -> LevelStats:
+    ms = {m: t_interval([r[m] for r in rows]) for m in METRICS if all(r.get(m) is not None for r in rows)}
+    test = {}
+    for m in ("accuracy", "nll"):
+        per = seed_averaged(rows, m)
+        if per is not None:
+            test[m] = bootstrap_halfwidth(per)
+    accs = [r["accuracy"] for r in rows]
+    return LevelStats(level, len(rows), ms, test, len(rows) > 1 and min(accs) == max(accs))
+
+
+def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None) -> list[CurveSummary]:
+    """Curves per (model, mode, perturbation, layer).
+
+    `curves` maps a perturbation label to what the run stored about its levels (`bits`:
+    a bit width, more is milder; `axis`: linear or log; `clean_at_zero`: level 0 is the
+    clean network); labels it does not name are read as linear, not bits, clean at 0.
+    """
+    curves = curves or {}
+    clean = {(r["model"], r["mode"]): r for r in rows if r["perturbation"] == "clean"}
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["perturbation"] != "clean":
+            groups[(r["model"], r["mode"], r["perturbation"], r["layer"])].append(r)
+    out = []
+    for (model, mode, pert, layer), rs in groups.items():
+        c = clean.get((model, mode))
+        if c is None:
+            continue
+        meta = curves.get(pert, {})
+        axis = meta.get("axis", "linear")
+        cs = CurveSummary(model, rs[0].get("optimizer") or "", mode, pert, layer,
+                          {k: c[k] for k in ("accuracy", "nll", "ece", "brier") if c.get(k) is not None},
+                          int(c.get("samples") or 1), axis)
+        by_level: dict[float, list[dict]] = defaultdict(list)
+        for r in rs:
+            by_level[r["level"]].append(r)
+        cs.levels = [_level_stats(level, by_level[level]) for level in sorted(by_level)]
+        inc = not meta.get("bits", False)
+        cs.increasing_severity = inc
+        pts = [(s.level, s.metrics["accuracy"][0]) for s in cs.levels]
+        if not inc:
+            pts = pts[::-1]
+        if inc and pts and pts[0][0] > 0 and meta.get("clean_at_zero", True) and axis == "linear":
+            pts = [(0.0, cs.clean["accuracy"])] + pts
+        cs.drop_levels = {f"{int(d * 100)}pt": drop_level(pts, cs.clean["accuracy"], d, axis) for d in DROPS}
+        cs.auc = _auc(pts, cs.clean["accuracy"], axis)
+        out.append(cs)
+    order = {m: i for i, m in enumerate(dict.fromkeys(r["model"] for r in rows))}
+    out.sort(key=lambda c: (order[c.model], MODE_ORDER.get(c.mode, 9), c.perturbation, c.layer))
+    return out
+
+
+def paired(rows: list[dict], a: tuple[str, str], b: tuple[str, str], perturbation: str, level: float,
+           metric: str = "accuracy", layer: str = ""):
+    """Paired difference A - B of two (model, mode) curves at one level, on the same examples
+    and, where both have them, the same chip seeds (see `reports.stats.paired_difference`)."""
+    def cells(key: tuple[str, str]) -> dict[int, dict]:
+        return {r["seed"]: r for r in rows if (r["model"], r["mode"]) == key and r["perturbation"] == perturbation
+                and r["level"] == level and r["layer"] == layer}
+
+    ca, cb = cells(a), cells(b)
+    if not ca or not cb:
+        raise KeyError(f"no cells for {a if not ca else b} at {perturbation} {level:g}")
+    ea, eb = seed_averaged(list(ca.values()), metric), seed_averaged(list(cb.values()), metric)
+    if ea is None or eb is None:
+        raise KeyError("cells stored without per-example results (schema 1)")
+    common = sorted(set(ca) & set(cb))
+    chips = (np.array([ca[s][metric] for s in common]), np.array([cb[s][metric] for s in common])) \
+        if len(common) >= 2 else (None, None)
+    return paired_difference(ea, eb, *chips)
+
+
+def _pm(v: float | None, fmt: str = ".4f") -> str:
+    return "-" if v is None else f"{v:{fmt}}"
+
+
+def format_summary(curves: list[CurveSummary]) -> str:
+    """A compact text table: mean, chip interval and test-set interval per level, then the summaries."""
+    lines = []
+    for cs in curves:
+        title = f"{cs.model} [{cs.mode}, {cs.compute} network{'s' if cs.compute > 1 else ''}/prediction] " \
+                f"{cs.perturbation}" + (f" layer={cs.layer}" if cs.layer else "")
+        lines.append(title)
+        lines.append(f"  clean: accuracy {cs.clean['accuracy']:.4f}  nll {cs.clean['nll']:.4f}  ece {cs.clean['ece']:.4f}")
+        lines.append(f"  {'level':>10}  {'n':>3}  {'accuracy':>8} {'±chips':>7} {'±test':>7}  {'nll':>8} {'±test':>7}  "
+                     f"{'ece':>7}  {'dECE':>8}  {'dNLL':>8}")
+        for s in cs.levels:
+            a, ci = s.metrics["accuracy"]
+            note = "  (all draws identical)" if s.zero_spread else ""
+            lines.append(f"  {s.level:>10.4g}  {s.n:>3}  {a:>8.4f} {_pm(ci):>7} {_pm(s.test_ci.get('accuracy')):>7}  "
+                         f"{s.metrics['nll'][0]:>8.4f} {_pm(s.test_ci.get('nll'), '.3f'):>7}  "
+                         f"{s.metrics['ece'][0]:>7.4f}  {s.metrics['ece'][0] - cs.clean['ece']:>+8.4f}  "
+                         f"{s.metrics['nll'][0] - cs.clean['nll']:>+8.4f}{note}")
+        drops = ", ".join(f"{k}: {'not reached' if v is None else f'{v:.4g}'}" for k, v in cs.drop_levels.items())
+        lines.append(f"  normalised AUC ({cs.axis} level axis) {_pm(cs.auc)}; accuracy drop at level {drops}")
+        lines.append("")
+    if curves:
+        lines.append("±chips: 95% t-interval over hardware draws (given this test set); ±test: 95% bootstrap "
+                     "interval over test examples of the chip-averaged value.")
+    return "\n".join(lines).rstrip()
