@@ -36,7 +36,7 @@ def test_train_then_eval_json(tmp_path):
     assert [x["mode"] for x in rows] == ["mean", "bma"]
     assert rows[1]["compute"] == 3 and rows[0]["compute"] == 1 and rows[1]["mutual_information"] >= 0 and rows[0]["n"] == 60
     r = run("eval", "--model", out, "--mc-samples", 2, "--limit", 60, "--quiet")
-    assert r.exit_code == 0 and re.search(r"bma\s+60\s+0\.\d{4}", r.output)
+    assert r.exit_code == 0 and re.search(r"bma\s+2\s+60\s+0\.\d{4}", r.output)
 
 
 @pytest.mark.parametrize("args,match", [

@@ -54,7 +54,7 @@ def test_robust_posterior_on_a_trained_model_and_checkpoint_diagnostics(tiny_che
     ck = load_checkpoint(tiny_checkpoints["ivon"])
     assert ck.meta["diagnostics"]["verdict"] == d["verdict"]  # stored at training time for reports
     s = ck.posterior.sigma()["blocks.0.alpha"]
-    assert d["layers"]["blocks.0.alpha"]["median"] == pytest.approx(s.double().median().item(), rel=1e-6)
+    assert d["layers"]["blocks.0.alpha"]["median"] == pytest.approx(torch.quantile(s.double(), 0.5).item(), rel=1e-9)
     r = run("posterior", tiny_checkpoints["adam"])
     assert r.exit_code == 2 and "needs an IVON model" in r.output
 
