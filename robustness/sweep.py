@@ -30,24 +30,23 @@ from tqdm import tqdm
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.deploy import deploy_tensors
 from models.network import ForwardOptions, ModelConfig, block_spikes
-from perturbations.base import Context, PerturbationError, Scale
+from perturbations.base import Context, Scale
 from perturbations.base import get as get_perturbation
-from perturbations.spec import Spec, apply, parse_spec
+from perturbations.spec import Spec, apply
 from reports.stats import t_interval
 from robustness import __version__
 from robustness.data import Dataset, DatasetSpec, load_dataset
 from robustness.errors import BadInput
-from robustness.evaluate import AVERAGING, BNMode, Mode, compute, mode_tensors, modes_for, stacked_logp
+from robustness.evaluate import AVERAGING, Mode, compute, mode_tensors, modes_for, stacked_logp
 from robustness.metrics import compute_metrics, disagreement, log_mean_exp, per_example_nll
 from robustness.store import Store
-from robustness.sweep_config import PerturbationPlan, SweepConfig
+from robustness.sweep_config import MIN_AUTO_SEEDS, PerturbationPlan, SweepConfig, validate
 
 __all__ = ["PerturbationPlan", "SweepConfig", "SweepResult", "run_sweep"]
 
 log = logging.getLogger(__name__)
 
 MAX_NETWORKS_PER_PASS = 100  # K per batched pass: bounds parameter copies and temporaries
-MIN_AUTO_SEEDS = 5  # --seeds auto never judges an interval from fewer draws
 CLEAN = "clean"
 
 
@@ -67,44 +66,6 @@ def file_hash(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]
-
-
-def validate(cfg: SweepConfig) -> list[Spec]:
-    """Check everything that can be checked before touching the store; returns parsed specs."""
-    if not cfg.models:
-        raise BadInput("no --model given")
-    if not cfg.plans:
-        raise BadInput("no perturbation levels given (use --noise, --bits or --profile)")
-    if cfg.seeds is not None and cfg.seeds < 1:
-        raise BadInput(f"--seeds must be a positive integer or 'auto', got {cfg.seeds}")
-    if cfg.mc_samples < 1:
-        raise BadInput(f"--mc-samples must be at least 1, got {cfg.mc_samples}")
-    if cfg.limit is not None and cfg.limit < 1:
-        raise BadInput(f"--limit must be positive, got {cfg.limit}")
-    if cfg.ci_width <= 0 or cfg.max_seeds < MIN_AUTO_SEEDS:
-        raise BadInput(f"--ci-width must be positive and --max-seeds at least {MIN_AUTO_SEEDS}")
-    try:
-        scale = Scale(cfg.scale)
-        BNMode(cfg.bn)
-        for m in cfg.modes:
-            Mode(m)
-    except ValueError as e:
-        raise BadInput(str(e)) from None
-    specs = []
-    for plan in cfg.plans:
-        try:
-            spec = parse_spec(plan.spec)
-            spec.check(list(plan.levels))
-        except PerturbationError as e:
-            raise BadInput(str(e)) from None
-        if not plan.levels:
-            raise BadInput(f"{plan.spec}: no levels")
-        if scale is Scale.SIGMA and any(c.name != "gaussian" for c in spec.components):
-            raise BadInput(f"--scale sigma scales gaussian weight noise only, not {plan.spec}")
-        specs.append(spec)
-    if scale is Scale.SIGMA and cfg.fold_bn:
-        raise BadInput("--scale sigma needs the unfolded weights the posterior describes (drop --fold-bn)")
-    return specs
 
 
 def curve_meta(spec: Spec, plan: PerturbationPlan) -> dict:

@@ -24,10 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from perturbations.base import PerturbationError, get
-from perturbations.spec import get_profile, parse_spec
+from perturbations.base import PerturbationError, Scale, get
+from perturbations.spec import Spec, get_profile, parse_spec
 from robustness.errors import BadInput
+from robustness.evaluate import BNMode, Mode
 from robustness.ranges import level_axis, parse_levels
+
+MIN_AUTO_SEEDS = 5  # --seeds auto never judges an interval from fewer draws
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,44 @@ class SweepConfig:
             d[k] = tuple(d.get(k, ()))
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def validate(cfg: SweepConfig) -> list[Spec]:
+    """Check everything that can be checked before touching the store; returns parsed specs."""
+    if not cfg.models:
+        raise BadInput("no --model given")
+    if not cfg.plans:
+        raise BadInput("no perturbation levels given (use --noise, --bits or --profile)")
+    if cfg.seeds is not None and cfg.seeds < 1:
+        raise BadInput(f"--seeds must be a positive integer or 'auto', got {cfg.seeds}")
+    if cfg.mc_samples < 1:
+        raise BadInput(f"--mc-samples must be at least 1, got {cfg.mc_samples}")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise BadInput(f"--limit must be positive, got {cfg.limit}")
+    if cfg.ci_width <= 0 or cfg.max_seeds < MIN_AUTO_SEEDS:
+        raise BadInput(f"--ci-width must be positive and --max-seeds at least {MIN_AUTO_SEEDS}")
+    try:
+        scale = Scale(cfg.scale)
+        BNMode(cfg.bn)
+        for m in cfg.modes:
+            Mode(m)
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+    specs = []
+    for plan in cfg.plans:
+        try:
+            spec = parse_spec(plan.spec)
+            spec.check(list(plan.levels))
+        except PerturbationError as e:
+            raise BadInput(str(e)) from None
+        if not plan.levels:
+            raise BadInput(f"{plan.spec}: no levels")
+        if scale is Scale.SIGMA and any(c.name != "gaussian" for c in spec.components):
+            raise BadInput(f"--scale sigma scales gaussian weight noise only, not {plan.spec}")
+        specs.append(spec)
+    if scale is Scale.SIGMA and cfg.fold_bn:
+        raise BadInput("--scale sigma needs the unfolded weights the posterior describes (drop --fold-bn)")
+    return specs
 
 
 SCALAR_KEYS = {"seeds", "ci_width", "max_seeds", "auto_batch", "mc_samples", "bn", "layers", "per_layer", "scale", "fold_bn",
