@@ -21,6 +21,7 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from models.hardware import add_read_noise, force_spikes, read_noise_generators
 from models.lif import compiled_chunk_scan, lif_scan
 
 
@@ -163,37 +164,6 @@ def _leak(cfg: ModelConfig, t: Mapping[str, Tensor], p: str, opt: ForwardOptions
     return alpha.unsqueeze(1)
 
 
-def read_noise_generators(t: Mapping[str, Tensor], layer: str, offset: int) -> list[torch.Generator] | None:
-    """One generator per network for a layer's read noise, fixed by (its draw's seed, offset)."""
-    seeds = t.get(f"{layer}.read_noise_seed")
-    if seeds is None:
-        return None
-    return [torch.Generator().manual_seed((int(s) * 1_000_003 + offset) % (2**63 - 1)) for s in seeds.tolist()]
-
-
-def _add_read_noise(cur: Tensor, level: Tensor, gens: list[torch.Generator] | None) -> Tensor:
-    """cur + level * RMS(cur) * eps per network, eps redrawn for every step and neuron.
-
-    `gens` holds one generator per network (K of them), so each network's noise stream is
-    its own; the RMS is that network's over the rows of this pass.
-    """
-    if gens is None:
-        raise ValueError("read noise needs `read_noise_seed` per network (set by the read-noise perturbation)")
-    rms = cur.square().mean(dim=(1, 2), keepdim=True).sqrt()
-    eps = torch.stack([torch.randn(cur.shape[1:], generator=g) for g in gens]).to(cur.device, cur.dtype)
-    return cur + level.view(-1, 1, 1) * rms * eps
-
-
-def _force_spikes(z: Tensor, dead: Tensor | None, saturated: Tensor | None) -> Tensor:
-    """Dead neurons never fire, saturated ones fire at every step (z is [K, t, B, H])."""
-    k = z.shape[0]
-    if dead is not None:
-        z = z * (1.0 - dead).view(k, 1, 1, -1)
-    if saturated is not None:
-        z = torch.maximum(z, saturated.view(k, 1, 1, -1).to(z.dtype))
-    return z
-
-
 def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int, bsz: int,
                 opt: ForwardOptions, start: int, stop: int) -> tuple[Tensor, list[Tensor]]:
     rates = []
@@ -201,14 +171,14 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
         p = f"blocks.{i}"
         cur = torch.matmul(h, t[f"{p}.linear.weight"].transpose(-1, -2))  # [K, T*B, H]
         if f"{p}.read_noise" in t:
-            cur = _add_read_noise(cur, t[f"{p}.read_noise"], read_noise_generators(t, p, opt.example_offset))
+            cur = add_read_noise(cur, t[f"{p}.read_noise"], read_noise_generators(t, p, opt.example_offset))
         if f"{p}.linear.bias" in t:
             cur = cur + t[f"{p}.linear.bias"].unsqueeze(1)
         cur = _batchnorm(cur, t, f"{p}.bn", cfg, opt)
         alpha = _leak(cfg, t, p, opt)
         drive = (cur * (1.0 - alpha)).view(cur.shape[0], steps, bsz, -1)
         z = lif_scan(drive, alpha, t[f"{p}.v_th"].unsqueeze(1), cfg.surrogate_width)
-        z = _force_spikes(z, t.get(f"{p}.dead"), t.get(f"{p}.saturated"))
+        z = force_spikes(z, t.get(f"{p}.dead"), t.get(f"{p}.saturated"))
         rates.append(z.mean(dim=(1, 2, 3)))
         z = _dropout(z, cfg.dropout, opt.dropout_generator)
         h = z.view(z.shape[0], steps * bsz, -1)
@@ -258,7 +228,7 @@ def _inference_chunked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt
         for j, (w, sc, sh, alpha, v_th, noise, noise_gens, dead, sat) in enumerate(params):
             cur = torch.matmul(h, w)  # [K, tc*B, H]
             if noise is not None:
-                cur = _add_read_noise(cur, noise, noise_gens)
+                cur = add_read_noise(cur, noise, noise_gens)
             if v[j] is None:
                 v[j] = cur.new_zeros(cur.shape[0], bsz, cur.shape[-1])
             if COMPILE:
@@ -268,7 +238,7 @@ def _inference_chunked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt
                 z = lif_scan(drive, alpha, v_th, cfg.surrogate_width, v=v[j])
                 zt = None
             if dead is not None or sat is not None:
-                z, zt = _force_spikes(z, dead, sat), None
+                z, zt = force_spikes(z, dead, sat), None
             zt = z.sum(1) if zt is None else zt  # spikes per neuron over the chunk [K, B, H]
             counts[j] = counts[j] + zt.sum(dim=(1, 2))
             h = z.view(z.shape[0], tc * bsz, -1)
