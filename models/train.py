@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import sys
 from dataclasses import dataclass
 from enum import Enum
 from typing import Callable
@@ -21,7 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm import tqdm
+from robustness.progress import progress as progress_bar
 
 from models.network import ForwardOptions, SpikingNet, bn_prefixes, forward_stacked
 from models.posterior import Posterior, hess_by_name, ivon_sampled
@@ -188,8 +187,7 @@ def train(net: SpikingNet, cfg: TrainConfig, x_train: Tensor, y_train: Tensor,
         opt = torch.optim.Adam(named.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor, patience=cfg.plateau_patience)
     history: list[dict] = []
-    bar = tqdm(range(cfg.epochs), desc=f"train {cfg.optimizer}", unit="epoch",
-               disable=not (progress and sys.stderr.isatty()), file=sys.stderr)
+    bar = progress_bar(range(cfg.epochs), desc=f"train {cfg.optimizer}", unit="epoch", enabled=progress)
     for epoch in bar:
         net.train()
         tot_loss = tot_correct = 0.0

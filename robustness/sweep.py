@@ -18,14 +18,13 @@ import dataclasses
 import hashlib
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from robustness.progress import progress as progress_bar
 
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.deploy import deploy_tensors
@@ -231,8 +230,7 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
         run_id, resumed = store.run_for(spec_hash(cfg, hashes), {**cfg.to_dict(), "curves": curves}, models_meta,
                                         data_hash, __version__, command)
         state = _RunState(store, store.done_keys(run_id), cfg, specs, device)
-        state.bar = tqdm(total=_planned_cells(cfg, cks), desc="sweep", unit="cell", file=sys.stderr,
-                         disable=not (progress and sys.stderr.isatty()))
+        state.bar = progress_bar(total=_planned_cells(cfg, cks), desc="sweep", unit="cell", enabled=progress)
         for ck, mhash, data, sigma in zip(cks, hashes, data_of, sigmas):
             common = {"run_id": run_id, "model": ck.path, "model_hash": mhash, "optimizer": ck.optimizer}
             for mode in _modes(ck, cfg):

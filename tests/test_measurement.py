@@ -151,3 +151,18 @@ def test_mean_preserving_log_normal_option():
         assert w_med.mean().item() == pytest.approx(math.exp(0.125), rel=0.01)  # median-preserving: biased up
         assert w_mean.mean().item() == pytest.approx(1.0, rel=0.01)
         assert np.isclose(w_med.log().median().item(), 0.0, atol=0.01)
+
+
+def test_progress_off_a_terminal_prints_plain_lines(monkeypatch, capsys):
+    """CI logs get a readable line at least every PLAIN_INTERVAL seconds, not a \\r bar."""
+    from robustness import progress as prog
+    monkeypatch.setattr(prog, "PLAIN_INTERVAL", 0.0)
+    for _ in prog.progress(range(3), desc="sweep", unit="cell"):
+        pass
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:3] == [l for l in lines[:3] if l.startswith("sweep: ")]
+    assert lines[2].startswith("sweep: 3/3 cell")
+    assert "\r" not in "".join(lines)
+    for _ in prog.progress(range(3), desc="quiet", unit="cell", enabled=False):
+        pass
+    assert capsys.readouterr().err == ""

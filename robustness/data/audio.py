@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
+from robustness.progress import progress as progress_bar
 
 from robustness.data.features import FeatureConfig, atomic_save_npz, default_cache_dir, featurize
 from robustness.errors import BadInput
@@ -104,19 +103,18 @@ def featurize_items(items: Sequence[Item], cfg: FeatureConfig, *, skip_bad: bool
             pass  # damaged cache: recompute
     workers = workers or min(os.cpu_count() or 1, 8)
     jobs = [(it.path, cfg) for it in items]
-    show = progress and sys.stderr.isatty()
     feats: list[np.ndarray | None] = []
     seconds: list[float] = []
     errors: list[str | None] = []
     if workers > 1 and len(jobs) > 64:
         with ProcessPoolExecutor(workers) as ex:
-            for f, sec, e in tqdm(ex.map(_featurize_one, jobs, chunksize=64), total=len(jobs),
-                                  desc="features", unit="file", disable=not show, file=sys.stderr):
+            for f, sec, e in progress_bar(ex.map(_featurize_one, jobs, chunksize=64), total=len(jobs),
+                                          desc="features", unit="file", enabled=progress):
                 feats.append(f)
                 seconds.append(sec)
                 errors.append(e)
     else:
-        for job in tqdm(jobs, desc="features", unit="file", disable=not show, file=sys.stderr):
+        for job in progress_bar(jobs, desc="features", unit="file", enabled=progress):
             f, sec, e = _featurize_one(job)
             feats.append(f)
             seconds.append(sec)

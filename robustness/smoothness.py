@@ -1,0 +1,130 @@
+"""Smoothness of a sampled loss curve (1D) or surface (2D), separating kinks from curvature.
+
+A narrow smooth basin and a kinked one can have the same second differences on a coarse
+grid; what tells them apart is what is left after removing a smooth fit. So besides the
+classic measures (total variation, roughness, a quadratic fit, spectrum, Lipschitz
+estimate) `angularity` is the roughness of the residual of a smooth fit (a polynomial of
+degree FIT_DEGREE on the span mapped to [-1, 1]) divided by that fit's own mean curvature:
+zero for any parabola whatever its width, unchanged when the curve is scaled, large for
+|x|, steps and ripples.
+
+Every function takes a curve `y` sampled at equally spaced points `x`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FIT_DEGREE = 4           # the smooth fit angularity is measured against
+KINK_TOL = 0.1           # a kink: the slope jumps by more than this fraction of the largest step
+SPECTRAL_CUTOFF = 0.25   # "high" frequencies: above this fraction of the Nyquist frequency
+METRICS_1D = ("tv", "roughness", "kinks", "quad_rms", "curvature", "angularity", "spectral_high", "lipschitz")
+METRICS_2D = METRICS_1D + ("local_minima",)
+
+
+def total_variation(y: np.ndarray) -> float:
+    """Sum of |steps| divided by the range: 1 for a monotone curve, 2 for a bowl, more for wiggles."""
+    rng = float(np.ptp(y))
+    return float(np.abs(np.diff(y)).sum() / rng) if rng > 0 else 0.0
+
+
+def roughness(x: np.ndarray, y: np.ndarray) -> float:
+    """Mean |second difference| / h^2 (the mean |y''| of the sampled curve)."""
+    h = float(x[1] - x[0])
+    return float(np.abs(np.diff(y, 2)).mean() / h**2)
+
+
+def kinks(y: np.ndarray, tol: float = KINK_TOL) -> int:
+    """Places where the slope jumps: the change of slope differs from the curve's typical
+    (median) change by more than `tol` x the largest |step|. A parabola has none, |x|
+    one, a staircase two per riser (the corner into it and the corner out of it)."""
+    d1 = np.diff(y)
+    scale = float(np.abs(d1).max()) if len(d1) else 0.0
+    if scale == 0:
+        return 0
+    d2 = np.diff(y, 2)
+    return int((np.abs(d2 - np.median(d2)) > tol * scale).sum())
+
+
+def _unit_axis(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / (np.ptp(x) / 2)
+
+
+def quadratic_rms(x: np.ndarray, y: np.ndarray) -> float:
+    """RMS residual of the least-squares parabola."""
+    u = _unit_axis(x)
+    return float(np.sqrt(np.mean((y - np.polyval(np.polyfit(u, y, 2), u)) ** 2)))
+
+
+def smooth_fit(x: np.ndarray, y: np.ndarray, degree: int = FIT_DEGREE) -> tuple[np.ndarray, float]:
+    """The smooth fit at `x` and its mean |second derivative| in the units of `x`."""
+    u = _unit_axis(x)
+    coef = np.polyfit(u, y, min(degree, len(x) - 1))
+    du = 2 / np.ptp(x)  # d u / d x
+    curv = float(np.abs(np.polyval(np.polyder(coef, 2), u)).mean() * du**2) if len(coef) > 2 else 0.0
+    return np.polyval(coef, u), curv
+
+
+def curvature(x: np.ndarray, y: np.ndarray) -> float:
+    """Mean |y''| of the smooth fit: how narrow the basin is, kinks left out."""
+    return smooth_fit(x, y)[1]
+
+
+def angularity(x: np.ndarray, y: np.ndarray) -> float:
+    """Roughness of the residual of the smooth fit, divided by the fit's mean curvature.
+
+    Zero for a parabola of any width; invariant to scaling `y`; the floor on the
+    denominator (1e-3 x range / span^2) keeps a nearly flat curve from dividing by zero.
+    """
+    fit, curv = smooth_fit(x, y)
+    floor = 1e-3 * float(np.ptp(y)) / float(np.ptp(x)) ** 2
+    denom = max(curv, floor)
+    return roughness(x, y - fit) / denom if denom > 0 else 0.0
+
+
+def spectral_high(y: np.ndarray, cutoff: float = SPECTRAL_CUTOFF) -> float:
+    """Fraction of the spectral energy above `cutoff` x Nyquist, after removing the line
+    through the end points (so that the periodic extension has no jump)."""
+    n = len(y)
+    r = y - (y[0] + (y[-1] - y[0]) * np.arange(n) / (n - 1))
+    p = np.abs(np.fft.rfft(r)[1:]) ** 2
+    tot = float(p.sum())
+    if tot <= 0:
+        return 0.0
+    k0 = int(np.ceil(cutoff * len(p)))
+    return float(p[k0:].sum() / tot)
+
+
+def lipschitz(x: np.ndarray, y: np.ndarray) -> float:
+    """Largest |slope| between neighbouring points."""
+    return float(np.abs(np.diff(y)).max() / (x[1] - x[0]))
+
+
+def metrics_1d(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Every 1D smoothness metric of one curve."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    return {"tv": total_variation(y), "roughness": roughness(x, y), "kinks": float(kinks(y)),
+            "quad_rms": quadratic_rms(x, y), "curvature": curvature(x, y), "angularity": angularity(x, y),
+            "spectral_high": spectral_high(y), "lipschitz": lipschitz(x, y)}
+
+
+def local_minima(z: np.ndarray) -> int:
+    """Grid points strictly lower than all their (up to 8) neighbours."""
+    p = np.pad(z, 1, constant_values=np.inf)
+    n0, n1 = z.shape
+    lower = np.ones_like(z, dtype=bool)
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            if di or dj:
+                lower &= z < p[1 + di:1 + di + n0, 1 + dj:1 + dj + n1]
+    return int(lower.sum())
+
+
+def metrics_2d(x: np.ndarray, z: np.ndarray) -> dict[str, float]:
+    """The 1D metrics averaged over every row and column of a surface, and its local minima."""
+    x, z = np.asarray(x, float), np.asarray(z, float)
+    lines = [*z, *z.T]
+    per = [metrics_1d(x, line) for line in lines]
+    out = {k: float(np.mean([m[k] for m in per])) for k in METRICS_1D}
+    out["local_minima"] = float(local_minima(z))
+    return out
