@@ -20,10 +20,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from robustness.progress import progress as progress_bar
 
 from models.network import ForwardOptions, SpikingNet, bn_prefixes, forward_stacked
 from models.posterior import Posterior, hess_by_name, ivon_sampled
+from robustness.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,6 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
-from robustness.progress import progress as progress_bar
 
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.deploy import deploy_tensors
@@ -38,6 +37,7 @@ from robustness.data import Dataset, DatasetSpec, load_dataset
 from robustness.errors import BadInput
 from robustness.evaluate import AVERAGING, Mode, compute, mode_tensors, modes_for, stacked_logp
 from robustness.metrics import compute_metrics, disagreement, log_mean_exp, per_example_nll
+from robustness.progress import progress as progress_bar
 from robustness.store import Store
 from robustness.sweep_config import MIN_AUTO_SEEDS, PerturbationPlan, SweepConfig, validate
 

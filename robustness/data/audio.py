@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from robustness.progress import progress as progress_bar
 
 from robustness.data.features import FeatureConfig, atomic_save_npz, default_cache_dir, featurize
 from robustness.errors import BadInput
+from robustness.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
