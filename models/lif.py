@@ -62,7 +62,7 @@ def lif_box_boxcar_step(
 
 
 def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
-             width: float = 0.5, v: torch.Tensor | None = None) -> torch.Tensor:
+             width: float = 0.5, v: torch.Tensor | None = None, smooth: float = 0.0) -> torch.Tensor:
     """Spikes [K, T, B, H] of LIF neurons driven by `drive = (1 - alpha) * I`.
 
     Args:
@@ -72,8 +72,20 @@ def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
         width: boxcar half-width of the surrogate gradient.
         v: inference only: membrane state [K, B, H] carried in from an earlier chunk of
             time steps, updated in place (None: start at rest).
+        smooth: when > 0, a non-spiking control: `z = sigmoid((v - v_th) / smooth)` instead
+            of the Heaviside step (same reset by subtraction), a network whose loss is smooth
+            in its weights.
     """
     steps = drive.unbind(1)  # unbind, not drive[:, t]: indexing makes backward zero-fill per step
+    if smooth > 0:
+        v = torch.zeros_like(steps[0])
+        zs = []
+        for d in steps:
+            v = alpha * v + d
+            z = torch.sigmoid((v - v_th) / smooth)
+            v = v - z * v_th
+            zs.append(z)
+        return torch.stack(zs, 1)
     if torch.is_grad_enabled() and (drive.requires_grad or alpha.requires_grad or v_th.requires_grad):
         v = torch.zeros_like(steps[0])
         zs = []

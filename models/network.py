@@ -89,6 +89,8 @@ class ForwardOptions:
             offset), so a draw's noise never depends on which other draws share the pass.
         start: index of the first block to run; `x` is then that block's input spike train
             [B, T, H] (reuse of clean activations below a perturbed layer).
+        smooth_spikes: when > 0, replace the Heaviside by a sigmoid of the membrane with this
+            temperature: the non-spiking control of loss slices.
     """
 
     bn_batch_stats: bool = False
@@ -99,6 +101,7 @@ class ForwardOptions:
     clamp_alpha: bool = True
     example_offset: int = 0
     start: int = 0
+    smooth_spikes: float = 0.0
 
 
 def bn_prefixes(cfg: ModelConfig) -> list[str]:
@@ -177,7 +180,7 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
         cur = _batchnorm(cur, t, f"{p}.bn", cfg, opt)
         alpha = _leak(cfg, t, p, opt)
         drive = (cur * (1.0 - alpha)).view(cur.shape[0], steps, bsz, -1)
-        z = lif_scan(drive, alpha, t[f"{p}.v_th"].unsqueeze(1), cfg.surrogate_width)
+        z = lif_scan(drive, alpha, t[f"{p}.v_th"].unsqueeze(1), cfg.surrogate_width, smooth=opt.smooth_spikes)
         z = force_spikes(z, t.get(f"{p}.dead"), t.get(f"{p}.saturated"))
         rates.append(z.mean(dim=(1, 2, 3)))
         z = _dropout(z, cfg.dropout, opt.dropout_generator)
@@ -280,6 +283,7 @@ def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
     opt = opt or ForwardOptions()
     k = next(iter(t.values())).shape[0]
     inference = not (opt.bn_batch_stats or opt.record_stats is not None or opt.dropout_generator is not None
+                     or opt.smooth_spikes > 0
                      or (torch.is_grad_enabled() and any(v.requires_grad for v in t.values())))
     if inference:
         rate, rates = _inference_chunked(cfg, t, x, opt, k)

@@ -388,6 +388,9 @@ def data_prepare(dataset: str, data_dir: str | None, frames: int | None, skip_ba
 
 
 def main() -> None:
+    from robustness.cli_slice import slice_command
+
+    cli.add_command(slice_command)
     cli()
 
 

@@ -57,9 +57,13 @@ def quadratic_rms(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def smooth_fit(x: np.ndarray, y: np.ndarray, degree: int = FIT_DEGREE) -> tuple[np.ndarray, float]:
-    """The smooth fit at `x` and its mean |second derivative| in the units of `x`."""
+    """The smooth fit at `x` and its mean |second derivative| in the units of `x`.
+
+    The degree drops to (n - 1) // 2 (at least 2) on short curves, so that the fit never
+    interpolates the samples (which would hide every kink); 9 or more points use FIT_DEGREE.
+    """
     u = _unit_axis(x)
-    coef = np.polyfit(u, y, min(degree, len(x) - 1))
+    coef = np.polyfit(u, y, min(degree, max(2, (len(x) - 1) // 2)))
     du = 2 / np.ptp(x)  # d u / d x
     curv = float(np.abs(np.polyval(np.polyder(coef, 2), u)).mean() * du**2) if len(coef) > 2 else 0.0
     return np.polyval(coef, u), curv

@@ -1,7 +1,7 @@
-"""The results store: embedded SQLite (WAL), one row per finished sweep cell.
+"""The results store: embedded SQLite (WAL), one row per finished sweep cell or slice curve.
 
-Schema version 2:
-  meta(key, value)            application = 'robust', schema_version = '2'
+Schema version 3:
+  meta(key, value)            application = 'robust', schema_version = '3'
   runs(id, spec_hash UNIQUE, config JSON, models JSON, data_hash, package_version, command,
        started, finished)     config also holds `curves`: per perturbation label what a
                               summary needs (bit-width level, level axis, clean at level 0)
@@ -11,7 +11,13 @@ Schema version 2:
         example_correct BLOB (numpy.packbits of per-example correctness, split order),
         example_nll BLOB (float32 per-example NLL))
         PRIMARY KEY (run_id, model_hash, mode, perturbation, layer, level, seed)
-Version 1 stores (no per-example columns) are migrated in place on open.
+  slices(id, spec_hash UNIQUE, config JSON, models JSON, data_hash, package_version, command,
+         started, finished)   one per `robust slice` configuration
+  slice_curves(slice_id, model, model_hash, optimizer, mode, direction, compute, bn, coords JSON,
+         shape JSON, loss BLOB (float64, row-major over the grid), accuracy BLOB (float64),
+         eigenvalues JSON (hessian directions), time_s, created)
+         PRIMARY KEY (slice_id, model_hash, mode, direction)
+Older stores are migrated in place on open (1 -> 2: per-example columns; 2 -> 3: slice tables).
 
 `samples` is the compute of the cell's mode: networks evaluated per prediction (1 for
 point/mean, M for chips/bma/ensemble). Each cell is committed in its own transaction as
@@ -30,9 +36,11 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
+
 from robustness.errors import BadInput
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_STORE = "robust-results.db"
 METRIC_COLUMNS = ("accuracy", "nll", "brier", "ece", "entropy", "expected_entropy", "mutual_information",
                   "disagreement")
@@ -54,16 +62,30 @@ CREATE TABLE IF NOT EXISTS cells (
     {", ".join(f"{c} REAL" for c in METRIC_COLUMNS)},
     spike_rates TEXT, versions TEXT, time_s REAL, created TEXT, example_correct BLOB, example_nll BLOB,
     PRIMARY KEY (run_id, {", ".join(KEY_COLUMNS)}));
+CREATE TABLE IF NOT EXISTS slices (
+    id INTEGER PRIMARY KEY, spec_hash TEXT UNIQUE NOT NULL, config TEXT NOT NULL, models TEXT NOT NULL,
+    data_hash TEXT, package_version TEXT, command TEXT, started TEXT, finished TEXT);
+CREATE TABLE IF NOT EXISTS slice_curves (
+    slice_id INTEGER NOT NULL REFERENCES slices(id), model TEXT NOT NULL, model_hash TEXT NOT NULL,
+    optimizer TEXT, mode TEXT NOT NULL, direction INTEGER NOT NULL, compute INTEGER, bn TEXT,
+    coords TEXT NOT NULL, shape TEXT NOT NULL, loss BLOB NOT NULL, accuracy BLOB NOT NULL, eigenvalues TEXT,
+    time_s REAL, created TEXT,
+    PRIMARY KEY (slice_id, model_hash, mode, direction));
 """
+SLICE_COLUMNS = ("slice_id", "model", "model_hash", "optimizer", "mode", "direction", "compute", "bn", "coords",
+                 "shape", "loss", "accuracy", "eigenvalues", "time_s", "created")
 
 
-def _migrate_v1(conn: sqlite3.Connection) -> None:
-    """Version 1 -> 2: add the per-example columns (empty for old cells)."""
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Any older version -> current, in one transaction: per-example columns (v2, empty for
+    old cells) and the slice tables (v3)."""
     conn.execute("BEGIN IMMEDIATE")
     cols = {r[1] for r in conn.execute("PRAGMA table_info(cells)")}
     for c in EXAMPLE_COLUMNS:
         if c not in cols:
             conn.execute(f"ALTER TABLE cells ADD COLUMN {c} BLOB")
+    for stmt in filter(str.strip, _SCHEMA.split(";")):
+        conn.execute(stmt)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
     conn.execute("COMMIT")
 
@@ -109,8 +131,8 @@ class Store:
                 if meta.get("application") != "robust":
                     conn.close()
                     raise BadInput(f"{p}: an SQLite file but not a robust results store")
-                if meta.get("schema_version") == "1":
-                    _migrate_v1(conn)
+                if meta.get("schema_version") in ("1", "2"):
+                    _migrate(conn)
                     meta["schema_version"] = str(SCHEMA_VERSION)
                 if meta.get("schema_version") != str(SCHEMA_VERSION):
                     conn.close()
@@ -203,6 +225,53 @@ class Store:
             d = dict(r)
             d["spike_rates"] = json.loads(d["spike_rates"]) if d["spike_rates"] else []
             d["versions"] = json.loads(d["versions"]) if d["versions"] else {}
+            out.append(d)
+        return out
+
+
+    # --- slices -------------------------------------------------------------------------------
+
+    def slice_for(self, spec_hash: str, config: dict, models: list[dict], data_hash: str, version: str,
+                  command: str) -> tuple[int, bool]:
+        """The slice run of this spec (resumed) or a new one; returns (id, resumed)."""
+        row = self.conn.execute("SELECT id FROM slices WHERE spec_hash = ?", (spec_hash,)).fetchone()
+        if row:
+            return int(row[0]), True
+        cur = self._write("INSERT INTO slices (spec_hash, config, models, data_hash, package_version, command, "
+                          "started) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (spec_hash, json.dumps(config, sort_keys=True), json.dumps(models), data_hash, version,
+                           command, _now()))
+        return int(cur.lastrowid), False
+
+    def finish_slice(self, slice_id: int) -> None:
+        self._write("UPDATE slices SET finished = ? WHERE id = ?", (_now(), slice_id))
+
+    def slice_done(self, slice_id: int) -> set[tuple[str, str, int]]:
+        rows = self.conn.execute("SELECT model_hash, mode, direction FROM slice_curves WHERE slice_id = ?",
+                                 (slice_id,))
+        return {tuple(r) for r in rows}
+
+    def add_curve(self, row: dict) -> None:
+        """Commit one finished slice curve (its own transaction); arrays go in as float64 BLOBs."""
+        vals = dict(row)
+        vals.setdefault("created", _now())
+        for k in ("loss", "accuracy"):
+            vals[k] = np.asarray(vals[k], dtype=np.float64).tobytes()
+        for k in ("coords", "shape", "eigenvalues"):
+            vals[k] = None if vals.get(k) is None else json.dumps(vals[k])
+        self._write(f"INSERT OR IGNORE INTO slice_curves ({', '.join(SLICE_COLUMNS)}) VALUES "
+                    f"({', '.join('?' for _ in SLICE_COLUMNS)})", [vals.get(c) for c in SLICE_COLUMNS])
+
+    def curves(self, slice_id: int) -> list[dict]:
+        """Every curve of a slice run, arrays decoded and shaped, in (model, mode, direction) order."""
+        out = []
+        for r in self.conn.execute("SELECT * FROM slice_curves WHERE slice_id = ? ORDER BY model, mode, direction",
+                                   (slice_id,)):
+            d = dict(r)
+            d["coords"], d["shape"] = json.loads(d["coords"]), json.loads(d["shape"])
+            d["eigenvalues"] = json.loads(d["eigenvalues"]) if d["eigenvalues"] else None
+            for k in ("loss", "accuracy"):
+                d[k] = np.frombuffer(d[k], dtype=np.float64).reshape(d["shape"])
             out.append(d)
         return out
 
