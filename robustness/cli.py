@@ -5,92 +5,15 @@ Exit codes: 0 ok, 1 a check failed, 2 bad input (one line on stderr, no tracebac
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from robustness.errors import BadInput
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-class InputError(click.ClickException):
-    exit_code = 2
-
-
-class RobustGroup(click.Group):
-    """Every error becomes one line on stderr with exit code 2 (usage errors included)."""
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
-        try:
-            rv = super().main(args, prog_name or "robust", complete_var, False, **extra)
-        except click.exceptions.Abort:
-            click.echo("Aborted.", err=True)
-            sys.exit(130)
-        except click.ClickException as e:
-            click.echo(f"Error: {e.format_message()}", err=True)
-            sys.exit(2 if isinstance(e, click.UsageError) else e.exit_code)
-        except (BadInput, ValueError) as e:
-            click.echo(f"Error: {_first_line(e)}", err=True)
-            sys.exit(2)
-        sys.exit(rv if isinstance(rv, int) else 0)
-
-
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
-
-
-def domain_errors(fn: Callable) -> Callable:
-    """Turn the library's input errors into one-line click errors with exit code 2."""
-    from models.checkpoint import CheckpointError
-
-    @functools.wraps(fn)
-    def wrapper(*a: Any, **kw: Any) -> Any:
-        try:
-            return fn(*a, **kw)
-        except (BadInput, CheckpointError) as e:
-            raise InputError(_first_line(e)) from None
-    return wrapper
-
-
-def quiet_option(fn: Callable) -> Callable:
-    return click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines.")(fn)
-
-
-def device_option(fn: Callable) -> Callable:
-    return click.option("--device", default="cpu", show_default=True,
-                        help="Torch device: cpu, cuda, cuda:1, ...")(fn)
-
-
-def data_dir_option(fn: Callable) -> Callable:
-    return click.option("--data-dir", type=click.Path(), default=None,
-                        help="Local folder of the dataset (overrides the checkpoint's).")(fn)
-
-
-def _resolve_device(name: str):
-    import torch
-
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown device {name!r} (use cpu or cuda)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda requested but CUDA is not available on this machine")
-    return dev
-
-
-def _setup(quiet: bool) -> None:
-    warnings.filterwarnings("ignore", category=FutureWarning)  # norse's jit deprecation notice
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+from robustness.cli_common import (CONTEXT, InputError, RobustGroup, data_dir_option, device_option, domain_errors,
+                                   quiet_option, resolve_device, setup)
 
 
 @click.group(cls=RobustGroup, context_settings=CONTEXT)
@@ -131,7 +54,7 @@ def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None
           ess: float | None, ensemble: int, train_perturbation: str | None, hidden: str,
           frames: int | None, limit_train: int | None, skip_bad: bool, out: str, device: str, quiet: bool) -> None:
     """Train the paper's SNN with Adam or IVON (or an Adam ensemble) and write a checkpoint."""
-    _setup(quiet)
+    setup(quiet)
     from robustness.training import TrainRequest, train_to_checkpoint
 
     if Path(out).is_dir():
@@ -144,7 +67,7 @@ def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None
                        batch_size=batch_size, weight_decay=weight_decay, hess_init=hess_init, beta2=beta2, ess=ess,
                        hidden=widths, frames=frames, limit_train=limit_train, skip_bad=skip_bad, ensemble=ensemble,
                        train_perturbation=train_perturbation)
-    summary = train_to_checkpoint(req, out, device=_resolve_device(device), progress=not quiet)
+    summary = train_to_checkpoint(req, out, device=resolve_device(device), progress=not quiet)
     click.echo(summary)
 
 
@@ -164,12 +87,12 @@ def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None
 def eval_cmd(model: tuple[str, ...], mc_samples: int, bn: str, split: str, limit: int | None, seed: int,
              data_dir: str | None, device: str, as_json: bool, quiet: bool) -> None:
     """Accuracy, NLL, ECE, Brier, entropy (and for IVON: BMA with expected entropy and MI)."""
-    _setup(quiet)
+    setup(quiet)
     from robustness.evaluate import EvalConfig
     from robustness.training import evaluate_checkpoints, format_table
 
     ecfg = EvalConfig(mc_samples=mc_samples, bn=bn, seed=seed, split=split, limit=limit)
-    rows = evaluate_checkpoints(list(model), ecfg, data_dir=data_dir, device=_resolve_device(device))
+    rows = evaluate_checkpoints(list(model), ecfg, data_dir=data_dir, device=resolve_device(device))
     click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))
 
 
@@ -179,7 +102,7 @@ def eval_cmd(model: tuple[str, ...], mc_samples: int, bn: str, split: str, limit
 @domain_errors
 def posterior(model: str, as_json: bool) -> None:
     """What an IVON model's posterior is: sigma per tensor, how far it moved from hess_init, a verdict."""
-    _setup(True)
+    setup(True)
     from models.checkpoint import load_checkpoint
     from robustness.posterior_info import format_posterior, posterior_report
 
@@ -196,10 +119,10 @@ def posterior(model: str, as_json: bool) -> None:
 @domain_errors
 def demo(epochs: int, out_dir: str, seed: int, device: str, quiet: bool) -> None:
     """Train Adam and IVON models on the built-in corpus and print their evaluation table."""
-    _setup(quiet)
+    setup(quiet)
     from robustness.training import run_demo
 
-    click.echo(run_demo(Path(out_dir), epochs=epochs, seed=seed, device=_resolve_device(device), progress=not quiet))
+    click.echo(run_demo(Path(out_dir), epochs=epochs, seed=seed, device=resolve_device(device), progress=not quiet))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -246,7 +169,7 @@ def demo(epochs: int, out_dir: str, seed: int, device: str, quiet: bool) -> None
 @domain_errors
 def sweep(ctx: click.Context, **flags: Any) -> None:
     """Evaluate models under hardware perturbations at every level and seed; store every cell."""
-    _setup(flags["quiet"])
+    setup(flags["quiet"])
     from click.core import ParameterSource
 
     from robustness.store import default_path
@@ -268,7 +191,7 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
 
         network.use_compile(True)
     store = runtime.get("out") or default_path()
-    res = run_sweep(cfg, store, device=_resolve_device(runtime.get("device") or "cpu"),
+    res = run_sweep(cfg, store, device=resolve_device(runtime.get("device") or "cpu"),
                     progress=not flags["quiet"], command=" ".join(["robust", *sys.argv[1:]]))
     curves = summarize(res.rows, res.curves)
     if flags["as_json"]:
@@ -357,7 +280,7 @@ def data_list(as_json: bool) -> None:
 def data_info(dataset: str, data_dir: str | None, frames: int | None, skip_bad: bool, as_json: bool,
               quiet: bool) -> None:
     """Classes, split sizes, speakers, feature shape and cache location of a dataset."""
-    _setup(quiet)
+    setup(quiet)
     from robustness.data import DatasetSpec, load_dataset
     from robustness.data.summary import describe
 
@@ -373,7 +296,7 @@ def data_info(dataset: str, data_dir: str | None, frames: int | None, skip_bad: 
 def data_prepare(dataset: str, data_dir: str | None, frames: int | None, skip_bad: bool, workers: int | None,
                  quiet: bool) -> None:
     """Compute and cache the features of a dataset (with a progress bar)."""
-    _setup(quiet)
+    setup(quiet)
     import time
 
     from robustness.data import DatasetSpec, load_dataset
@@ -387,10 +310,12 @@ def data_prepare(dataset: str, data_dir: str | None, frames: int | None, skip_ba
     click.echo(msg)
 
 
-def main() -> None:
-    from robustness.cli_slice import slice_command
+from robustness.cli_slice import slice_command  # noqa: E402
 
-    cli.add_command(slice_command)
+cli.add_command(slice_command)
+
+
+def main() -> None:
     cli()
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from robustness.cli import CONTEXT, InputError, _resolve_device, _setup, data_dir_option, device_option, \
-    domain_errors, quiet_option
+from robustness.cli_common import (CONTEXT, InputError, data_dir_option, device_option, domain_errors,
+                                   quiet_option, resolve_device, setup)
 
 
 def _span(text: str | None) -> tuple[float, float] | None:
@@ -51,7 +51,7 @@ def _span(text: str | None) -> tuple[float, float] | None:
 @domain_errors
 def slice_command(**f: Any) -> None:
     """Loss and accuracy along lines/planes in weight space, and how smooth they are."""
-    _setup(f["quiet"])
+    setup(f["quiet"])
     from reports.slices import format_slices, summarize_slices
     from robustness.slicing import SliceConfig, run_slice
     from robustness.store import default_path
@@ -63,7 +63,7 @@ def slice_command(**f: Any) -> None:
                       modes=tuple(m.strip() for m in f["modes"].split(",")) if f["modes"] else None,
                       seed=f["seed"], data_dir=f["data_dir"])
     store = f["out"] or default_path()
-    res = run_slice(cfg, store, device=_resolve_device(f["device"]), progress=not f["quiet"],
+    res = run_slice(cfg, store, device=resolve_device(f["device"]), progress=not f["quiet"],
                     command=" ".join(["robust", *sys.argv[1:]]))
     summary = summarize_slices(res.curves)
     if f["as_json"]:

@@ -2,12 +2,14 @@
 
 CI logs and batch jobs have no terminal; a carriage-return bar there is one unreadable
 line, and silence looks like a hang. So off a terminal we print `desc: n/total unit
-(elapsed)` lines, at most one per PLAIN_INTERVAL seconds.
+(elapsed)` lines every PLAIN_INTERVAL seconds, from a daemon thread, so that a single long
+step (one slice curve, one training epoch) does not leave the log silent.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Any, Iterable, Iterator
 
@@ -26,11 +28,24 @@ class PlainProgress:
         self.start = self.last = time.monotonic()
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             self.total = len(iterable)  # type: ignore[arg-type]
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(max(PLAIN_INTERVAL, 0.01)):
+            now = time.monotonic()
+            if now - self.last >= PLAIN_INTERVAL:
+                self.last = now
+                self._line(now)
 
     def __iter__(self) -> Iterator:
-        for item in self.iterable or ():
-            yield item
-            self.update(1)
+        try:
+            for item in self.iterable or ():
+                yield item
+                self.update(1)
+        finally:
+            self._stop.set()
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -48,6 +63,7 @@ class PlainProgress:
         print(f"{self.desc}: {self.n}{of} {self.unit} ({now - self.start:.0f} s){extra}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
+        self._stop.set()
         if self.n and time.monotonic() - self.start >= PLAIN_INTERVAL:
             self._line(time.monotonic())
 

@@ -3,8 +3,10 @@
 A narrow smooth basin and a kinked one can have the same second differences on a coarse
 grid; what tells them apart is what is left after removing a smooth fit. So besides the
 classic measures (total variation, roughness, a quadratic fit, spectrum, Lipschitz
-estimate) `angularity` is the roughness of the residual of a smooth fit (a polynomial of
-degree FIT_DEGREE on the span mapped to [-1, 1]) divided by that fit's own mean curvature:
+estimate) `angularity` is the roughness of the residual of a smooth fit divided by that
+fit's own mean curvature. The fit is local (Savitzky-Golay: a cubic over FIT_WINDOW
+neighbouring points), so any smooth shape, a steep exponential wall included, is followed
+and leaves almost nothing, while a kink, a step or a ripple finer than the window does:
 zero for any parabola whatever its width, unchanged when the curve is scaled, large for
 |x|, steps and ripples.
 
@@ -14,8 +16,10 @@ Every function takes a curve `y` sampled at equally spaced points `x`.
 from __future__ import annotations
 
 import numpy as np
+from scipy.signal import savgol_filter
 
-FIT_DEGREE = 4           # the smooth fit angularity is measured against
+FIT_WINDOW = 7           # points of the local cubic fit angularity is measured against
+FIT_ORDER = 3
 KINK_TOL = 0.1           # a kink: the slope jumps by more than this fraction of the largest step
 SPECTRAL_CUTOFF = 0.25   # "high" frequencies: above this fraction of the Nyquist frequency
 METRICS_1D = ("tv", "roughness", "kinks", "quad_rms", "curvature", "angularity", "spectral_high", "lipschitz")
@@ -56,17 +60,19 @@ def quadratic_rms(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(np.mean((y - np.polyval(np.polyfit(u, y, 2), u)) ** 2)))
 
 
-def smooth_fit(x: np.ndarray, y: np.ndarray, degree: int = FIT_DEGREE) -> tuple[np.ndarray, float]:
-    """The smooth fit at `x` and its mean |second derivative| in the units of `x`.
+def smooth_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """The local smooth fit at `x` and its mean |second derivative| in the units of `x`.
 
-    The degree drops to (n - 1) // 2 (at least 2) on short curves, so that the fit never
-    interpolates the samples (which would hide every kink); 9 or more points use FIT_DEGREE.
+    Curves shorter than FIT_WINDOW use the longest odd window that fits (3 points: a
+    parabola through them, which leaves no residual).
     """
-    u = _unit_axis(x)
-    coef = np.polyfit(u, y, min(degree, max(2, (len(x) - 1) // 2)))
-    du = 2 / np.ptp(x)  # d u / d x
-    curv = float(np.abs(np.polyval(np.polyder(coef, 2), u)).mean() * du**2) if len(coef) > 2 else 0.0
-    return np.polyval(coef, u), curv
+    n = len(x)
+    window = min(FIT_WINDOW, n if n % 2 else n - 1)
+    order = min(FIT_ORDER, window - 1)
+    h = float(x[1] - x[0])
+    fit = savgol_filter(y, window, order, mode="interp")
+    d2 = savgol_filter(y, window, order, deriv=2, delta=h, mode="interp") if order >= 2 else np.zeros_like(y)
+    return fit, float(np.abs(d2).mean())
 
 
 def curvature(x: np.ndarray, y: np.ndarray) -> float:
