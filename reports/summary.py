@@ -100,7 +100,7 @@ def drop_level(points: list[tuple[float, float]], clean: float, drop: float, axi
     return None
 
 
-def _auc(pts: list[tuple[float, float]], clean: float, axis: str) -> float | None:
+def normalised_auc(pts: list[tuple[float, float]], clean: float, axis: str) -> float | None:
     """Area under accuracy vs level on `axis`, over the level range, relative to clean accuracy."""
     if axis == "log":
         pts = [p for p in pts if p[0] > 0]  # log(0) has no place on a log axis
@@ -113,6 +113,16 @@ def _auc(pts: list[tuple[float, float]], clean: float, axis: str) -> float | Non
     if span <= 0:
         return None
     return sum((x1 - x0) * (a0 + a1) / 2 for (x0, a0), (x1, a1) in zip(xs, xs[1:])) / (span * clean)
+
+
+def accuracy_points(level_acc: list[tuple[float, float]], clean_acc: float, meta: Mapping) -> list[tuple[float, float]]:
+    """(level, accuracy) in severity order (bit widths: most bits first), with the clean
+    network at level 0 in front where level 0 is the clean network on a linear axis."""
+    inc = not meta.get("bits", False)
+    pts = sorted(level_acc, reverse=not inc)
+    if inc and pts and pts[0][0] > 0 and meta.get("clean_at_zero", True) and meta.get("axis", "linear") == "linear":
+        pts = [(0.0, clean_acc)] + pts
+    return pts
 
 
 def _level_stats(level: float, rows: list[dict]) -> LevelStats:
@@ -153,15 +163,10 @@ def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None) -> 
         for r in rs:
             by_level[r["level"]].append(r)
         cs.levels = [_level_stats(level, by_level[level]) for level in sorted(by_level)]
-        inc = not meta.get("bits", False)
-        cs.increasing_severity = inc
-        pts = [(s.level, s.metrics["accuracy"][0]) for s in cs.levels]
-        if not inc:
-            pts = pts[::-1]
-        if inc and pts and pts[0][0] > 0 and meta.get("clean_at_zero", True) and axis == "linear":
-            pts = [(0.0, cs.clean["accuracy"])] + pts
+        cs.increasing_severity = not meta.get("bits", False)
+        pts = accuracy_points([(s.level, s.metrics["accuracy"][0]) for s in cs.levels], cs.clean["accuracy"], meta)
         cs.drop_levels = {f"{int(d * 100)}pt": drop_level(pts, cs.clean["accuracy"], d, axis) for d in DROPS}
-        cs.auc = _auc(pts, cs.clean["accuracy"], axis)
+        cs.auc = normalised_auc(pts, cs.clean["accuracy"], axis)
         out.append(cs)
     order = {m: i for i, m in enumerate(dict.fromkeys(r["model"] for r in rows))}
     out.sort(key=lambda c: (order[c.model], MODE_ORDER.get(c.mode, 9), c.perturbation, c.layer))

@@ -111,21 +111,6 @@ def posterior(model: str, as_json: bool) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--epochs", type=int, default=30, show_default=True, help="Training epochs per model.")
-@click.option("--out-dir", type=click.Path(file_okay=False), default="runs/demo", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@device_option
-@quiet_option
-@domain_errors
-def demo(epochs: int, out_dir: str, seed: int, device: str, quiet: bool) -> None:
-    """Train Adam and IVON models on the built-in corpus and print their evaluation table."""
-    setup(quiet)
-    from robustness.training import run_demo
-
-    click.echo(run_demo(Path(out_dir), epochs=epochs, seed=seed, device=resolve_device(device), progress=not quiet))
-
-
-@cli.command(context_settings=CONTEXT)
 @click.option("--model", "model", type=click.Path(), multiple=True, help="Checkpoint (.pt); repeatable.")
 @click.option("--perturbation", "-p", "perturbation", multiple=True,
               help="Spec, e.g. gaussian, quantize:4+mismatch (sweeps the last component, or the one marked :?); "
@@ -310,9 +295,11 @@ def data_prepare(dataset: str, data_dir: str | None, frames: int | None, skip_ba
     click.echo(msg)
 
 
+from robustness.cli_report import check, demo, report  # noqa: E402
 from robustness.cli_slice import slice_command  # noqa: E402
 
-cli.add_command(slice_command)
+for _command in (slice_command, report, check, demo):
+    cli.add_command(_command)
 
 
 def main() -> None:

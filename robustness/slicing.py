@@ -41,7 +41,7 @@ from robustness.progress import progress as progress_bar
 from robustness.slice_directions import (KINDS, RANDOM_KINDS, direction_generator, flatten, lanczos, moved_names,
                                          normalise, posterior_direction, raw_direction, unflatten)
 from robustness.store import Store
-from robustness.sweep import file_hash
+from robustness.sweep import file_hash, model_meta
 
 MAX_NETWORKS_PER_PASS = 64  # stacked networks per pass: bounds parameter copies and temporaries
 LINE = "line"  # the mode name of a `between` curve
@@ -228,7 +228,7 @@ def _curve(ck: Checkpoint, nets: _Networks, dirs: list[list[dict]], names: list[
             if n in names:
                 shift = sum(coef[:, ax].view(-1, 1, *[1] * (v.dim() - 1))
                             * torch.stack([d[n] for d in dirs[ax]]).unsqueeze(0) for ax in range(len(dirs)))
-                stacked = stacked + shift.to(v.dtype)
+                stacked = stacked + shift.to(v.device, v.dtype)  # directions live on the CPU
             if n in exp_names:
                 stacked = stacked.exp()
             t[n] = stacked.reshape(len(pts) * m, *v.shape[1:]).to(device)
@@ -325,7 +325,7 @@ def run_slice(cfg: SliceConfig, store_path: str, *, device: str | torch.device =
     grid = _grid(cfg)
     notes = _notes(cfg, cks)
     with Store.open(store_path, create=True) as store:
-        models_meta = [{"path": p, "hash": h, "optimizer": ck.optimizer} for p, h, ck in zip(paths, hashes, cks)]
+        models_meta = [model_meta(ck, p, h) for p, h, ck in zip(paths, hashes, cks)]
         sid, resumed = store.slice_for(spec_hash(cfg, hashes), cfg.to_dict(), models_meta, data.fingerprint,
                                        __version__, command)
         done = store.slice_done(sid)

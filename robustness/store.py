@@ -9,7 +9,8 @@ Schema version 3:
         samples, n, accuracy, nll, brier, ece, entropy, expected_entropy, mutual_information,
         disagreement, spike_rates JSON, versions JSON, time_s, created,
         example_correct BLOB (numpy.packbits of per-example correctness, split order),
-        example_nll BLOB (float32 per-example NLL))
+        example_nll BLOB (float32 per-example NLL),
+        example_confidence BLOB (float32 per-example top-class probability, for reliability diagrams))
         PRIMARY KEY (run_id, model_hash, mode, perturbation, layer, level, seed)
   slices(id, spec_hash UNIQUE, config JSON, models JSON, data_hash, package_version, command,
          started, finished)   one per `robust slice` configuration
@@ -17,7 +18,8 @@ Schema version 3:
          shape JSON, loss BLOB (float64, row-major over the grid), accuracy BLOB (float64),
          eigenvalues JSON (hessian directions), time_s, created)
          PRIMARY KEY (slice_id, model_hash, mode, direction)
-Older stores are migrated in place on open (1 -> 2: per-example columns; 2 -> 3: slice tables).
+Older stores are migrated in place on open (1 -> 2: per-example columns; 2 -> 3: slice tables,
+example_confidence).
 
 `samples` is the compute of the cell's mode: networks evaluated per prediction (1 for
 point/mean, M for chips/bma/ensemble). Each cell is committed in its own transaction as
@@ -45,7 +47,7 @@ DEFAULT_STORE = "robust-results.db"
 METRIC_COLUMNS = ("accuracy", "nll", "brier", "ece", "entropy", "expected_entropy", "mutual_information",
                   "disagreement")
 KEY_COLUMNS = ("model_hash", "mode", "perturbation", "layer", "level", "seed")
-EXAMPLE_COLUMNS = ("example_correct", "example_nll")
+EXAMPLE_COLUMNS = ("example_correct", "example_nll", "example_confidence")
 CELL_COLUMNS = ("run_id", "model", "model_hash", "optimizer", "mode", "perturbation", "layer", "level", "seed",
                 "samples", "n", *METRIC_COLUMNS, "spike_rates", "versions", "time_s", "created")
 STORED_COLUMNS = CELL_COLUMNS + EXAMPLE_COLUMNS
@@ -61,6 +63,7 @@ CREATE TABLE IF NOT EXISTS cells (
     level REAL NOT NULL, seed INTEGER NOT NULL, samples INTEGER, n INTEGER,
     {", ".join(f"{c} REAL" for c in METRIC_COLUMNS)},
     spike_rates TEXT, versions TEXT, time_s REAL, created TEXT, example_correct BLOB, example_nll BLOB,
+    example_confidence BLOB,
     PRIMARY KEY (run_id, {", ".join(KEY_COLUMNS)}));
 CREATE TABLE IF NOT EXISTS slices (
     id INTEGER PRIMARY KEY, spec_hash TEXT UNIQUE NOT NULL, config TEXT NOT NULL, models TEXT NOT NULL,
@@ -78,7 +81,7 @@ SLICE_COLUMNS = ("slice_id", "model", "model_hash", "optimizer", "mode", "direct
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """Any older version -> current, in one transaction: per-example columns (v2, empty for
-    old cells) and the slice tables (v3)."""
+    old cells), the slice tables and per-example confidence (v3)."""
     conn.execute("BEGIN IMMEDIATE")
     cols = {r[1] for r in conn.execute("PRAGMA table_info(cells)")}
     for c in EXAMPLE_COLUMNS:

@@ -67,10 +67,36 @@ def file_hash(path: str) -> str:
     return h.hexdigest()[:16]
 
 
-def curve_meta(spec: Spec, plan: PerturbationPlan) -> dict:
-    """What a summary or report needs about a perturbation's levels, stored with the run."""
+def model_meta(ck: Checkpoint, path: str, mhash: str) -> dict:
+    """What a report needs about a model, stored with the run (reports never load checkpoints)."""
+    post = None
+    if ck.posterior is not None:
+        from robustness.posterior_info import posterior_report
+
+        post = posterior_report(ck)
+    return {"path": path, "hash": mhash, "optimizer": ck.optimizer, "hidden": list(ck.net.cfg.hidden),
+            "parameters": sum(p.numel() for p in ck.net.parameters()), "members": len(ck.members or []) or None,
+            "train_config": ck.train_config, "dataset": ck.dataset.get("name"),
+            "final_val_acc": ck.history[-1].get("val_acc") if ck.history else None, "posterior": post}
+
+
+# Short axis labels for reports (the long meaning is `level`).
+UNITS = {"gaussian": "noise std (x {scale} of each layer)", "multiplicative": "relative std",
+         "lognormal": "log-std", "quantize": "bits", "mismatch": "relative (log) std",
+         "read-noise": "std / RMS current", "stuck-at": "fraction stuck", "bitflip": "bit error rate",
+         "dead-neuron": "fraction of neurons", "saturated-neuron": "fraction of neurons",
+         "pcm": "seconds since programming"}
+SCALE_NAMES = {"max": "max|w|", "std": "std(w)", "abs": "1 (absolute)", "sigma": "posterior sigma"}
+
+
+def curve_meta(spec: Spec, plan: PerturbationPlan, scale: str = "max") -> dict:
+    """What a summary or report needs about a perturbation's levels, stored with the run:
+    bit width or not (severity order), level axis, clean at level 0, units, and that every
+    metric but accuracy is better when lower."""
     p = get_perturbation(spec.swept_name)
-    return {"bits": p.level_is_bits, "axis": plan.axis, "clean_at_zero": p.zero_is_identity, "level": p.level}
+    unit = UNITS.get(spec.swept_name, "level").format(scale=SCALE_NAMES.get(scale, scale))
+    return {"bits": p.level_is_bits, "axis": plan.axis, "clean_at_zero": p.zero_is_identity, "level": p.level,
+            "unit": unit, "higher_is_better": ["accuracy"]}
 
 
 def _layers(ck: Checkpoint, wanted: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -132,6 +158,7 @@ def _cell(slp: torch.Tensor, y: torch.Tensor, mode: Mode, clean_pred: torch.Tens
     correct = (logp.argmax(-1) == y).numpy().astype(np.uint8)
     m["example_correct"] = np.packbits(correct).tobytes()
     m["example_nll"] = per_example_nll(logp, y).numpy().astype(np.float32).tobytes()
+    m["example_confidence"] = logp.max(-1).values.exp().numpy().astype(np.float32).tobytes()  # reliability diagrams
     return m
 
 
@@ -223,9 +250,9 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
     unused = [m for m in cfg.modes if not any(m in {x.value for x in _modes(ck, cfg)} for ck in cks)]
     if unused:
         raise BadInput(f"--modes {unused[0]}: no model here has that mode")
-    curves = {spec.label: curve_meta(spec, plan) for spec, plan in zip(specs, cfg.plans)}
+    curves = {spec.label: curve_meta(spec, plan, cfg.scale) for spec, plan in zip(specs, cfg.plans)}
     data_hash = ",".join(sorted({d.fingerprint for d in datasets.values()}))
-    models_meta = [{"path": m, "hash": h, "optimizer": ck.optimizer} for m, h, ck in zip(cfg.models, hashes, cks)]
+    models_meta = [model_meta(ck, m, h) for m, h, ck in zip(cfg.models, hashes, cks)]
     with Store.open(store_path, create=True) as store:
         run_id, resumed = store.run_for(spec_hash(cfg, hashes), {**cfg.to_dict(), "curves": curves}, models_meta,
                                         data_hash, __version__, command)

@@ -175,17 +175,3 @@ def format_table(rows: list[dict]) -> str:
         cells.append([fmt.format(r[h]) if r.get(h) is not None else "-" for h, fmt in _COLUMNS])
     widths = [max(len(row[i]) for row in cells) for i in range(len(_COLUMNS))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
-
-
-def run_demo(out_dir: Path, epochs: int = 30, seed: int = 0, device: torch.device | str = "cpu",
-             progress: bool = True) -> str:
-    """Train Adam and IVON on the built-in corpus, evaluate both, return the table."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lines = []
-    paths = []
-    for opt in ("adam", "ivon"):
-        path = out_dir / f"{opt}.pt"
-        lines.append(train_to_checkpoint(TrainRequest(optimizer=opt, epochs=epochs, seed=seed), path, device, progress))
-        paths.append(str(path))
-    rows = evaluate_checkpoints(paths, EvalConfig(), device=device)
-    return "\n".join(lines + ["", format_table(rows)])

@@ -1,0 +1,102 @@
+"""Slice speed: a 41-point line and a 21x21 plane, batched engine against the naive loop.
+
+In the same run, on the same weights, direction and minibatches:
+  * the engine (what `robust slice` runs: the points of a slice stacked as parameter sets
+    and evaluated in batched, time-chunked passes), and
+  * the naive loop: for each point, write theta + a u into the network and run a plain
+    per-time-step Norse forward over the minibatches (batch 128).
+The loop is timed on a few points and scaled to the slice; the engine on the whole slice.
+
+    python -m benchmarks.bench_slice [--model adam.pt] [--batches 4] [--loop-points 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import torch
+
+warnings.filterwarnings("ignore")
+
+from benchmarks.bench_forward import PerStepNorse  # noqa: E402
+from models.network import ModelConfig, SpikingNet  # noqa: E402
+from models.train import recalibrate_bn_  # noqa: E402
+from robustness.data import DatasetSpec, load_dataset  # noqa: E402
+from robustness.slice_directions import direction_generator, moved_names, normalise, raw_direction  # noqa: E402
+from robustness.slicing import SliceConfig, _curve, _grid, _Networks  # noqa: E402
+
+
+class _Ck:  # the checkpoint fields the engine reads
+    def __init__(self, net: SpikingNet):
+        self.net, self.posterior, self.members, self.path = net, None, None, "bench"
+
+
+def naive(net: SpikingNet, names: list[str], u: list[dict], grid: list[tuple], x: torch.Tensor,
+          y: torch.Tensor) -> list[float]:
+    params = dict(net.named_parameters())
+    clean = {n: params[n].detach().clone() for n in names}
+    losses = []
+    with torch.no_grad():
+        for pt in grid:
+            for n in names:
+                params[n].copy_(clean[n] + sum(a * d[n] for a, d in zip(pt, u)))
+            loop = PerStepNorse(net)
+            nll = 0.0
+            for i in range(0, len(x), 128):
+                nll += torch.nn.functional.cross_entropy(loop(x[i:i + 128]), y[i:i + 128], reduction="sum").item()
+            losses.append(nll / len(x))
+        for n in names:
+            params[n].copy_(clean[n])
+    return losses
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--batches", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--loop-points", type=int, default=6, help="points the naive loop is timed on")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load_dataset(DatasetSpec())
+    if args.model:
+        from models.checkpoint import load_checkpoint
+
+        net = load_checkpoint(args.model).net
+    else:
+        net = SpikingNet(ModelConfig(), torch.Generator().manual_seed(0))
+        recalibrate_bn_(net, data.splits["train"].x, 128, 4, torch.Generator().manual_seed(0))
+    net.eval()
+    ck = _Ck(net)
+    print(f"threads {args.threads}; {args.batches} x 128 training clips, hidden {list(net.cfg.hidden)}")
+    for dims, points in ((1, 41), (2, 21)):
+        cfg = SliceConfig(models=("bench",), dims=dims, points=points, batches=args.batches)
+        from robustness.slicing import fixed_batches
+
+        x, y = fixed_batches(data, cfg)
+        names = moved_names(net.cfg)
+        w = net.tensors()
+        g = direction_generator(0, 0)
+        u = [normalise(raw_direction({n: w[n].shape for n in names}, g), w, "filter") for _ in range(dims)]
+        grid = _grid(cfg)
+        nets = _Networks({n: v.detach().unsqueeze(0) for n, v in w.items()}, [w], False)
+        t0 = time.perf_counter()
+        loss, _ = _curve(ck, nets, [[d] for d in u], names, grid, x, y, x, cfg, torch.device("cpu"))
+        t_engine = time.perf_counter() - t0
+        sub = grid[:: max(1, len(grid) // args.loop_points)][: args.loop_points]
+        t0 = time.perf_counter()
+        ref = naive(net, names, u, sub, x, y)
+        t_loop = (time.perf_counter() - t0) * len(grid) / len(sub)
+        flat = loss.reshape(-1)
+        idx = [grid.index(p) for p in sub]
+        err = max(abs(flat[i] - r) for i, r in zip(idx, ref))
+        label = f"{points}-point line" if dims == 1 else f"{points}x{points} plane"
+        print(f"{label}: naive per-step Norse loop {t_loop:7.1f} s (timed on {len(sub)} points, scaled to "
+              f"{len(grid)}); engine {t_engine:6.1f} s; ratio {t_loop / t_engine:.2f}x; "
+              f"max |loss diff| on the timed points {err:.2e}")
+
+
+if __name__ == "__main__":
+    main()

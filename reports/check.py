@@ -1,0 +1,285 @@
+"""`robust check`: a TOML policy of rules applied to a results store (the CI gate).
+
+Rules (`[[rule]]` tables; `model` is a path or file name, `mode` defaults to the model's
+first mode):
+  min_accuracy        accuracy at `perturbation` `level` >= `threshold`
+  max_drop            clean accuracy - accuracy at the level <= `threshold`
+  max_ece_increase    ECE at the level - clean ECE <= `threshold`
+  min_auc             normalised area under the accuracy curve >= `threshold`
+  at_least_as_robust  AUC of `model`/`mode` >= AUC of `than_model`/`than_mode` - `tolerance`
+  baseline            against `--baseline STORE`: at every level of every matching curve,
+                      not worse than the baseline by more than `tolerance` (accuracy points as
+                      a fraction, NLL/ECE in their units), judged on the seed-averaged value
+                      with its 95% chip interval, so that noise does not fail a build.
+Threshold rules are judged on the mean over chips; the interval is printed beside it.
+A rule whose data is missing or not a number fails; a rule naming a model, perturbation
+or level the store lacks is unusable (exit 2).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from dataclasses import dataclass
+from xml.sax.saxutils import escape, quoteattr
+
+from reports.records import Records, load_records
+from reports.summary import CurveSummary, LevelStats, summarize
+from robustness.errors import BadInput
+
+KINDS = ("min_accuracy", "max_drop", "max_ece_increase", "min_auc", "at_least_as_robust", "baseline")
+BASELINE_METRICS = {"accuracy": 1, "nll": -1, "ece": -1, "brier": -1}  # +1: higher is better
+FIELDS = {"min_accuracy": {"model", "perturbation", "level", "threshold"},
+          "max_drop": {"model", "perturbation", "level", "threshold"},
+          "max_ece_increase": {"model", "perturbation", "level", "threshold"},
+          "min_auc": {"model", "perturbation", "threshold"},
+          "at_least_as_robust": {"model", "than_model", "perturbation"},
+          "baseline": set()}
+OPTIONAL = {"name", "mode", "than_mode", "tolerance", "metric", "kind", "model", "perturbation"}
+
+
+@dataclass
+class Outcome:
+    name: str
+    passed: bool
+    observed: str
+    threshold: str
+
+    def line(self) -> str:
+        return f"{'PASS' if self.passed else 'FAIL'}  {self.name}: {self.observed} (needs {self.threshold})"
+
+
+def _curves(rec: Records) -> dict[tuple[str, str, str], CurveSummary]:
+    """(model path, mode, perturbation) -> the newest run's curve (whole-network scope)."""
+    out = {}
+    for run in rec.runs:
+        for cs in summarize(run.rows, run.curves_meta):
+            if not cs.layer:
+                out[(cs.model, cs.mode, cs.perturbation)] = cs
+    return out
+
+
+def _model(curves: dict, name: str, where: str) -> str:
+    paths = {k[0] for k in curves}
+    hits = [p for p in paths if p == name or os.path.basename(p) == name]
+    if not hits:
+        raise BadInput(f"{where}: model {name!r} is not in the store "
+                       f"(it holds: {', '.join(sorted(os.path.basename(p) for p in paths))})")
+    return hits[0]
+
+
+def _curve(curves: dict, rule: dict, where: str, model_key: str = "model", mode_key: str = "mode") -> CurveSummary:
+    model = _model(curves, rule[model_key], where)
+    pert = rule["perturbation"]
+    perts = {k[2] for k in curves if k[0] == model}
+    if pert not in perts:
+        raise BadInput(f"{where}: perturbation {pert!r} is not in the store for {rule[model_key]} "
+                       f"(it has: {', '.join(sorted(perts))})")
+    modes = [k[1] for k in curves if k[0] == model and k[2] == pert]
+    mode = rule.get(mode_key) or sorted(modes, key=lambda m: ("point", "mean").index(m) if m in ("point", "mean")
+                                        else 9)[0]
+    if (model, mode, pert) not in curves:
+        raise BadInput(f"{where}: {rule[model_key]} has no mode {mode!r} for {pert} (it has: {', '.join(modes)})")
+    return curves[(model, mode, pert)]
+
+
+def _level(cs: CurveSummary, level: float, where: str) -> LevelStats:
+    for s in cs.levels:
+        if math.isclose(s.level, float(level), rel_tol=1e-9, abs_tol=1e-12):
+            return s
+    raise BadInput(f"{where}: level {level:g} of {cs.perturbation} is not in the store "
+                   f"(levels: {', '.join(f'{s.level:g}' for s in cs.levels)})")
+
+
+def _pm(mean: float, hw: float | None, scale: float = 1.0, fmt: str = ".4f") -> str:
+    if mean is None or not math.isfinite(mean):
+        return "no data"
+    return f"{mean * scale:{fmt}}" + ("" if hw is None else f" ±{hw * scale:{fmt}}")
+
+
+def _ok(value: float | None, test) -> bool:
+    return value is not None and math.isfinite(value) and bool(test(value))
+
+
+def validate_rule(rule: dict, i: int) -> str:
+    where = f"rule {i + 1}"
+    kind = rule.get("kind")
+    if kind not in KINDS:
+        raise BadInput(f"{where}: unknown kind {kind!r} (one of: {', '.join(KINDS)})")
+    missing = FIELDS[kind] - set(rule)
+    if missing:
+        raise BadInput(f"{where} ({kind}): missing {', '.join(sorted(missing))}")
+    unknown = set(rule) - FIELDS[kind] - OPTIONAL - {"than_mode"}
+    if unknown:
+        raise BadInput(f"{where} ({kind}): unknown field {sorted(unknown)[0]!r}")
+    if rule.get("metric", "accuracy") not in BASELINE_METRICS:
+        raise BadInput(f"{where}: unknown metric {rule['metric']!r} (one of: {', '.join(BASELINE_METRICS)})")
+    for k in ("threshold", "level", "tolerance"):
+        if k in rule and not isinstance(rule[k], (int, float)):
+            raise BadInput(f"{where}: {k} must be a number, got {rule[k]!r}")
+    return where
+
+
+def load_policy(path: str) -> list[dict]:
+    try:
+        with open(path, "rb") as f:
+            policy = tomllib.load(f)
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such policy file") from None
+    except IsADirectoryError:
+        raise BadInput(f"{path}: is a directory, expected a TOML policy") from None
+    except tomllib.TOMLDecodeError as e:
+        raise BadInput(f"{path}: not valid TOML ({e})") from None
+    rules = policy.get("rule")
+    if not isinstance(rules, list) or not rules:
+        raise BadInput(f"{path}: no [[rule]] tables in the policy")
+    for i, r in enumerate(rules):
+        validate_rule(r, i)
+    return rules
+
+
+def _architectures(rec: Records) -> dict[str, tuple]:
+    return {os.path.basename(p): (tuple(m.get("hidden") or ()), m.get("parameters"))
+            for p, m in rec.model_meta().items()}
+
+
+def run_rule(rule: dict, i: int, curves: dict, base: dict | None) -> Outcome:
+    where = validate_rule(rule, i)
+    kind = rule["kind"]
+    name = rule.get("name") or f"{kind} " + " ".join(str(rule[k]) for k in ("model", "mode", "perturbation", "level")
+                                                     if k in rule)
+    if kind in ("min_accuracy", "max_drop", "max_ece_increase"):
+        cs = _curve(curves, rule, where)
+        s = _level(cs, rule["level"], where)
+        t = float(rule["threshold"])
+        acc, hw = s.metrics["accuracy"]
+        if kind == "min_accuracy":
+            return Outcome(name, _ok(acc, lambda v: v >= t), f"accuracy {_pm(acc, hw)}", f">= {t:g}")
+        if kind == "max_drop":
+            drop = cs.clean["accuracy"] - acc
+            return Outcome(name, _ok(drop, lambda v: v <= t), f"drop {_pm(drop, hw)} from clean "
+                           f"{cs.clean['accuracy']:.4f}", f"<= {t:g}")
+        ece, ehw = s.metrics["ece"]
+        inc = ece - cs.clean["ece"]
+        return Outcome(name, _ok(inc, lambda v: v <= t), f"ECE increase {_pm(inc, ehw)}", f"<= {t:g}")
+    if kind == "min_auc":
+        cs = _curve(curves, rule, where)
+        t = float(rule["threshold"])
+        return Outcome(name, _ok(cs.auc, lambda v: v >= t), f"normalised AUC {_pm(cs.auc, None)} ({cs.axis} axis)",
+                       f">= {t:g}")
+    if kind == "at_least_as_robust":
+        a = _curve(curves, rule, where)
+        b = _curve(curves, rule, where, "than_model", "than_mode")
+        tol = float(rule.get("tolerance", 0.0))
+        ok = a.auc is not None and b.auc is not None and math.isfinite(a.auc) and a.auc >= b.auc - tol
+        return Outcome(name, ok, f"AUC {_pm(a.auc, None)} vs {os.path.basename(b.model)} {b.mode} {_pm(b.auc, None)}",
+                       f">= other - {tol:g}")
+    return _baseline(rule, where, name, curves, base)
+
+
+def _baseline(rule: dict, where: str, name: str, curves: dict, base: dict | None) -> Outcome:
+    if base is None:
+        raise BadInput(f"{where}: a baseline rule needs --baseline STORE")
+    metric = rule.get("metric", "accuracy")
+    sign = BASELINE_METRICS[metric]
+    tol = float(rule.get("tolerance", 0.0))
+    by_name = {(os.path.basename(k[0]), k[1], k[2]): v for k, v in base.items()}
+    worst, judged = None, 0
+    for (model, mode, pert), cs in curves.items():
+        if rule.get("model") and rule["model"] not in (model, os.path.basename(model)):
+            continue
+        if rule.get("mode") and rule["mode"] != mode or rule.get("perturbation") and rule["perturbation"] != pert:
+            continue
+        b = by_name.get((os.path.basename(model), mode, pert))
+        if b is None:
+            continue
+        blev = {s.level: s for s in b.levels}
+        for s in cs.levels:
+            if s.level not in blev:
+                continue
+            mean, hw = s.metrics[metric]
+            bmean = blev[s.level].metrics[metric][0]
+            judged += 1
+            # Regression: even the favourable end of our interval is worse than baseline by > tol.
+            best_case = mean + sign * (hw or 0.0)
+            shortfall = sign * (bmean - best_case) - tol
+            if worst is None or shortfall > worst[0]:
+                worst = (shortfall, f"{os.path.basename(model)} {mode} {pert} {s.level:g}: {metric} "
+                                    f"{_pm(mean, hw)} vs baseline {bmean:.4f}")
+    if judged == 0:
+        return Outcome(name, False, "no curve in common with the baseline", f"{metric} within {tol:g} of baseline")
+    return Outcome(name, worst[0] <= 0, f"{judged} level(s) compared; worst {worst[1]}",
+                   f"{metric} within {tol:g} of baseline")
+
+
+def check(store: str, policy: str, baseline: str | None = None) -> list[Outcome]:
+    """Apply every rule; BadInput for an unusable store, policy or baseline."""
+    rules = load_policy(policy)
+    rec = load_records(store)
+    curves = _curves(rec)
+    if not curves:
+        raise BadInput(f"{store}: no sweep curves in the store to check")
+    base = None
+    if baseline is not None:
+        brec = load_records(baseline)
+        ours, theirs = _architectures(rec), _architectures(brec)
+        for m, arch in ours.items():
+            if m in theirs and theirs[m] != arch:
+                raise BadInput(f"{baseline}: model {m} has another architecture there (hidden/parameters "
+                               f"{theirs[m]} vs {arch})")
+        base = _curves(brec)
+    return [run_rule(r, i, curves, base) for i, r in enumerate(rules)]
+
+
+def junit(outcomes: list[Outcome]) -> str:
+    fails = sum(not o.passed for o in outcomes)
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           f'<testsuites><testsuite name="robust check" tests="{len(outcomes)}" failures="{fails}">']
+    for o in outcomes:
+        out.append(f'<testcase classname="robust.check" name={quoteattr(o.name)}>')
+        msg = f"{o.observed} (needs {o.threshold})"
+        if o.passed:
+            out.append(f"<system-out>{escape(msg)}</system-out>")
+        else:
+            out.append(f"<failure message={quoteattr(msg)}>{escape(msg)}</failure>")
+        out.append("</testcase>")
+    out.append("</testsuite></testsuites>")
+    return "\n".join(out)
+
+
+def markdown(outcomes: list[Outcome]) -> str:
+    fails = sum(not o.passed for o in outcomes)
+    head = f"### robust check: {'all ' + str(len(outcomes)) + ' rules pass' if not fails else f'{fails} of {len(outcomes)} rules fail'}"
+    rows = [f"| {'✅ PASS' if o.passed else '❌ FAIL'} | {o.name} | {o.observed} | {o.threshold} |" for o in outcomes]
+    return "\n".join([head, "", "| result | rule | observed | needs |", "|---|---|---|---|", *rows, ""])
+
+
+def starter_policy(store: str) -> str:
+    """A commented policy derived from a store, with margins so that it passes on it."""
+    rec = load_records(store)
+    curves = _curves(rec)
+    if not curves:
+        raise BadInput(f"{store}: no sweep curves in the store to derive a policy from")
+    out = [f"# robust check policy, derived from {store} by `robust check --init`.",
+           "# Thresholds sit below what the store shows (by the chip interval, at least 1 point), so",
+           "# this passes on it; tighten them as your models improve. Kinds: " + ", ".join(KINDS) + ".", ""]
+    for (model, mode, pert), cs in curves.items():
+        lv = cs.levels[len(cs.levels) // 2] if cs.increasing_severity else cs.levels[::-1][len(cs.levels) // 2]
+        acc, hw = lv.metrics["accuracy"]
+        margin = max(hw or 0.0, 0.01)
+        name = os.path.basename(model)
+        out += ["[[rule]]", 'kind = "min_accuracy"', f'model = "{name}"', f'mode = "{mode}"',
+                f'perturbation = "{pert}"', f"level = {lv.level!r}",
+                f"threshold = {math.floor((acc - margin) * 100) / 100:.2f}  # observed {acc:.4f}", ""]
+        drop = cs.clean["accuracy"] - acc
+        out += ["[[rule]]", 'kind = "max_drop"', f'model = "{name}"', f'mode = "{mode}"', f'perturbation = "{pert}"',
+                f"level = {lv.level!r}", f"threshold = {math.ceil((drop + margin) * 100) / 100:.2f}  # observed "
+                f"{drop:.4f}", ""]
+        if cs.auc is not None:
+            out += ["[[rule]]", 'kind = "min_auc"', f'model = "{name}"', f'mode = "{mode}"',
+                    f'perturbation = "{pert}"', f"threshold = {math.floor((cs.auc - 0.02) * 100) / 100:.2f}  "
+                    f"# observed {cs.auc:.4f}", ""]
+    out += ["# Against a baseline store (robust check STORE --policy P --baseline old.db):",
+            "# [[rule]]", '# kind = "baseline"', '# metric = "accuracy"', "# tolerance = 0.01", ""]
+    return "\n".join(out)

@@ -1,0 +1,91 @@
+"""A report as plain blocks (headings, text, tables, figures), rendered to Markdown and HTML.
+
+HTML is one self-contained file: figures are embedded as PNG data URIs and the style
+sheet is inline, so it opens from disk with no network access.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+
+
+@dataclass
+class Figure:
+    name: str  # file stem under figures/
+    caption: str
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    blocks: list = field(default_factory=list)  # str (a paragraph), Table, Figure
+
+
+CSS = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;
+margin-top:2em}table{border-collapse:collapse;margin:.8em 0;font-size:.85em}th,td{border:1px solid #ccc;
+padding:.25em .5em;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+figure{margin:1em 0}figure img{max-width:min(100%,900px)}figcaption{font-size:.85em;color:#555}
+.verdict{background:#f5f8ff;border-left:4px solid #3b6fd8;padding:.6em 1em}.note{color:#777;font-style:italic}
+caption{caption-side:bottom;font-size:.85em;color:#555;text-align:left}"""
+
+
+def to_markdown(title: str, verdict: list[str], sections: list[Section]) -> str:
+    out = [f"# {title}", "", "## Verdict", "", *[f"- {v}" for v in verdict], ""]
+    for s in sections:
+        out += [f"## {s.title}", ""]
+        for b in s.blocks:
+            if isinstance(b, str):
+                out += [b, ""]
+            elif isinstance(b, Table):
+                out += ["| " + " | ".join(b.header) + " |", "|" + "---|" * len(b.header)]
+                out += ["| " + " | ".join(r) + " |" for r in b.rows]
+                out += (["", f"*{b.caption}*"] if b.caption else []) + [""]
+            elif isinstance(b, Figure):
+                out += [f"![{b.caption}](figures/{b.name}.png)", "", f"*{b.caption}*", ""]
+    return "\n".join(out)
+
+
+def to_html(title: str, verdict: list[str], sections: list[Section], pngs: dict[str, bytes]) -> str:
+    e = html.escape
+    out = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{e(title)}</title>",
+           f"<style>{CSS}</style></head><body>", f"<h1>{e(title)}</h1>",
+           "<section id=verdict class=verdict><h2>Verdict</h2><ul>",
+           *[f"<li>{e(v)}</li>" for v in verdict], "</ul></section>"]
+    for s in sections:
+        out.append(f"<section id={e(s.id)}><h2>{e(s.title)}</h2>")
+        for b in s.blocks:
+            if isinstance(b, str):
+                cls = " class=note" if b.startswith("No ") or b.startswith("Not ") else ""
+                out.append(f"<p{cls}>{e(b)}</p>")
+            elif isinstance(b, Table):
+                out.append("<table>" + (f"<caption>{e(b.caption)}</caption>" if b.caption else ""))
+                out.append("<tr>" + "".join(f"<th>{e(h)}</th>" for h in b.header) + "</tr>")
+                for r in b.rows:
+                    out.append("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in r) + "</tr>")
+                out.append("</table>")
+            elif isinstance(b, Figure):
+                data = base64.b64encode(pngs[b.name]).decode()
+                out.append(f"<figure><img alt=\"{e(b.caption)}\" src=\"data:image/png;base64,{data}\">"
+                           f"<figcaption>{e(b.caption)}</figcaption></figure>")
+        out.append("</section>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _cell(text: str) -> str:
+    """Table cells: **x** (Markdown bold for the significantly better value) becomes <b>x</b>."""
+    t = html.escape(text)
+    if t.startswith("**") and t.endswith("**") and len(t) > 4:
+        return f"<b>{t[2:-2]}</b>"
+    return t

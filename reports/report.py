@@ -1,0 +1,450 @@
+"""`robust report`: HTML, Markdown, JSON and figures from a results store alone.
+
+Sections: clean performance, degradation, calibration, landscape, hardware cost,
+controls and posterior, provenance; a verdict computed from the numbers heads it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from reports import figures
+from reports.calibration import pooled, reliability
+from reports.document import Figure, Section, Table, to_html, to_markdown
+from reports.records import Records, Run
+from reports.slices import summarize_slices
+from reports.summary import CurveSummary, accuracy_points, normalised_auc, paired, summarize
+from reports.verdict import verdict
+
+SCHEMA_VERSION = 1
+FORMATS = ("html", "md", "json")
+CLEAN_METRICS = (("accuracy", "Acc (%)"), ("nll", "NLL"), ("ece", "ECE"), ("entropy", "Entropy"),
+                 ("mutual_information", "MI"), ("brier", "Brier"))
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{100 * v:.2f}"
+
+
+def _num(v: float | None, fmt: str = ".3f") -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:{fmt}}"
+
+
+class _Builder:
+    def __init__(self, rec: Records):
+        self.rec = rec
+        self.labels = rec.labels()
+        keys = [(self.labels[r["model"]], r["mode"]) for run in rec.runs for r in run.rows]
+        keys += [(self.labels.get(c["model"], c["model"]), c["mode"]) for s in rec.slices for c in s.curves]
+        self.colours = figures.palette(keys)
+        self.pngs: dict[str, bytes] = {}
+        self.svgs: dict[str, str] = {}
+        self.json: dict = {"schema_version": SCHEMA_VERSION, "store": rec.path,
+                           "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+    def figure(self, name: str, rendered: tuple[bytes, str], caption: str) -> Figure:
+        self.pngs[name], self.svgs[name] = rendered
+        return Figure(name, caption)
+
+    def key(self, row: dict) -> tuple[str, str]:
+        return self.labels[row["model"]], row["mode"]
+
+    # --- (1) clean --------------------------------------------------------------------------
+
+    def clean(self) -> Section:
+        sec = Section("clean", "1. Clean performance")
+        latest: dict[tuple, dict] = {}
+        for run in self.rec.runs:
+            for r in run.rows:
+                if r["perturbation"] == "clean":
+                    latest[(r["model"], r["mode"])] = r
+        if not latest:
+            sec.blocks.append("No sweep in this store: no clean evaluation to show.")
+            return sec
+        rows, js = [], []
+        for (model, mode), r in latest.items():
+            rows.append([self.labels[model], mode, str(r["samples"] or 1), str(r["n"]),
+                         *[_pct(r[m]) if m == "accuracy" else _num(r.get(m), ".4f") for m, _ in CLEAN_METRICS]])
+            js.append({"model": model, "mode": mode, "compute": r["samples"], "n": r["n"],
+                       **{m: r.get(m) for m, _ in CLEAN_METRICS}})
+        sec.blocks.append(Table(["model", "mode", "compute", "N", *[h for _, h in CLEAN_METRICS]], rows,
+                                "Test split; compute = networks evaluated per prediction. MI: mutual information "
+                                "(epistemic part of the entropy, averaging modes only)."))
+        self.json["clean"] = js
+        return sec
+
+    # --- (2) degradation, (3) calibration, (5) hardware cost --------------------------------------
+
+    def run_curves(self, run: Run) -> dict[str, list[CurveSummary]]:
+        by_pert: dict[str, list[CurveSummary]] = defaultdict(list)
+        for cs in summarize(run.rows, run.curves_meta):
+            if not cs.layer:
+                by_pert[cs.perturbation].append(cs)
+        return by_pert
+
+    def seed_aucs(self, run: Run, cs: CurveSummary) -> dict[int, float]:
+        """Normalised AUC of each chip (seed) alone: draw s is the same chip at every level."""
+        meta = run.curves_meta.get(cs.perturbation, {})
+        per: dict[int, list] = defaultdict(list)
+        for r in run.rows:
+            if (r["model"], r["mode"], r["perturbation"], r["layer"]) == (cs.model, cs.mode, cs.perturbation, ""):
+                per[r["seed"]].append((r["level"], r["accuracy"]))
+        n_levels = len(cs.levels)
+        out = {}
+        for s, pts in per.items():
+            if len(pts) == n_levels:
+                a = normalised_auc(accuracy_points(pts, cs.clean["accuracy"], meta), cs.clean["accuracy"],
+                                   meta.get("axis", "linear"))
+                if a is not None:
+                    out[s] = a
+        return out
+
+    def best_auc(self, run: Run, curves: list[CurveSummary]) -> tuple[CurveSummary | None, float | None]:
+        """The curve with the highest AUC, when a paired t-test over common chips says it beats
+        the runner-up (p < 0.05); else (None, p)."""
+        from scipy import stats
+
+        ranked = sorted([c for c in curves if c.auc is not None], key=lambda c: -c.auc)
+        if len(ranked) < 2:
+            return None, None
+        a, b = self.seed_aucs(run, ranked[0]), self.seed_aucs(run, ranked[1])
+        common = sorted(set(a) & set(b))
+        if len(common) < 2:
+            return None, None
+        d = np.array([a[s] - b[s] for s in common])
+        p = 0.0 if np.all(d == d[0]) and d[0] != 0 else (1.0 if np.all(d == 0) else
+                                                          float(stats.ttest_1samp(d, 0).pvalue))
+        return (ranked[0] if p < 0.05 and d.mean() > 0 else None), p
+
+    def degradation(self) -> tuple[Section, Section, Section]:
+        deg = Section("degradation", "2. Degradation under hardware perturbations")
+        cal = Section("calibration", "3. Calibration")
+        cost = Section("hardware-cost", "5. Hardware cost: spike rates")
+        js_deg, js_cal, js_cost = [], [], []
+        for run in self.rec.runs:
+            for pert, curves in self.run_curves(run).items():
+                meta = run.curves_meta.get(pert, {})
+                unit = meta.get("unit", "level")
+                log_x = meta.get("axis") == "log"
+                stem = f"run{run.id}-{_slug(pert)}"
+                deg.blocks.append(self.figure(f"{stem}-degradation", figures.degradation(
+                    curves, self.labels, self.colours, unit, log_x),
+                    f"{pert} (run {run.id}): accuracy, NLL, ECE and Brier against level ({unit}); mean over "
+                    f"{curves[0].levels[0].n} chips with its 95% t-interval over chips; dotted: clean."))
+                best, p = self.best_auc(run, curves)
+                mid, last = _mid_last(curves[0])
+                rows = []
+                for cs in curves:
+                    auc = _num(cs.auc)
+                    if best is cs:
+                        auc = f"**{auc}**"
+                    d = {s.level: s for s in cs.levels}
+                    rows.append([self.labels[cs.model], cs.mode, str(cs.compute), auc,
+                                 *[_num(cs.drop_levels.get(k), ".3g") for k in ("1pt", "5pt", "10pt")],
+                                 *[_num(d[lv].metrics["ece"][0] - cs.clean["ece"], "+.3f") if lv in d else "-"
+                                   for lv in (mid, last)],
+                                 *[_num(d[lv].metrics["nll"][0] - cs.clean["nll"], "+.3f") if lv in d else "-"
+                                   for lv in (mid, last)]])
+                axis_note = f"AUC integrated on a {meta.get('axis', 'linear')} level axis, relative to clean accuracy"
+                sig = (f"bold: best AUC, better than the runner-up in a paired t-test over common chips "
+                       f"(p = {p:.2g})" if best is not None else
+                       "no AUC is marked: the top two do not differ in a paired t-test over chips"
+                       + (f" (p = {p:.2g})" if p is not None else ""))
+                deg.blocks.append(Table(["model", "mode", "compute", "norm. AUC", "1-pt drop at", "5-pt drop at",
+                                         "10-pt drop at", f"dECE @{mid:g}", f"dECE @{last:g}", f"dNLL @{mid:g}",
+                                         f"dNLL @{last:g}"], rows, f"{pert}: {axis_note}; {sig}."))
+                js_deg.append({"run": run.id, "perturbation": pert, "unit": unit, "axis": meta.get("axis", "linear"),
+                               "best_auc": None if best is None else {"model": best.model, "mode": best.mode},
+                               "best_auc_p": p, "level": mid, "leader": self.leader(run, curves, pert, mid),
+                               "curves": [c.to_dict() for c in curves]})
+                cal.blocks += self.calibration(run, pert, curves, stem, js_cal)
+                cost.blocks += self.spikes(run, pert, curves, stem, unit, log_x, js_cost)
+        for sec in (deg, cal, cost):
+            if not sec.blocks:
+                sec.blocks.append("No sweep in this store: nothing to show here.")
+        self.json.update(degradation=js_deg, calibration=js_cal, hardware_cost=js_cost)
+        return deg, cal, cost
+
+    def leader(self, run: Run, curves: list[CurveSummary], pert: str, level: float) -> dict | None:
+        """The most accurate model/mode at `level`, paired against every other one there."""
+        acc = {id(c): next((s.metrics["accuracy"][0] for s in c.levels if s.level == level), None) for c in curves}
+        ranked = sorted([c for c in curves if acc[id(c)] is not None], key=lambda c: -acc[id(c)])
+        if not ranked:
+            return None
+        top = ranked[0]
+        comps = []
+        for other in ranked[1:]:
+            try:
+                d = paired(run.rows, (top.model, top.mode), (other.model, other.mode), pert, level)
+            except KeyError:
+                continue
+            comps.append({"model": other.model, "mode": other.mode, "compute": other.compute,
+                          "accuracy": acc[id(other)], "diff": d.diff, "lo": d.lo, "hi": d.hi,
+                          "p_examples": d.p_examples, "p_chips": d.p_chips, "significant": d.significant})
+        return {"model": top.model, "mode": top.mode, "compute": top.compute, "accuracy": acc[id(top)],
+                "versus": comps}
+
+    def calibration(self, run: Run, pert: str, curves: list[CurveSummary], stem: str, js: list) -> list:
+        mid, last = _mid_last(curves[0])
+        grid, table = [], []
+        for cs in curves:
+            panels = []
+            for title, sel in (("clean", lambda r: r["perturbation"] == "clean"),
+                               (f"{pert} {mid:g}", lambda r, lv=mid: r["perturbation"] == pert and r["level"] == lv),
+                               (f"{pert} {last:g}", lambda r, lv=last: r["perturbation"] == pert and r["level"] == lv)):
+                rows = [r for r in run.rows if r["model"] == cs.model and r["mode"] == cs.mode and not r["layer"]
+                        and sel(r)]
+                data = pooled(rows)
+                if data is None:
+                    continue
+                d = reliability(*data)
+                panels.append((title, d))
+                table.append([self.labels[cs.model], cs.mode, title, _num(d["ece"]), _num(d["adaptive_ece"]),
+                              str(d["n"])])
+                js.append({"run": run.id, "model": cs.model, "mode": cs.mode, "condition": title, **d})
+            if panels:
+                key = (self.labels[cs.model], cs.mode)
+                grid.append((f"{key[0]} {key[1]}", self.colours[key], panels))
+        if not grid:
+            return [f"No per-example confidences stored for {pert} (run {run.id}; stores written before "
+                    f"schema 3): no reliability diagram."]
+        return [self.figure(f"{stem}-reliability", figures.reliability(grid),
+                            f"Reliability diagrams, {pert} (run {run.id}): accuracy per confidence bin (15 "
+                            f"equal-width bins) pooled over chips; grey: predictions per bin (log, right axis)."),
+                Table(["model", "mode", "condition", "ECE", "adaptive ECE", "predictions"], table,
+                      "ECE: 15 equal-width bins; adaptive ECE: 15 equal-mass bins.")]
+
+    def spikes(self, run: Run, pert: str, curves: list[CurveSummary], stem: str, unit: str, log_x: bool,
+               js: list) -> list:
+        series = []
+        for cs in curves:
+            by_level: dict[float, list] = defaultdict(list)
+            for r in run.rows:
+                if (r["model"], r["mode"], r["perturbation"], r["layer"]) == (cs.model, cs.mode, pert, "") \
+                        and r["spike_rates"]:
+                    by_level[r["level"]].append(r["spike_rates"])
+            if not by_level:
+                continue
+            levels = sorted(by_level)
+            rates = np.array([np.mean(by_level[lv], axis=0) for lv in levels])
+            series.append(((self.labels[cs.model], cs.mode), levels, rates))
+            js.append({"run": run.id, "model": cs.model, "mode": cs.mode, "perturbation": pert, "levels": levels,
+                       "spike_rates": rates.tolist()})
+        if not series:
+            return []
+        return [self.figure(f"{stem}-spikes", figures.spike_rates(series, self.colours, unit, log_x),
+                            f"Mean spike rate per hidden layer under {pert} (run {run.id}), averaged over chips: "
+                            f"a proxy for the energy a chip spends (averaging modes: mean over their networks).")]
+
+    # --- (4) landscape ------------------------------------------------------------------------
+
+    def landscape(self) -> Section:
+        sec = Section("landscape", "4. Loss landscape")
+        js = []
+        for s in self.rec.slices:
+            cfg = s.config
+            summary = summarize_slices(s.curves)
+            groups: dict[tuple, list[dict]] = defaultdict(list)
+            for c in s.curves:
+                groups[(self.labels.get(c["model"], c["model"]), c["mode"])].append(c)
+            what = "between two checkpoints" if cfg.get("between") else f"{cfg['direction']} directions"
+            sec.blocks.append(f"Slice {s.id}: {cfg['dims']}D, {what}, {cfg['points']} points per axis on "
+                              f"{cfg['batches']} x {cfg['batch_size']} {cfg['split']} examples (seed {cfg['seed']}).")
+            if cfg["dims"] == 1:
+                sec.blocks.append(self.figure(f"slice{s.id}-lines", figures.slice_lines(
+                    groups, self.colours, "a (step along the direction)"),
+                    f"Slice {s.id}: loss along each direction, one line per model/mode (log scale)."))
+            else:
+                for key, cs in groups.items():
+                    sec.blocks.append(self.figure(f"slice{s.id}-{_slug(key[0])}-{key[1]}-plane",
+                                                  figures.plane(cs[0], f"{key[0]} {key[1]}"),
+                                                  f"Slice {s.id}: {key[0]} {key[1]}, loss over the first plane."))
+            names = ("roughness", "kinks", "curvature", "angularity", "spectral_high", "lipschitz")
+            rows = []
+            for g in summary["groups"]:
+                rows.append([self.labels.get(g["model"], g["model"]), g["mode"], str(g["compute"]),
+                             str(g["directions"]), _num(g["loss_at_0"]),
+                             *[_fmt_ci(g["metrics"][n]["mean"], g["metrics"][n]["ci95"]) for n in names]])
+                if g["eigenvalues"]:
+                    sec.blocks.append(f"Hessian eigenvalues of {self.labels.get(g['model'], g['model'])}: "
+                                      + ", ".join(f"{e:.4g}" for e in g["eigenvalues"]))
+            sec.blocks.append(Table(["model", "mode", "compute", "directions", "loss at 0", *names], rows,
+                                    "Mean ±95% t-interval over directions. Angularity: roughness left after a local "
+                                    "smooth fit, relative to that fit's curvature (0 for a parabola of any width)."))
+            pairs = [p for p in summary["pairs"] if p["metric"] in ("angularity", "roughness", "curvature")]
+            if pairs:
+                sec.blocks.append(Table(["metric", "A", "B", "mean A", "mean B", "A lower in", "p (Wilcoxon)",
+                                         "verdict"],
+                                        [[p["metric"], f"{self.labels.get(p['a']['model'], p['a']['model'])} "
+                                          f"{p['a']['mode']}", f"{self.labels.get(p['b']['model'], p['b']['model'])}"
+                                          f" {p['b']['mode']}", _num(p["mean_a"], ".3g"), _num(p["mean_b"], ".3g"),
+                                          f"{p['a_lower_in']}/{p['n']}", _num(p["p"], ".3g"),
+                                          ("A lower" if p["median_diff"] < 0 else "B lower") if p["significant"]
+                                          else "no difference shown"] for p in pairs],
+                                        "Paired by direction, two-sided Wilcoxon signed-rank test."))
+            js.append({"slice": s.id, "config": cfg, **summary})
+        if not js:
+            sec.blocks.append("No slices in this store (run `robust slice`): no landscape to show.")
+        self.json["landscape"] = js
+        return sec
+
+    # --- (6) controls and posterior -------------------------------------------------------------
+
+    def controls(self) -> Section:
+        sec = Section("controls", "6. Controls and posterior")
+        js = []
+        for run in self.rec.runs:
+            for pert, curves in self.run_curves(run).items():
+                bmas = [c for c in curves if c.mode == "bma"]
+                mid, _ = _mid_last(curves[0])
+                rows = []
+                for b in bmas:
+                    for other in curves:
+                        if other is b:
+                            continue
+                        try:
+                            acc = paired(run.rows, (b.model, b.mode), (other.model, other.mode), pert, mid)
+                            nll = paired(run.rows, (b.model, b.mode), (other.model, other.mode), pert, mid, "nll")
+                        except KeyError:
+                            continue
+                        rows.append([f"{self.labels[b.model]} bma (x{b.compute})",
+                                     f"{self.labels[other.model]} {other.mode} (x{other.compute})",
+                                     f"{100 * acc.diff:+.1f} [{100 * acc.lo:+.1f}, {100 * acc.hi:+.1f}]",
+                                     "yes" if acc.significant else "no",
+                                     f"{nll.diff:+.3f} [{nll.lo:+.3f}, {nll.hi:+.3f}]",
+                                     "yes" if nll.significant else "no"])
+                        js.append({"run": run.id, "perturbation": pert, "level": mid,
+                                   "a": {"model": b.model, "mode": "bma", "compute": b.compute},
+                                   "b": {"model": other.model, "mode": other.mode, "compute": other.compute},
+                                   "accuracy": vars(acc) | {"significant": acc.significant},
+                                   "nll": vars(nll) | {"significant": nll.significant}})
+                if rows:
+                    sec.blocks.append(Table(["IVON BMA", "minus", "Δ accuracy (points) [95%]", "significant",
+                                             "Δ NLL [95%]", "significant"], rows,
+                                            f"{pert} {mid:g} (run {run.id}): paired on the same test examples "
+                                            f"(bootstrap) and chips (t-test); significant = both agree (p < 0.05). "
+                                            f"Controls at the same compute: chips, ensemble."))
+        if not js:
+            sec.blocks.append("No IVON BMA curve beside other models in a sweep: no controls comparison.")
+        post_rows, post_js = [], []
+        for path, m in self.rec.model_meta().items():
+            d = m.get("posterior")
+            if not d:
+                continue
+            s = d["sigma"]
+            post_rows.append([self.labels.get(path, path), d["verdict"], _num(s["q10"], ".3g"),
+                              _num(s["median"], ".3g"), _num(s["q90"], ".3g"), f"{d['moved']:.0%}",
+                              f"{d['at_prior']:.0%}"])
+            post_js.append({"model": path, **d})
+        if post_rows:
+            sec.blocks.append(Table(["IVON model", "posterior", "sigma q10", "median", "q90", "moved >10%",
+                                     "at prior width"], post_rows,
+                                    "initial: still at 1/sqrt(ess (hess_init + wd)) (isotropic noise); uniform: moved "
+                                    "by one factor; prior: curvature near zero; learnt: a shape per weight."))
+            for d in post_js:
+                sec.blocks.append(f"{self.labels.get(d['model'], d['model'])}: {d['text']}")
+        self.json["controls"] = js
+        self.json["posterior"] = post_js
+        return sec
+
+    # --- (7) provenance -------------------------------------------------------------------------
+
+    def provenance(self) -> Section:
+        sec = Section("provenance", "7. Provenance")
+        runs = [[f"sweep {r.id}", r.command or "-", r.started or "-", r.finished or "unfinished",
+                 r.package_version, r.data_hash[:16]] for r in self.rec.runs]
+        runs += [[f"slice {s.id}", s.command or "-", s.started or "-", "-", s.package_version, "-"]
+                 for s in self.rec.slices]
+        sec.blocks.append(Table(["run", "command", "started", "finished", "robust", "data hash"], runs))
+        models = []
+        for path, m in self.rec.model_meta().items():
+            tc = m.get("train_config") or {}
+            models.append([self.labels.get(path, path), m.get("hash", "-"), m.get("optimizer", "-"),
+                           str(m.get("hidden", "-")), str(m.get("parameters", "-")), str(m.get("members") or 1),
+                           f"{tc.get('epochs', '-')} ep, lr {tc.get('lr', '-')}, seed {tc.get('seed', '-')}",
+                           _pct(m.get("final_val_acc")), str(m.get("dataset", "-"))])
+        sec.blocks.append(Table(["model", "hash", "optimizer", "hidden", "parameters", "members", "training",
+                                 "val acc (%)", "data"], models))
+        self.json["provenance"] = {"runs": [{k: v for k, v in vars(r).items() if k != "rows"} | {"cells": len(r.rows)}
+                                            for r in self.rec.runs],
+                                   "slices": [{"id": s.id, "config": s.config, "command": s.command,
+                                               "started": s.started, "package_version": s.package_version}
+                                              for s in self.rec.slices],
+                                   "models": self.rec.model_meta()}
+        return sec
+
+
+def _slug(s: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in s).strip("-")[:40]
+
+
+def _fmt_ci(v: float, hw: float | None) -> str:
+    return _num(v, ".3g") + ("" if hw is None or not math.isfinite(hw) else f" ±{hw:.2g}")
+
+
+def _mid_last(cs: CurveSummary) -> tuple[float, float]:
+    """The middle and the most severe level of a curve (bit widths: fewest bits is most severe)."""
+    lv = [s.level for s in cs.levels]
+    order = lv if cs.increasing_severity else lv[::-1]
+    return order[len(order) // 2], order[-1]
+
+
+def build(rec: Records) -> tuple[dict, list[str], list[Section], dict[str, bytes], dict[str, str]]:
+    """(summary JSON, verdict lines, sections, PNGs, SVGs) of a report."""
+    b = _Builder(rec)
+    clean = b.clean()
+    deg, cal, cost = b.degradation()
+    land = b.landscape()
+    ctrl = b.controls()
+    prov = b.provenance()
+    lines = verdict(b.json, b.labels)
+    b.json["verdict"] = lines
+    return b.json, lines, [clean, deg, cal, land, cost, ctrl, prov], b.pngs, b.svgs
+
+
+def write_report(rec: Records, out_dir: str | os.PathLike, formats: tuple[str, ...] = FORMATS) -> dict:
+    """Write the report files into `out_dir` (built in a temporary folder, then moved in,
+    so an interrupted report leaves no half-written file). Returns the summary JSON."""
+    summary, lines, sections, pngs, svgs = build(rec)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    try:
+        (tmp / "figures").mkdir()
+        for name in pngs:
+            (tmp / "figures" / f"{name}.png").write_bytes(pngs[name])
+            (tmp / "figures" / f"{name}.svg").write_text(svgs[name])
+        title = "robust report"
+        if "html" in formats:
+            (tmp / "index.html").write_text(to_html(title, lines, sections, pngs))
+        if "md" in formats:
+            (tmp / "report.md").write_text(to_markdown(title, lines, sections))
+        if "json" in formats:
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=1, default=_jsonable))
+        (out / "figures").mkdir(exist_ok=True)
+        for f in sorted(tmp.rglob("*")):
+            if f.is_file():
+                os.replace(f, out / f.relative_to(tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
+def _jsonable(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, bytes):
+        return None  # per-example blobs stay in the store
+    raise TypeError(type(o).__name__)
+

@@ -1,0 +1,93 @@
+"""The report's opening lines, computed from its numbers (never written by hand).
+
+Per perturbation, at its middle level: which model/mode keeps the most accuracy, and how
+it compares with the best other model and with the best control at the same compute;
+differences are called only when the paired test says so, otherwise "inside the noise".
+Then the slices' angularity comparisons and what each IVON posterior is.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return ""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+
+
+def _net(compute: int) -> str:
+    return f"{compute} network{'s' if compute != 1 else ''}"
+
+
+def _pick(versus: list[dict], top: dict) -> list[dict]:
+    """Who the leader is compared with: the runner-up, the best single network of another
+    model, and (when the leader averages networks) the best rival at the same compute."""
+    picks = versus[:1]
+    others = [v for v in versus if v["model"] != top["model"]]
+    single = next((v for v in others if v["compute"] == 1), None)
+    same = next((v for v in others if v["compute"] == top["compute"]), None) if top["compute"] > 1 else None
+    for v in (single, same):
+        if v is not None and v not in picks:
+            picks.append(v)
+    return picks
+
+
+def _degradation(summary: dict, labels: dict[str, str]) -> list[str]:
+    out = []
+    for d in summary.get("degradation", []):
+        top = d.get("leader")
+        if not top:
+            continue
+        name = f"{labels.get(top['model'], top['model'])} {top['mode']}"
+        line = (f"{d['perturbation']} {d['level']:g}: {name} ({_net(top['compute'])}) keeps "
+                f"{100 * top['accuracy']:.1f}% accuracy")
+        comps = []
+        for v in _pick(top["versus"], top):
+            other = f"{labels.get(v['model'], v['model'])} {v['mode']} ({_net(v['compute'])})"
+            p = max(v["p_examples"], v["p_chips"] or 0.0)  # significance needs both tests
+            if v["significant"]:
+                comps.append(f"{100 * v['diff']:+.1f} points vs {other} ({_p(p)})")
+            else:
+                comps.append(f"{100 * v['diff']:+.1f} vs {other}, inside the noise ({_p(p)})")
+        if d.get("best_auc"):
+            b = d["best_auc"]
+            comps.append(f"best area under the accuracy curve: {labels.get(b['model'], b['model'])} {b['mode']} "
+                         f"({_p(d['best_auc_p'])})")
+        elif d.get("best_auc_p") is not None:
+            comps.append(f"the top two areas under the accuracy curve do not differ ({_p(d['best_auc_p'])})")
+        out.append(line + ("; " + "; ".join(comps) if comps else "") + ".")
+    return out
+
+
+def _landscape(summary: dict, labels: dict[str, str]) -> list[str]:
+    out = []
+    for s in summary.get("landscape", []):
+        for p in s["pairs"]:
+            if p["metric"] != "angularity":
+                continue
+            a = f"{labels.get(p['a']['model'], p['a']['model'])} {p['a']['mode']}"
+            b = f"{labels.get(p['b']['model'], p['b']['model'])} {p['b']['mode']}"
+            if p["significant"]:
+                lo, hi = (a, b) if p["median_diff"] < 0 else (b, a)
+                ma, mb = (p["mean_a"], p["mean_b"]) if p["median_diff"] < 0 else (p["mean_b"], p["mean_a"])
+                ratio = f"{mb / ma:.1f}x " if ma > 0 and math.isfinite(mb / ma) else ""
+                out.append(f"Slice {s['slice']}: {lo}'s loss is {ratio}less angular than {hi}'s along the same "
+                           f"{p['n']} directions (Wilcoxon {_p(p['p'])}).")
+            else:
+                out.append(f"Slice {s['slice']}: no difference in angularity between {a} and {b} "
+                           f"({p['n']} directions, Wilcoxon {_p(p['p'])}).")
+    return out
+
+
+def verdict(summary: dict, labels: dict[str, str]) -> list[str]:
+    """Plain-language lines, each backed by a number in `summary`."""
+    lines = _degradation(summary, labels) + _landscape(summary, labels)
+    computes = {c["mode"]: c["compute"] for c in summary.get("clean", []) if c["compute"]}
+    costly = [f"{m} costs {k}x the compute of one network" for m, k in computes.items() if k and k > 1]
+    if costly:
+        lines.append("Compute: " + "; ".join(costly) + ".")
+    for p in summary.get("posterior", []):
+        lines.append(f"Posterior of {labels.get(p['model'], p['model'])}: {p['verdict']} ({p['text']}).")
+    return lines or ["The store holds no results a verdict can be drawn from."]

@@ -1,0 +1,107 @@
+"""`robust report`, `robust check` and `robust demo` (registered on the `robust` group)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from robustness.cli_common import CONTEXT, InputError, device_option, domain_errors, quiet_option, resolve_device, setup
+
+
+def _atomic_write(path: str, text: str) -> None:
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, target)
+
+
+def _store(store: str | None) -> str:
+    from robustness.store import default_path
+
+    return store or default_path()
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("store", required=False)
+@click.option("--out", "out_dir", default="report", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for index.html, report.md, summary.json and figures/.")
+@click.option("--models", default=None, help="Only these models (paths or file names, comma-separated).")
+@click.option("--perturbations", default=None, help="Only these perturbations (comma-separated).")
+@click.option("--format", "formats", default="html,md,json", show_default=True, help="Any of html, md, json.")
+@quiet_option
+@domain_errors
+def report(store: str | None, out_dir: str, models: str | None, perturbations: str | None, formats: str,
+           quiet: bool) -> None:
+    """Write the comparison report (HTML, Markdown, JSON, figures) from a results store."""
+    setup(quiet)
+    from reports.records import load_records
+    from reports.report import FORMATS, write_report
+
+    fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad or not fmts:
+        raise InputError(f"--format {bad[0] if bad else formats!r}: use any of {', '.join(FORMATS)}")
+    split = (lambda s: tuple(x.strip() for x in s.split(",") if x.strip()) if s else ())
+    rec = load_records(_store(store), split(models), split(perturbations))
+    summary = write_report(rec, out_dir, fmts)
+    for line in summary["verdict"]:
+        click.echo(f"- {line}")
+    click.echo(f"\nreport: {Path(out_dir) / ('index.html' if 'html' in fmts else 'report.md')}")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("store", required=False)
+@click.option("--policy", default="robust.toml", show_default=True, type=click.Path(), help="TOML policy of rules.")
+@click.option("--baseline", default=None, type=click.Path(), help="A baseline results store to compare against.")
+@click.option("--junit", default=None, type=click.Path(dir_okay=False), help="Write JUnit XML here.")
+@click.option("--markdown", default=None, type=click.Path(dir_okay=False), help="Write a Markdown job summary here.")
+@click.option("--init", "init", is_flag=True, help="Write a starter policy derived from STORE to --policy and exit.")
+@domain_errors
+def check(store: str | None, policy: str, baseline: str | None, junit: str | None, markdown: str | None,
+          init: bool) -> None:
+    """The CI gate: apply a policy to a results store; exit 0 pass, 1 fail, 2 unusable input."""
+    setup(True)
+    from reports import check as gate
+
+    path = _store(store)
+    if init:
+        if Path(policy).exists():
+            raise InputError(f"{policy}: already exists (pass another --policy to write a new one)")
+        _atomic_write(policy, gate.starter_policy(path))
+        click.echo(f"wrote {policy} (derived from {path}; it passes on it)")
+        return
+    outcomes = gate.check(path, policy, baseline)
+    for o in outcomes:
+        click.echo(o.line())
+    fails = sum(not o.passed for o in outcomes)
+    click.echo(f"\n{len(outcomes) - fails} passed, {fails} failed")
+    if junit:
+        _atomic_write(junit, gate.junit(outcomes))
+    if markdown:
+        _atomic_write(markdown, gate.markdown(outcomes))
+    if fails:
+        raise SystemExit(1)
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--fast", is_flag=True, help="A one-minute version (2 epochs, fewer levels, chips and points).")
+@click.option("--out-dir", type=click.Path(file_okay=False), default="runs/demo", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@device_option
+@quiet_option
+@domain_errors
+def demo(fast: bool, out_dir: str, seed: int, device: str, quiet: bool) -> None:
+    """Train Adam and IVON on the built-in corpus, sweep, slice, and write the report."""
+    setup(quiet)
+    from robustness.demo import run_demo
+
+    res = run_demo(Path(out_dir), fast=fast, seed=seed, device=resolve_device(device), progress=not quiet,
+                   log=click.echo)
+    click.echo("\nverdict:")
+    for line in res["verdict"]:
+        click.echo(f"- {line}")
+    click.echo(f"\nreport: {res['report']}")
