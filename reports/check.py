@@ -251,7 +251,9 @@ def junit(outcomes: list[Outcome]) -> str:
 def markdown(outcomes: list[Outcome]) -> str:
     fails = sum(not o.passed for o in outcomes)
     head = f"### robust check: {'all ' + str(len(outcomes)) + ' rules pass' if not fails else f'{fails} of {len(outcomes)} rules fail'}"
-    rows = [f"| {'✅ PASS' if o.passed else '❌ FAIL'} | {o.name} | {o.observed} | {o.threshold} |" for o in outcomes]
+    cell = (lambda t: t.replace("|", "\\|"))  # a pipe in a rule name would split the table row
+    rows = [f"| {'✅ PASS' if o.passed else '❌ FAIL'} | {cell(o.name)} | {cell(o.observed)} | {cell(o.threshold)} |"
+            for o in outcomes]
     return "\n".join([head, "", "| result | rule | observed | needs |", "|---|---|---|---|", *rows, ""])
 
 

@@ -49,7 +49,7 @@ def to_markdown(title: str, verdict: list[str], sections: list[Section]) -> str:
                 out += [b, ""]
             elif isinstance(b, Table):
                 out += ["| " + " | ".join(b.header) + " |", "|" + "---|" * len(b.header)]
-                out += ["| " + " | ".join(r) + " |" for r in b.rows]
+                out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in b.rows]
                 out += (["", f"*{b.caption}*"] if b.caption else []) + [""]
             elif isinstance(b, Figure):
                 out += [f"![{b.caption}](figures/{b.name}.png)", "", f"*{b.caption}*", ""]

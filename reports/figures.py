@@ -21,7 +21,7 @@ COLUMN = 3.4  # inches: one column of a two-column paper
 PANEL_METRICS = (("accuracy", "accuracy (%)", 100.0), ("nll", "NLL (nats)", 1.0), ("ece", "ECE", 1.0),
                  ("brier", "Brier score", 1.0))
 STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
-         "ytick.labelsize": 7, "figure.dpi": 150, "savefig.bbox": "tight", "svg.fonttype": "none"}
+         "ytick.labelsize": 7, "figure.dpi": 120, "savefig.bbox": "tight", "svg.fonttype": "none"}
 
 
 def palette(keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
@@ -76,8 +76,8 @@ def degradation(curves: list[CurveSummary], labels: dict[str, str], colours: dic
 
 def reliability(rows: list[tuple[str, tuple, list[tuple[str, dict]]]]) -> tuple[bytes, str]:
     """Reliability diagrams: one row per model/mode (label, colour, panels), one column per
-    condition (clean, then levels). Bars: accuracy per confidence bin; grey: bin counts
-    (right axis, log); dashed: perfect calibration."""
+    condition (clean, then levels). Bars: accuracy per confidence bin; grey: the share of
+    predictions in each bin; dashed: perfect calibration."""
     ncol = max(len(p) for _, _, p in rows)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(len(rows), ncol, figsize=(1.7 * ncol + 0.4, 1.55 * len(rows) + 0.3),
@@ -87,14 +87,10 @@ def reliability(rows: list[tuple[str, tuple, list[tuple[str, dict]]]]) -> tuple[
                 ax = axes[i, j]
                 edges = np.array(d["edges"])
                 mids = (edges[:-1] + edges[1:]) / 2
-                counts = ax.twinx()
-                counts.bar(mids, d["count"], width=np.diff(edges), color="grey", alpha=0.25)
-                counts.set_yscale("log")
-                counts.tick_params(labelsize=5)
-                ax.set_zorder(counts.get_zorder() + 1)
-                ax.patch.set_visible(False)
+                share = np.array(d["count"], dtype=float) / max(sum(d["count"]), 1)
+                ax.bar(mids, share, width=np.diff(edges), color="grey", alpha=0.35, lw=0)
                 acc = np.nan_to_num(np.array(d["accuracy"], dtype=float))
-                ax.bar(mids, acc, width=np.diff(edges), color=colour, alpha=0.8, edgecolor="white", lw=0.3)
+                ax.bar(mids, acc, width=np.diff(edges), color=colour, alpha=0.6, edgecolor="white", lw=0.3)
                 ax.plot([0, 1], [0, 1], color="black", lw=0.7, ls="--")
                 ax.set_xlim(0, 1)
                 ax.set_ylim(0, 1)

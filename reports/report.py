@@ -121,8 +121,10 @@ class _Builder:
         if len(common) < 2:
             return None, None
         d = np.array([a[s] - b[s] for s in common])
-        p = 0.0 if np.all(d == d[0]) and d[0] != 0 else (1.0 if np.all(d == 0) else
-                                                          float(stats.ttest_1samp(d, 0).pvalue))
+        if np.allclose(d, d[0], rtol=0, atol=1e-12):  # every chip agrees: the t statistic is undefined
+            p = 0.0 if abs(d[0]) > 1e-12 else 1.0
+        else:
+            p = float(stats.ttest_1samp(d, 0).pvalue)
         return (ranked[0] if p < 0.05 and d.mean() > 0 else None), p
 
     def degradation(self) -> tuple[Section, Section, Section]:
@@ -130,6 +132,7 @@ class _Builder:
         cal = Section("calibration", "3. Calibration")
         cost = Section("hardware-cost", "5. Hardware cost: spike rates")
         js_deg, js_cal, js_cost = [], [], []
+        cal_done: dict[int, bool] = {}
         for run in self.rec.runs:
             for pert, curves in self.run_curves(run).items():
                 meta = run.curves_meta.get(pert, {})
@@ -166,7 +169,10 @@ class _Builder:
                                "best_auc": None if best is None else {"model": best.model, "mode": best.mode},
                                "best_auc_p": p, "level": mid, "leader": self.leader(run, curves, pert, mid),
                                "curves": [c.to_dict() for c in curves]})
-                cal.blocks += self.calibration(run, pert, curves, stem, js_cal)
+                # Diagrams for the run's first perturbation (one figure keeps the report fast);
+                # the ECE table covers every perturbation.
+                cal.blocks += self.calibration(run, pert, curves, stem, js_cal, diagrams=not cal_done.get(run.id))
+                cal_done[run.id] = True
                 cost.blocks += self.spikes(run, pert, curves, stem, unit, log_x, js_cost)
         for sec in (deg, cal, cost):
             if not sec.blocks:
@@ -193,7 +199,8 @@ class _Builder:
         return {"model": top.model, "mode": top.mode, "compute": top.compute, "accuracy": acc[id(top)],
                 "versus": comps}
 
-    def calibration(self, run: Run, pert: str, curves: list[CurveSummary], stem: str, js: list) -> list:
+    def calibration(self, run: Run, pert: str, curves: list[CurveSummary], stem: str, js: list,
+                    diagrams: bool = True) -> list:
         mid, last = _mid_last(curves[0])
         grid, table = [], []
         for cs in curves:
@@ -217,10 +224,11 @@ class _Builder:
         if not grid:
             return [f"No per-example confidences stored for {pert} (run {run.id}; stores written before "
                     f"schema 3): no reliability diagram."]
-        return [self.figure(f"{stem}-reliability", figures.reliability(grid),
-                            f"Reliability diagrams, {pert} (run {run.id}): accuracy per confidence bin (15 "
-                            f"equal-width bins) pooled over chips; grey: predictions per bin (log, right axis)."),
-                Table(["model", "mode", "condition", "ECE", "adaptive ECE", "predictions"], table,
+        fig = [self.figure(f"{stem}-reliability", figures.reliability(grid),
+                           f"Reliability diagrams, {pert} (run {run.id}): accuracy per confidence bin (15 "
+                           f"equal-width bins) pooled over chips; grey: share of predictions per bin.")] \
+            if diagrams else []
+        return fig + [Table(["model", "mode", "condition", "ECE", "adaptive ECE", "predictions"], table,
                       "ECE: 15 equal-width bins; adaptive ECE: 15 equal-mass bins.")]
 
     def spikes(self, run: Run, pert: str, curves: list[CurveSummary], stem: str, unit: str, log_x: bool,

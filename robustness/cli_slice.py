@@ -36,8 +36,8 @@ def _span(text: str | None) -> tuple[float, float] | None:
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="train", show_default=True)
 @click.option("--mc-samples", type=int, default=10, show_default=True, help="M posterior samples for bma.")
-@click.option("--bn", type=click.Choice(["recalibrate", "mean"]), default="recalibrate", show_default=True,
-              help="BN statistics of posterior samples (as robust eval).")
+@click.option("--bn", type=click.Choice(["mean", "recalibrate"]), default="mean", show_default=True,
+              help="BMA: stored BN statistics (as the other curves) or re-estimated per sample and point (slow).")
 @click.option("--include-bn", is_flag=True, help="Also move BatchNorm scale/shift and the readout bias.")
 @click.option("--modes", default=None, help="Restrict to modes, e.g. mean,bma [every mode of each model].")
 @click.option("--sigmoid-control", "sigmoid", type=float, default=0.0,

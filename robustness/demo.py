@@ -38,26 +38,30 @@ class DemoPlan:
     slice_directions: int
     slice_batches: int
     limit_train: int | None = None
+    hidden: tuple[int, ...] = (256, 256)
 
 
 FULL = DemoPlan(epochs=12, gaussian=(0.05, 0.1, 0.15, 0.2), mismatch=(0.1, 0.2, 0.3, 0.4), bits=(3, 4, 6),
                 seeds=5, mc_samples=5, limit=None, slice_points=21, slice_directions=4, slice_batches=2)
-FAST = DemoPlan(epochs=2, gaussian=(0.05, 0.15), mismatch=(0.1, 0.3), bits=(3, 6), seeds=3, mc_samples=3,
-                limit=200, slice_points=11, slice_directions=2, slice_batches=1, limit_train=800)
+# A smoke test of every step (a 64-64 network on 800 clips): the numbers mean little.
+FAST = DemoPlan(epochs=3, gaussian=(0.05, 0.15), mismatch=(0.1, 0.3), bits=(3, 6), seeds=2, mc_samples=2,
+                limit=200, slice_points=9, slice_directions=2, slice_batches=1, limit_train=800, hidden=(64, 64))
 
 
 def _checkpoint(opt: str, plan: DemoPlan, seed: int, path: Path, device, progress: bool, log) -> str:
     """Train unless a checkpoint with this very schedule is already there."""
     if path.exists():
         try:
-            tc = load_checkpoint(path).train_config
-            if tc.get("epochs") == plan.epochs and tc.get("seed") == seed and tc.get("optimizer") == opt:
+            ck = load_checkpoint(path)
+            tc = ck.train_config
+            if (tc.get("epochs"), tc.get("seed"), tc.get("optimizer"), tuple(ck.net.cfg.hidden)) == \
+                    (plan.epochs, seed, opt, plan.hidden):
                 log(f"reusing {path} ({opt}, {plan.epochs} epochs)")
                 return str(path)
         except CheckpointError:
-            pass
+            pass  # unreadable: train afresh
     t0 = time.perf_counter()
-    log(train_to_checkpoint(TrainRequest(optimizer=opt, epochs=plan.epochs, seed=seed,
+    log(train_to_checkpoint(TrainRequest(optimizer=opt, epochs=plan.epochs, seed=seed, hidden=plan.hidden,
                                          limit_train=plan.limit_train), path, device, progress)
         + f" [{time.perf_counter() - t0:.0f} s]")
     return str(path)

@@ -5,9 +5,11 @@ evaluated in one batched forward (`stacked_logp`), on a fixed, seeded set of min
 Modes:
   point / mean  the deterministic network moved along the line: L(theta + a u).
   bma           IVON: M posterior samples centred on the moved mean, theta + a u + sigma eps_m,
-                with the same eps_m at every point (common random numbers) and BN statistics
-                as `robust eval` treats them (`--bn recalibrate`: re-estimated per sample on
-                the same calibration batches at every point; `mean`: the stored ones).
+                with the same eps_m at every point (common random numbers). BN statistics:
+                `--bn mean` (default) keeps the stored ones, as the deterministic curves do;
+                `recalibrate` re-estimates them per sample on the same calibration batches
+                at every point, as `robust eval` does by default (slow: a training-mode pass
+                per point and sample).
   ensemble      every member moved along the same raw direction (normalised to its own
                 weights), predictions averaged: the compute-matched control for bma.
 Deterministic networks keep their stored BN running statistics, as in `robust eval`.
@@ -65,7 +67,10 @@ class SliceConfig:
         mc_samples: M for bma (posterior samples).
         sigmoid: when > 0, add mode `sigmoid`: the point/mean network with the Heaviside
             replaced by a sigmoid of the membrane at this temperature (a non-spiking control).
-        bn: BN statistics of posterior samples: recalibrate or mean (as `robust eval`).
+        bn: BN statistics of posterior samples, as `robust eval` names them: `mean` (default
+            here: the stored statistics, as every deterministic curve uses, so that the BMA
+            and point curves differ only by the posterior average) or `recalibrate`
+            (re-estimated per sample at every point: eval's default, about 10x slower here).
         include_bn: also move BatchNorm scale/shift and the readout bias.
         modes: restrict to these modes (None: every mode of each model).
         seed: seeds directions, batches and posterior draws.
@@ -84,7 +89,7 @@ class SliceConfig:
     split: str = "train"
     mc_samples: int = 10
     sigmoid: float = 0.0
-    bn: str = "recalibrate"
+    bn: str = "mean"
     include_bn: bool = False
     modes: tuple[str, ...] | None = None
     seed: int = 0

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -33,7 +32,7 @@ def run(*args):
 
 def test_centre_of_the_slice_is_the_clean_eval(tiny_checkpoints, tmp_path):
     ivon = str(tiny_checkpoints["ivon"])
-    cfg = SliceConfig(models=(ivon,), points=5, directions=1, mc_samples=3, **VAL)
+    cfg = SliceConfig(models=(ivon,), points=5, directions=1, mc_samples=3, bn="recalibrate", **VAL)
     res = run_slice(cfg, str(tmp_path / "s.db"), progress=False)
     ck, data = load_checkpoint(ivon), load_dataset(DatasetSpec())
     by_mode = {c["mode"]: c for c in res.curves}
@@ -155,7 +154,7 @@ def test_resume_after_kill_equals_uninterrupted(tiny_checkpoints, tmp_path):
 
 
 def test_bad_input_is_one_line_and_writes_nothing(tiny_checkpoints, tmp_path):
-    adam, ivon = str(tiny_checkpoints["adam"]), str(tiny_checkpoints["ivon"])
+    adam = str(tiny_checkpoints["adam"])
     other = tmp_path / "wide.pt"
     ck = load_checkpoint(adam)
     wide = SpikingNet(ModelConfig(hidden=(16, 16)), torch.Generator().manual_seed(0))
