@@ -21,7 +21,7 @@ COLUMN = 3.4  # inches: one column of a two-column paper
 PANEL_METRICS = (("accuracy", "accuracy (%)", 100.0), ("nll", "NLL (nats)", 1.0), ("ece", "ECE", 1.0),
                  ("brier", "Brier score", 1.0))
 STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
-         "ytick.labelsize": 7, "figure.dpi": 120, "savefig.bbox": "tight", "svg.fonttype": "none"}
+         "ytick.labelsize": 7, "figure.dpi": 120, "svg.fonttype": "none"}
 
 
 def palette(keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
@@ -39,9 +39,11 @@ def _legend_below(fig, ax) -> None:
 
 
 def render(fig) -> tuple[bytes, str]:
+    # The tight box once for both files: each "tight" save would draw the figure twice.
+    box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.05)
     png, svg = io.BytesIO(), io.StringIO()
-    fig.savefig(png, format="png")
-    fig.savefig(svg, format="svg")
+    fig.savefig(png, format="png", bbox_inches=box)
+    fig.savefig(svg, format="svg", bbox_inches=box)
     plt.close(fig)
     return png.getvalue(), svg.getvalue()
 
@@ -86,11 +88,10 @@ def reliability(rows: list[tuple[str, tuple, list[tuple[str, dict]]]]) -> tuple[
             for j, (title, d) in enumerate(panels):
                 ax = axes[i, j]
                 edges = np.array(d["edges"])
-                mids = (edges[:-1] + edges[1:]) / 2
                 share = np.array(d["count"], dtype=float) / max(sum(d["count"]), 1)
-                ax.bar(mids, share, width=np.diff(edges), color="grey", alpha=0.35, lw=0)
+                ax.stairs(share, edges, fill=True, color="grey", alpha=0.35)  # one artist, not 15 bars
                 acc = np.nan_to_num(np.array(d["accuracy"], dtype=float))
-                ax.bar(mids, acc, width=np.diff(edges), color=colour, alpha=0.6, edgecolor="white", lw=0.3)
+                ax.stairs(acc, edges, fill=True, color=colour, alpha=0.6)
                 ax.plot([0, 1], [0, 1], color="black", lw=0.7, ls="--")
                 ax.set_xlim(0, 1)
                 ax.set_ylim(0, 1)

@@ -46,6 +46,7 @@ class _Builder:
         keys = [(self.labels[r["model"]], r["mode"]) for run in rec.runs for r in run.rows]
         keys += [(self.labels.get(c["model"], c["model"]), c["mode"]) for s in rec.slices for c in s.curves]
         self.colours = figures.palette(keys)
+        self._curves: dict[int, dict[str, list[CurveSummary]]] = {}
         self.pngs: dict[str, bytes] = {}
         self.svgs: dict[str, str] = {}
         self.json: dict = {"schema_version": SCHEMA_VERSION, "store": rec.path,
@@ -85,10 +86,13 @@ class _Builder:
     # --- (2) degradation, (3) calibration, (5) hardware cost --------------------------------------
 
     def run_curves(self, run: Run) -> dict[str, list[CurveSummary]]:
+        if run.id in self._curves:  # summaries bootstrap over examples: compute them once
+            return self._curves[run.id]
         by_pert: dict[str, list[CurveSummary]] = defaultdict(list)
         for cs in summarize(run.rows, run.curves_meta):
             if not cs.layer:
                 by_pert[cs.perturbation].append(cs)
+        self._curves[run.id] = by_pert
         return by_pert
 
     def seed_aucs(self, run: Run, cs: CurveSummary) -> dict[int, float]:
