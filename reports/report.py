@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -20,8 +19,10 @@ import numpy as np
 from reports import figures
 from reports.calibration import pooled, reliability
 from reports.document import Figure, Section, Table, to_html, to_markdown
+from reports.formatting import num, pct, slug
+from reports.landscape import landscape_section
+from reports.provenance import provenance_section
 from reports.records import Records, Run
-from reports.slices import summarize_slices
 from reports.summary import CurveSummary, accuracy_points, normalised_auc, paired, summarize
 from reports.verdict import verdict
 
@@ -29,14 +30,6 @@ SCHEMA_VERSION = 1
 FORMATS = ("html", "md", "json")
 CLEAN_METRICS = (("accuracy", "Acc (%)"), ("nll", "NLL"), ("ece", "ECE"), ("entropy", "Entropy"),
                  ("mutual_information", "MI"), ("brier", "Brier"))
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None or not math.isfinite(v) else f"{100 * v:.2f}"
-
-
-def _num(v: float | None, fmt: str = ".3f") -> str:
-    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:{fmt}}"
 
 
 class _Builder:
@@ -74,7 +67,7 @@ class _Builder:
         rows, js = [], []
         for (model, mode), r in latest.items():
             rows.append([self.labels[model], mode, str(r["samples"] or 1), str(r["n"]),
-                         *[_pct(r[m]) if m == "accuracy" else _num(r.get(m), ".4f") for m, _ in CLEAN_METRICS]])
+                         *[pct(r[m]) if m == "accuracy" else num(r.get(m), ".4f") for m, _ in CLEAN_METRICS]])
             js.append({"model": model, "mode": mode, "compute": r["samples"], "n": r["n"],
                        **{m: r.get(m) for m, _ in CLEAN_METRICS}})
         sec.blocks.append(Table(["model", "mode", "compute", "N", *[h for _, h in CLEAN_METRICS]], rows,
@@ -142,7 +135,7 @@ class _Builder:
                 meta = run.curves_meta.get(pert, {})
                 unit = meta.get("unit", "level")
                 log_x = meta.get("axis") == "log"
-                stem = f"run{run.id}-{_slug(pert)}"
+                stem = f"run{run.id}-{slug(pert)}"
                 deg.blocks.append(self.figure(f"{stem}-degradation", figures.degradation(
                     curves, self.labels, self.colours, unit, log_x),
                     f"{pert} (run {run.id}): accuracy, NLL, ECE and Brier against level ({unit}); mean over "
@@ -151,15 +144,15 @@ class _Builder:
                 mid, last = _mid_last(curves[0])
                 rows = []
                 for cs in curves:
-                    auc = _num(cs.auc)
+                    auc = num(cs.auc)
                     if best is cs:
                         auc = f"**{auc}**"
                     d = {s.level: s for s in cs.levels}
                     rows.append([self.labels[cs.model], cs.mode, str(cs.compute), auc,
-                                 *[_num(cs.drop_levels.get(k), ".3g") for k in ("1pt", "5pt", "10pt")],
-                                 *[_num(d[lv].metrics["ece"][0] - cs.clean["ece"], "+.3f") if lv in d else "-"
+                                 *[num(cs.drop_levels.get(k), ".3g") for k in ("1pt", "5pt", "10pt")],
+                                 *[num(d[lv].metrics["ece"][0] - cs.clean["ece"], "+.3f") if lv in d else "-"
                                    for lv in (mid, last)],
-                                 *[_num(d[lv].metrics["nll"][0] - cs.clean["nll"], "+.3f") if lv in d else "-"
+                                 *[num(d[lv].metrics["nll"][0] - cs.clean["nll"], "+.3f") if lv in d else "-"
                                    for lv in (mid, last)]])
                 axis_note = f"AUC integrated on a {meta.get('axis', 'linear')} level axis, relative to clean accuracy"
                 sig = (f"bold: best AUC, better than the runner-up in a paired t-test over common chips "
@@ -219,7 +212,7 @@ class _Builder:
                     continue
                 d = reliability(*data)
                 panels.append((title, d))
-                table.append([self.labels[cs.model], cs.mode, title, _num(d["ece"]), _num(d["adaptive_ece"]),
+                table.append([self.labels[cs.model], cs.mode, title, num(d["ece"]), num(d["adaptive_ece"]),
                               str(d["n"])])
                 js.append({"run": run.id, "model": cs.model, "mode": cs.mode, "condition": title, **d})
             if panels:
@@ -258,56 +251,6 @@ class _Builder:
                             f"a proxy for the energy a chip spends (averaging modes: mean over their networks).")]
 
     # --- (4) landscape ------------------------------------------------------------------------
-
-    def landscape(self) -> Section:
-        sec = Section("landscape", "4. Loss landscape")
-        js = []
-        for s in self.rec.slices:
-            cfg = s.config
-            summary = summarize_slices(s.curves)
-            groups: dict[tuple, list[dict]] = defaultdict(list)
-            for c in s.curves:
-                groups[(self.labels.get(c["model"], c["model"]), c["mode"])].append(c)
-            what = "between two checkpoints" if cfg.get("between") else f"{cfg['direction']} directions"
-            sec.blocks.append(f"Slice {s.id}: {cfg['dims']}D, {what}, {cfg['points']} points per axis on "
-                              f"{cfg['batches']} x {cfg['batch_size']} {cfg['split']} examples (seed {cfg['seed']}).")
-            if cfg["dims"] == 1:
-                sec.blocks.append(self.figure(f"slice{s.id}-lines", figures.slice_lines(
-                    groups, self.colours, "a (step along the direction)"),
-                    f"Slice {s.id}: loss along each direction, one line per model/mode (log scale)."))
-            else:
-                for key, cs in groups.items():
-                    sec.blocks.append(self.figure(f"slice{s.id}-{_slug(key[0])}-{key[1]}-plane",
-                                                  figures.plane(cs[0], f"{key[0]} {key[1]}"),
-                                                  f"Slice {s.id}: {key[0]} {key[1]}, loss over the first plane."))
-            names = ("roughness", "kinks", "curvature", "angularity", "spectral_high", "lipschitz")
-            rows = []
-            for g in summary["groups"]:
-                rows.append([self.labels.get(g["model"], g["model"]), g["mode"], str(g["compute"]),
-                             str(g["directions"]), _num(g["loss_at_0"]),
-                             *[_fmt_ci(g["metrics"][n]["mean"], g["metrics"][n]["ci95"]) for n in names]])
-                if g["eigenvalues"]:
-                    sec.blocks.append(f"Hessian eigenvalues of {self.labels.get(g['model'], g['model'])}: "
-                                      + ", ".join(f"{e:.4g}" for e in g["eigenvalues"]))
-            sec.blocks.append(Table(["model", "mode", "compute", "directions", "loss at 0", *names], rows,
-                                    "Mean ±95% t-interval over directions. Angularity: roughness left after a local "
-                                    "smooth fit, relative to that fit's curvature (0 for a parabola of any width)."))
-            pairs = [p for p in summary["pairs"] if p["metric"] in ("angularity", "roughness", "curvature")]
-            if pairs:
-                sec.blocks.append(Table(["metric", "A", "B", "mean A", "mean B", "A lower in", "p (Wilcoxon)",
-                                         "verdict"],
-                                        [[p["metric"], f"{self.labels.get(p['a']['model'], p['a']['model'])} "
-                                          f"{p['a']['mode']}", f"{self.labels.get(p['b']['model'], p['b']['model'])}"
-                                          f" {p['b']['mode']}", _num(p["mean_a"], ".3g"), _num(p["mean_b"], ".3g"),
-                                          f"{p['a_lower_in']}/{p['n']}", _num(p["p"], ".3g"),
-                                          ("A lower" if p["median_diff"] < 0 else "B lower") if p["significant"]
-                                          else "no difference shown"] for p in pairs],
-                                        "Paired by direction, two-sided Wilcoxon signed-rank test."))
-            js.append({"slice": s.id, "config": cfg, **summary})
-        if not js:
-            sec.blocks.append("No slices in this store (run `robust slice`): no landscape to show.")
-        self.json["landscape"] = js
-        return sec
 
     # --- (6) controls and posterior -------------------------------------------------------------
 
@@ -353,8 +296,8 @@ class _Builder:
             if not d:
                 continue
             s = d["sigma"]
-            post_rows.append([self.labels.get(path, path), d["verdict"], _num(s["q10"], ".3g"),
-                              _num(s["median"], ".3g"), _num(s["q90"], ".3g"), f"{d['moved']:.0%}",
+            post_rows.append([self.labels.get(path, path), d["verdict"], num(s["q10"], ".3g"),
+                              num(s["median"], ".3g"), num(s["q90"], ".3g"), f"{d['moved']:.0%}",
                               f"{d['at_prior']:.0%}"])
             post_js.append({"model": path, **d})
         if post_rows:
@@ -367,40 +310,6 @@ class _Builder:
         self.json["controls"] = js
         self.json["posterior"] = post_js
         return sec
-
-    # --- (7) provenance -------------------------------------------------------------------------
-
-    def provenance(self) -> Section:
-        sec = Section("provenance", "7. Provenance")
-        runs = [[f"sweep {r.id}", r.command or "-", r.started or "-", r.finished or "unfinished",
-                 r.package_version, r.data_hash[:16]] for r in self.rec.runs]
-        runs += [[f"slice {s.id}", s.command or "-", s.started or "-", "-", s.package_version, "-"]
-                 for s in self.rec.slices]
-        sec.blocks.append(Table(["run", "command", "started", "finished", "robust", "data hash"], runs))
-        models = []
-        for path, m in self.rec.model_meta().items():
-            tc = m.get("train_config") or {}
-            models.append([self.labels.get(path, path), m.get("hash", "-"), m.get("optimizer", "-"),
-                           str(m.get("hidden", "-")), str(m.get("parameters", "-")), str(m.get("members") or 1),
-                           f"{tc.get('epochs', '-')} ep, lr {tc.get('lr', '-')}, seed {tc.get('seed', '-')}",
-                           _pct(m.get("final_val_acc")), str(m.get("dataset", "-"))])
-        sec.blocks.append(Table(["model", "hash", "optimizer", "hidden", "parameters", "members", "training",
-                                 "val acc (%)", "data"], models))
-        self.json["provenance"] = {"runs": [{k: v for k, v in vars(r).items() if k != "rows"} | {"cells": len(r.rows)}
-                                            for r in self.rec.runs],
-                                   "slices": [{"id": s.id, "config": s.config, "command": s.command,
-                                               "started": s.started, "package_version": s.package_version}
-                                              for s in self.rec.slices],
-                                   "models": self.rec.model_meta()}
-        return sec
-
-
-def _slug(s: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in s).strip("-")[:40]
-
-
-def _fmt_ci(v: float, hw: float | None) -> str:
-    return _num(v, ".3g") + ("" if hw is None or not math.isfinite(hw) else f" ±{hw:.2g}")
 
 
 def _mid_last(cs: CurveSummary) -> tuple[float, float]:
@@ -415,9 +324,9 @@ def build(rec: Records) -> tuple[dict, list[str], list[Section], dict[str, bytes
     b = _Builder(rec)
     clean = b.clean()
     deg, cal, cost = b.degradation()
-    land = b.landscape()
+    land = landscape_section(b)
     ctrl = b.controls()
-    prov = b.provenance()
+    prov = provenance_section(b)
     lines = verdict(b.json, b.labels)
     b.json["verdict"] = lines
     return b.json, lines, [clean, deg, cal, land, cost, ctrl, prov], b.pngs, b.svgs

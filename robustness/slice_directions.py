@@ -21,9 +21,11 @@ from __future__ import annotations
 from typing import Callable, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from models.network import ModelConfig
+from models.checkpoint import Checkpoint
+from models.network import ForwardOptions, ModelConfig, forward_stacked
 from robustness.errors import BadInput
 
 RANDOM_KINDS = ("unit", "filter", "layer")
@@ -115,3 +117,31 @@ def unflatten(v: Tensor, like: Mapping[str, Tensor], names: list[str]) -> dict[s
         out[n] = v[i:i + size].reshape(like[n].shape).float()
         i += size
     return out
+
+
+def hessian_eigen(ck: Checkpoint, names: list[str], x: Tensor, y: Tensor, k: int, seed: int,
+                  device: torch.device | str = "cpu") -> tuple[list[float], list[dict[str, Tensor]]]:
+    """Top-k eigenpairs of the loss Hessian over the moved tensors at the checkpoint's weights.
+
+    Hessian-vector products by double backward through the surrogate gradient (the
+    gradient training follows), on the fixed batches, inference BatchNorm.
+    """
+    t = {n: v.detach().unsqueeze(0).to(device) for n, v in ck.net.tensors().items()}
+    base = flatten({n: t[n][0] for n in names}, names).float()
+    like = {n: t[n][0] for n in names}
+    xb, yb = x.to(device), y.to(device)
+
+    def hvp(v: Tensor) -> Tensor:
+        with torch.enable_grad():
+            theta = base.clone().requires_grad_(True)
+            moved = dict(t)
+            for n, part in unflatten(theta, like, names).items():
+                moved[n] = part.unsqueeze(0)
+            logits, _ = forward_stacked(ck.net.cfg, moved, xb, ForwardOptions())
+            loss = F.cross_entropy(logits[0], yb)
+            (grad,) = torch.autograd.grad(loss, theta, create_graph=True)
+            (hv,) = torch.autograd.grad(grad @ v.to(grad), theta)
+        return hv.detach().double().cpu()
+
+    vals, vecs = lanczos(hvp, base.numel(), k, torch.Generator().manual_seed(seed + 31))
+    return vals.tolist(), [unflatten(v, {n: like[n].cpu() for n in names}, names) for v in vecs]

@@ -29,21 +29,21 @@ from typing import Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from models.checkpoint import Checkpoint, load_checkpoint
-from models.network import ForwardOptions, forward_stacked
+from models.network import ForwardOptions
 from robustness import __version__
 from robustness.data import Dataset, DatasetSpec, load_dataset
 from robustness.errors import BadInput
 from robustness.evaluate import EvalConfig, Mode, stacked_logp, with_bn_statistics
 from robustness.metrics import log_mean_exp
 from robustness.progress import progress as progress_bar
-from robustness.slice_directions import (KINDS, RANDOM_KINDS, direction_generator, flatten, lanczos, moved_names,
-                                         normalise, posterior_direction, raw_direction, unflatten)
+from robustness.slice_directions import (KINDS, RANDOM_KINDS, direction_generator, hessian_eigen, moved_names,
+                                         normalise, posterior_direction, raw_direction)
 from robustness.store import Store
-from robustness.sweep import file_hash, model_meta
+from robustness.run_meta import model_meta
+from robustness.sweep import file_hash
 
 MAX_NETWORKS_PER_PASS = 64  # stacked networks per pass: bounds parameter copies and temporaries
 LINE = "line"  # the mode name of a `between` curve
@@ -247,34 +247,6 @@ def _curve(ck: Checkpoint, nets: _Networks, dirs: list[list[dict]], names: list[
         accs.append((logp.argmax(-1) == y).double().mean(-1))
     shape = (cfg.points,) * cfg.dims
     return torch.cat(losses).numpy().reshape(shape), torch.cat(accs).numpy().reshape(shape)
-
-
-def hessian_eigen(ck: Checkpoint, names: list[str], x: Tensor, y: Tensor, k: int, seed: int,
-                  device: torch.device | str = "cpu") -> tuple[list[float], list[dict[str, Tensor]]]:
-    """Top-k eigenpairs of the loss Hessian over the moved tensors at the checkpoint's weights.
-
-    Hessian-vector products by double backward through the surrogate gradient (the
-    gradient training follows), on the fixed batches, inference BatchNorm.
-    """
-    t = {n: v.detach().unsqueeze(0).to(device) for n, v in ck.net.tensors().items()}
-    base = flatten({n: t[n][0] for n in names}, names).float()
-    like = {n: t[n][0] for n in names}
-    xb, yb = x.to(device), y.to(device)
-
-    def hvp(v: Tensor) -> Tensor:
-        with torch.enable_grad():
-            theta = base.clone().requires_grad_(True)
-            moved = dict(t)
-            for n, part in unflatten(theta, like, names).items():
-                moved[n] = part.unsqueeze(0)
-            logits, _ = forward_stacked(ck.net.cfg, moved, xb, ForwardOptions())
-            loss = F.cross_entropy(logits[0], yb)
-            (grad,) = torch.autograd.grad(loss, theta, create_graph=True)
-            (hv,) = torch.autograd.grad(grad @ v.to(grad), theta)
-        return hv.detach().double().cpu()
-
-    vals, vecs = lanczos(hvp, base.numel(), k, torch.Generator().manual_seed(seed + 31))
-    return vals.tolist(), [unflatten(v, {n: like[n].cpu() for n in names}, names) for v in vecs]
 
 
 def _between_curve(cks: list[Checkpoint], grid: list[tuple], x: Tensor, cfg: SliceConfig,

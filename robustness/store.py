@@ -185,17 +185,22 @@ class Store:
 
     # --- runs ---------------------------------------------------------------------------------
 
-    def run_for(self, spec_hash: str, config: dict, models: list[dict], data_hash: str, version: str,
-                command: str) -> tuple[int, bool]:
-        """The run of this spec (resumed) or a new one; returns (run id, resumed)."""
-        row = self.conn.execute("SELECT id FROM runs WHERE spec_hash = ?", (spec_hash,)).fetchone()
+    def _find_or_start(self, table: str, spec_hash: str, config: dict, models: list[dict], data_hash: str,
+                       version: str, command: str) -> tuple[int, bool]:
+        """The row of this spec in `runs` or `slices` (resumed) or a new one; (id, resumed)."""
+        row = self.conn.execute(f"SELECT id FROM {table} WHERE spec_hash = ?", (spec_hash,)).fetchone()
         if row:
             return int(row[0]), True
-        cur = self._write("INSERT INTO runs (spec_hash, config, models, data_hash, package_version, command, started)"
-                          " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        cur = self._write(f"INSERT INTO {table} (spec_hash, config, models, data_hash, package_version, command, "
+                          "started) VALUES (?, ?, ?, ?, ?, ?, ?)",
                           (spec_hash, json.dumps(config, sort_keys=True), json.dumps(models), data_hash, version,
                            command, _now()))
         return int(cur.lastrowid), False
+
+    def run_for(self, spec_hash: str, config: dict, models: list[dict], data_hash: str, version: str,
+                command: str) -> tuple[int, bool]:
+        """The run of this spec (resumed) or a new one; returns (run id, resumed)."""
+        return self._find_or_start("runs", spec_hash, config, models, data_hash, version, command)
 
     def finish_run(self, run_id: int) -> None:
         self._write("UPDATE runs SET finished = ? WHERE id = ?", (_now(), run_id))
@@ -237,14 +242,7 @@ class Store:
     def slice_for(self, spec_hash: str, config: dict, models: list[dict], data_hash: str, version: str,
                   command: str) -> tuple[int, bool]:
         """The slice run of this spec (resumed) or a new one; returns (id, resumed)."""
-        row = self.conn.execute("SELECT id FROM slices WHERE spec_hash = ?", (spec_hash,)).fetchone()
-        if row:
-            return int(row[0]), True
-        cur = self._write("INSERT INTO slices (spec_hash, config, models, data_hash, package_version, command, "
-                          "started) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                          (spec_hash, json.dumps(config, sort_keys=True), json.dumps(models), data_hash, version,
-                           command, _now()))
-        return int(cur.lastrowid), False
+        return self._find_or_start("slices", spec_hash, config, models, data_hash, version, command)
 
     def finish_slice(self, slice_id: int) -> None:
         self._write("UPDATE slices SET finished = ? WHERE id = ?", (_now(), slice_id))

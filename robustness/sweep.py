@@ -39,6 +39,7 @@ from robustness.evaluate import AVERAGING, Mode, compute, mode_tensors, modes_fo
 from robustness.metrics import compute_metrics, disagreement, log_mean_exp, per_example_nll
 from robustness.progress import progress as progress_bar
 from robustness.store import Store
+from robustness.run_meta import curve_meta, model_meta
 from robustness.sweep_config import MIN_AUTO_SEEDS, PerturbationPlan, SweepConfig, validate
 
 __all__ = ["PerturbationPlan", "SweepConfig", "SweepResult", "run_sweep"]
@@ -65,38 +66,6 @@ def file_hash(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]
-
-
-def model_meta(ck: Checkpoint, path: str, mhash: str) -> dict:
-    """What a report needs about a model, stored with the run (reports never load checkpoints)."""
-    post = None
-    if ck.posterior is not None:
-        from robustness.posterior_info import posterior_report
-
-        post = posterior_report(ck)
-    return {"path": path, "hash": mhash, "optimizer": ck.optimizer, "hidden": list(ck.net.cfg.hidden),
-            "parameters": sum(p.numel() for p in ck.net.parameters()), "members": len(ck.members or []) or None,
-            "train_config": ck.train_config, "dataset": ck.dataset.get("name"),
-            "final_val_acc": ck.history[-1].get("val_acc") if ck.history else None, "posterior": post}
-
-
-# Short axis labels for reports (the long meaning is `level`).
-UNITS = {"gaussian": "noise std (x {scale} of each layer)", "multiplicative": "relative std",
-         "lognormal": "log-std", "quantize": "bits", "mismatch": "relative (log) std",
-         "read-noise": "std / RMS current", "stuck-at": "fraction stuck", "bitflip": "bit error rate",
-         "dead-neuron": "fraction of neurons", "saturated-neuron": "fraction of neurons",
-         "pcm": "seconds since programming"}
-SCALE_NAMES = {"max": "max|w|", "std": "std(w)", "abs": "1 (absolute)", "sigma": "posterior sigma"}
-
-
-def curve_meta(spec: Spec, plan: PerturbationPlan, scale: str = "max") -> dict:
-    """What a summary or report needs about a perturbation's levels, stored with the run:
-    bit width or not (severity order), level axis, clean at level 0, units, and that every
-    metric but accuracy is better when lower."""
-    p = get_perturbation(spec.swept_name)
-    unit = UNITS.get(spec.swept_name, "level").format(scale=SCALE_NAMES.get(scale, scale))
-    return {"bits": p.level_is_bits, "axis": plan.axis, "clean_at_zero": p.zero_is_identity, "level": p.level,
-            "unit": unit, "higher_is_better": ["accuracy"]}
 
 
 def _layers(ck: Checkpoint, wanted: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -1,0 +1,21 @@
+"""Number formatting shared by the report's sections."""
+
+from __future__ import annotations
+
+import math
+
+
+def pct(v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{100 * v:.2f}"
+
+
+def num(v: float | None, fmt: str = ".3f") -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:{fmt}}"
+
+
+def slug(s: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in s).strip("-")[:40]
+
+
+def fmt_ci(v: float, hw: float | None) -> str:
+    return num(v, ".3g") + ("" if hw is None or not math.isfinite(hw) else f" ±{hw:.2g}")

@@ -1,0 +1,40 @@
+"""What a sweep or slice stores about its models and levels, so reports never load a checkpoint."""
+
+from __future__ import annotations
+
+from models.checkpoint import Checkpoint
+from perturbations.base import get as get_perturbation
+from perturbations.spec import Spec
+from robustness.sweep_config import PerturbationPlan
+
+
+def model_meta(ck: Checkpoint, path: str, mhash: str) -> dict:
+    """What a report needs about a model, stored with the run (reports never load checkpoints)."""
+    post = None
+    if ck.posterior is not None:
+        from robustness.posterior_info import posterior_report
+
+        post = posterior_report(ck)
+    return {"path": path, "hash": mhash, "optimizer": ck.optimizer, "hidden": list(ck.net.cfg.hidden),
+            "parameters": sum(p.numel() for p in ck.net.parameters()), "members": len(ck.members or []) or None,
+            "train_config": ck.train_config, "dataset": ck.dataset.get("name"),
+            "final_val_acc": ck.history[-1].get("val_acc") if ck.history else None, "posterior": post}
+
+
+# Short axis labels for reports (the long meaning is `level`).
+UNITS = {"gaussian": "noise std (x {scale} of each layer)", "multiplicative": "relative std",
+         "lognormal": "log-std", "quantize": "bits", "mismatch": "relative (log) std",
+         "read-noise": "std / RMS current", "stuck-at": "fraction stuck", "bitflip": "bit error rate",
+         "dead-neuron": "fraction of neurons", "saturated-neuron": "fraction of neurons",
+         "pcm": "seconds since programming"}
+SCALE_NAMES = {"max": "max|w|", "std": "std(w)", "abs": "1 (absolute)", "sigma": "posterior sigma"}
+
+
+def curve_meta(spec: Spec, plan: PerturbationPlan, scale: str = "max") -> dict:
+    """What a summary or report needs about a perturbation's levels, stored with the run:
+    bit width or not (severity order), level axis, clean at level 0, units, and that every
+    metric but accuracy is better when lower."""
+    p = get_perturbation(spec.swept_name)
+    unit = UNITS.get(spec.swept_name, "level").format(scale=SCALE_NAMES.get(scale, scale))
+    return {"bits": p.level_is_bits, "axis": plan.axis, "clean_at_zero": p.zero_is_identity, "level": p.level,
+            "unit": unit, "higher_is_better": ["accuracy"]}
