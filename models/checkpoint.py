@@ -31,14 +31,13 @@ import torch
 
 from models.network import ModelConfig, SpikingNet
 from models.posterior import Posterior, diagnose
+from robustness.errors import CheckpointError
 
 FORMAT = "robust-snn"
 VERSION = 1
 _REQUIRED = ("model_config", "train_config", "dataset", "features", "classes", "history", "state_dict", "posterior")
 
 
-class CheckpointError(ValueError):
-    """A file that is missing, not a checkpoint, of another version, or inconsistent."""
 
 
 @dataclass

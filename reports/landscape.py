@@ -24,14 +24,15 @@ def landscape_section(b) -> Section:
         sec.blocks.append(f"Slice {s.id}: {cfg['dims']}D, {what}, {cfg['points']} points per axis on "
                           f"{cfg['batches']} x {cfg['batch_size']} {cfg['split']} examples (seed {cfg['seed']}).")
         if cfg["dims"] == 1:
-            sec.blocks.append(b.figure(f"slice{s.id}-lines", figures.slice_lines(
-                groups, b.colours, "a (step along the direction)"),
-                f"Slice {s.id}: loss along each direction, one line per model/mode (log scale)."))
+            sec.blocks.append(b.figure(f"slice{s.id}-lines",
+                                       f"Slice {s.id}: loss along each direction, one line per model/mode (log "
+                                       f"scale).", figures.slice_lines, dict(groups), b.colours,
+                                       "a (step along the direction)"))
         else:
             for key, cs in groups.items():
                 sec.blocks.append(b.figure(f"slice{s.id}-{slug(key[0])}-{key[1]}-plane",
-                                              figures.plane(cs[0], f"{key[0]} {key[1]}"),
-                                              f"Slice {s.id}: {key[0]} {key[1]}, loss over the first plane."))
+                                           f"Slice {s.id}: {key[0]} {key[1]}, loss over the first plane.",
+                                           figures.plane, cs[0], f"{key[0]} {key[1]}"))
         names = ("roughness", "kinks", "curvature", "angularity", "spectral_high", "lipschitz")
         rows = []
         for g in summary["groups"]:

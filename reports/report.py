@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -33,20 +34,20 @@ CLEAN_METRICS = (("accuracy", "Acc (%)"), ("nll", "NLL"), ("ece", "ECE"), ("entr
 
 
 class _Builder:
-    def __init__(self, rec: Records):
+    def __init__(self, rec: Records, drawer: figures.Drawer):
         self.rec = rec
+        self.drawer = drawer
         self.labels = rec.labels()
         keys = [(self.labels[r["model"]], r["mode"]) for run in rec.runs for r in run.rows]
         keys += [(self.labels.get(c["model"], c["model"]), c["mode"]) for s in rec.slices for c in s.curves]
         self.colours = figures.palette(keys)
         self._curves: dict[int, dict[str, list[CurveSummary]]] = {}
-        self.pngs: dict[str, bytes] = {}
-        self.svgs: dict[str, str] = {}
         self.json: dict = {"schema_version": SCHEMA_VERSION, "store": rec.path,
                            "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
-    def figure(self, name: str, rendered: tuple[bytes, str], caption: str) -> Figure:
-        self.pngs[name], self.svgs[name] = rendered
+    def figure(self, name: str, caption: str, draw: Callable, *args) -> Figure:
+        """A figure in the report, drawn by `draw(*args)` (in a worker process where there is one)."""
+        self.drawer.submit(name, draw, *args)
         return Figure(name, caption)
 
     def key(self, row: dict) -> tuple[str, str]:
@@ -136,10 +137,11 @@ class _Builder:
                 unit = meta.get("unit", "level")
                 log_x = meta.get("axis") == "log"
                 stem = f"run{run.id}-{slug(pert)}"
-                deg.blocks.append(self.figure(f"{stem}-degradation", figures.degradation(
-                    curves, self.labels, self.colours, unit, log_x),
+                deg.blocks.append(self.figure(
+                    f"{stem}-degradation",
                     f"{pert} (run {run.id}): accuracy, NLL, ECE and Brier against level ({unit}); mean over "
-                    f"{curves[0].levels[0].n} chips with its 95% t-interval over chips; dotted: clean."))
+                    f"{curves[0].levels[0].n} chips with its 95% t-interval over chips; dotted: clean.",
+                    figures.degradation, curves, self.labels, self.colours, unit, log_x))
                 best, p = self.best_auc(run, curves)
                 mid, last = _mid_last(curves[0])
                 rows = []
@@ -199,31 +201,33 @@ class _Builder:
     def calibration(self, run: Run, pert: str, curves: list[CurveSummary], stem: str, js: list,
                     diagrams: bool = True) -> list:
         mid, last = _mid_last(curves[0])
-        grid, table = [], []
+        conditions = ["clean", f"{pert} {mid:g}", f"{pert} {last:g}"]
+        series, table = [], []
         for cs in curves:
-            panels = []
-            for title, sel in (("clean", lambda r: r["perturbation"] == "clean"),
-                               (f"{pert} {mid:g}", lambda r, lv=mid: r["perturbation"] == pert and r["level"] == lv),
-                               (f"{pert} {last:g}", lambda r, lv=last: r["perturbation"] == pert and r["level"] == lv)):
+            panels = {}
+            for title, sel in zip(conditions, (lambda r: r["perturbation"] == "clean",
+                                               lambda r: r["perturbation"] == pert and r["level"] == mid,
+                                               lambda r: r["perturbation"] == pert and r["level"] == last)):
                 rows = [r for r in run.rows if r["model"] == cs.model and r["mode"] == cs.mode and not r["layer"]
                         and sel(r)]
                 data = pooled(rows)
                 if data is None:
                     continue
                 d = reliability(*data)
-                panels.append((title, d))
+                panels[title] = d
                 table.append([self.labels[cs.model], cs.mode, title, num(d["ece"]), num(d["adaptive_ece"]),
                               str(d["n"])])
                 js.append({"run": run.id, "model": cs.model, "mode": cs.mode, "condition": title, **d})
             if panels:
                 key = (self.labels[cs.model], cs.mode)
-                grid.append((f"{key[0]} {key[1]}", self.colours[key], panels))
-        if not grid:
+                series.append((f"{key[0]} {key[1]} (x{cs.compute})", self.colours[key], panels))
+        if not series:
             return [f"No per-example confidences stored for {pert} (run {run.id}; stores written before "
                     f"schema 3): no reliability diagram."]
-        fig = [self.figure(f"{stem}-reliability", figures.reliability(grid),
-                           f"Reliability diagrams, {pert} (run {run.id}): accuracy per confidence bin (15 "
-                           f"equal-width bins) pooled over chips; grey: share of predictions per bin.")] \
+        fig = [self.figure(f"{stem}-reliability",
+                           f"Reliability diagrams, {pert} (run {run.id}): accuracy against mean confidence per "
+                           f"bin (15 equal-width bins), predictions pooled over chips; below, the share of "
+                           f"predictions in each bin.", figures.reliability, conditions, series)] \
             if diagrams else []
         return fig + [Table(["model", "mode", "condition", "ECE", "adaptive ECE", "predictions"], table,
                       "ECE: 15 equal-width bins; adaptive ECE: 15 equal-mass bins.")]
@@ -246,9 +250,10 @@ class _Builder:
                        "spike_rates": rates.tolist()})
         if not series:
             return []
-        return [self.figure(f"{stem}-spikes", figures.spike_rates(series, self.colours, unit, log_x),
+        return [self.figure(f"{stem}-spikes",
                             f"Mean spike rate per hidden layer under {pert} (run {run.id}), averaged over chips: "
-                            f"a proxy for the energy a chip spends (averaging modes: mean over their networks).")]
+                            f"a proxy for the energy a chip spends (averaging modes: mean over their networks).",
+                            figures.spike_rates, series, self.colours, unit, log_x)]
 
     # --- (4) landscape ------------------------------------------------------------------------
 
@@ -321,15 +326,18 @@ def _mid_last(cs: CurveSummary) -> tuple[float, float]:
 
 def build(rec: Records) -> tuple[dict, list[str], list[Section], dict[str, bytes], dict[str, str]]:
     """(summary JSON, verdict lines, sections, PNGs, SVGs) of a report."""
-    b = _Builder(rec)
-    clean = b.clean()
-    deg, cal, cost = b.degradation()
-    land = landscape_section(b)
-    ctrl = b.controls()
-    prov = provenance_section(b)
-    lines = verdict(b.json, b.labels)
-    b.json["verdict"] = lines
-    return b.json, lines, [clean, deg, cal, land, cost, ctrl, prov], b.pngs, b.svgs
+    with figures.Drawer() as drawer:
+        b = _Builder(rec, drawer)
+        clean = b.clean()
+        deg, cal, cost = b.degradation()
+        land = landscape_section(b)
+        ctrl = b.controls()
+        prov = provenance_section(b)
+        lines = verdict(b.json, b.labels)
+        b.json["verdict"] = lines
+        drawn = drawer.results()
+    return (b.json, lines, [clean, deg, cal, land, cost, ctrl, prov], {n: png for n, (png, _) in drawn.items()},
+            {n: svg for n, (_, svg) in drawn.items()})
 
 
 def write_report(rec: Records, out_dir: str | os.PathLike, formats: tuple[str, ...] = FORMATS) -> dict:

@@ -9,6 +9,7 @@ Two sources of uncertainty are kept apart:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -33,16 +34,29 @@ def t_interval(values: list[float] | np.ndarray, level: float = 0.95) -> tuple[f
     return m, float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
 
 
+@functools.lru_cache(maxsize=4)
+def _resample_counts(n: int, seed: int) -> np.ndarray:
+    """[BOOTSTRAP, n] how often each example is drawn in each resample. The draws depend
+    only on (n, seed), so every interval of a report shares them: one matrix product per
+    interval instead of a fresh gather (float32 holds the counts exactly)."""
+    idx = np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP, n))
+    counts = np.zeros((BOOTSTRAP, n), np.float32)
+    np.add.at(counts, (np.arange(BOOTSTRAP)[:, None], idx), 1.0)
+    return counts
+
+
+def _resampled_means(x: np.ndarray, seed: int) -> np.ndarray:
+    """The mean of `x` in each bootstrap resample [BOOTSTRAP]."""
+    return _resample_counts(len(x), seed) @ x.astype(np.float32) / len(x)
+
+
 def bootstrap_halfwidth(per_example: np.ndarray, seed: int = 0, level: float = 0.95) -> float:
     """Half the width of the percentile bootstrap interval of the mean over examples.
 
     `per_example` [N] is a per-example score (e.g. correctness averaged over chips).
     A fixed seed makes the interval reproducible.
     """
-    x = np.asarray(per_example, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(x), size=(BOOTSTRAP, len(x)))
-    means = x[idx].mean(1)
+    means = _resampled_means(np.asarray(per_example, dtype=np.float64), seed)
     lo, hi = np.quantile(means, [0.5 - level / 2, 0.5 + level / 2])
     return float(hi - lo) / 2
 
@@ -80,9 +94,7 @@ def paired_difference(a: np.ndarray, b: np.ndarray, chips_a: np.ndarray | None =
         chips_a, chips_b: per-seed metric values [S] on common draws (same seeds), optional.
     """
     d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(d), size=(BOOTSTRAP, len(d)))
-    boot = d[idx].mean(1)
+    boot = _resampled_means(d, seed)
     lo, hi = np.quantile(boot, [0.025, 0.975])
     # two-sided p from the bootstrap distribution of the mean difference
     p = float(min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean())))

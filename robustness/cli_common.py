@@ -45,14 +45,14 @@ def first_line(e: BaseException) -> str:
 
 
 def domain_errors(fn: Callable) -> Callable:
-    """Turn the library's input errors into one-line click errors with exit code 2."""
-    from models.checkpoint import CheckpointError
+    """Turn the library's input errors (checkpoint errors included) into one-line click
+    errors with exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*a: Any, **kw: Any) -> Any:
         try:
             return fn(*a, **kw)
-        except (BadInput, CheckpointError) as e:
+        except BadInput as e:
             raise InputError(first_line(e)) from None
     return wrapper
 

@@ -3,3 +3,8 @@
 
 class BadInput(ValueError):
     """Input the user can fix: a missing file, a malformed range, a corrupt checkpoint."""
+
+
+class CheckpointError(BadInput):
+    """A file that is missing, not a checkpoint, of another version, or inconsistent. Defined
+    here, not beside the loader, so that commands that never load a model need no torch."""
