@@ -13,6 +13,7 @@ from typing import Any, Callable
 import click
 
 from robustness.cli_common import (CONTEXT, InputError, RobustGroup, data_dir_option, device_option, domain_errors,
+                                   executor_options, report_failures,
                                    quiet_option, resolve_device, setup)
 
 
@@ -145,6 +146,7 @@ def posterior(model: str, as_json: bool) -> None:
 @click.option("--workers", type=int, default=None, help="CPU threads for the batched passes [torch default].")
 @click.option("--compile", "compile", is_flag=True,
               help="Fuse each chunk's LIF scan with torch.compile: ~1.8x faster, 5-30 s to compile (long sweeps).")
+@executor_options
 @click.option("--out", default=None, help="Results store [robust-results.db, or $ROBUST_STORE].")
 @click.option("--config", type=click.Path(), default=None, help="sweep.toml with any of these options.")
 @click.option("--print-config", is_flag=True, help="Print the resolved configuration (TOML) and exit.")
@@ -175,9 +177,16 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
         from models import network
 
         network.use_compile(True)
+    from robustness.executors import make_executor
+
     store = runtime.get("out") or default_path()
-    res = run_sweep(cfg, store, device=resolve_device(runtime.get("device") or "cpu"),
-                    progress=not flags["quiet"], command=" ".join(["robust", *sys.argv[1:]]))
+    device = resolve_device(runtime.get("device") or "cpu")
+    command = " ".join(["robust", *sys.argv[1:]])
+    executor = make_executor(runtime.get("executor") or "local", runtime.get("address"), str(device))
+    try:
+        res = run_sweep(cfg, store, device=device, progress=not flags["quiet"], command=command, executor=executor)
+    finally:
+        executor.close()
     curves = summarize(res.rows, res.curves)
     if flags["as_json"]:
         click.echo(json.dumps({"store": store, "run": res.run_id, "resumed": res.resumed, "new_cells": res.new_cells,
@@ -189,6 +198,7 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
         for (p, l), ts in res.touched.items():
             click.echo(f"{p}{' [' + l + ']' if l else ''} perturbs: {', '.join(ts) or 'nothing in scope'}")
         click.echo(f"\n{res.new_cells} new cell(s) in {store} (run {res.run_id}{', resumed' if res.resumed else ''})")
+    report_failures(res.failed, command)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -86,3 +86,23 @@ def resolve_device(name: str):
 def setup(quiet: bool) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)  # norse's jit deprecation notice
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+def executor_options(fn: Callable) -> Callable:
+    """--executor and --address: where the units of a sweep or slice run."""
+    fn = click.option("--address", default=None,
+                      help="With --executor ray: the cluster to join (auto = the running one, or HOST:PORT) "
+                           "[a local Ray instance; $RAY_ADDRESS].")(fn)
+    return click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                        help="Run units in this process, or as Ray tasks (pip install 'robust-snn[ray]').")(fn)
+
+
+def report_failures(failed: list[dict], command: str) -> None:
+    """Units that failed on every attempt: one line each, then exit 1 (the run is unfinished)."""
+    if not failed:
+        return
+    for f in failed:
+        click.echo(f"FAILED {f['unit']} after {f['attempts']} attempt(s): {f['error']}", err=True)
+    click.echo(f"{len(failed)} unit(s) failed and are recorded in the store; rerun `{command}` to retry them.",
+               err=True)
+    sys.exit(1)

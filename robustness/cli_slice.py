@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from robustness.cli_common import (CONTEXT, InputError, data_dir_option, device_option, domain_errors,
+                                   executor_options, report_failures,
                                    quiet_option, resolve_device, setup)
 
 
@@ -45,6 +46,7 @@ def _span(text: str | None) -> tuple[float, float] | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds directions, batches, posterior draws.")
 @data_dir_option
 @device_option
+@executor_options
 @click.option("--out", default=None, help="Results store [robust-results.db, or $ROBUST_STORE].")
 @click.option("--json", "as_json", is_flag=True, help="Print the smoothness table as JSON.")
 @quiet_option
@@ -62,9 +64,16 @@ def slice_command(**f: Any) -> None:
                       mc_samples=f["mc_samples"], sigmoid=f["sigmoid"], bn=f["bn"], include_bn=f["include_bn"],
                       modes=tuple(m.strip() for m in f["modes"].split(",")) if f["modes"] else None,
                       seed=f["seed"], data_dir=f["data_dir"])
+    from robustness.executors import make_executor
+
     store = f["out"] or default_path()
-    res = run_slice(cfg, store, device=resolve_device(f["device"]), progress=not f["quiet"],
-                    command=" ".join(["robust", *sys.argv[1:]]))
+    device = resolve_device(f["device"])
+    command = " ".join(["robust", *sys.argv[1:]])
+    executor = make_executor(f["executor"], f["address"], str(device))
+    try:
+        res = run_slice(cfg, store, device=device, progress=not f["quiet"], command=command, executor=executor)
+    finally:
+        executor.close()
     summary = summarize_slices(res.curves)
     if f["as_json"]:
         click.echo(json.dumps({"store": store, "slice": res.slice_id, "resumed": res.resumed,
@@ -74,3 +83,4 @@ def slice_command(**f: Any) -> None:
         click.echo(format_slices(summary, res.notes))
         click.echo(f"\n{res.new_curves} new curve(s) in {store} (slice {res.slice_id}"
                    f"{', resumed' if res.resumed else ''})")
+    report_failures(res.failed, command)

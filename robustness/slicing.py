@@ -36,6 +36,7 @@ from models.network import ForwardOptions
 from robustness import __version__
 from robustness.data import Dataset, DatasetSpec, load_dataset
 from robustness.errors import BadInput
+from robustness.executors import Failed, LocalExecutor, RayExecutor, Unit
 from robustness.evaluate import EvalConfig, Mode, stacked_logp, with_bn_statistics
 from robustness.metrics import log_mean_exp
 from robustness.progress import progress as progress_bar
@@ -113,6 +114,7 @@ class SliceResult:
     new_curves: int
     curves: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the output must say (BN treatment, shared directions)
+    failed: list[dict] = field(default_factory=list)  # units that raised on every attempt (unit, error, attempts)
 
 
 def validate(cfg: SliceConfig) -> None:
@@ -217,12 +219,11 @@ def _grid(cfg: SliceConfig) -> list[tuple[float, ...]]:
 def _curve(ck: Checkpoint, nets: _Networks, dirs: list[list[dict]], names: list[str], grid: list[tuple],
            x: Tensor, y: Tensor, calib: Tensor, cfg: SliceConfig, device: torch.device,
            exp_names: list[str] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """Loss (NLL of the mode's averaged prediction) and accuracy at every grid point.
+    """Loss (NLL of the mode's averaged prediction) and accuracy at every grid point (flat).
 
     `exp_names` are tensors moved in log space (exponentiated after the move)."""
     m = next(iter(nets.base.values())).shape[0]
-    # BN re-estimation runs the training-mode forward, whose temporaries are larger.
-    per_pass = max(1, (MAX_NETWORKS_PER_PASS // (2 if nets.recalibrate else 1)) // m)
+    per_pass = _per_pass_of(m, nets.recalibrate)
     losses, accs = [], []
     for p0 in range(0, len(grid), per_pass):
         pts = grid[p0:p0 + per_pass]
@@ -245,8 +246,13 @@ def _curve(ck: Checkpoint, nets: _Networks, dirs: list[list[dict]], names: list[
         logp = log_mean_exp(slp.view(len(pts), m, *slp.shape[1:]).transpose(0, 1))  # average over the M networks
         losses.append(-logp.gather(-1, y.view(1, -1, 1).expand(len(pts), -1, 1)).squeeze(-1).mean(-1))
         accs.append((logp.argmax(-1) == y).double().mean(-1))
-    shape = (cfg.points,) * cfg.dims
-    return torch.cat(losses).numpy().reshape(shape), torch.cat(accs).numpy().reshape(shape)
+    return torch.cat(losses).numpy(), torch.cat(accs).numpy()
+
+
+def _per_pass_of(m: int, recalibrate: bool) -> int:
+    """Grid points per batched pass of M networks. BN re-estimation runs the training-mode
+    forward, whose temporaries are larger."""
+    return max(1, (MAX_NETWORKS_PER_PASS // (2 if recalibrate else 1)) // m)
 
 
 def _between_curve(cks: list[Checkpoint], grid: list[tuple], x: Tensor, cfg: SliceConfig,
@@ -262,6 +268,86 @@ def _between_curve(cks: list[Checkpoint], grid: list[tuple], x: Tensor, cfg: Sli
     return _curve(cks[0], nets, [[line]], list(a), grid, x, y, x, cfg, device, exp_names=log_var)
 
 
+@dataclass(frozen=True)
+class _CurveJob:
+    """One curve to compute: (model hash, mode, direction) and how it is split."""
+
+    key: tuple[str, str, int]
+    model: int  # index into the checkpoints
+    mode: str | None  # None: a `between` line
+    direction: int
+    chunks: int = 1
+    eigenvalues: list[float] | None = None
+
+
+def _curve_jobs(cks: list[Checkpoint], hashes: list[str], cfg: SliceConfig) -> list[_CurveJob]:
+    if cfg.between:
+        return [_CurveJob(("+".join(hashes), LINE, 0), 0, None, 0)]
+    return [_CurveJob((h, mode, i), k, mode, i) for k, (ck, h) in enumerate(zip(cks, hashes))
+            for mode in _slice_modes(ck, cfg) for i in range(cfg.directions)]
+
+
+def _chunk_size(ck: Checkpoint, mode: str | None, cfg: SliceConfig, n: int, executor) -> int:
+    """Grid points per unit: the whole curve in this process; one batched pass per Ray task,
+    so that a few curves still spread over a cluster (same passes: the same numbers)."""
+    if executor.name != "ray":
+        return n
+    m = len(ck.members) if mode == Mode.ENSEMBLE else cfg.mc_samples if mode == Mode.BMA else 1
+    return _per_pass_of(m, mode == Mode.BMA and cfg.bn == "recalibrate")
+
+
+def _slice_units(curves: list[_CurveJob], cks: list[Checkpoint], names: list[str], grid: list[tuple], x: Tensor,
+                 y: Tensor, calib: Tensor, cfg: SliceConfig, device: torch.device,
+                 executor) -> tuple[list[Unit], dict[str, tuple[_CurveJob, int]]]:
+    """Units (chunks of grid points of each curve) and, per unit name, its curve and first point."""
+    sx, sy, scal = executor.share(x), executor.share(y), executor.share(calib)
+    shared_ck = [executor.share(ck) for ck in cks]
+    hess_cache: dict[int, tuple[list[float], list[dict]]] = {}
+    units, parts = [], {}
+    for cj in curves:
+        ck = cks[cj.model]
+        hess = None
+        if cfg.direction == "hessian" and not cfg.between:
+            if cj.model not in hess_cache:  # on the driver, once per model: every direction needs all of them
+                eig, vecs = hessian_eigen(ck, names, x, y, cfg.directions * cfg.dims, cfg.seed, device)
+                hess_cache[cj.model] = (eig, executor.share(vecs))
+            hess = hess_cache[cj.model][1]
+            cj = dataclasses.replace(cj, eigenvalues=hess_cache[cj.model][0][cfg.dims * cj.direction:
+                                                                            cfg.dims * (cj.direction + 1)])
+        size = _chunk_size(ck, cj.mode, cfg, len(grid), executor)
+        starts = range(0, len(grid), size)
+        cj = dataclasses.replace(cj, chunks=len(starts))
+        for p0 in starts:
+            name = f"{ck.path} {cj.key[1]} direction {cj.direction} points {p0}-{min(p0 + size, len(grid)) - 1}"
+            pts = grid[p0:p0 + size]
+            if cfg.between:
+                args = (shared_ck[0], shared_ck[1], pts, sx, sy, cfg, device)
+                units.append(Unit(name, _between_chunk, args))
+            else:
+                args = (shared_ck[cj.model], cj.mode, cj.direction, hess, names, pts, sx, sy, scal, cfg, device)
+                units.append(Unit(name, _curve_chunk, args))
+            parts[name] = (cj, p0)
+    return units, parts
+
+
+def _curve_chunk(ck: Checkpoint, mode: str, index: int, hess: list[dict] | None, names: list[str], pts: list[tuple],
+                 x: Tensor, y: Tensor, calib: Tensor, cfg: SliceConfig,
+                 device: torch.device) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """(loss, accuracy, compute, seconds) at some points of one curve."""
+    t0 = time.perf_counter()
+    nets = _networks(ck, mode, cfg)
+    dirs = _directions(cfg.direction, index, cfg.dims, nets.weights, names, ck, cfg, hess)
+    loss, acc = _curve(ck, nets, dirs, names, pts, x, y, calib, cfg, device)
+    return loss, acc, next(iter(nets.base.values())).shape[0], time.perf_counter() - t0
+
+
+def _between_chunk(a: Checkpoint, b: Checkpoint, pts: list[tuple], x: Tensor, y: Tensor, cfg: SliceConfig,
+                   device: torch.device) -> tuple[np.ndarray, np.ndarray, int, float]:
+    t0 = time.perf_counter()
+    loss, acc = _between_curve([a, b], pts, x, cfg, device, y)
+    return loss, acc, 1, time.perf_counter() - t0
+
+
 def spec_hash(cfg: SliceConfig, model_hashes: list[str]) -> str:
     d = cfg.to_dict()
     d["models"], d["between"] = model_hashes, None
@@ -269,11 +355,15 @@ def spec_hash(cfg: SliceConfig, model_hashes: list[str]) -> str:
 
 
 def run_slice(cfg: SliceConfig, store_path: str, *, device: str | torch.device = "cpu", progress: bool = True,
-              command: str = "") -> SliceResult:
+              command: str = "", executor: LocalExecutor | RayExecutor | None = None) -> SliceResult:
     """Compute (or resume) a slice into the store at `store_path`; returns every curve.
 
-    Every check on user input happens before the store is opened.
+    Every check on user input happens before the store is opened. Units (chunks of a
+    curve's points) run on `executor`; this process alone writes each curve once all its
+    chunks are in. A unit that fails on every attempt is recorded and the slice stays
+    unfinished, so that a rerun retries it.
     """
+    executor = executor or LocalExecutor()
     validate(cfg)
     device = torch.device(device)
     paths = list(cfg.between or cfg.models)
@@ -306,43 +396,37 @@ def run_slice(cfg: SliceConfig, store_path: str, *, device: str | torch.device =
         sid, resumed = store.slice_for(spec_hash(cfg, hashes), cfg.to_dict(), models_meta, data.fingerprint,
                                        __version__, command)
         done = store.slice_done(sid)
-        jobs = [(ck, h, mode, i) for ck, h in zip(cks, hashes) for mode in _slice_modes(ck, cfg)
-                for i in range(cfg.directions)] if not cfg.between else [(cks[0], "+".join(hashes), None, 0)]
-        bar = progress_bar(total=len(jobs), desc="slice", unit="curve", enabled=progress)
-        new = 0
-        hess_cache: dict[str, tuple[list[float], list[dict]]] = {}
-        for ck, h, mode, i in jobs:
-            key = (h, mode or LINE, i)
-            if key in done:
-                bar.update(1)
+        store.clear_failures("slice", sid)
+        curves = [c for c in _curve_jobs(cks, hashes, cfg) if c.key not in done]
+        bar = progress_bar(total=len(_curve_jobs(cks, hashes, cfg)), desc="slice", unit="curve", enabled=progress)
+        bar.update(bar.total - len(curves))
+        units, parts = _slice_units(curves, cks, names, grid, x, y, calib, cfg, device, executor)
+        new, failed, got = 0, [], {}
+        for unit, out in executor.map(units):
+            cj, p0 = parts[unit.name]
+            if isinstance(out, Failed):
+                store.add_failure("slice", sid, unit.name, out.error, out.attempts)
+                failed.append({"unit": unit.name, "error": out.error, "attempts": out.attempts})
                 continue
-            t0 = time.perf_counter()
-            eig = None
-            if cfg.between:
-                loss, acc = _between_curve(cks, grid, x, cfg, device, y)
-                comp = 1
-            else:
-                hess = None
-                if cfg.direction == "hessian":
-                    if h not in hess_cache:
-                        hess_cache[h] = hessian_eigen(ck, names, x, y, cfg.directions * cfg.dims, cfg.seed, device)
-                    eig = hess_cache[h][0][cfg.dims * i:cfg.dims * (i + 1)]
-                    hess = hess_cache[h][1]
-                nets = _networks(ck, mode, cfg)
-                dirs = _directions(cfg.direction, i, cfg.dims, nets.weights, names, ck, cfg, hess)
-                loss, acc = _curve(ck, nets, dirs, names, grid, x, y, calib, cfg, device)
-                comp = next(iter(nets.base.values())).shape[0]
-            store.add_curve({"slice_id": sid, "model": " -> ".join(paths) if cfg.between else ck.path,
-                             "model_hash": h, "optimizer": ck.optimizer, "mode": key[1], "direction": i,
-                             "compute": comp, "bn": _bn_used(mode, cfg), "coords": cfg.coords,
-                             "shape": list(loss.shape), "loss": loss, "accuracy": acc, "eigenvalues": eig,
-                             "time_s": time.perf_counter() - t0})
+            got.setdefault(cj.key, {})[p0] = out
+            if len(got[cj.key]) < cj.chunks:
+                continue
+            chunks = [c for _, c in sorted(got.pop(cj.key).items())]  # grid order
+            shape = (cfg.points,) * cfg.dims
+            store.add_curve({"slice_id": sid, "model": " -> ".join(paths) if cfg.between else cks[cj.model].path,
+                             "model_hash": cj.key[0], "optimizer": cks[cj.model].optimizer, "mode": cj.key[1],
+                             "direction": cj.direction, "compute": chunks[0][2], "bn": _bn_used(cj.mode, cfg),
+                             "coords": cfg.coords, "shape": list(shape),
+                             "loss": np.concatenate([c[0] for c in chunks]).reshape(shape),
+                             "accuracy": np.concatenate([c[1] for c in chunks]).reshape(shape),
+                             "eigenvalues": cj.eigenvalues, "time_s": sum(c[3] for c in chunks)})
             new += 1
             bar.update(1)
         bar.close()
-        store.finish_slice(sid)
-        curves = store.curves(sid)
-    return SliceResult(sid, resumed, new, curves, notes)
+        if not failed:
+            store.finish_slice(sid)
+        stored = store.curves(sid)
+    return SliceResult(sid, resumed, new, stored, notes, failed)
 
 
 def _bn_used(mode: str | None, cfg: SliceConfig) -> str:

@@ -18,6 +18,8 @@ Schema version 3:
          shape JSON, loss BLOB (float64, row-major over the grid), accuracy BLOB (float64),
          eigenvalues JSON (hessian directions), time_s, created)
          PRIMARY KEY (slice_id, model_hash, mode, direction)
+  failures(kind, run_id, unit, error, attempts, created)   created on first use: units of a
+         sweep or slice that raised on every attempt (the run stays unfinished; a rerun retries)
 Older stores are migrated in place on open (1 -> 2: per-example columns; 2 -> 3: slice tables,
 example_confidence).
 
@@ -236,6 +238,37 @@ class Store:
             out.append(d)
         return out
 
+
+    # --- failures (units that raised on every attempt; created on first use) ------------------
+
+    def add_failure(self, kind: str, run_id: int, unit: str, error: str, attempts: int) -> None:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("CREATE TABLE IF NOT EXISTS failures (kind TEXT NOT NULL, run_id INTEGER NOT NULL, "
+                              "unit TEXT NOT NULL, error TEXT, attempts INTEGER, created TEXT, "
+                              "PRIMARY KEY (kind, run_id, unit))")
+            self.conn.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?)",
+                              (kind, run_id, unit, error, attempts, _now()))
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    def _has_failures_table(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='failures'").fetchone() \
+            is not None
+
+    def failures(self, kind: str, run_id: int) -> list[dict]:
+        if not self._has_failures_table():
+            return []
+        return [dict(r) for r in self.conn.execute("SELECT unit, error, attempts, created FROM failures WHERE "
+                                                   "kind = ? AND run_id = ? ORDER BY unit", (kind, run_id))]
+
+    def clear_failures(self, kind: str, run_id: int) -> None:
+        """Forget a run's recorded failures (a rerun retries those units and records them anew)."""
+        if self._has_failures_table():
+            self._write("DELETE FROM failures WHERE kind = ? AND run_id = ?", (kind, run_id))
 
     # --- slices -------------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from reports.stats import t_interval
 from robustness import __version__
 from robustness.data import Dataset, DatasetSpec, load_dataset
 from robustness.errors import BadInput
+from robustness.executors import Failed, LocalExecutor, RayExecutor, Unit
 from robustness.evaluate import AVERAGING, Mode, compute, mode_tensors, modes_for, stacked_logp
 from robustness.metrics import compute_metrics, disagreement, log_mean_exp, per_example_nll
 from robustness.progress import progress as progress_bar
@@ -58,6 +59,7 @@ class SweepResult:
     rows: list[dict] = field(default_factory=list)
     touched: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (spec, layer) -> tensors
     curves: dict[str, dict] = field(default_factory=dict)  # perturbation label -> what summaries need
+    failed: list[dict] = field(default_factory=list)  # units that raised on every attempt (unit, error, attempts)
 
 
 def file_hash(path: str) -> str:
@@ -192,12 +194,17 @@ def spec_hash(cfg: SweepConfig, model_hashes: list[str]) -> str:
 
 
 def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device = "cpu", progress: bool = True,
-              command: str = "") -> SweepResult:
+              command: str = "", executor: LocalExecutor | RayExecutor | None = None) -> SweepResult:
     """Run (or resume) a sweep into the store at `store_path`; returns its rows.
 
     Everything that can fail on user input (specs, levels, checkpoints, data, layer names,
     modes) is checked before the store is opened, so bad input leaves the store untouched.
+    The units (one level of one model/mode/perturbation/layer scope) run on `executor`
+    (in this process by default); this process alone writes the store, as results arrive.
+    A unit that fails on every attempt is recorded in the store's failures and the run
+    stays unfinished, so that a rerun retries it.
     """
+    executor = executor or LocalExecutor()
     specs = validate(cfg)
     device = torch.device(device)
     cks = [load_checkpoint(m, device) for m in cfg.models]
@@ -225,16 +232,18 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
     with Store.open(store_path, create=True) as store:
         run_id, resumed = store.run_for(spec_hash(cfg, hashes), {**cfg.to_dict(), "curves": curves}, models_meta,
                                         data_hash, __version__, command)
-        state = _RunState(store, store.done_keys(run_id), cfg, specs, device)
+        store.clear_failures("sweep", run_id)
+        state = _RunState(store, store.done_keys(run_id), cfg, specs, device, executor, run_id)
         state.bar = progress_bar(total=_planned_cells(cfg, cks), desc="sweep", unit="cell", enabled=progress)
         for ck, mhash, data, sigma in zip(cks, hashes, data_of, sigmas):
             common = {"run_id": run_id, "model": ck.path, "model_hash": mhash, "optimizer": ck.optimizer}
             for mode in _modes(ck, cfg):
                 state.sweep_mode(ck, data, mode, common, sigma)
         state.bar.close()
-        store.finish_run(run_id)
+        if not state.failed:
+            store.finish_run(run_id)
         rows = store.cells(run_id)
-    return SweepResult(run_id, resumed, state.new, rows, state.touched, curves)
+    return SweepResult(run_id, resumed, state.new, rows, state.touched, curves, state.failed)
 
 
 @dataclass
@@ -246,7 +255,10 @@ class _RunState:
     cfg: SweepConfig
     specs: list[Spec]
     device: torch.device
+    executor: LocalExecutor | RayExecutor
+    run_id: int
     new: int = 0
+    failed: list[dict] = field(default_factory=list)
     touched: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     bar: Any = None
 
@@ -269,6 +281,10 @@ class _RunState:
         self.add((mhash, mode.value, CLEAN, "", 0.0, 0), {**common, **prep.clean_row, "versions": {}, "time_s": 0.0})
         self.bar.update(1)
         scopes = [(layer,) for layer in layers] if cfg.per_layer else [layers]
+        by_prefix: dict[tuple, dict] = {}
+        for k, v in self.done.items():
+            by_prefix.setdefault(k[:5], {})[k] = v
+        units, labels = [], {}
         for spec, plan in zip(self.specs, cfg.plans):
             for scope in scopes:
                 layer_label = scope[0] if cfg.per_layer else ("" if not cfg.layers else ",".join(scope))
@@ -276,15 +292,25 @@ class _RunState:
                 if (spec.label, layer_label) not in self.touched:
                     self.touched[(spec.label, layer_label)] = perturbed_tensors(spec, plan, prep.base, cfg.seed, ctx)
                 start, xin = _reuse(ck, prep, scope, cfg, x, self.device)
-                job = _Job(ck.net.cfg, prep, spec, ctx, xin, y, start, self.device, cfg.seed)
+                job = self.executor.share(_Job(ck.net.cfg, prep, spec, ctx, xin, y, start, self.device, cfg.seed))
                 for level in plan.levels:
                     prefix = (mhash, mode.value, spec.label, layer_label, float(level))
-                    rows = _level(job, level, cfg, self.done, prefix, draws_nothing(spec, level, prep.base, cfg.seed, ctx))
-                    for r in rows:
-                        self.add(prefix + (r["seed"],), {**common, **r, "mode": mode.value, "perturbation": spec.label,
-                                                         "layer": layer_label, "level": float(level),
-                                                         "versions": spec.versions()})
-                    self.bar.update(len(rows) if cfg.seeds is None else cfg.seeds)
+                    name = f"{ck.path} {mode.value} {spec.label}{' [' + layer_label + ']' if layer_label else ''} " \
+                           f"{float(level):g}"
+                    units.append(Unit(name, _level, (job, level, cfg, by_prefix.get(prefix, {}), prefix,
+                                                     draws_nothing(spec, level, prep.base, cfg.seed, ctx))))
+                    labels[name] = (prefix, {"mode": mode.value, "perturbation": spec.label, "layer": layer_label,
+                                             "level": float(level), "versions": spec.versions()})
+        for unit, rows in self.executor.map(units):
+            prefix, where = labels[unit.name]
+            if isinstance(rows, Failed):
+                self.store.add_failure("sweep", self.run_id, unit.name, rows.error, rows.attempts)
+                self.failed.append({"unit": unit.name, "error": rows.error, "attempts": rows.attempts})
+                log.warning("%s: failed after %d attempt(s): %s", unit.name, rows.attempts, rows.error)
+                continue
+            for r in rows:
+                self.add(prefix + (r["seed"],), {**common, **r, **where})
+            self.bar.update(len(rows) if cfg.seeds is None else cfg.seeds)
 
 
 def _planned_cells(cfg: SweepConfig, cks: list[Checkpoint]) -> int:

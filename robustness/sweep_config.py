@@ -149,7 +149,7 @@ def validate(cfg: SweepConfig) -> list[Spec]:
 
 SCALAR_KEYS = {"seeds", "ci_width", "max_seeds", "auto_batch", "mc_samples", "bn", "layers", "per_layer", "scale", "fold_bn",
                "include_bias", "include_bn", "limit", "split", "seed", "data_dir", "noise", "bits", "profile", "perturbation",
-               "models", "model", "out", "device", "workers", "compile", "modes", "sigma_from"}
+               "models", "model", "out", "device", "workers", "compile", "modes", "sigma_from", "executor", "address"}
 
 
 def read_toml(path: str) -> dict:
@@ -264,7 +264,7 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
         include_bn=bool(merged.get("include_bn", False)),
         limit=merged.get("limit"), split=str(merged.get("split", "test")), seed=int(merged.get("seed", 0)),
         data_dir=merged.get("data_dir"))
-    runtime = {k: merged.get(k) for k in ("out", "device", "workers", "compile")}
+    runtime = {k: merged.get(k) for k in ("out", "device", "workers", "compile", "executor", "address")}
     return cfg, runtime
 
 
