@@ -19,6 +19,7 @@ width, uniform, prior width or learnt), kept so that reports need not recompute 
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import pickle
 import tempfile
@@ -126,6 +127,13 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     missing = [k for k in _REQUIRED if k not in obj]
     if missing:
         raise CheckpointError(f"{p}: checkpoint is missing {', '.join(missing)}")
+    for key in ("model_config", "train_config", "dataset", "features", "state_dict"):
+        if not isinstance(obj[key], dict):
+            raise CheckpointError(f"{p}: '{key}' is not a mapping")
+    if not isinstance(obj["classes"], (list, tuple)) or not all(isinstance(c, str) for c in obj["classes"]):
+        raise CheckpointError(f"{p}: 'classes' is not a list of class names")
+    if not isinstance(obj["history"], (list, tuple)):
+        raise CheckpointError(f"{p}: 'history' is not a list")
     try:
         cfg = ModelConfig.from_dict(obj["model_config"])
         net = SpikingNet(cfg)
@@ -133,17 +141,12 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     except (TypeError, ValueError, RuntimeError, KeyError) as e:
         first = str(e).strip().splitlines()[0]
         raise CheckpointError(f"{p}: weights do not match the model config ({first[:200]})") from None
+    if len(obj["classes"]) != cfg.num_classes:
+        raise CheckpointError(f"{p}: {len(obj['classes'])} class names for a network with {cfg.num_classes} outputs")
+    _check_finite(p, "weight", obj["state_dict"])
     posterior = None
     if obj["posterior"] is not None:
-        post = obj["posterior"]
-        params = dict(net.named_parameters())
-        hess = post.get("hess", {})
-        bad = [n for n in params if n not in hess or hess[n].shape != params[n].shape]
-        if bad:
-            raise CheckpointError(f"{p}: posterior hess missing or mis-shaped for {', '.join(bad[:3])}")
-        hess_init = post.get("ivon_args", {}).get("hess_init")
-        posterior = Posterior({n: hess[n].to(device) for n in params}, float(post["ess"]), float(post["weight_decay"]),
-                              None if hess_init is None else float(hess_init))
+        posterior = _posterior(p, obj["posterior"], dict(net.named_parameters()), device)
     members = _load_members(p, cfg, obj.get("members"), device)
     net.to(device).eval()
     meta = {k: obj[k] for k in ("created", "package_version") if k in obj}
@@ -153,6 +156,49 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         meta["diagnostics"] = obj["posterior"].get("diagnostics")
     return Checkpoint(str(p), net, obj["train_config"], obj["dataset"], obj["features"],
                       list(obj["classes"]), list(obj["history"]), posterior, meta, members)
+
+
+def _check_finite(p: Path, what: str, tensors: dict) -> None:
+    """A NaN or inf weight would give invented accuracies (the argmax of NaN logits)."""
+    for n, v in tensors.items():
+        if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise CheckpointError(f"{p}: {what} {n} holds NaN or inf values")
+
+
+def _posterior(p: Path, post, params: dict[str, torch.Tensor], device) -> Posterior:
+    """The IVON posterior, checked: a mapping with finite ess/weight decay and a finite,
+    non-negative Hessian of each parameter's shape (sigma = 1/sqrt(ess (hess + wd)))."""
+    if not isinstance(post, dict):
+        raise CheckpointError(f"{p}: 'posterior' is not a mapping")
+    hess = post.get("hess")
+    if not isinstance(hess, dict):
+        raise CheckpointError(f"{p}: posterior has no 'hess' mapping")
+    bad = [n for n in params if not torch.is_tensor(hess.get(n)) or hess[n].shape != params[n].shape]
+    if bad:
+        raise CheckpointError(f"{p}: posterior hess missing or mis-shaped for {', '.join(bad[:3])}")
+    _check_finite(p, "posterior hess", {n: hess[n] for n in params})
+    negative = [n for n in params if bool((hess[n] < 0).any())]
+    if negative:
+        raise CheckpointError(f"{p}: posterior hess of {negative[0]} is negative (no valid posterior width)")
+    nums = {}
+    for key in ("ess", "weight_decay"):
+        v = post.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise CheckpointError(f"{p}: posterior '{key}' is missing or not a finite non-negative number")
+        nums[key] = float(v)
+    if nums["ess"] == 0:
+        raise CheckpointError(f"{p}: posterior 'ess' is 0 (no valid posterior width)")
+    args = post.get("ivon_args", {})
+    if not isinstance(args, dict):
+        raise CheckpointError(f"{p}: posterior 'ivon_args' is not a mapping")
+    hess_init = args.get("hess_init")
+    if hess_init is not None and (isinstance(hess_init, bool) or not isinstance(hess_init, (int, float))):
+        raise CheckpointError(f"{p}: posterior hess_init {hess_init!r} is not a number")
+    for key in ("sigma_summary", "diagnostics"):
+        if post.get(key) is not None and not isinstance(post[key], dict):
+            raise CheckpointError(f"{p}: posterior '{key}' is not a mapping")
+    return Posterior({n: hess[n].to(device) for n in params}, nums["ess"], nums["weight_decay"],
+                     None if hess_init is None else float(hess_init))
 
 
 def _load_members(p: Path, cfg: ModelConfig, members, device) -> list[dict[str, torch.Tensor]] | None:
@@ -169,5 +215,6 @@ def _load_members(p: Path, cfg: ModelConfig, members, device) -> list[dict[str, 
         except (TypeError, ValueError, RuntimeError, KeyError, AttributeError) as e:
             first = str(e).strip().splitlines()[0]
             raise CheckpointError(f"{p}: ensemble member {i} does not match the model config ({first[:160]})") from None
+        _check_finite(p, f"ensemble member {i} weight", sd)
         out.append({n: v.to(device) for n, v in m.tensors().items()})
     return out

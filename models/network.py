@@ -63,7 +63,7 @@ class ModelConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}")
+            raise ValueError(f"unknown model config keys {sorted(unknown)}")  # the loader makes it one line
         kw = dict(d)
         if "hidden" in kw:
             kw["hidden"] = tuple(int(h) for h in kw["hidden"])

@@ -26,10 +26,12 @@ from typing import Callable, Iterable, Mapping
 import torch
 from torch import Tensor
 
+from robustness.errors import BadInput
+
 Tensors = dict[str, Tensor]
 
 
-class PerturbationError(ValueError):
+class PerturbationError(BadInput):
     """A malformed spec, unknown name or option, or a level out of range."""
 
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from robustness.cli_common import (CONTEXT, InputError, RobustGroup, data_dir_option, device_option, domain_errors,
-                                   executor_options, report_failures,
-                                   quiet_option, resolve_device, setup)
+from robustness.cli_common import (COUNT, CONTEXT, NON_NEGATIVE, POSITIVE, SEED, InputError, Number, RobustGroup,
+                                   data_dir_option, device_option, domain_errors, executor_options, output_path,
+                                   quiet_option, report_failures, resolve_device, setup)
 
 
 @click.group(cls=RobustGroup, context_settings=CONTEXT)
@@ -28,23 +27,23 @@ def cli() -> None:
               help="Adam (deterministic) or IVON (variational, Bayesian).")
 @click.option("--dataset", default="tts-digits", show_default=True, help="Dataset name (see `robust data list`).")
 @data_dir_option
-@click.option("--epochs", type=int, default=None, help="Epochs [30].")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--lr", type=float, default=None, help="Learning rate [adam 1e-2, ivon 0.3].")
-@click.option("--batch-size", type=int, default=None, help="Batch size [adam 128, ivon 16].")
-@click.option("--weight-decay", type=float, default=None, help="Weight decay [adam 0, ivon 1e-4].")
-@click.option("--hess-init", type=float, default=None, help="IVON initial Hessian: the initial posterior width [0.1].")
-@click.option("--beta2", type=float, default=None,
+@click.option("--epochs", type=COUNT, default=None, help="Epochs [30].")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--lr", type=POSITIVE, default=None, help="Learning rate [adam 1e-2, ivon 0.3].")
+@click.option("--batch-size", type=COUNT, default=None, help="Batch size [adam 128, ivon 16].")
+@click.option("--weight-decay", type=NON_NEGATIVE, default=None, help="Weight decay [adam 0, ivon 1e-4].")
+@click.option("--hess-init", type=POSITIVE, default=None, help="IVON initial Hessian: the initial posterior width [0.1].")
+@click.option("--beta2", type=Number(integer=False, low=0.0, high=1.0, low_open=True, high_open=True), default=None,
               help="IVON Hessian EMA rate; its horizon 1/(1-beta2) steps decides whether the posterior adapts [0.99999].")
-@click.option("--ess", type=float, default=None, help="IVON effective sample size [number of training examples].")
-@click.option("--ensemble", type=int, default=1, show_default=True,
+@click.option("--ess", type=POSITIVE, default=None, help="IVON effective sample size [number of training examples].")
+@click.option("--ensemble", type=COUNT, default=1, show_default=True,
               help="Adam: train a deep ensemble of M members (seeds SEED..SEED+M-1) into one checkpoint.")
 @click.option("--train-perturbation", default=None,
               help="Hardware-aware training: a fresh draw of this spec at every step, e.g. gaussian:0.05, "
                    "mismatch:0.1, quantize:4 (straight-through gradients).")
 @click.option("--hidden", default="256,256", show_default=True, help="Hidden layer widths.")
-@click.option("--frames", type=int, default=None, help="Frames T per utterance [dataset default].")
-@click.option("--limit-train", type=int, default=None, help="Use only the first N training examples.")
+@click.option("--frames", type=COUNT, default=None, help="Frames T per utterance [dataset default].")
+@click.option("--limit-train", type=COUNT, default=None, help="Use only the first N training examples.")
 @click.option("--skip-bad", is_flag=True, help="Skip unusable audio files instead of failing.")
 @click.option("--out", type=click.Path(), required=True, help="Checkpoint file to write (.pt).")
 @device_option
@@ -58,8 +57,7 @@ def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None
     setup(quiet)
     from robustness.training import TrainRequest, train_to_checkpoint
 
-    if Path(out).is_dir():
-        raise InputError(f"--out {out}: is a directory, expected a checkpoint file path")
+    output_path(out, "--out")
     try:
         widths = tuple(int(h) for h in hidden.split(","))
     except ValueError:
@@ -74,12 +72,12 @@ def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None
 
 @cli.command("eval", context_settings=CONTEXT)
 @click.option("--model", "model", type=click.Path(), required=True, multiple=True, help="Checkpoint (.pt); repeatable.")
-@click.option("--mc-samples", type=int, default=10, show_default=True, help="Posterior samples for BMA (IVON).")
+@click.option("--mc-samples", type=COUNT, default=10, show_default=True, help="Posterior samples for BMA (IVON).")
 @click.option("--bn", type=click.Choice(["recalibrate", "mean"]), default="recalibrate", show_default=True,
               help="BN statistics of posterior samples: re-estimated per sample, or those of the mean.")
 @click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)
-@click.option("--limit", type=int, default=None, help="Score only the first N examples.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=COUNT, default=None, help="Score only the first N examples.")
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @data_dir_option
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
@@ -179,7 +177,7 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
         network.use_compile(True)
     from robustness.executors import make_executor
 
-    store = runtime.get("out") or default_path()
+    store = output_path(runtime.get("out"), "--out") or default_path()
     device = resolve_device(runtime.get("device") or "cpu")
     command = " ".join(["robust", *sys.argv[1:]])
     executor = make_executor(runtime.get("executor") or "local", runtime.get("address"), str(device))
@@ -238,7 +236,7 @@ def export(store: str | None, fmt: str, out: str | None) -> None:
     """Export every stored cell to CSV, JSON or Parquet (for pandas)."""
     from robustness.store import default_path, export as do_export
 
-    click.echo(f"wrote {do_export(store or default_path(), fmt, out)}")
+    click.echo(f"wrote {do_export(store or default_path(), fmt, output_path(out, '--out'))}")
 
 
 @cli.group(context_settings=CONTEXT)
@@ -248,7 +246,7 @@ def data() -> None:
 
 def dataset_options(fn: Callable) -> Callable:
     fn = click.option("--skip-bad", is_flag=True, help="Skip unusable audio files (counted) instead of failing.")(fn)
-    fn = click.option("--frames", type=int, default=None, help="Frames T per utterance [dataset default].")(fn)
+    fn = click.option("--frames", type=COUNT, default=None, help="Frames T per utterance [dataset default].")(fn)
     fn = click.option("--data-dir", type=click.Path(), default=None, help="Local folder (or CSV) of the dataset.")(fn)
     return click.option("--dataset", default="tts-digits", show_default=True, help="Dataset name.")(fn)
 
@@ -285,7 +283,7 @@ def data_info(dataset: str, data_dir: str | None, frames: int | None, skip_bad: 
 
 @data.command("prepare", context_settings=CONTEXT)
 @dataset_options
-@click.option("--workers", type=int, default=None, help="Processes for decoding and fbank [cores, max 8].")
+@click.option("--workers", type=COUNT, default=None, help="Processes for decoding and fbank [cores, max 8].")
 @quiet_option
 @domain_errors
 def data_prepare(dataset: str, data_dir: str | None, frames: int | None, skip_bad: bool, workers: int | None,

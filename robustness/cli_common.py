@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import os
 import sys
+import tempfile
 import warnings
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -33,7 +37,7 @@ class RobustGroup(click.Group):
         except click.ClickException as e:
             click.echo(f"Error: {e.format_message()}", err=True)
             sys.exit(2 if isinstance(e, click.UsageError) else e.exit_code)
-        except (BadInput, ValueError) as e:
+        except BadInput as e:  # only the library's own input errors: any other exception is a bug
             click.echo(f"Error: {first_line(e)}", err=True)
             sys.exit(2)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -71,6 +75,40 @@ def data_dir_option(fn: Callable) -> Callable:
                         help="Local folder of the dataset (overrides the checkpoint's).")(fn)
 
 
+class Number(click.ParamType):
+    """An int or a finite float within bounds (NaN and inf refused): one-line usage error
+    for anything else, so a wrong value never runs with a wrong meaning."""
+
+    def __init__(self, integer: bool = True, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False):
+        self.integer, self.low, self.high, self.low_open, self.high_open = integer, low, high, low_open, high_open
+        self.name = "integer" if integer else "float"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, bool):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        try:
+            v = int(value) if self.integer and not isinstance(value, float) else float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not {'an integer' if self.integer else 'a number'}", param, ctx)
+        if self.integer and isinstance(value, float) and not float(value).is_integer():
+            self.fail(f"{value!r} is not an integer", param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
+            self.fail(f"{value!r} must be {'>' if self.low_open else '>='} {self.low:g}", param, ctx)
+        if self.high is not None and (v > self.high or (self.high_open and v == self.high)):
+            self.fail(f"{value!r} must be {'<' if self.high_open else '<='} {self.high:g}", param, ctx)
+        return int(v) if self.integer else v
+
+
+COUNT = Number(integer=True, low=1)  # sizes, counts, epochs
+SEED = Number(integer=True, low=0)
+POSITIVE = Number(integer=False, low=0.0, low_open=True)
+NON_NEGATIVE = Number(integer=False, low=0.0)
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 def resolve_device(name: str):
     import torch
 
@@ -78,9 +116,41 @@ def resolve_device(name: str):
         dev = torch.device(name)
     except RuntimeError:
         raise InputError(f"unknown device {name!r} (use cpu or cuda)") from None
+    if dev.type not in DEVICE_TYPES:
+        raise InputError(f"--device {name}: not a device robust runs on (cpu, cuda, cuda:N, mps)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError("--device mps requested but MPS is not available on this machine")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda requested but CUDA is not available on this machine")
     return dev
+
+
+def output_path(path: str | None, flag: str, kind: str = "file") -> str | None:
+    """Check, before any work starts, that `path` (a file, or with kind='dir' a folder)
+    can be written: a one-line error otherwise, so that no result is lost at the end."""
+    if path is None:
+        return None
+    if not str(path).strip():
+        raise InputError(f"{flag} '': an empty path")
+    p = Path(path)
+    if kind == "file" and p.is_dir():
+        raise InputError(f"{flag} {path}: is a directory, expected a file path")
+    if kind == "dir" and p.exists() and not p.is_dir():
+        raise InputError(f"{flag} {path}: exists and is not a directory")
+    existing = p if kind == "dir" else p.parent
+    existing = existing if str(existing) else Path(".")
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{flag} {path}: {existing} is a file, not a folder")
+    try:  # the one reliable test of writability (permissions, read-only mounts, /proc)
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise InputError(f"{flag} {path}: cannot write in {existing} ({e.strerror or e})") from None
+    if kind == "file" and p.exists() and not os.access(p, os.W_OK):
+        raise InputError(f"{flag} {path}: the file is not writable")
+    return str(path)
 
 
 def setup(quiet: bool) -> None:

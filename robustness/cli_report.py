@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from robustness.cli_common import CONTEXT, InputError, device_option, domain_errors, quiet_option, resolve_device, setup
+from robustness.cli_common import (CONTEXT, SEED, InputError, device_option, domain_errors, output_path, quiet_option,
+                                   resolve_device, setup)
 
 
 def _atomic_write(path: str, text: str) -> None:
@@ -41,6 +42,7 @@ def report(store: str | None, out_dir: str, models: str | None, perturbations: s
     from reports.records import load_records
     from reports.report import FORMATS, write_report
 
+    output_path(out_dir, "--out", "dir")
     fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
     bad = [f for f in fmts if f not in FORMATS]
     if bad or not fmts:
@@ -68,7 +70,10 @@ def check(store: str | None, policy: str, baseline: str | None, junit: str | Non
     from reports import check as gate
 
     path = _store(store)
+    output_path(junit, "--junit")
+    output_path(markdown, "--markdown")
     if init:
+        output_path(policy, "--policy")
         if Path(policy).exists():
             raise InputError(f"{policy}: already exists (pass another --policy to write a new one)")
         _atomic_write(policy, gate.starter_policy(path))
@@ -90,7 +95,7 @@ def check(store: str | None, policy: str, baseline: str | None, junit: str | Non
 @click.command(context_settings=CONTEXT)
 @click.option("--fast", is_flag=True, help="A one-minute version (2 epochs, fewer levels, chips and points).")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="runs/demo", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @device_option
 @quiet_option
 @domain_errors
@@ -99,6 +104,7 @@ def demo(fast: bool, out_dir: str, seed: int, device: str, quiet: bool) -> None:
     setup(quiet)
     from robustness.demo import run_demo
 
+    output_path(out_dir, "--out-dir", "dir")
     res = run_demo(Path(out_dir), fast=fast, seed=seed, device=resolve_device(device), progress=not quiet,
                    log=click.echo)
     click.echo("\nverdict:")

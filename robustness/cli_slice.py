@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from robustness.cli_common import (CONTEXT, InputError, data_dir_option, device_option, domain_errors,
-                                   executor_options, report_failures,
-                                   quiet_option, resolve_device, setup)
+from robustness.cli_common import (COUNT, CONTEXT, NON_NEGATIVE, SEED, InputError, data_dir_option, device_option,
+                                   domain_errors, executor_options, output_path, quiet_option, report_failures, resolve_device,
+                                   setup)
 
 
 def _span(text: str | None) -> tuple[float, float] | None:
@@ -32,18 +32,18 @@ def _span(text: str | None) -> tuple[float, float] | None:
               help="unit | filter (Li et al. 2018) | layer | hessian (top eigenvectors) | posterior (IVON sigma*eps).")
 @click.option("--span", default=None, help="START:STOP of the coordinate a [-1:1; -0.5:1.5 with --between].")
 @click.option("--points", type=int, default=41, show_default=True, help="Points per axis.")
-@click.option("--directions", type=int, default=8, show_default=True, help="Directions (planes) per model.")
-@click.option("--batches", type=int, default=4, show_default=True, help="Fixed, seeded minibatches the loss is on.")
-@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--directions", type=COUNT, default=8, show_default=True, help="Directions (planes) per model.")
+@click.option("--batches", type=COUNT, default=4, show_default=True, help="Fixed, seeded minibatches the loss is on.")
+@click.option("--batch-size", type=COUNT, default=128, show_default=True)
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="train", show_default=True)
-@click.option("--mc-samples", type=int, default=10, show_default=True, help="M posterior samples for bma.")
+@click.option("--mc-samples", type=COUNT, default=10, show_default=True, help="M posterior samples for bma.")
 @click.option("--bn", type=click.Choice(["mean", "recalibrate"]), default="mean", show_default=True,
               help="BMA: stored BN statistics (as the other curves) or re-estimated per sample and point (slow).")
 @click.option("--include-bn", is_flag=True, help="Also move BatchNorm scale/shift and the readout bias.")
 @click.option("--modes", default=None, help="Restrict to modes, e.g. mean,bma [every mode of each model].")
-@click.option("--sigmoid-control", "sigmoid", type=float, default=0.0,
+@click.option("--sigmoid-control", "sigmoid", type=NON_NEGATIVE, default=0.0,
               help="Add mode `sigmoid`: the network with sigmoid(v - v_th / T) instead of spikes, at temperature T.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds directions, batches, posterior draws.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds directions, batches, posterior draws.")
 @data_dir_option
 @device_option
 @executor_options
@@ -66,7 +66,7 @@ def slice_command(**f: Any) -> None:
                       seed=f["seed"], data_dir=f["data_dir"])
     from robustness.executors import make_executor
 
-    store = f["out"] or default_path()
+    store = output_path(f["out"], "--out") or default_path()
     device = resolve_device(f["device"])
     command = " ".join(["robust", *sys.argv[1:]])
     executor = make_executor(f["executor"], f["address"], str(device))

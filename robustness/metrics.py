@@ -118,9 +118,17 @@ METRICS.register("mutual_information")(MetricInfo(mutual_information, False, Tru
 
 
 def compute_metrics(logp: Tensor, y: Tensor, sample_logp: Tensor | None = None) -> dict[str, float]:
-    """Every registered metric that the inputs allow (sample metrics only with samples)."""
+    """Every registered metric that the inputs allow (sample metrics only with samples).
+
+    A network whose weights or logits went non-finite (an extreme perturbation) gets NaN
+    for every metric: the argmax of NaN logits would invent an accuracy."""
+    finite = bool(torch.isfinite(logp).all()) and (sample_logp is None or bool(torch.isfinite(sample_logp).all()))
     out = {}
     for name, m in METRICS:
+        if not finite:
+            if not m.needs_samples or sample_logp is not None:
+                out[name] = float("nan")
+            continue
         if m.needs_samples:
             if sample_logp is not None:
                 out[name] = m.fn(sample_logp)

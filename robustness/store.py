@@ -48,6 +48,7 @@ SCHEMA_VERSION = 3
 DEFAULT_STORE = "robust-results.db"
 METRIC_COLUMNS = ("accuracy", "nll", "brier", "ece", "entropy", "expected_entropy", "mutual_information",
                   "disagreement")
+_OPTIONAL_METRICS = ("expected_entropy", "mutual_information")  # averaging modes only: NULL means absent
 KEY_COLUMNS = ("model_hash", "mode", "perturbation", "layer", "level", "seed")
 EXAMPLE_COLUMNS = ("example_correct", "example_nll", "example_confidence")
 CELL_COLUMNS = ("run_id", "model", "model_hash", "optimizer", "mode", "perturbation", "layer", "level", "seed",
@@ -119,7 +120,10 @@ class Store:
         if not p.exists():
             if not create:
                 raise BadInput(f"{p}: no results store here (run `robust sweep` first, or pass --out/ROBUST_STORE)")
-            p.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise BadInput(f"{p}: cannot create the results store's folder ({e.strerror or e})") from None
         elif p.stat().st_size > 0:
             with open(p, "rb") as f:
                 if f.read(16) != b"SQLite format 3\x00":
@@ -233,6 +237,9 @@ class Store:
         out = []
         for r in self.conn.execute(sql, () if run_id is None else (run_id,)):
             d = dict(r)
+            for c in METRIC_COLUMNS:  # SQLite stores NaN as NULL: a metric of a non-finite network
+                if d[c] is None and c not in _OPTIONAL_METRICS:
+                    d[c] = float("nan")
             d["spike_rates"] = json.loads(d["spike_rates"]) if d["spike_rates"] else []
             d["versions"] = json.loads(d["versions"]) if d["versions"] else {}
             out.append(d)

@@ -126,6 +126,9 @@ def _cell(slp: torch.Tensor, y: torch.Tensor, mode: Mode, clean_pred: torch.Tens
     logp = log_mean_exp(slp)
     m = compute_metrics(logp, y, slp if mode in AVERAGING else None)
     m["disagreement"] = 0.0 if clean_pred is None else disagreement(logp, clean_pred)
+    if not bool(torch.isfinite(slp).all()):  # NaN metrics (above); no per-example data to invent
+        m["disagreement"] = float("nan")
+        return {**m, "example_correct": None, "example_nll": None, "example_confidence": None}
     correct = (logp.argmax(-1) == y).numpy().astype(np.uint8)
     m["example_correct"] = np.packbits(correct).tobytes()
     m["example_nll"] = per_example_nll(logp, y).numpy().astype(np.float32).tobytes()

@@ -19,6 +19,7 @@ A `sweep.toml` holds any option under its flag name (dashes or underscores), and
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,8 @@ def validate(cfg: SweepConfig) -> list[Spec]:
         raise BadInput("no perturbation levels given (use --noise, --bits or --profile)")
     if cfg.seeds is not None and cfg.seeds < 1:
         raise BadInput(f"--seeds must be a positive integer or 'auto', got {cfg.seeds}")
+    if cfg.sigma_from is not None and cfg.scale != Scale.SIGMA.value:
+        raise BadInput("--sigma-from is only read with --scale sigma")
     if cfg.mc_samples < 1:
         raise BadInput(f"--mc-samples must be at least 1, got {cfg.mc_samples}")
     if cfg.limit is not None and cfg.limit < 1:
@@ -152,6 +155,46 @@ SCALAR_KEYS = {"seeds", "ci_width", "max_seeds", "auto_batch", "mc_samples", "bn
                "models", "model", "out", "device", "workers", "compile", "modes", "sigma_from", "executor", "address"}
 
 
+# What each sweep.toml key may hold (TOML types), checked before anything is converted.
+_STR, _INT, _NUM, _BOOL, _LIST = (str,), (int,), (int, float), (bool,), (list,)
+TOML_TYPES: dict[str, tuple[type, ...]] = {
+    "seeds": _INT + _STR, "ci_width": _NUM, "max_seeds": _INT, "auto_batch": _INT, "mc_samples": _INT, "bn": _STR,
+    "layers": _STR + _LIST, "per_layer": _BOOL, "scale": _STR, "fold_bn": _BOOL, "include_bias": _BOOL,
+    "include_bn": _BOOL, "limit": _INT, "split": _STR, "seed": _INT, "data_dir": _STR, "noise": _STR + _NUM + _LIST,
+    "bits": _STR + _INT + _LIST, "profile": _STR, "perturbation": _STR + _LIST, "models": _STR + _LIST,
+    "model": _STR + _LIST, "out": _STR, "device": _STR, "workers": _INT, "compile": _BOOL, "modes": _STR + _LIST,
+    "sigma_from": _STR, "executor": _STR, "address": _STR}
+# Bounds of the numeric options, whether given as flags or in a file: (least value, strictly above it).
+BOUNDS = {"ci_width": (0.0, True), "max_seeds": (1, False), "auto_batch": (1, False), "mc_samples": (1, False),
+          "limit": (1, False), "seed": (0, False), "workers": (1, False)}
+
+
+def _check_value(key: str, v: Any, where: str) -> None:
+    kinds = TOML_TYPES[key]
+    ok = isinstance(v, kinds) and not (isinstance(v, bool) and bool not in kinds)
+    if not ok:
+        words = {"str": "string", "int": "integer", "float": "number", "bool": "true/false", "list": "list"}
+        names = " or ".join(sorted({words[t.__name__] for t in kinds}))
+        raise BadInput(f"{where}: {key} = {v!r} must be {'an' if names[0] in 'aeiou' else 'a'} {names}")
+    if isinstance(v, list):
+        for x in v:
+            if not isinstance(x, (str, int, float, dict)) or isinstance(x, bool):
+                raise BadInput(f"{where}: {key} holds {x!r}, not a string or number")
+
+
+def check_bounds(values: dict[str, Any], where: str = "") -> None:
+    """Numbers in range and finite (NaN passes no comparison, so it is refused by name)."""
+    for key, (low, strict) in BOUNDS.items():
+        v = values.get(key)
+        if v is None:
+            continue
+        flag = f"{where}{key}" if where else "--" + key.replace("_", "-")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise BadInput(f"{flag} must be a finite number, got {v!r}")
+        if v < low or (strict and v == low):
+            raise BadInput(f"{flag} must be {'>' if strict else '>='} {low:g}, got {v!r}")
+
+
 def read_toml(path: str) -> dict:
     p = Path(path)
     if not p.is_file():
@@ -165,7 +208,9 @@ def read_toml(path: str) -> dict:
         key = k.replace("-", "_")
         if key not in SCALAR_KEYS:
             raise BadInput(f"{p}: unknown option {k!r}")
+        _check_value(key, v, str(p))
         out[key] = v
+    check_bounds(out, f"{p}: ")
     return out
 
 
@@ -244,6 +289,11 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
             specs = ["quantize" if bits and not noise else "gaussian"]
         for s in specs:
             plans.append(PerturbationPlan(s, *levels_for(s, noise, bits)))
+        takes_bits = [get(parse_spec(p.spec).swept_name).level_is_bits for p in plans]
+        if bits is not None and not any(takes_bits):
+            raise BadInput(f"--bits {bits}: no perturbation here is swept over bit widths (quantize is)")
+        if noise is not None and all(takes_bits):
+            raise BadInput(f"--noise {noise}: every perturbation here is swept over bit widths (give --bits)")
     seeds = merged.get("seeds", 10)
     if isinstance(seeds, str):
         if seeds.strip().lower() == "auto":
@@ -252,6 +302,12 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
             seeds = int(seeds)
         else:
             raise BadInput(f"--seeds must be a positive integer or 'auto', got {seeds!r}")
+    check_bounds(merged)
+    for key in ("layers", "modes"):
+        given = merged.get(key)
+        if given is not None and given != () and not _names(given):
+            raise BadInput(f"--{key} {given!r}: names no {key[:-1]} (give e.g. "
+                           f"{'blocks.0,readout' if key == 'layers' else 'point,chips'})")
     cfg = SweepConfig(
         models=tuple(str(m) for m in merged["models"]), plans=tuple(plans), seeds=seeds,
         ci_width=float(merged.get("ci_width", 0.5)), max_seeds=int(merged.get("max_seeds", 100)),

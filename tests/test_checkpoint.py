@@ -72,6 +72,52 @@ def test_save_is_atomic_and_refuses_directory(tmp_path, tiny_cfg):
     with pytest.raises(CheckpointError, match="is a directory"):
         save_checkpoint(tmp_path, net, train_config={}, dataset={}, features={}, classes=[], history=[])
     out = tmp_path / "m.pt"
-    save_checkpoint(out, net, train_config={}, dataset={}, features={}, classes=["a"], history=[])
+    save_checkpoint(out, net, train_config={}, dataset={}, features={}, classes=[str(i) for i in range(tiny_cfg.num_classes)], history=[])
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
     assert torch.equal(load_checkpoint(out).net.blocks[0].linear.weight, net.blocks[0].linear.weight)
+
+
+def _with(good: dict, case: str) -> dict:
+    """A checkpoint of our own format, damaged one way."""
+    bad = {**good, "posterior": dict(good["posterior"])}
+    post = bad["posterior"]
+    if case == "nan_weight":
+        sd = dict(good["state_dict"])
+        w = sd["blocks.0.linear.weight"].clone()
+        w[0, 0] = float("nan")
+        bad["state_dict"] = {**sd, "blocks.0.linear.weight": w}
+    elif case == "inf_weight":
+        sd = dict(good["state_dict"])
+        bad["state_dict"] = {**sd, "readout.linear.weight": sd["readout.linear.weight"] * float("inf")}
+    elif case in ("nan_hess", "negative_hess"):
+        h = {n: v.clone() for n, v in post["hess"].items()}
+        first = next(iter(h))
+        h[first].view(-1)[0] = float("nan") if case == "nan_hess" else -1.0
+        post["hess"] = h
+    elif case == "dataset_not_mapping":
+        bad["dataset"] = "tts-digits"
+    elif case == "posterior_not_mapping":
+        bad["posterior"] = [1, 2]
+    elif case == "ess_missing":
+        del post["ess"]
+    elif case == "classes_mismatch":
+        bad["classes"] = good["classes"][:3]
+    return bad
+
+
+@pytest.mark.parametrize("case,match", [
+    ("nan_weight", "blocks.0.linear.weight holds NaN or inf"),
+    ("inf_weight", "readout.linear.weight holds NaN or inf"),
+    ("nan_hess", "posterior hess .* holds NaN or inf"),
+    ("negative_hess", "is negative"),
+    ("dataset_not_mapping", "'dataset' is not a mapping"),
+    ("posterior_not_mapping", "'posterior' is not a mapping"),
+    ("ess_missing", "'ess' is missing"),
+    ("classes_mismatch", "3 class names for a network with 20 outputs"),
+])
+def test_damaged_checkpoints_of_our_format_are_refused(tmp_path, tiny_checkpoints, case, match):
+    good = torch.load(tiny_checkpoints["ivon"], weights_only=True)
+    p = _write(tmp_path / "x.pt", _with(good, case))
+    with pytest.raises(CheckpointError, match=match) as e:
+        load_checkpoint(p)
+    assert "\n" not in str(e.value)
