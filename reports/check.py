@@ -102,9 +102,16 @@ def _ok(value: float | None, test) -> bool:
     return value is not None and math.isfinite(value) and bool(test(value))
 
 
+TEXT_FIELDS = ("name", "model", "mode", "than_model", "than_mode", "perturbation", "metric", "kind")
+
+
 def validate_rule(rule: dict, i: int) -> str:
     where = f"rule {i + 1}"
+    if not isinstance(rule, dict):
+        raise BadInput(f"{where}: not a table ([[rule]] with key = value lines), got {rule!r}"[:200])
     kind = rule.get("kind")
+    if not isinstance(kind, str):
+        raise BadInput(f"{where}: kind must be one of: {', '.join(KINDS)}")
     if kind not in KINDS:
         raise BadInput(f"{where}: unknown kind {kind!r} (one of: {', '.join(KINDS)})")
     missing = FIELDS[kind] - set(rule)
@@ -113,11 +120,15 @@ def validate_rule(rule: dict, i: int) -> str:
     unknown = set(rule) - FIELDS[kind] - OPTIONAL - {"than_mode"}
     if unknown:
         raise BadInput(f"{where} ({kind}): unknown field {sorted(unknown)[0]!r}")
+    for k in TEXT_FIELDS:
+        if k in rule and not isinstance(rule[k], str):
+            raise BadInput(f"{where}: {k} must be a string, got {rule[k]!r}"[:200])
     if rule.get("metric", "accuracy") not in BASELINE_METRICS:
         raise BadInput(f"{where}: unknown metric {rule['metric']!r} (one of: {', '.join(BASELINE_METRICS)})")
     for k in ("threshold", "level", "tolerance"):
-        if k in rule and not isinstance(rule[k], (int, float)):
-            raise BadInput(f"{where}: {k} must be a number, got {rule[k]!r}")
+        v = rule.get(k)
+        if k in rule and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise BadInput(f"{where}: {k} must be a finite number, got {v!r}")
     return where
 
 
@@ -129,7 +140,7 @@ def load_policy(path: str) -> list[dict]:
         raise BadInput(f"{path}: no such policy file") from None
     except IsADirectoryError:
         raise BadInput(f"{path}: is a directory, expected a TOML policy") from None
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise BadInput(f"{path}: not valid TOML ({e})") from None
     rules = policy.get("rule")
     if not isinstance(rules, list) or not rules:

@@ -32,7 +32,8 @@ def cli() -> None:
 @click.option("--lr", type=POSITIVE, default=None, help="Learning rate [adam 1e-2, ivon 0.3].")
 @click.option("--batch-size", type=COUNT, default=None, help="Batch size [adam 128, ivon 16].")
 @click.option("--weight-decay", type=NON_NEGATIVE, default=None, help="Weight decay [adam 0, ivon 1e-4].")
-@click.option("--hess-init", type=POSITIVE, default=None, help="IVON initial Hessian: the initial posterior width [0.1].")
+@click.option("--hess-init", type=POSITIVE, default=None,
+              help="IVON initial Hessian: the initial posterior width [0.1].")
 @click.option("--beta2", type=Number(integer=False, low=0.0, high=1.0, low_open=True, high_open=True), default=None,
               help="IVON Hessian EMA rate; its horizon 1/(1-beta2) steps decides whether the posterior adapts [0.99999].")
 @click.option("--ess", type=POSITIVE, default=None, help="IVON effective sample size [number of training examples].")
@@ -45,6 +46,8 @@ def cli() -> None:
 @click.option("--frames", type=COUNT, default=None, help="Frames T per utterance [dataset default].")
 @click.option("--limit-train", type=COUNT, default=None, help="Use only the first N training examples.")
 @click.option("--skip-bad", is_flag=True, help="Skip unusable audio files instead of failing.")
+@click.option("--speaker-pattern", default=None,
+              help="Regex on file names whose group 'speaker' (or first group) is the speaker id (user folders).")
 @click.option("--out", type=click.Path(), required=True, help="Checkpoint file to write (.pt).")
 @device_option
 @quiet_option
@@ -52,7 +55,8 @@ def cli() -> None:
 def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None, seed: int, lr: float | None,
           batch_size: int | None, weight_decay: float | None, hess_init: float | None, beta2: float | None,
           ess: float | None, ensemble: int, train_perturbation: str | None, hidden: str,
-          frames: int | None, limit_train: int | None, skip_bad: bool, out: str, device: str, quiet: bool) -> None:
+          frames: int | None, limit_train: int | None, skip_bad: bool, speaker_pattern: str | None, out: str,
+          device: str, quiet: bool) -> None:
     """Train the paper's SNN with Adam or IVON (or an Adam ensemble) and write a checkpoint."""
     setup(quiet)
     from robustness.training import TrainRequest, train_to_checkpoint
@@ -65,7 +69,7 @@ def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None
     req = TrainRequest(optimizer=optimizer, dataset=dataset, data_dir=data_dir, epochs=epochs, seed=seed, lr=lr,
                        batch_size=batch_size, weight_decay=weight_decay, hess_init=hess_init, beta2=beta2, ess=ess,
                        hidden=widths, frames=frames, limit_train=limit_train, skip_bad=skip_bad, ensemble=ensemble,
-                       train_perturbation=train_perturbation)
+                       train_perturbation=train_perturbation, speaker_pattern=speaker_pattern)
     summary = train_to_checkpoint(req, out, device=resolve_device(device), progress=not quiet)
     click.echo(summary)
 
@@ -245,6 +249,8 @@ def data() -> None:
 
 
 def dataset_options(fn: Callable) -> Callable:
+    fn = click.option("--speaker-pattern", default=None,
+                      help="Regex on file names whose group 'speaker' (or first group) is the speaker id.")(fn)
     fn = click.option("--skip-bad", is_flag=True, help="Skip unusable audio files (counted) instead of failing.")(fn)
     fn = click.option("--frames", type=COUNT, default=None, help="Frames T per utterance [dataset default].")(fn)
     fn = click.option("--data-dir", type=click.Path(), default=None, help="Local folder (or CSV) of the dataset.")(fn)
@@ -270,14 +276,15 @@ def data_list(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @quiet_option
 @domain_errors
-def data_info(dataset: str, data_dir: str | None, frames: int | None, skip_bad: bool, as_json: bool,
-              quiet: bool) -> None:
+def data_info(dataset: str, data_dir: str | None, frames: int | None, skip_bad: bool, speaker_pattern: str | None,
+              as_json: bool, quiet: bool) -> None:
     """Classes, split sizes, speakers, feature shape and cache location of a dataset."""
     setup(quiet)
     from robustness.data import DatasetSpec, load_dataset
     from robustness.data.summary import describe
 
-    info = describe(load_dataset(DatasetSpec(dataset, data_dir, frames, skip_bad), progress=not quiet))
+    info = describe(load_dataset(DatasetSpec(dataset, data_dir, frames, skip_bad, speaker_pattern),
+                                 progress=not quiet))
     click.echo(json.dumps(info, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in info.items()))
 
 
@@ -286,8 +293,8 @@ def data_info(dataset: str, data_dir: str | None, frames: int | None, skip_bad: 
 @click.option("--workers", type=COUNT, default=None, help="Processes for decoding and fbank [cores, max 8].")
 @quiet_option
 @domain_errors
-def data_prepare(dataset: str, data_dir: str | None, frames: int | None, skip_bad: bool, workers: int | None,
-                 quiet: bool) -> None:
+def data_prepare(dataset: str, data_dir: str | None, frames: int | None, skip_bad: bool, speaker_pattern: str | None,
+                 workers: int | None, quiet: bool) -> None:
     """Compute and cache the features of a dataset (with a progress bar)."""
     setup(quiet)
     import time
@@ -295,7 +302,8 @@ def data_prepare(dataset: str, data_dir: str | None, frames: int | None, skip_ba
     from robustness.data import DatasetSpec, load_dataset
 
     t0 = time.perf_counter()
-    d = load_dataset(DatasetSpec(dataset, data_dir, frames, skip_bad), workers=workers, progress=not quiet)
+    d = load_dataset(DatasetSpec(dataset, data_dir, frames, skip_bad, speaker_pattern), workers=workers,
+                     progress=not quiet)
     n = sum(len(s) for s in d.splits.values())
     msg = f"{dataset}: {n} utterances ready in {time.perf_counter() - t0:.1f} s (cache key {d.fingerprint})"
     if d.skipped:

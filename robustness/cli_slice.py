@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from robustness.cli_common import (COUNT, CONTEXT, NON_NEGATIVE, SEED, InputError, data_dir_option, device_option,
-                                   domain_errors, executor_options, output_path, quiet_option, report_failures, resolve_device,
-                                   setup)
+                                   domain_errors, executor_options, output_path, quiet_option, report_failures,
+                                   resolve_device, setup)
 
 
 def _span(text: str | None) -> tuple[float, float] | None:

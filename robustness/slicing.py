@@ -413,14 +413,15 @@ def run_slice(cfg: SliceConfig, store_path: str, *, device: str | torch.device =
                 continue
             chunks = [c for _, c in sorted(got.pop(cj.key).items())]  # grid order
             shape = (cfg.points,) * cfg.dims
-            store.add_curve({"slice_id": sid, "model": " -> ".join(paths) if cfg.between else cks[cj.model].path,
-                             "model_hash": cj.key[0], "optimizer": cks[cj.model].optimizer, "mode": cj.key[1],
-                             "direction": cj.direction, "compute": chunks[0][2], "bn": _bn_used(cj.mode, cfg),
-                             "coords": cfg.coords, "shape": list(shape),
-                             "loss": np.concatenate([c[0] for c in chunks]).reshape(shape),
-                             "accuracy": np.concatenate([c[1] for c in chunks]).reshape(shape),
-                             "eigenvalues": cj.eigenvalues, "time_s": sum(c[3] for c in chunks)})
-            new += 1
+            row = {"slice_id": sid, "model": " -> ".join(paths) if cfg.between else cks[cj.model].path,
+                   "model_hash": cj.key[0], "optimizer": cks[cj.model].optimizer, "mode": cj.key[1],
+                   "direction": cj.direction, "compute": chunks[0][2], "bn": _bn_used(cj.mode, cfg),
+                   "coords": cfg.coords, "shape": list(shape),
+                   "loss": np.concatenate([c[0] for c in chunks]).reshape(shape),
+                   "accuracy": np.concatenate([c[1] for c in chunks]).reshape(shape),
+                   "eigenvalues": cj.eigenvalues, "time_s": sum(c[3] for c in chunks)}
+            stored = store.add_curve(row)  # False: a concurrent run of the same slice stored it first
+            new += int(stored)
             bar.update(1)
         bar.close()
         if not failed:

@@ -96,8 +96,73 @@ def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
+_EXPECTED = {"runs": ("id", "spec_hash", "config", "models", "data_hash", "package_version", "command", "started",
+                     "finished"),
+             "cells": STORED_COLUMNS, "slices": ("id", "spec_hash", "config", "models", "data_hash",
+                                                  "package_version", "command", "started", "finished"),
+             "slice_curves": SLICE_COLUMNS}
+
+
+def _schema_damage(conn: sqlite3.Connection) -> str | None:
+    """What is missing from a store of the current schema (a dropped table or column), or None."""
+    for table, cols in _EXPECTED.items():
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if not have:
+            return f"table {table} is missing"
+        lost = [c for c in cols if c not in have]
+        if lost:
+            return f"table {table} lacks column {lost[0]}"
+    return None
+
+
+def _discard(conn: sqlite3.Connection | None, p: Path, new_file: bool) -> None:
+    """After a failed open: close, and remove a store file this call created (e.g. on a
+    full disk), so that no store without its tables is left behind."""
+    if conn is not None:
+        conn.close()
+    if new_file and p.exists():
+        try:  # a concurrent process may have created the store meanwhile: keep a store with tables
+            with closing(sqlite3.connect(str(p), timeout=1)) as c:
+                if c.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
+                    return
+        except sqlite3.Error:
+            pass
+        for f in (p, p.with_name(p.name + "-wal"), p.with_name(p.name + "-shm"), p.with_name(p.name + "-journal")):
+            if f.exists():
+                f.unlink()
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    """The schema of a new store, in one transaction. Two processes may race to create the
+    same file: the loser finds the tables made once it holds the write lock and adds nothing."""
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for stmt in filter(str.strip, _SCHEMA.split(";")):
+            conn.execute(stmt)
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('application', 'robust'), ('schema_version', ?)",
+                     (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def default_path() -> str:
     return os.environ.get("ROBUST_STORE") or DEFAULT_STORE
+
+
+def _operational(path: str, e: sqlite3.OperationalError) -> Exception:
+    """A write that SQLite refused, as a one-line error (what was committed before stays)."""
+    msg = str(e)
+    if "locked" in msg or "busy" in msg:
+        return BadInput(f"{path}: results store is locked by another process")
+    if "disk is full" in msg or "disk I/O" in msg:
+        return BadInput(f"{path}: {msg}: every cell committed so far is kept; free space and rerun to resume")
+    if "readonly" in msg:
+        return BadInput(f"{path}: results store is read-only ({msg})")
+    return BadInput(f"{path}: results store refused a write ({msg})")
 
 
 def _now() -> str:
@@ -112,7 +177,7 @@ class Store:
         self.conn = conn
 
     @classmethod
-    def open(cls, path: str | os.PathLike, create: bool = False, timeout: float = 2.0) -> "Store":
+    def open(cls, path: str | os.PathLike, create: bool = False, timeout: float = 30.0) -> "Store":
         """Open (or with `create`, create) a store; anything else is a one-line BadInput."""
         p = Path(path)
         if p.is_dir():
@@ -128,6 +193,7 @@ class Store:
             with open(p, "rb") as f:
                 if f.read(16) != b"SQLite format 3\x00":
                     raise BadInput(f"{p}: not a results store (not an SQLite file)")
+        new_file = not p.exists()
         try:
             conn = sqlite3.connect(str(p), timeout=timeout, isolation_level=None)
             conn.row_factory = sqlite3.Row
@@ -147,23 +213,23 @@ class Store:
                     conn.close()
                     raise BadInput(f"{p}: results store schema version {meta.get('schema_version')} is not "
                                    f"supported (this robust reads version {SCHEMA_VERSION})")
+                damage = _schema_damage(conn)
+                if damage:
+                    conn.close()
+                    raise BadInput(f"{p}: damaged results store ({damage}); nothing was read or written")
             elif create:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("BEGIN IMMEDIATE")
-                for stmt in filter(str.strip, _SCHEMA.split(";")):
-                    conn.execute(stmt)
-                conn.execute("INSERT INTO meta VALUES ('application', 'robust'), ('schema_version', ?)",
-                             (str(SCHEMA_VERSION),))
-                conn.execute("COMMIT")
+                _create(conn)
             else:
                 conn.close()
                 raise BadInput(f"{p}: empty file, not a results store")
         except sqlite3.OperationalError as e:
+            _discard(conn if "conn" in locals() else None, p, new_file)
             msg = str(e)
             if "locked" in msg or "busy" in msg:
                 raise BadInput(f"{p}: results store is locked by another process") from None
             raise BadInput(f"{p}: cannot open results store ({msg})") from None
         except sqlite3.DatabaseError as e:
+            _discard(conn if "conn" in locals() else None, p, new_file)
             raise BadInput(f"{p}: not a results store ({e})") from None
         return cls(str(p), conn)
 
@@ -185,23 +251,28 @@ class Store:
         except sqlite3.OperationalError as e:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            if "locked" in str(e) or "busy" in str(e):
-                raise BadInput(f"{self.path}: results store is locked by another process") from None
-            raise
+            raise _operational(self.path, e) from None
 
     # --- runs ---------------------------------------------------------------------------------
 
     def _find_or_start(self, table: str, spec_hash: str, config: dict, models: list[dict], data_hash: str,
                        version: str, command: str) -> tuple[int, bool]:
         """The row of this spec in `runs` or `slices` (resumed) or a new one; (id, resumed)."""
-        row = self.conn.execute(f"SELECT id FROM {table} WHERE spec_hash = ?", (spec_hash,)).fetchone()
-        if row:
-            return int(row[0]), True
-        cur = self._write(f"INSERT INTO {table} (spec_hash, config, models, data_hash, package_version, command, "
-                          "started) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                          (spec_hash, json.dumps(config, sort_keys=True), json.dumps(models), data_hash, version,
-                           command, _now()))
-        return int(cur.lastrowid), False
+        # Look up and insert under one write lock: two processes starting the same run get one row.
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            row = self.conn.execute(f"SELECT id FROM {table} WHERE spec_hash = ?", (spec_hash,)).fetchone()
+            if row is None:
+                cur = self.conn.execute(
+                    f"INSERT INTO {table} (spec_hash, config, models, data_hash, package_version, command, started) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", (spec_hash, json.dumps(config, sort_keys=True), json.dumps(models),
+                                                     data_hash, version, command, _now()))
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise _operational(self.path, e) from None
+        return (int(row[0]), True) if row is not None else (int(cur.lastrowid), False)
 
     def run_for(self, spec_hash: str, config: dict, models: list[dict], data_hash: str, version: str,
                 command: str) -> tuple[int, bool]:
@@ -221,15 +292,17 @@ class Store:
         rows = self.conn.execute(f"SELECT {', '.join(KEY_COLUMNS)}, accuracy FROM cells WHERE run_id = ?", (run_id,))
         return {tuple(r)[:-1]: r[-1] for r in rows}
 
-    def add_cell(self, row: dict) -> None:
-        """Commit one finished cell (its own transaction); a duplicate key is ignored."""
+    def add_cell(self, row: dict) -> bool:
+        """Commit one finished cell (its own transaction); a duplicate key is ignored (another
+        process stored it first). True when this call stored it."""
         vals = dict(row)
         vals.setdefault("created", _now())
         for k in ("spike_rates", "versions"):
             if not isinstance(vals.get(k), (str, type(None))):
                 vals[k] = json.dumps(vals[k])
-        self._write(f"INSERT OR IGNORE INTO cells ({', '.join(STORED_COLUMNS)}) VALUES "
-                    f"({', '.join('?' for _ in STORED_COLUMNS)})", [vals.get(c) for c in STORED_COLUMNS])
+        cur = self._write(f"INSERT OR IGNORE INTO cells ({', '.join(STORED_COLUMNS)}) VALUES "
+                          f"({', '.join('?' for _ in STORED_COLUMNS)})", [vals.get(c) for c in STORED_COLUMNS])
+        return cur.rowcount == 1
 
     def cells(self, run_id: int | None = None) -> list[dict]:
         sql = "SELECT * FROM cells" + (" WHERE run_id = ?" if run_id is not None else "") + \
@@ -257,10 +330,10 @@ class Store:
             self.conn.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?)",
                               (kind, run_id, unit, error, attempts, _now()))
             self.conn.execute("COMMIT")
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as e:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            raise
+            raise _operational(self.path, e) from None
 
     def _has_failures_table(self) -> bool:
         return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='failures'").fetchone() \
@@ -292,16 +365,18 @@ class Store:
                                  (slice_id,))
         return {tuple(r) for r in rows}
 
-    def add_curve(self, row: dict) -> None:
-        """Commit one finished slice curve (its own transaction); arrays go in as float64 BLOBs."""
+    def add_curve(self, row: dict) -> bool:
+        """Commit one finished slice curve (its own transaction); arrays go in as float64 BLOBs.
+        True when this call stored it (False: another process did first)."""
         vals = dict(row)
         vals.setdefault("created", _now())
         for k in ("loss", "accuracy"):
             vals[k] = np.asarray(vals[k], dtype=np.float64).tobytes()
         for k in ("coords", "shape", "eigenvalues"):
             vals[k] = None if vals.get(k) is None else json.dumps(vals[k])
-        self._write(f"INSERT OR IGNORE INTO slice_curves ({', '.join(SLICE_COLUMNS)}) VALUES "
-                    f"({', '.join('?' for _ in SLICE_COLUMNS)})", [vals.get(c) for c in SLICE_COLUMNS])
+        cur = self._write(f"INSERT OR IGNORE INTO slice_curves ({', '.join(SLICE_COLUMNS)}) VALUES "
+                          f"({', '.join('?' for _ in SLICE_COLUMNS)})", [vals.get(c) for c in SLICE_COLUMNS])
+        return cur.rowcount == 1
 
     def curves(self, slice_id: int) -> list[dict]:
         """Every curve of a slice run, arrays decoded and shaped, in (model, mode, direction) order."""

@@ -269,9 +269,9 @@ class _RunState:
         """Commit one cell unless the store already holds it (resumed sweeps)."""
         if key in self.done:
             return
-        self.store.add_cell(row)
+        if self.store.add_cell(row):  # False: a concurrent run of the same sweep stored it first
+            self.new += 1
         self.done[key] = row["accuracy"]
-        self.new += 1
 
     def sweep_mode(self, ck: Checkpoint, data: Dataset, mode: Mode, common: dict,
                    sigma: dict[str, torch.Tensor] | None) -> None:

@@ -37,6 +37,7 @@ class TrainRequest:
     optimizer: str = "adam"
     dataset: str = "tts-digits"
     data_dir: str | None = None
+    speaker_pattern: str | None = None
     epochs: int | None = None
     seed: int = 0
     lr: float | None = None
@@ -110,7 +111,7 @@ def train_to_checkpoint(req: TrainRequest, out: str | Path, device: torch.device
     tcfg = _train_config(req)
     # An absolute data path, so `robust eval` finds the data from any working directory.
     data_dir = str(Path(req.data_dir).expanduser().resolve()) if req.data_dir else None
-    spec = DatasetSpec(req.dataset, data_dir, req.frames, req.skip_bad)
+    spec = DatasetSpec(req.dataset, data_dir, req.frames, req.skip_bad, req.speaker_pattern)
     data = load_dataset(spec, progress=progress)
     tr, va = data.split("train").head(req.limit_train), data.split("validation")
     mcfg = ModelConfig(input_dim=tr.x.shape[-1], num_classes=len(data.classes), hidden=req.hidden)
@@ -127,7 +128,9 @@ def train_to_checkpoint(req: TrainRequest, out: str | Path, device: torch.device
     res = results[0]
     extra = {"n_train": len(tr), "ensemble": req.ensemble, "train_perturbation": req.train_perturbation}
     save_checkpoint(out, res.net, train_config={**tcfg.to_dict(), **extra},
-                    dataset={**spec.to_dict(), "fingerprint": data.fingerprint}, features=data.features.to_dict(),
+                    # data.spec: T as chosen for a user folder; notes: how validation and T were chosen
+                    dataset={**data.spec.to_dict(), "fingerprint": data.fingerprint,
+                             **({"notes": data.notes} if data.notes else {})}, features=data.features.to_dict(),
                     classes=data.classes, history=res.history, posterior=res.posterior,
                     ivon_args=res.ivon_args, package_version=__version__,
                     members=[r.net for r in results] if req.ensemble > 1 else None)

@@ -72,7 +72,8 @@ def test_save_is_atomic_and_refuses_directory(tmp_path, tiny_cfg):
     with pytest.raises(CheckpointError, match="is a directory"):
         save_checkpoint(tmp_path, net, train_config={}, dataset={}, features={}, classes=[], history=[])
     out = tmp_path / "m.pt"
-    save_checkpoint(out, net, train_config={}, dataset={}, features={}, classes=[str(i) for i in range(tiny_cfg.num_classes)], history=[])
+    classes = [str(i) for i in range(tiny_cfg.num_classes)]
+    save_checkpoint(out, net, train_config={}, dataset={}, features={}, classes=classes, history=[])
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
     assert torch.equal(load_checkpoint(out).net.blocks[0].linear.weight, net.blocks[0].linear.weight)
 

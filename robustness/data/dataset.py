@@ -24,12 +24,15 @@ class DatasetSpec:
         data_dir: local folder of the data (None for the built-in corpus).
         frames: T, frames per utterance (None: the dataset's default).
         skip_bad: skip unusable audio files (counted) instead of failing on the first.
+        speaker_pattern: regex on file names whose group `speaker` (or first group) is the
+            speaker id (user folders; None: the `<label>_<speaker>_<n>` / `<speaker>_*` rules).
     """
 
     name: str = "tts-digits"
     data_dir: str | None = None
     frames: int | None = None
     skip_bad: bool = False
+    speaker_pattern: str | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -66,6 +69,7 @@ class Dataset:
     fingerprint: str  # hash of the data, for provenance
     skipped: list[str] = field(default_factory=list)  # unusable files left out (skip_bad)
     durations: list[float] = field(default_factory=list)  # seconds per audio file, when known
+    notes: dict[str, str] = field(default_factory=dict)  # how splits / frames were chosen (data info, checkpoints)
 
     def split(self, name: str) -> Split:
         if name not in self.splits:

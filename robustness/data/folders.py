@@ -7,13 +7,17 @@ shared `build` featurizes them (cached, parallel) and assembles a `Dataset`.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
+import math
 import os
 import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+import soundfile as sf
 import torch
 
 from robustness.data.audio import AUDIO_EXTENSIONS, Item, featurize_items
@@ -55,6 +59,61 @@ def carve_validation(items: Sequence[Item], fraction: float = 0.1, seed: int = 0
     return out
 
 
+def carve_validation_by_speaker(items: Sequence[Item], fraction: float = 0.1,
+                                seed: int = 0) -> tuple[list[Item], str]:
+    """A validation split for folders that list train and test only: whole training
+    speakers (about `fraction` of the training items) when every training item has a
+    speaker and there are at least 5, else a stratified `fraction` of each class.
+    Returns the items and a note saying which was done."""
+    train = [it for it in items if it.split == "train"]
+    speakers = sorted({it.speaker for it in train})
+    if train and all(it.speaker for it in train) and len(speakers) >= 5:
+        count = defaultdict(int)
+        for it in train:
+            count[it.speaker] += 1
+        chosen, n = set(), 0
+        for sp in sorted(speakers, key=lambda s: _stable_fraction(s, seed)):
+            if n >= fraction * len(train) or len(chosen) == len(speakers) - 1:
+                break
+            chosen.add(sp)
+            n += count[sp]
+        out = [Item(it.path, it.label, "validation", it.speaker) if it.split == "train" and it.speaker in chosen
+               else it for it in items]
+        return out, (f"carved from train: {len(chosen)} of {len(speakers)} training speakers ({n} utterances), "
+                     f"deterministic")
+    return carve_validation(items, fraction, seed), f"carved from train: {fraction:.0%} of each class, deterministic"
+
+
+def speakers_of(files: Sequence[Path], pattern: str | None) -> list[str]:
+    """Speaker ids of one class folder's files. With `pattern`, its group `speaker` (or its
+    first group) on the file name. Otherwise `<label>_<speaker>_<n>` (the first field is the
+    same for every file of the folder: it is the label) gives the second field, and
+    `<speaker>_...` the first; no `_`: no speaker."""
+    if pattern:
+        rx = re.compile(pattern)
+        out = []
+        for f in files:
+            m = rx.search(f.name)
+            if m is None:
+                out.append("")
+            else:
+                g = m.group("speaker") if "speaker" in rx.groupindex else m.group(1) if rx.groups else m.group(0)
+                out.append(g or "")
+        return out
+    parts = [f.stem.split("_") for f in files]
+    label_first = len(files) > 1 and all(len(p) >= 3 for p in parts) and len({p[0] for p in parts}) == 1
+    return [p[1] if label_first else p[0] if len(p) >= 2 else "" for p in parts]
+
+
+def check_pattern(pattern: str | None) -> None:
+    if pattern is None:
+        return
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise BadInput(f"--speaker-pattern {pattern!r}: not a regular expression ({e})") from None
+
+
 def stratified_split(items: Sequence[Item], seed: int = 0, fractions=(0.8, 0.1, 0.1)) -> list[Item]:
     """Deterministic split: by speaker when every item has one (held-out speakers), else per class."""
     speakers = {it.speaker for it in items}
@@ -82,9 +141,32 @@ def stratified_split(items: Sequence[Item], seed: int = 0, fractions=(0.8, 0.1, 
     return out
 
 
+def auto_frame_count(items: Sequence[Item], shift_ms: float) -> tuple[int, str]:
+    """T for a user folder: the 95th percentile of training durations in frames, rounded up
+    to a multiple of 4 (short clips are not padded with a second of silence)."""
+    secs = []
+    for it in items:
+        if it.split == "train":
+            try:
+                secs.append(sf.info(it.path).duration)
+            except (RuntimeError, sf.LibsndfileError):
+                continue  # unreadable: featurizing reports it (or skips it with --skip-bad)
+    if not secs:
+        return FeatureConfig().frames, "the default (no readable training audio to measure)"
+    p95 = float(np.percentile(secs, 95))
+    t = max(8, int(math.ceil(p95 * 1000 / shift_ms / 4)) * 4)
+    return t, f"{t} frames from the 95th percentile of training durations ({p95:.2f} s); --frames overrides"
+
+
 def build(spec: DatasetSpec, items: Sequence[Item], classes: Sequence[str], *,
-          workers: int | None = None, progress: bool = True) -> Dataset:
-    """Featurize items (cached) and group them by split."""
+          workers: int | None = None, progress: bool = True, notes: dict | None = None,
+          auto_frames: bool = False) -> Dataset:
+    """Featurize items (cached) and group them by split. With `auto_frames` and no
+    `spec.frames`, T follows the data (and is written into the returned spec)."""
+    notes = dict(notes or {})
+    if spec.frames is None and auto_frames:
+        t, notes["frames"] = auto_frame_count(items, FeatureConfig().frame_shift_ms)
+        spec = dataclasses.replace(spec, frames=t)
     cfg = FeatureConfig() if spec.frames is None else FeatureConfig(frames=spec.frames)
     index = {c: i for i, c in enumerate(classes)}
     x, keep, secs, bad, key = featurize_items(items, cfg, skip_bad=spec.skip_bad, workers=workers, progress=progress)
@@ -95,7 +177,7 @@ def build(spec: DatasetSpec, items: Sequence[Item], classes: Sequence[str], *,
     for s in SPLITS:
         idx = torch.tensor([i for i, it in enumerate(kept) if it.split == s], dtype=torch.int64)
         splits[s] = Split(xt[idx], y[idx], [kept[i].speaker for i in idx.tolist()])
-    return Dataset(spec, list(classes), cfg, splits, key, bad, secs.tolist())
+    return Dataset(spec, list(classes), cfg, splits, key, bad, secs.tolist(), notes)
 
 
 def class_folders(root: Path, expected: str) -> dict[str, list[Path]]:
@@ -176,14 +258,14 @@ def load_sc(spec: DatasetSpec, **kw) -> Dataset:
 
 # --- audio folder ----------------------------------------------------------------------------
 
-def audiofolder_items(root: Path) -> tuple[list[Item], list[str]]:
+def audiofolder_items(root: Path, speaker_pattern: str | None = None) -> tuple[list[Item], list[str], dict]:
     files = class_folders(root, "ROOT/<label>/<file>.wav|flac")
     classes = list(files)
     items = []
     for c, paths in files.items():
-        for p in paths:
-            speaker = p.stem.split("_")[0] if "_" in p.stem else ""
+        for p, speaker in zip(paths, speakers_of(paths, speaker_pattern)):
             items.append(Item(str(p), c, "", speaker))
+    notes = {}
     lists = {s: root / f"{s}.txt" for s in SPLITS}
     if any(f.is_file() for f in lists.values()):
         where = {}
@@ -195,19 +277,28 @@ def audiofolder_items(root: Path) -> tuple[list[Item], list[str]]:
                         raise BadInput(f"{f}: lists {rel} but there is no such file")
                     where[str(p)] = s
         items = [Item(it.path, it.label, where[it.path], it.speaker) for it in items if it.path in where]
+        if not any(it.split == "validation" for it in items):
+            items, notes["validation"] = carve_validation_by_speaker(items)
     else:
         items = stratified_split(items)
-    return items, classes
+        notes["validation"] = _split_note(items)
+    return items, classes, notes
+
+
+def _split_note(items: Sequence[Item]) -> str:
+    by_speaker = all(it.speaker for it in items) and len({it.speaker for it in items}) >= 3
+    return "80/10/10 split " + ("by whole speakers" if by_speaker else "per class") + ", deterministic"
 
 
 def load_audiofolder(spec: DatasetSpec, **kw) -> Dataset:
-    items, classes = audiofolder_items(require_dir(spec))
-    return build(spec, items, classes, **kw)
+    check_pattern(spec.speaker_pattern)
+    items, classes, notes = audiofolder_items(require_dir(spec), spec.speaker_pattern)
+    return build(spec, items, classes, notes=notes, auto_frames=True, **kw)
 
 
 # --- CSV manifest ----------------------------------------------------------------------------
 
-def manifest_items(csv_path: Path) -> tuple[list[Item], list[str]]:
+def manifest_items(csv_path: Path, speaker_pattern: str | None = None) -> tuple[list[Item], list[str], dict]:
     with open(csv_path, newline="") as f:
         reader = csv.DictReader(f)
         cols = set(reader.fieldnames or [])
@@ -231,11 +322,18 @@ def manifest_items(csv_path: Path) -> tuple[list[Item], list[str]]:
             if raw not in SPLIT_ALIASES:
                 raise BadInput(f"{csv_path}:{n}: unknown split {r['split']!r} (use train, validation or test)")
             split = SPLIT_ALIASES[raw]
-        items.append(Item(str(p), label, split, (r.get("speaker") or "").strip()))
+        speaker = (r.get("speaker") or "").strip()
+        if not speaker and speaker_pattern:
+            speaker = speakers_of([p], speaker_pattern)[0]
+        items.append(Item(str(p), label, split, speaker))
     classes = sorted({it.label for it in items})
+    notes = {}
     if "split" not in cols:
         items = stratified_split(items)
-    return items, classes
+        notes["validation"] = _split_note(items)
+    elif not any(it.split == "validation" for it in items):
+        items, notes["validation"] = carve_validation_by_speaker(items)
+    return items, classes, notes
 
 
 def load_manifest(spec: DatasetSpec, **kw) -> Dataset:
@@ -246,8 +344,9 @@ def load_manifest(spec: DatasetSpec, **kw) -> Dataset:
         p = p / "manifest.csv"
     if not p.is_file():
         raise BadInput(f"{p}: no such manifest file")
-    items, classes = manifest_items(p)
-    return build(spec, items, classes, **kw)
+    check_pattern(spec.speaker_pattern)
+    items, classes, notes = manifest_items(p, spec.speaker_pattern)
+    return build(spec, items, classes, notes=notes, auto_frames=True, **kw)
 
 
 DATASETS.register("hd")(DatasetInfo(
@@ -260,7 +359,9 @@ DATASETS.register("sc")(DatasetInfo(
 DATASETS.register("audiofolder")(DatasetInfo(
     load_audiofolder, "your own recordings, one folder per class",
     "DIR/<label>/*.wav|flac, optional DIR/{train,validation,test}.txt (paths relative to DIR); "
-    "otherwise a deterministic 80/10/10 split (by speaker when file names are SPEAKER_*.wav)"))
+    "otherwise a deterministic 80/10/10 split (by speaker: <label>_<speaker>_<n>.wav, <speaker>_*.wav or "
+    "--speaker-pattern); train/test lists without validation: validation carved from train by whole speakers"))
 DATASETS.register("manifest")(DatasetInfo(
     load_manifest, "a CSV manifest of audio files",
-    "CSV with columns path,label[,split][,speaker]; paths relative to the CSV"))
+    "CSV with columns path,label[,split][,speaker]; paths relative to the CSV (no validation rows: carved "
+    "from train by whole speakers when known)"))

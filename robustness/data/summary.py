@@ -6,6 +6,9 @@ from robustness.data.dataset import Dataset
 from robustness.data.features import default_cache_dir
 
 
+MIN_PER_CLASS = 10  # fewer training examples than this per class: warned about
+
+
 def describe(d: Dataset) -> dict:
     """Classes, split sizes, speakers, feature shape, cache key and location."""
     frames = d.features.frames
@@ -19,6 +22,19 @@ def describe(d: Dataset) -> dict:
     for name, s in d.splits.items():
         speakers = {g for g in s.groups if g}
         out[f"{name}"] = f"{len(s)} utterances" + (f", {len(speakers)} speakers" if speakers else "")
+    train = d.splits.get("train")
+    if train is not None and len(train):
+        counts = {c: 0 for c in d.classes}
+        for k in train.y.tolist():
+            counts[d.classes[k]] += 1
+        lo, hi = min(counts, key=counts.get), max(counts, key=counts.get)
+        out["class_balance"] = f"train examples per class: min {counts[lo]} ({lo}), max {counts[hi]} ({hi})"
+        few = [f"{c} ({n})" for c, n in counts.items() if n < MIN_PER_CLASS]
+        if few:
+            out["warning"] = (f"{len(few)} class(es) with fewer than {MIN_PER_CLASS} training examples: "
+                              + ", ".join(few[:10]) + (" ..." if len(few) > 10 else ""))
+    for key, note in d.notes.items():
+        out[f"{key}_chosen"] = note
     x = next(s.x for s in d.splits.values() if len(s))
     out["features"] = f"[T={x.shape[1]}, D={x.shape[2]}] per utterance" + (
         f" ({frames * shift / 1000:.2f} s at {shift:g} ms hop)" if d.features.sample_rate else " (binned spikes)")
