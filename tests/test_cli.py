@@ -44,7 +44,7 @@ def test_train_then_eval_json(tmp_path):
     (["eval", "--model", "{tmp}"], "is a directory"),
     (["eval", "--model", "{tmp}/corrupt.pt"], "not a readable checkpoint"),
     (["eval", "--model", "{tmp}/v9.pt"], "version 9 is not supported"),
-    (["train", "--epochs", "0", "--out", "{tmp}/x.pt"], "--epochs must be positive"),
+    (["train", "--epochs", "0", "--out", "{tmp}/x.pt"], "'--epochs': '0' must be >= 1"),
     (["train", "--optimizer", "sgd", "--out", "{tmp}/x.pt"], "sgd"),
     (["train", "--dataset", "mnist", "--out", "{tmp}/x.pt"], "unknown dataset 'mnist'"),
     (["train", "--out", "{tmp}"], "is a directory"),

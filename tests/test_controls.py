@@ -98,9 +98,9 @@ def test_hardware_aware_training_is_recorded_and_changes_the_model(tmp_path):
     (["--train-perturbation", "gaussian"], "give the level to train at"),
     (["--train-perturbation", "gauss:0.1"], "did you mean 'gaussian'"),
     (["--optimizer", "ivon", "--ensemble", "3"], "--ensemble trains Adam members"),
-    (["--ensemble", "0"], "--ensemble must be at least 1"),
-    (["--optimizer", "ivon", "--beta2", "1.5"], "--beta2 must lie in (0, 1)"),
-    (["--optimizer", "ivon", "--ess", "-3"], "--ess must be positive"),
+    (["--ensemble", "0"], "'--ensemble': '0' must be >= 1"),
+    (["--optimizer", "ivon", "--beta2", "1.5"], "'--beta2': '1.5' must be < 1"),
+    (["--optimizer", "ivon", "--ess", "-3"], "'--ess': '-3' must be > 0"),
 ])
 def test_bad_training_options_exit_2(tmp_path, args, match):
     r = run("train", *args, "--epochs", 1, "--out", tmp_path / "x.pt")

@@ -165,7 +165,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_checkpoints, tmp_path):
         (["--model", adam, "--span", "1:-1"], "--span start must be below its end"),
         (["--model", adam, "--span", "x"], "--span must be START:STOP"),
         (["--model", adam, "--points", 2], "--points must be at least 3"),
-        (["--model", adam, "--directions", 0], "--directions must be at least 1"),
+        (["--model", adam, "--directions", 0], "'--directions': '0' must be >= 1"),
         (["--model", adam, "--dims", 3], "--dims must be 1 or 2"),
         (["--model", adam, "--direction", "posterior"], "needs an IVON checkpoint"),
         (["--between", adam, str(other)], "different architectures"),
