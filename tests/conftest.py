@@ -14,7 +14,7 @@ def tiny_cfg():
     return ModelConfig(input_dim=40, num_classes=20, hidden=(24, 24), dropout=0.1)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory):
     """An Adam and an IVON checkpoint trained briefly on a slice of the built-in corpus."""
     from robustness.training import TrainRequest, train_to_checkpoint

@@ -19,7 +19,7 @@ TEXT_BAD = {
     "--bits": ["abc", "0"], "--profile": ["bogus"], "--seeds": ["0", "-1", "2.5", "abc"],
     "--modes": ["bogus", ","], "--layers": [",", "bogus"], "--address": ["somewhere:1"], "--out": [""],
     "--direction": ["bogus"], "--span": ["abc", "1:-1"], "--models": ["bogus.pt"], "--perturbations": ["bogus"],
-    "--format": ["bogus"],
+    "--format": ["bogus"], "--speaker-pattern": ["take-("],
 }
 PATH_BAD = {"--model": ["/nonexistent/m.pt"], "--sigma-from": ["/nonexistent/m.pt"],
             "--config": ["/nonexistent/s.toml"], "--between": ["/nonexistent/a.pt /nonexistent/b.pt"],

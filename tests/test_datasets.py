@@ -257,4 +257,4 @@ def test_two_processes_preparing_one_cache(tmp_path, cache_dir):
     files = list(cache_dir.iterdir())
     assert len(files) == 1 and files[0].suffix == ".npz"
     with np.load(files[0]) as z:
-        assert z["x"].shape == (10, 100, 40)
+        assert z["x"].shape == (10, 32, 40)  # T follows the 0.3 s clips: 30 frames, rounded up to 32

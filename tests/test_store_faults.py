@@ -8,7 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
 
+from robustness.cli import cli
 from robustness.store import Store
 
 
@@ -86,16 +88,17 @@ def test_store_that_cannot_get_its_tables_is_not_left_behind(tiny_checkpoints, t
 def test_damaged_store_refused_and_untouched(tiny_checkpoints, tmp_path, damage, message):
     db = tmp_path / "d.db"
     args = ("--model", str(tiny_checkpoints["adam"]), "--noise", "0.1", "--seeds", "1", "--limit", "10")
-    assert _sweep(db, *args).returncode == 0
+    assert CliRunner().invoke(cli, ["sweep", *args, "--out", str(db), "-q"]).exit_code == 0
     c = sqlite3.connect(str(db))
     c.execute(damage)
     c.commit()
     c.close()
     before = _dump(db)
-    for cmd in (["sweep", *args, "--noise", "0.2", "--out", str(db)], ["export", str(db)], ["report", str(db)]):
-        r = subprocess.run([sys.executable, "-m", "robustness.cli", *cmd], capture_output=True, text=True,
-                           cwd=tmp_path)
-        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (cmd, r.stderr)
+    for cmd in (["sweep", *args, "--noise", "0.2", "--out", str(db)], ["export", str(db)],
+                ["report", str(db), "--out", str(tmp_path / "report")]):
+        r = CliRunner().invoke(cli, cmd)
+        assert r.exit_code == 2 and message in r.output, (cmd, r.output)
+        assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
     assert _dump(db) == before
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == ["d.db"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -96,4 +97,12 @@ def load_dataset(spec: DatasetSpec, *, workers: int | None = None, progress: boo
     """Load a dataset by spec; unknown names and unusable folders raise `BadInput`."""
     if spec.frames is not None and spec.frames < 1:
         raise BadInput(f"frames must be positive, got {spec.frames}")
+    if spec.speaker_pattern is not None:
+        if spec.name not in ("audiofolder", "manifest"):
+            raise BadInput(f"--speaker-pattern applies to audiofolder and manifest, not {spec.name!r} (its release "
+                           f"names speakers itself)")
+        try:
+            re.compile(spec.speaker_pattern)
+        except re.error as e:
+            raise BadInput(f"--speaker-pattern {spec.speaker_pattern!r}: not a regular expression ({e})") from None
     return DATASETS.get(spec.name).load(spec, workers=workers, progress=progress)
