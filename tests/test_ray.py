@@ -1,12 +1,8 @@
 """The Ray executor: same rows as the local one, resumable after the driver is killed,
 failing tasks retried then recorded. Needs the `ray` extra (CI installs it)."""
 
-import os
-import signal
 import sqlite3
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -18,6 +14,7 @@ from robustness.slicing import SliceConfig, run_slice  # noqa: E402
 from robustness.store import Store  # noqa: E402
 from robustness.sweep import run_sweep  # noqa: E402
 from robustness.sweep_config import PerturbationPlan, SweepConfig  # noqa: E402
+from tests.interrupt import count_rows, kill_at, run_to_end  # noqa: E402
 
 COLUMNS = ("model_hash", "mode", "perturbation", "layer", "level", "seed", "samples", "n", "accuracy", "nll", "brier",
            "ece", "entropy", "mutual_information", "disagreement", "spike_rates", "example_correct", "example_nll",
@@ -72,29 +69,13 @@ def test_slice_on_ray_stores_the_same_curves_as_local(tiny_checkpoints, cluster,
 
 
 def test_killed_ray_driver_resumes_without_duplicates(tiny_checkpoints, cluster, tmp_path):
-    args = [sys.executable, "-m", "robustness.cli", "sweep", "--model", str(tiny_checkpoints["adam"]),
-            "--noise", "0.02:0.2:6", "--seeds", "2", "--limit", "60", "--quiet", "--executor", "ray",
-            "--address", cluster]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    args = ["sweep", "--model", str(tiny_checkpoints["adam"]), "--noise", "0.02:0.2:6", "--seeds", "2", "--limit",
+            "60", "--quiet", "--executor", "ray", "--address", cluster]
     full, killed = tmp_path / "full.db", tmp_path / "killed.db"
-    subprocess.run([*args, "--out", str(full)], check=True, env=env, capture_output=True)
-    proc = subprocess.Popen([*args, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline, n = time.time() + 180, 0
-    while time.time() < deadline and proc.poll() is None:
-        if killed.exists():
-            try:
-                with sqlite3.connect(str(killed), timeout=1) as c:
-                    n = c.execute("SELECT count(*) FROM cells").fetchone()[0]
-            except sqlite3.Error:
-                n = 0
-            if n >= 2:
-                break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 0 < len(cells(killed)) < 26, "kill should land mid-sweep"
-    r = subprocess.run([*args, "--out", str(killed)], env=env, capture_output=True, text=True)
+    assert run_to_end(args, full).returncode == 0
+    found = kill_at(args, killed, count_rows("cells"), [5])
+    assert 0 < found[0] and found[-1] < 26, f"kills should land mid-sweep: {found}"
+    r = run_to_end(args, killed)
     assert r.returncode == 0 and "resumed" in r.stdout, r.stderr
     a, b = cells(full), cells(killed)
     assert len(a) == len(b) == 2 * (1 + 6 * 2)

@@ -1,12 +1,8 @@
 """`robust slice`: loss along lines in weight space, directions, controls, store, bad input."""
 
 import json
-import os
-import signal
+import random
 import sqlite3
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -21,6 +17,7 @@ from robustness.evaluate import EvalConfig, Mode, evaluate
 from robustness.slice_directions import lanczos, moved_names, normalise, raw_direction
 from robustness.slicing import SliceConfig, run_slice
 from robustness.store import Store
+from tests.interrupt import count_rows, kill_at, run_to_end
 
 # The whole validation split (360 clips) in 3 batches: the slice scores exactly what eval scores.
 VAL = dict(split="validation", batches=3, batch_size=128)
@@ -128,27 +125,15 @@ def _curves(db):
                          "ORDER BY model_hash, mode, direction").fetchall()
 
 
-def test_resume_after_kill_equals_uninterrupted(tiny_checkpoints, tmp_path):
-    args = ["-m", "robustness.cli", "slice", "--model", str(tiny_checkpoints["adam"]), "--points", "9",
-            "--directions", "12", "--batches", "1", "--batch-size", "48", "--quiet"]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    full = tmp_path / "full.db"
-    subprocess.run([sys.executable, *args, "--out", str(full)], check=True, env=env, capture_output=True)
-    killed = tmp_path / "killed.db"
-    proc = subprocess.Popen([sys.executable, *args, "--out", str(killed)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if killed.exists() and len(_curves(killed)) >= 1:
-                break
-        except sqlite3.Error:
-            pass
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 0 < len(_curves(killed)) < 12, "kill should land mid-slice"
-    r = subprocess.run([sys.executable, *args, "--out", str(killed)], env=env, capture_output=True, text=True)
+def test_resume_after_kills_at_random_points_equals_uninterrupted(tiny_checkpoints, tmp_path):
+    args = ["slice", "--model", str(tiny_checkpoints["adam"]), "--points", "9", "--directions", "12", "--batches", "1",
+            "--batch-size", "48", "--quiet"]
+    full, killed = tmp_path / "full.db", tmp_path / "killed.db"
+    assert run_to_end(args, full).returncode == 0
+    targets = sorted(random.Random(7).sample(range(1, 10), 3))
+    found = kill_at(args, killed, count_rows("slice_curves"), targets)
+    assert 0 < found[0] and found[-1] < 12, f"kills should land mid-slice: {found}"
+    r = run_to_end(args, killed)
     assert r.returncode == 0 and "resumed" in r.stdout
     assert _curves(full) == _curves(killed)
 

@@ -1,12 +1,8 @@
 """`robust sweep`: numbers, resumption, the store, configs and bad input."""
 
 import json
-import os
-import signal
+import random
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +15,7 @@ from robustness.evaluate import EvalConfig, Mode, evaluate
 from robustness.store import Store
 from reports.summary import drop_level
 from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
+from tests.interrupt import count_rows, kill_at, run_to_end
 
 METRICS = ("accuracy", "nll", "brier", "ece", "entropy", "expected_entropy", "mutual_information", "disagreement")
 
@@ -89,35 +86,19 @@ def test_accuracy_degrades_at_large_levels(tiny_checkpoints, tmp_path):
     assert min(dis) > 0.3
 
 
-def test_resume_after_kill_equals_uninterrupted(tiny_checkpoints, tmp_path):
-    args = ["-m", "robustness.cli", "sweep", "--model", str(tiny_checkpoints["adam"]), "--perturbation", "gaussian",
-            "--noise", "0.02:0.2:10", "--seeds", "3", "--limit", "120", "--quiet"]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    full = tmp_path / "full.db"
-    subprocess.run([sys.executable, *args, "--out", str(full)], check=True, env=env, capture_output=True)
-    killed = tmp_path / "killed.db"
-    proc = subprocess.Popen([sys.executable, *args, "--out", str(killed)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    n = 0
-    while time.time() < deadline and proc.poll() is None:
-        if killed.exists():
-            try:
-                with sqlite3.connect(str(killed), timeout=1) as c:
-                    n = c.execute("SELECT count(*) FROM cells").fetchone()[0]
-            except sqlite3.Error:
-                n = 0
-            if n >= 2:  # the clean cell and one draw: 29 cells still to come
-                break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    partial = len(cells(killed))
-    assert 0 < partial < 31, "kill should land mid-sweep"
-    r = subprocess.run([sys.executable, *args, "--out", str(killed)], env=env, capture_output=True, text=True)
+def test_resume_after_kills_at_random_points_equals_uninterrupted(tiny_checkpoints, tmp_path):
+    args = ["sweep", "--model", str(tiny_checkpoints["adam"]), "--perturbation", "gaussian", "--noise", "0.02:0.2:10",
+            "--seeds", "3", "--limit", "120", "--quiet"]
+    total = 2 * (1 + 10 * 3)  # modes point and chips: clean + 10 levels x 3 seeds
+    full, killed = tmp_path / "full.db", tmp_path / "killed.db"
+    assert run_to_end(args, full).returncode == 0
+    targets = sorted(random.Random(7).sample(range(2, total - 8), 3))  # three points, fixed by the test's seed
+    found = kill_at(args, killed, count_rows("cells"), targets)
+    assert 0 < found[0] and found[-1] < total, f"kills should land mid-sweep: {found}"
+    r = run_to_end(args, killed)
     assert r.returncode == 0 and "resumed" in r.stdout
     a, b = cells(full), cells(killed)
-    assert len(a) == len(b) == 2 * (1 + 10 * 3)  # modes point and chips
+    assert len(a) == len(b) == total
     assert len({key(r) for r in b}) == len(b)
     for x, y in zip(a, b):
         assert key(x) == key(y) and [x[m] for m in METRICS] == [y[m] for m in METRICS]
