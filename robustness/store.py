@@ -177,8 +177,15 @@ class Store:
         self.conn = conn
 
     @classmethod
-    def open(cls, path: str | os.PathLike, create: bool = False, timeout: float = 30.0) -> "Store":
-        """Open (or with `create`, create) a store; anything else is a one-line BadInput."""
+    def open(cls, path: str | os.PathLike, create: bool = False, timeout: float | None = None) -> "Store":
+        """Open (or with `create`, create) a store; anything else is a one-line BadInput.
+        A write waits up to `timeout` s (default $ROBUST_STORE_TIMEOUT or 30) for another
+        process's write to finish before the store counts as locked."""
+        if timeout is None:
+            try:
+                timeout = float(os.environ.get("ROBUST_STORE_TIMEOUT", "30"))
+            except ValueError:
+                raise BadInput(f"ROBUST_STORE_TIMEOUT={os.environ['ROBUST_STORE_TIMEOUT']!r} is not a number") from None
         p = Path(path)
         if p.is_dir():
             raise BadInput(f"{p}: is a directory, expected a results store file")

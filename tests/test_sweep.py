@@ -207,7 +207,8 @@ def test_bad_sweep_input_exit_2_store_untouched(tiny_checkpoints, tmp_path, args
     assert not db.exists()
 
 
-def test_bad_store_and_missing_dataset(tiny_checkpoints, tmp_path):
+def test_bad_store_and_missing_dataset(tiny_checkpoints, tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBUST_STORE_TIMEOUT", "1")  # the held lock below is never released in time
     m = tiny_checkpoints["adam"]
     notdb = tmp_path / "notes.db"
     notdb.write_text("hello")
