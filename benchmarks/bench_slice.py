@@ -24,8 +24,9 @@ from benchmarks.bench_forward import PerStepNorse  # noqa: E402
 from models.network import ModelConfig, SpikingNet  # noqa: E402
 from models.train import recalibrate_bn_  # noqa: E402
 from robustness.data import DatasetSpec, load_dataset  # noqa: E402
+from robustness.slice_curves import _curve, _grid, _Networks  # noqa: E402
 from robustness.slice_directions import direction_generator, moved_names, normalise, raw_direction  # noqa: E402
-from robustness.slicing import SliceConfig, _curve, _grid, _Networks  # noqa: E402
+from robustness.slicing import SliceConfig  # noqa: E402
 
 
 class _Ck:  # the checkpoint fields the engine reads

@@ -30,7 +30,8 @@ from perturbations.base import Context  # noqa: E402
 from perturbations.spec import apply, parse_spec  # noqa: E402
 from robustness.data import DatasetSpec, load_dataset  # noqa: E402
 from robustness.evaluate import Mode  # noqa: E402
-from robustness.sweep import SweepConfig, _evaluate_draws, _Job, _prepare  # noqa: E402
+from robustness.sweep import SweepConfig, _prepare  # noqa: E402
+from robustness.sweep_units import _evaluate_draws, _Job  # noqa: E402
 
 
 def sgemm_gflops(n: int = 2048, reps: int = 5) -> float:

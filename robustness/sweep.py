@@ -18,36 +18,33 @@ import dataclasses
 import hashlib
 import json
 import logging
-import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
-import numpy as np
 import torch
 
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.deploy import deploy_tensors
-from models.network import ForwardOptions, ModelConfig, block_spikes
+from models.network import ForwardOptions, block_spikes
 from perturbations.base import Context, Scale
 from perturbations.base import get as get_perturbation
 from perturbations.spec import Spec, apply
-from reports.stats import t_interval
 from robustness import __version__
 from robustness.data import Dataset, DatasetSpec, load_dataset
 from robustness.errors import BadInput
 from robustness.executors import Failed, LocalExecutor, RayExecutor, Unit
-from robustness.evaluate import AVERAGING, Mode, compute, mode_tensors, modes_for, stacked_logp
-from robustness.metrics import compute_metrics, disagreement, log_mean_exp, per_example_nll
+from robustness.evaluate import Mode, compute, mode_tensors, modes_for, stacked_logp
+from robustness.metrics import log_mean_exp
 from robustness.progress import progress as progress_bar
 from robustness.store import Store
 from robustness.run_meta import curve_meta, model_meta
 from robustness.sweep_config import MIN_AUTO_SEEDS, PerturbationPlan, SweepConfig, validate
+from robustness.sweep_units import _cell, _Job, _level, _Prepared
 
 __all__ = ["PerturbationPlan", "SweepConfig", "SweepResult", "run_sweep"]
 
 log = logging.getLogger(__name__)
 
-MAX_NETWORKS_PER_PASS = 100  # K per batched pass: bounds parameter copies and temporaries
 CLEAN = "clean"
 
 
@@ -110,32 +107,6 @@ def _sigmas(cks: list[Checkpoint], cfg: SweepConfig, device: torch.device) -> li
     return out
 
 
-@dataclass
-class _Prepared:
-    """One (model, mode) ready to perturb: K0 base networks and their clean predictions."""
-
-    mode: Mode
-    base: dict[str, torch.Tensor]
-    k0: int
-    clean_pred: torch.Tensor
-    clean_row: dict
-
-
-def _cell(slp: torch.Tensor, y: torch.Tensor, mode: Mode, clean_pred: torch.Tensor | None) -> dict:
-    """Metrics of one cell from its networks' log-probabilities [K0, N, C], with per-example data."""
-    logp = log_mean_exp(slp)
-    m = compute_metrics(logp, y, slp if mode in AVERAGING else None)
-    m["disagreement"] = 0.0 if clean_pred is None else disagreement(logp, clean_pred)
-    if not bool(torch.isfinite(slp).all()):  # NaN metrics (above); no per-example data to invent
-        m["disagreement"] = float("nan")
-        return {**m, "example_correct": None, "example_nll": None, "example_confidence": None}
-    correct = (logp.argmax(-1) == y).numpy().astype(np.uint8)
-    m["example_correct"] = np.packbits(correct).tobytes()
-    m["example_nll"] = per_example_nll(logp, y).numpy().astype(np.float32).tobytes()
-    m["example_confidence"] = logp.max(-1).values.exp().numpy().astype(np.float32).tobytes()  # reliability diagrams
-    return m
-
-
 def _prepare(ck: Checkpoint, data: Dataset, mode: Mode, cfg: SweepConfig, x: torch.Tensor, y: torch.Tensor,
              device: torch.device, sigma: dict[str, torch.Tensor] | None) -> _Prepared:
     net_cfg = ck.net.cfg
@@ -149,45 +120,6 @@ def _prepare(ck: Checkpoint, data: Dataset, mode: Mode, cfg: SweepConfig, x: tor
     row = {"mode": mode.value, "perturbation": CLEAN, "layer": "", "level": 0.0, "seed": 0,
            "samples": compute(mode, k0), "n": len(y), **m, "spike_rates": rates.mean(0).tolist()}
     return _Prepared(mode, base, k0, log_mean_exp(slp).argmax(-1), row)
-
-
-@dataclass(frozen=True)
-class _Job:
-    """One (model, mode, perturbation, layer scope): what evaluating its draws needs."""
-
-    net_cfg: ModelConfig
-    prep: _Prepared
-    spec: Spec
-    ctx: Context
-    x: torch.Tensor
-    y: torch.Tensor
-    start: int
-    device: torch.device
-    seed: int
-
-
-def _evaluate_draws(job: _Job, level: float, seeds: list[int]) -> list[dict]:
-    """Metrics per seed for one level: all S x K0 networks in batched passes."""
-    prep, k0 = job.prep, job.prep.k0
-    out = []
-    per_pass = max(1, MAX_NETWORKS_PER_PASS // k0)
-    for i in range(0, len(seeds), per_pass):
-        group = seeds[i:i + per_pass]
-        s = len(group)
-        stacked = {n: v.repeat(s, *([1] * (v.dim() - 1))) for n, v in prep.base.items()}
-        draws = [sd * k0 + m for sd in group for m in range(k0)]
-        t0 = time.perf_counter()
-        t = apply(job.spec, level, stacked, seed=job.seed, draws=draws, ctx=job.ctx)
-        slp, rates = stacked_logp(job.net_cfg, t, job.x, job.device, ForwardOptions(clamp_alpha=False, start=job.start))
-        elapsed = (time.perf_counter() - t0) / s
-        slp = slp.view(s, k0, *slp.shape[1:])
-        rates = rates.view(s, k0, -1)
-        below = prep.clean_row["spike_rates"][:job.start]  # layers below were not perturbed
-        for j, sd in enumerate(group):
-            out.append({"seed": sd, "samples": compute(prep.mode, k0), "n": len(job.y),
-                        **_cell(slp[j], job.y, prep.mode, prep.clean_pred),
-                        "spike_rates": below + rates[j].mean(0).tolist(), "time_s": elapsed})
-    return out
 
 
 def spec_hash(cfg: SweepConfig, model_hashes: list[str]) -> str:
@@ -364,40 +296,3 @@ def draws_nothing(spec: Spec, level: float, base: dict[str, torch.Tensor], seed:
     a = apply(spec, level, one, seed=seed, draws=[0], ctx=ctx)
     b = apply(spec, level, one, seed=seed, draws=[1], ctx=ctx)
     return a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
-
-
-def _level(job: _Job, level: float, cfg: SweepConfig, done: dict, key_prefix: tuple,
-           deterministic: bool = False) -> list[dict]:
-    """Rows for one level: a fixed number of seeds, or rounds until the interval is narrow.
-
-    A perturbation that draws nothing is evaluated with seed 0 only: every seed would repeat it.
-    """
-    def missing(seeds: Iterable[int]) -> list[int]:
-        return [s for s in seeds if key_prefix + (s,) not in done]
-
-    def run(seeds: Iterable[int]) -> list[dict]:
-        todo = missing(seeds)
-        return _evaluate_draws(job, level, todo) if todo else []
-
-    if deterministic:
-        return run([0])
-    if cfg.seeds is not None:
-        return run(range(cfg.seeds))
-    rows: list[dict] = []
-    accs: dict[int, float] = {}
-    n = 0
-    while n < cfg.max_seeds:
-        batch = list(range(n, min(n + cfg.auto_batch, cfg.max_seeds)))
-        new = run(batch)
-        rows += new
-        accs.update({s: done[key_prefix + (s,)] for s in batch if key_prefix + (s,) in done})
-        accs.update({r["seed"]: r["accuracy"] for r in new})
-        n = batch[-1] + 1
-        vals = list(accs.values())
-        half = t_interval(vals)[1]
-        if len(vals) >= MIN_AUTO_SEEDS and half is not None and 2 * half * 100 <= cfg.ci_width:
-            if half == 0.0:
-                log.warning("%s level %g: all %d draws gave the same accuracy; the chip interval is 0 "
-                            "and only the test-set interval measures the uncertainty", key_prefix[2], level, len(vals))
-            break
-    return rows

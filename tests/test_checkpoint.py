@@ -27,6 +27,13 @@ def test_round_trip_keeps_everything(tiny_checkpoints):
     assert load_checkpoint(tiny_checkpoints["adam"]).posterior is None
 
 
+def assert_refused(path, match) -> None:
+    """Loading fails with a one-line CheckpointError matching `match`."""
+    with pytest.raises(CheckpointError, match=match) as e:
+        load_checkpoint(path)
+    assert "\n" not in str(e.value)
+
+
 def _write(path, obj):
     torch.save(obj, path)
     return path
@@ -62,9 +69,7 @@ def test_bad_checkpoints_raise_one_line(tmp_path, tiny_checkpoints, case, match)
         sd = dict(good["state_dict"])
         sd["blocks.0.linear.weight"] = torch.zeros(3, 3)
         _write(p, {**good, "state_dict": sd})
-    with pytest.raises(CheckpointError, match=match) as e:
-        load_checkpoint(p)
-    assert "\n" not in str(e.value)
+    assert_refused(p, match)
 
 
 def test_save_is_atomic_and_refuses_directory(tmp_path, tiny_cfg):
@@ -119,6 +124,4 @@ def _with(good: dict, case: str) -> dict:
 def test_damaged_checkpoints_of_our_format_are_refused(tmp_path, tiny_checkpoints, case, match):
     good = torch.load(tiny_checkpoints["ivon"], weights_only=True)
     p = _write(tmp_path / "x.pt", _with(good, case))
-    with pytest.raises(CheckpointError, match=match) as e:
-        load_checkpoint(p)
-    assert "\n" not in str(e.value)
+    assert_refused(p, match)

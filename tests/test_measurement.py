@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import robustness.sweep as sw
+import robustness.sweep_units as sw  # where the pass size lives
 from perturbations.base import PERTURBATIONS, Context, PerturbationError
 from perturbations.pcm import T0, _pair_conductance
 from perturbations.spec import apply, component_generators, parse_spec

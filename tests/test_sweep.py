@@ -63,7 +63,7 @@ def test_same_seed_identical_rows_and_stacked_equals_separate(tiny_checkpoints, 
     a = run_sweep(cfg, str(tmp_path / "a.db"), progress=False).rows
     b = run_sweep(cfg, str(tmp_path / "b.db"), progress=False).rows
     assert [[r[m] for m in METRICS] for r in a] == [[r[m] for m in METRICS] for r in b]
-    import robustness.sweep as sw
+    import robustness.sweep_units as sw  # where the pass size lives
 
     old = sw.MAX_NETWORKS_PER_PASS
     sw.MAX_NETWORKS_PER_PASS = 1  # every draw in its own pass

@@ -108,7 +108,7 @@ def speakers_of(files: Sequence[Path], pattern: str | None) -> list[str]:
 def stratified_split(items: Sequence[Item], seed: int = 0, fractions=(0.8, 0.1, 0.1)) -> list[Item]:
     """Deterministic split: by speaker when every item has one (held-out speakers), else per class."""
     speakers = {it.speaker for it in items}
-    use_speaker = all(it.speaker for it in items) and len(speakers) >= 3
+    use_speaker = _split_by_speaker(items)
     out = []
     if use_speaker:
         # Whole speakers go to test / validation (at least one each), the rest to train.
@@ -276,9 +276,13 @@ def audiofolder_items(root: Path, speaker_pattern: str | None = None) -> tuple[l
     return items, classes, notes
 
 
+def _split_by_speaker(items: Sequence[Item]) -> bool:
+    """Whether `stratified_split` holds out whole speakers: every item has one, and 3 or more."""
+    return all(it.speaker for it in items) and len({it.speaker for it in items}) >= 3
+
+
 def _split_note(items: Sequence[Item]) -> str:
-    by_speaker = all(it.speaker for it in items) and len({it.speaker for it in items}) >= 3
-    return "80/10/10 split " + ("by whole speakers" if by_speaker else "per class") + ", deterministic"
+    return "80/10/10 split " + ("by whole speakers" if _split_by_speaker(items) else "per class") + ", deterministic"
 
 
 def load_audiofolder(spec: DatasetSpec, **kw) -> Dataset:

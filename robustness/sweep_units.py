@@ -1,0 +1,128 @@
+"""What one unit of a sweep evaluates: one level of one (model, mode, perturbation, layer
+scope), all its draws in batched passes, and `--seeds auto`'s rounds. A unit reads only
+its `_Job` and returns rows, so it runs the same in this process or as a Ray task.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from models.network import ForwardOptions, ModelConfig
+from perturbations.base import Context
+from perturbations.spec import Spec, apply
+from reports.stats import t_interval
+from robustness.evaluate import AVERAGING, Mode, compute, stacked_logp
+from robustness.metrics import compute_metrics, disagreement, log_mean_exp, per_example_nll
+from robustness.sweep_config import MIN_AUTO_SEEDS, SweepConfig
+
+log = logging.getLogger(__name__)
+
+MAX_NETWORKS_PER_PASS = 100  # K per batched pass: bounds parameter copies and temporaries
+
+
+@dataclass
+class _Prepared:
+    """One (model, mode) ready to perturb: K0 base networks and their clean predictions."""
+
+    mode: Mode
+    base: dict[str, torch.Tensor]
+    k0: int
+    clean_pred: torch.Tensor
+    clean_row: dict
+
+
+def _cell(slp: torch.Tensor, y: torch.Tensor, mode: Mode, clean_pred: torch.Tensor | None) -> dict:
+    """Metrics of one cell from its networks' log-probabilities [K0, N, C], with per-example data."""
+    logp = log_mean_exp(slp)
+    m = compute_metrics(logp, y, slp if mode in AVERAGING else None)
+    m["disagreement"] = 0.0 if clean_pred is None else disagreement(logp, clean_pred)
+    if not bool(torch.isfinite(slp).all()):  # NaN metrics (above); no per-example data to invent
+        m["disagreement"] = float("nan")
+        return {**m, "example_correct": None, "example_nll": None, "example_confidence": None}
+    correct = (logp.argmax(-1) == y).numpy().astype(np.uint8)
+    m["example_correct"] = np.packbits(correct).tobytes()
+    m["example_nll"] = per_example_nll(logp, y).numpy().astype(np.float32).tobytes()
+    m["example_confidence"] = logp.max(-1).values.exp().numpy().astype(np.float32).tobytes()  # reliability diagrams
+    return m
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One (model, mode, perturbation, layer scope): what evaluating its draws needs."""
+
+    net_cfg: ModelConfig
+    prep: _Prepared
+    spec: Spec
+    ctx: Context
+    x: torch.Tensor
+    y: torch.Tensor
+    start: int
+    device: torch.device
+    seed: int
+
+
+def _evaluate_draws(job: _Job, level: float, seeds: list[int]) -> list[dict]:
+    """Metrics per seed for one level: all S x K0 networks in batched passes."""
+    prep, k0 = job.prep, job.prep.k0
+    out = []
+    per_pass = max(1, MAX_NETWORKS_PER_PASS // k0)
+    for i in range(0, len(seeds), per_pass):
+        group = seeds[i:i + per_pass]
+        s = len(group)
+        stacked = {n: v.repeat(s, *([1] * (v.dim() - 1))) for n, v in prep.base.items()}
+        draws = [sd * k0 + m for sd in group for m in range(k0)]
+        t0 = time.perf_counter()
+        t = apply(job.spec, level, stacked, seed=job.seed, draws=draws, ctx=job.ctx)
+        slp, rates = stacked_logp(job.net_cfg, t, job.x, job.device, ForwardOptions(clamp_alpha=False, start=job.start))
+        elapsed = (time.perf_counter() - t0) / s
+        slp = slp.view(s, k0, *slp.shape[1:])
+        rates = rates.view(s, k0, -1)
+        below = prep.clean_row["spike_rates"][:job.start]  # layers below were not perturbed
+        for j, sd in enumerate(group):
+            out.append({"seed": sd, "samples": compute(prep.mode, k0), "n": len(job.y),
+                        **_cell(slp[j], job.y, prep.mode, prep.clean_pred),
+                        "spike_rates": below + rates[j].mean(0).tolist(), "time_s": elapsed})
+    return out
+
+
+def _level(job: _Job, level: float, cfg: SweepConfig, done: dict, key_prefix: tuple,
+           deterministic: bool = False) -> list[dict]:
+    """Rows for one level: a fixed number of seeds, or rounds until the interval is narrow.
+
+    A perturbation that draws nothing is evaluated with seed 0 only: every seed would repeat it.
+    """
+    def missing(seeds: Iterable[int]) -> list[int]:
+        return [s for s in seeds if key_prefix + (s,) not in done]
+
+    def run(seeds: Iterable[int]) -> list[dict]:
+        todo = missing(seeds)
+        return _evaluate_draws(job, level, todo) if todo else []
+
+    if deterministic:
+        return run([0])
+    if cfg.seeds is not None:
+        return run(range(cfg.seeds))
+    rows: list[dict] = []
+    accs: dict[int, float] = {}
+    n = 0
+    while n < cfg.max_seeds:
+        batch = list(range(n, min(n + cfg.auto_batch, cfg.max_seeds)))
+        new = run(batch)
+        rows += new
+        accs.update({s: done[key_prefix + (s,)] for s in batch if key_prefix + (s,) in done})
+        accs.update({r["seed"]: r["accuracy"] for r in new})
+        n = batch[-1] + 1
+        vals = list(accs.values())
+        half = t_interval(vals)[1]
+        if len(vals) >= MIN_AUTO_SEEDS and half is not None and 2 * half * 100 <= cfg.ci_width:
+            if half == 0.0:
+                log.warning("%s level %g: all %d draws gave the same accuracy; the chip interval is 0 "
+                            "and only the test-set interval measures the uncertainty", key_prefix[2], level, len(vals))
+            break
+    return rows
