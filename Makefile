@@ -21,7 +21,7 @@ test: install
 	$(BIN)/python -m pytest
 
 bench: install
-	$(BIN)/python benchmarks/bench_forward.py
+	$(BIN)/python -m benchmarks.bench_forward
 
 # Regenerates the shipped corpus bit-for-bit (needs Debian's espeak-ng).
 corpus: install

@@ -5,7 +5,7 @@ Same weights, same data, same run. Prints utterances/s and ratios for:
   2. K = 16 stacked parameter sets in one pass vs 16 sequential calls of ours;
   3. one training step (forward + backward) at batch 16 and 128: ours vs per-step loop.
 
-    python benchmarks/bench_forward.py [--model adam.pt] [--repeats 3] [--threads 2]
+    python -m benchmarks.bench_forward [--model adam.pt] [--repeats 3] [--threads 2] [--kernel auto|native|eager]
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 from norse.torch import LIFBoxCell, LIFBoxParameters  # noqa: E402
 from norse.torch.functional.reset import reset_subtract  # noqa: E402
 
+from benchmarks.machine import peak_rss_mb  # noqa: E402
+from models import native  # noqa: E402
 from models.network import ModelConfig, SpikingNet, forward_stacked  # noqa: E402
 from models.train import recalibrate_bn_  # noqa: E402
 from robustness.data import DatasetSpec, load_dataset  # noqa: E402
@@ -75,8 +77,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n", type=int, default=512, help="utterances for the evaluation figures")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--kernel", choices=native.MODES, default="auto", help="LIF path of ours (auto: as robust runs)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    native.set_mode(args.kernel)
     dev = torch.device(args.device)
     data = load_dataset(DatasetSpec())
     if args.model:
@@ -146,12 +150,20 @@ def main() -> None:
 
         net.train()
         naive.train()
-        t_o = timeit(step(net, lambda v: net(v, update_running=False)), args.repeats)
+        ours = step(net, lambda v: net(v, update_running=False))
+        with native.training_kernel(float("inf")) as path:
+            t_o = timeit(ours, args.repeats)
+        path = path if dev.type == "cpu" else "eager"  # the kernel is for CPU tensors
+        native.set_mode("eager")
+        with native.training_kernel(float("inf")):
+            t_e = timeit(ours, args.repeats)
+        native.set_mode(args.kernel)
         t_n = timeit(step(naive, naive), args.repeats)
         net.eval()
         naive.eval()
-        print(f"train step batch {bsz:3d}: ours {t_o * 1e3:7.1f} ms   per-step Norse {t_n * 1e3:7.1f} ms"
-              f"   ratio {t_n / t_o:.2f}x")
+        print(f"train step batch {bsz:3d}: ours ({path}) {t_o * 1e3:7.1f} ms   ours (eager) {t_e * 1e3:7.1f} ms   "
+              f"per-step Norse {t_n * 1e3:7.1f} ms   ratio {t_n / t_o:.2f}x (eager {t_n / t_e:.2f}x)")
+    print(f"peak resident memory {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ In the same run, on the same weights, direction and minibatches:
     per-time-step Norse forward over the minibatches (batch 128).
 The loop is timed on a few points and scaled to the slice; the engine on the whole slice.
 
-    python -m benchmarks.bench_slice [--model adam.pt] [--batches 4] [--loop-points 6]
+    python -m benchmarks.bench_slice [--model adam.pt] [--batches 4] [--loop-points 6] [--kernel auto|native|eager]
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import torch
 warnings.filterwarnings("ignore")
 
 from benchmarks.bench_forward import PerStepNorse  # noqa: E402
+from benchmarks.machine import matmul_flops, peak_rss_mb, sgemm_gflops  # noqa: E402
+from models import native  # noqa: E402
 from models.network import ModelConfig, SpikingNet  # noqa: E402
 from models.train import recalibrate_bn_  # noqa: E402
 from robustness.data import DatasetSpec, load_dataset  # noqa: E402
@@ -59,8 +61,10 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--loop-points", type=int, default=6, help="points the naive loop is timed on")
+    ap.add_argument("--kernel", choices=native.MODES, default="auto", help="LIF path of the engine")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    native.set_mode(args.kernel)
     data = load_dataset(DatasetSpec())
     if args.model:
         from models.checkpoint import load_checkpoint
@@ -83,9 +87,12 @@ def main() -> None:
         u = [normalise(raw_direction({n: w[n].shape for n in names}, g), w, "filter") for _ in range(dims)]
         grid = _grid(cfg)
         nets = _Networks({n: v.detach().unsqueeze(0) for n, v in w.items()}, [w], False)
+        peak = sgemm_gflops()
         t0 = time.perf_counter()
         loss, _ = _curve(ck, nets, [[d] for d in u], names, grid, x, y, x, cfg, torch.device("cpu"))
         t_engine = time.perf_counter() - t0
+        peak = (peak + sgemm_gflops()) / 2
+        flops = matmul_flops([net.cfg.input_dim, *net.cfg.hidden], x.shape[1], len(x) * len(grid))
         sub = grid[:: max(1, len(grid) // args.loop_points)][: args.loop_points]
         t0 = time.perf_counter()
         ref = naive(net, names, u, sub, x, y)
@@ -97,6 +104,9 @@ def main() -> None:
         print(f"{label}: naive per-step Norse loop {t_loop:7.1f} s (timed on {len(sub)} points, scaled to "
               f"{len(grid)}); engine {t_engine:6.1f} s; ratio {t_loop / t_engine:.2f}x; "
               f"max |loss diff| on the timed points {err:.2e}")
+        print(f"  engine matmul throughput {flops / t_engine / 1e9:.0f} GFLOP/s = {flops / t_engine / 1e9 / peak:.0%} "
+              f"of sgemm ({peak:.0f} GFLOP/s); LIF path {native.mode()}")
+    print(f"peak resident memory {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":

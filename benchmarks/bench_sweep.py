@@ -8,7 +8,7 @@ Compares, in the same run, on the same weights and data:
 Prints the ratio, the engine's matmul throughput as a fraction of this machine's sgemm
 throughput (measured here), and a profile of where the engine's time goes.
 
-    python benchmarks/bench_sweep.py [--levels 10] [--seeds 10] [--n 2000] [--compile]
+    python -m benchmarks.bench_sweep [--levels 10] [--seeds 10] [--n 2000] [--kernel auto|native|eager]
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import torch
 warnings.filterwarnings("ignore")
 
 from benchmarks.bench_forward import PerStepNorse  # noqa: E402
-from models import network  # noqa: E402
+from benchmarks.machine import matmul_flops, peak_rss_mb, sgemm_gflops  # noqa: E402
+from models import native  # noqa: E402
 from models.deploy import deploy_tensors  # noqa: E402
 from models.network import ModelConfig, SpikingNet  # noqa: E402
 from models.train import recalibrate_bn_  # noqa: E402
@@ -34,15 +35,6 @@ from robustness.sweep import SweepConfig, _prepare  # noqa: E402
 from robustness.sweep_units import _evaluate_draws, _Job  # noqa: E402
 
 
-def sgemm_gflops(n: int = 2048, reps: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return reps * 2 * n**3 / (time.perf_counter() - t0) / 1e9
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--levels", type=int, default=10)
@@ -51,7 +43,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--baseline-draws", type=int, default=None,
                     help="time the per-draw loop on this many draws and scale up (default: all)")
-    ap.add_argument("--compile", action="store_true", help="use the compiled chunk scan in the engine")
+    ap.add_argument("--kernel", choices=native.MODES, default="auto",
+                    help="LIF path of the engine (auto = what `robust sweep` does by default)")
     ap.add_argument("--model", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -81,15 +74,14 @@ def main() -> None:
     dev = torch.device("cpu")
     peak = sgemm_gflops()
     print(f"threads {args.threads}; {args.levels} levels x {args.seeds} seeds on {args.n} utterances "
-          f"(T={x.shape[1]}, hidden={list(ck.net.cfg.hidden)}); sgemm {peak:.0f} GFLOP/s")
+          f"(T={x.shape[1]}, hidden={list(ck.net.cfg.hidden)}); sgemm {peak:.0f} GFLOP/s at the start")
 
-    network.use_compile(args.compile)
+    native.set_mode(args.kernel)
     prep = _prepare(ck, data, Mode.POINT, cfg, x, y, dev, None)
     job = _Job(ck.net.cfg, prep, spec, ctx, x, y, 0, dev, cfg.seed)
     t0 = time.perf_counter()
     _evaluate_draws(job, levels[0], seeds[:2])  # warm-up
-    if args.compile:
-        print(f"compile + warm-up {time.perf_counter() - t0:.1f} s (not counted below)")
+    print(f"warm-up (and kernel build or load) {time.perf_counter() - t0:.1f} s, not counted below")
     t0 = time.perf_counter()
     acc_engine = []
     for lv in levels:
@@ -120,14 +112,14 @@ def main() -> None:
     t_loop = (time.perf_counter() - t0) * len(draws) / len(timed)
     note = "" if len(timed) == len(draws) else f" (timed on {len(timed)} draws, scaled to {len(draws)})"
 
-    h = ck.net.cfg.hidden
-    dims = [ck.net.cfg.input_dim, *h]
-    flops = 2 * x.shape[1] * sum(a * b for a, b in zip(dims[:-1], dims[1:])) * len(x) * len(draws)
+    peak = (peak + sgemm_gflops()) / 2  # the machine's pace before and after: clocks drift on shared hosts
+    flops = matmul_flops([ck.net.cfg.input_dim, *ck.net.cfg.hidden], x.shape[1], len(x) * len(draws))
     print(f"per-draw loop (per-step Norse, batch 128): {t_loop:7.1f} s{note}")
-    print(f"batched engine{' (compiled)' if args.compile else ''}:                     {t_engine:7.1f} s   "
+    path = "compiled kernel" if native.kernel() is not None and args.kernel != "eager" else "eager"
+    print(f"batched engine ({path}):{' ' * (27 - len(path))}{t_engine:7.1f} s   "
           f"ratio {t_loop / t_engine:.2f}x")
     print(f"engine matmul throughput {flops / t_engine / 1e9:.0f} GFLOP/s = {flops / t_engine / 1e9 / peak:.0%} "
-          f"of sgemm; {len(x) * len(draws) / t_engine:.0f} utterance-draws/s")
+          f"of sgemm ({peak:.0f} GFLOP/s, mean of start and end); {len(x) * len(draws) / t_engine:.0f} utterance-draws/s")
     agree = [abs(acc_loop[d] - acc_engine[levels.index(d[0])]) for d in timed[:1]]
     print(f"check: accuracy of the first draw, loop vs engine mean over seeds: diff {agree[0]:.3f}")
 
@@ -140,6 +132,7 @@ def main() -> None:
     print("engine profile (self CPU time, one level):")
     for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:8]:
         print(f"  {e.key:40s} {e.self_cpu_time_total / total:6.1%}")
+    print(f"peak resident memory {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":

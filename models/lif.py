@@ -21,6 +21,7 @@ warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=Fu
 from norse.torch.functional.lif_box import LIFBoxFeedForwardState, LIFBoxParameters  # noqa: E402
 from norse.torch.functional.reset import reset_subtract  # noqa: E402
 
+from models import native  # noqa: E402
 from models.surrogate import spike  # noqa: E402
 
 
@@ -61,6 +62,38 @@ def lif_box_boxcar_step(
     return z, LIFBoxFeedForwardState(v=v_new)
 
 
+class _NativeScan(torch.autograd.Function):
+    """The scan from rest in the compiled kernel, with its backward through the boxcar surrogate."""
+
+    @staticmethod
+    def forward(ctx, drive, alpha, v_th, width, lib):  # type: ignore[override]
+        k, _, b, h = drive.shape
+        v = drive.new_zeros(k, b, h)
+        z, vpre = native.forward(lib, drive.detach(), alpha.detach().reshape(-1, h), v_th.detach().reshape(-1, h), v,
+                                 keep_membrane=True)
+        ctx.save_for_backward(vpre, alpha, v_th)
+        ctx.width, ctx.lib = width, lib
+        return z
+
+    @staticmethod
+    def backward(ctx, grad_z):  # type: ignore[override]
+        vpre, alpha, v_th = ctx.saved_tensors
+        h = vpre.shape[-1]
+        gd, ga, gt = native.backward(ctx.lib, grad_z, vpre, alpha.detach().reshape(-1, h),
+                                     v_th.detach().reshape(-1, h), ctx.width,
+                                     ctx.needs_input_grad[1], ctx.needs_input_grad[2])
+        ga = None if ga is None else ga.sum(1, keepdim=True).sum_to_size(alpha.shape)
+        gt = None if gt is None else gt.sum(1, keepdim=True).sum_to_size(v_th.shape)
+        return gd, ga, gt, None, None
+
+
+def _native_args(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor) -> bool:
+    """The kernel takes per-network constants [K or 1, 1, H] and a float32 CPU drive."""
+    k, h = drive.shape[0], drive.shape[-1]
+    return (native.applies(drive, alpha, v_th) and all(
+        c.dim() == 3 and c.shape[1] == 1 and c.shape[2] == h and c.shape[0] in (1, k) for c in (alpha, v_th)))
+
+
 def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
              width: float = 0.5, v: torch.Tensor | None = None, smooth: float = 0.0) -> torch.Tensor:
     """Spikes [K, T, B, H] of LIF neurons driven by `drive = (1 - alpha) * I`.
@@ -75,6 +108,9 @@ def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
         smooth: when > 0, a non-spiking control: `z = sigmoid((v - v_th) / smooth)` instead
             of the Heaviside step (same reset by subtraction), a network whose loss is smooth
             in its weights.
+
+    The compiled kernel (models/native.py) runs the inference scan wherever it applies, and
+    the training scan inside `native.training_kernel`; both give the eager spikes bit for bit.
     """
     steps = drive.unbind(1)  # unbind, not drive[:, t]: indexing makes backward zero-fill per step
     if smooth > 0:
@@ -87,6 +123,9 @@ def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
             zs.append(z)
         return torch.stack(zs, 1)
     if torch.is_grad_enabled() and (drive.requires_grad or alpha.requires_grad or v_th.requires_grad):
+        lib = native.training_lib()
+        if lib is not None and v is None and _native_args(drive, alpha, v_th):
+            return _NativeScan.apply(drive, alpha, v_th, width, lib)
         v = torch.zeros_like(steps[0])
         zs = []
         for d in steps:
@@ -95,10 +134,16 @@ def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
             v = v - z * v_th
             zs.append(z)
         return torch.stack(zs, 1)
-    # Inference: in place, written straight into the output (no per-step temporaries).
-    out = torch.empty_like(drive)
     if v is None:
-        v = torch.zeros_like(steps[0])
+        v = drive.new_zeros(drive.shape[0], *drive.shape[2:])
+    ok = _native_args(drive, alpha, v_th) and v.is_contiguous() and native.applies(v)
+    lib = native.kernel(drive.numel()) if ok else None
+    if lib is not None:
+        h = drive.shape[-1]
+        z, _ = native.forward(lib, drive, alpha.reshape(-1, h), v_th.reshape(-1, h), v)
+        return z
+    # Eager inference: in place, written straight into the output (no per-step temporaries).
+    out = torch.empty_like(drive)
     alpha = alpha.expand_as(v)
     v_th = v_th.expand_as(v)
     for t, d in enumerate(steps):
@@ -107,32 +152,3 @@ def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
         torch.gt(v, v_th, out=z)  # writes 0.0/1.0 directly: 10x faster than copy_(v > v_th)
         v.addcmul_(z, v_th, value=-1.0)
     return out
-
-
-def _chunk_drive_scan(cur: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, alpha: torch.Tensor,
-                      v_th: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Inference: drive = cur * scale + shift for a [K, t, B, H] chunk, then the LIF steps.
-
-    Returns spikes [K, t, B, H], the final membrane, and the spike count over the chunk
-    [K, B, H]. Written for torch.compile, which fuses the unrolled chunk into one loop.
-    """
-    zs = []
-    count = torch.zeros_like(v)
-    for c in cur.unbind(1):
-        v = alpha * v + (c * scale + shift)
-        z = (v > v_th).to(c.dtype)
-        v = v - z * v_th
-        count = count + z
-        zs.append(z)
-    return torch.stack(zs, 1), v, count
-
-
-_compiled = None
-
-
-def compiled_chunk_scan():
-    """The fused chunk scan, compiled on first use (tens of seconds; cached by inductor on disk)."""
-    global _compiled
-    if _compiled is None:
-        _compiled = torch.compile(_chunk_drive_scan, dynamic=True)
-    return _compiled

@@ -22,7 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from models.hardware import add_read_noise, force_spikes, read_noise_generators
-from models.lif import compiled_chunk_scan, lif_scan
+from models import native
+from models.chunking import time_chunk
+from models.lif import lif_scan
 
 
 @dataclass(frozen=True)
@@ -188,68 +190,74 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
     return h, rates
 
 
-TIME_CHUNK = 10  # steps per chunk in inference: keeps temporaries small and cache-resident
-COMPILE = False  # fuse each chunk's drive + LIF scan with torch.compile (pays off only in long sweeps)
+def _layer_constants(cfg: ModelConfig, t: Mapping[str, Tensor], opt: ForwardOptions, i: int) -> dict:
+    """Inference constants of block i: BN affine and the (1 - alpha) input scaling fused into one scale and shift."""
+    p = f"blocks.{i}"
+    alpha = _leak(cfg, t, p, opt)
+    scale, shift = bn_affine(t, f"{p}.bn", cfg.bn_eps)
+    if f"{p}.linear.bias" in t:
+        shift = shift + scale * t[f"{p}.linear.bias"]
+    return {"w": t[f"{p}.linear.weight"].transpose(-1, -2), "scale": scale.unsqueeze(1) * (1 - alpha),
+            "shift": shift.unsqueeze(1) * (1 - alpha), "alpha": alpha, "v_th": t[f"{p}.v_th"].unsqueeze(1),
+            "noise": t.get(f"{p}.read_noise"), "gens": read_noise_generators(t, p, opt.example_offset),
+            "dead": t.get(f"{p}.dead"), "saturated": t.get(f"{p}.saturated")}
 
 
-def use_compile(on: bool) -> None:
-    """Turn the compiled chunk scan on or off for inference passes."""
-    global COMPILE
-    COMPILE = on
+def _scan_chunk(c: dict, cur: Tensor, v: Tensor, count: Tensor, spikes: bool) -> Tensor | None:
+    """One layer over one chunk [K, tc, B, H]: membranes `v` and spike counts `count` [K, B, H] updated.
+
+    Returns the spikes (None when `spikes` is False and no forced neurons need them). The
+    compiled kernel does drive, scan and count in one pass; eager does the same arithmetic.
+    """
+    forced = c["dead"] is not None or c["saturated"] is not None
+    h = cur.shape[-1]
+    lib = native.kernel(cur.numel()) if native.applies(cur, c["scale"], c["alpha"], c["v_th"]) else None
+    if lib is not None:
+        z, _ = native.forward(lib, cur, c["alpha"].reshape(-1, h), c["v_th"].reshape(-1, h), v,
+                              scale=c["scale"].reshape(-1, h), shift=c["shift"].reshape(-1, h),
+                              spikes=spikes or forced, count=None if forced else count)
+    else:
+        z = lif_scan(cur * c["scale"].unsqueeze(1) + c["shift"].unsqueeze(1), c["alpha"], c["v_th"], v=v)
+        if not forced:
+            count += z.sum(1)
+    if forced:
+        z = force_spikes(z, c["dead"], c["saturated"])
+        count += z.sum(1)
+    return z
 
 
 def _inference_chunked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt: ForwardOptions,
                        k: int) -> tuple[Tensor, list[Tensor]]:
-    """Inference over chunks of TIME_CHUNK steps, all layers per chunk, membranes carried over.
+    """Inference over chunks of time steps, all layers per chunk, membranes carried over.
 
     The whole-sequence version allocates [K, T*B, H] temporaries of hundreds of MB per
-    layer; page faults then dominate. Chunks of ~10 steps keep each temporary small and
-    reused, while each Linear still runs over many steps in one matmul.
+    layer; page faults then dominate. Chunks sized to the caches (`native.time_chunk`) keep
+    each temporary small and reused, while each Linear still runs over many steps in one
+    matmul. The last layer's spikes are only counted, never stored.
     """
     bsz, steps = (x.shape[0], x.shape[1]) if x.dim() == 3 else (x.shape[1], x.shape[2])
-    n_hidden = len(cfg.hidden)
-    layers = list(range(opt.start, n_hidden))
-    params = []
-    for i in layers:
-        p = f"blocks.{i}"
-        alpha = _leak(cfg, t, p, opt)
-        scale, shift = bn_affine(t, f"{p}.bn", cfg.bn_eps)
-        if f"{p}.linear.bias" in t:
-            shift = shift + scale * t[f"{p}.linear.bias"]
-        # BN affine and the (1 - alpha) input scaling fused into one multiply-add.
-        params.append((t[f"{p}.linear.weight"].transpose(-1, -2), (scale.unsqueeze(1) * (1 - alpha)),
-                       (shift.unsqueeze(1) * (1 - alpha)), alpha, t[f"{p}.v_th"].unsqueeze(1),
-                       t.get(f"{p}.read_noise"), read_noise_generators(t, p, opt.example_offset),
-                       t.get(f"{p}.dead"), t.get(f"{p}.saturated")))
-    v = [None] * len(layers)
-    counts = [0.0] * len(layers)
+    layers = list(range(opt.start, len(cfg.hidden)))
+    consts = [_layer_constants(cfg, t, opt, i) for i in layers]
+    v = [x.new_zeros(k, bsz, cfg.hidden[i]) for i in layers]
+    counts = [x.new_zeros(k, bsz, cfg.hidden[i]) for i in layers]
+    chunk = time_chunk(k * bsz, max(cfg.hidden))
     rate_sum = None
-    for c0 in range(0, steps, TIME_CHUNK):
-        c1 = min(steps, c0 + TIME_CHUNK)
-        xc = x[:, c0:c1] if x.dim() == 3 else x[:, :, c0:c1]
+    for c0 in range(0, steps, chunk):
+        xc = x[:, c0:c0 + chunk] if x.dim() == 3 else x[:, :, c0:c0 + chunk]
         h, tc, _ = _flatten_input(xc)
-        for j, (w, sc, sh, alpha, v_th, noise, noise_gens, dead, sat) in enumerate(params):
-            cur = torch.matmul(h, w)  # [K, tc*B, H]
-            if noise is not None:
-                cur = add_read_noise(cur, noise, noise_gens)
-            if v[j] is None:
-                v[j] = cur.new_zeros(cur.shape[0], bsz, cur.shape[-1])
-            if COMPILE:
-                z, v[j], zt = compiled_chunk_scan()(cur.view(cur.shape[0], tc, bsz, -1), sc, sh, alpha, v_th, v[j])
-            else:
-                drive = torch.addcmul(sh, cur, sc).view(cur.shape[0], tc, bsz, -1)
-                z = lif_scan(drive, alpha, v_th, cfg.surrogate_width, v=v[j])
-                zt = None
-            if dead is not None or sat is not None:
-                z, zt = force_spikes(z, dead, sat), None
-            zt = z.sum(1) if zt is None else zt  # spikes per neuron over the chunk [K, B, H]
-            counts[j] = counts[j] + zt.sum(dim=(1, 2))
-            h = z.view(z.shape[0], tc * bsz, -1)
+        for j, c in enumerate(consts):
+            cur = torch.matmul(h, c["w"])  # [K, tc*B, H]
+            if c["noise"] is not None:
+                cur = add_read_noise(cur, c["noise"], c["gens"])
+            z = _scan_chunk(c, cur.view(cur.shape[0], tc, bsz, -1), v[j], counts[j], spikes=j < len(consts) - 1)
+            h = None if z is None else z.view(z.shape[0], tc * bsz, -1)
         if not layers:  # started at the readout: x holds the last block's spikes
             h = h.unsqueeze(0).expand(k, -1, -1) if h.dim() == 2 else h
-            zt = h.view(h.shape[0], tc, bsz, -1).sum(1)
-        rate_sum = zt if rate_sum is None else rate_sum + zt
-    rates = [c / (steps * bsz * cfg.hidden[i]) for c, i in zip(counts, layers)]
+            zt = h.reshape(h.shape[0], tc, bsz, -1).sum(1)
+            rate_sum = zt if rate_sum is None else rate_sum + zt
+    if layers:
+        rate_sum = counts[-1]
+    rates = [c.sum(dim=(1, 2)) / (steps * bsz * cfg.hidden[i]) for c, i in zip(counts, layers)]
     return rate_sum / steps, rates
 
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from models import native
 from models.network import ForwardOptions, SpikingNet, bn_prefixes, forward_stacked
 from models.posterior import Posterior, hess_by_name, ivon_sampled
 from robustness.progress import progress as progress_bar
@@ -91,6 +92,7 @@ class TrainResult:
     history: list[dict]
     posterior: Posterior | None
     ivon_args: dict | None
+    kernel: str = "eager"  # the LIF scan that trained it: "native" (compiled kernel) or "eager"
 
 
 def _batches(n: int, size: int, g: torch.Generator | None) -> list[Tensor]:
@@ -188,42 +190,44 @@ def train(net: SpikingNet, cfg: TrainConfig, x_train: Tensor, y_train: Tensor,
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor, patience=cfg.plateau_patience)
     history: list[dict] = []
     bar = progress_bar(range(cfg.epochs), desc=f"train {cfg.optimizer}", unit="epoch", enabled=progress)
-    for epoch in bar:
-        net.train()
-        tot_loss = tot_correct = 0.0
-        for idx in _batches(len(y_train), cfg.batch_size, g):
-            if len(idx) < 2:
-                continue  # BatchNorm needs more than one example
-            xb, yb = x_train[idx].to(dev), y_train[idx].to(dev)
+    work = cfg.epochs * cfg.train_samples * x_train.shape[0] * x_train.shape[1] * sum(net.cfg.hidden)
+    with native.training_kernel(work) as kernel:
+        for epoch in bar:
+            net.train()
+            tot_loss = tot_correct = 0.0
+            for idx in _batches(len(y_train), cfg.batch_size, g):
+                if len(idx) < 2:
+                    continue  # BatchNorm needs more than one example
+                xb, yb = x_train[idx].to(dev), y_train[idx].to(dev)
+                if is_ivon:
+                    for _ in range(cfg.train_samples):
+                        with ivon_sampled(opt, g):
+                            opt.zero_grad()
+                            logits = net(xb, dropout_generator=g, update_running=False, perturb=_bind(perturb, g))
+                            loss = F.cross_entropy(logits, yb)
+                            loss.backward()
+                else:
+                    opt.zero_grad()
+                    logits = net(xb, dropout_generator=g, perturb=_bind(perturb, g))
+                    loss = F.cross_entropy(logits, yb)
+                    loss.backward()
+                opt.step()
+                tot_loss += loss.item() * len(idx)
+                tot_correct += (logits.argmax(-1) == yb).sum().item()
             if is_ivon:
-                for _ in range(cfg.train_samples):
-                    with ivon_sampled(opt, g):
-                        opt.zero_grad()
-                        logits = net(xb, dropout_generator=g, update_running=False, perturb=_bind(perturb, g))
-                        loss = F.cross_entropy(logits, yb)
-                        loss.backward()
-            else:
-                opt.zero_grad()
-                logits = net(xb, dropout_generator=g, perturb=_bind(perturb, g))
-                loss = F.cross_entropy(logits, yb)
-                loss.backward()
-            opt.step()
-            tot_loss += loss.item() * len(idx)
-            tot_correct += (logits.argmax(-1) == yb).sum().item()
-        if is_ivon:
-            recalibrate_bn_(net, x_train, cfg.batch_size * 8, cfg.bn_batches, g)
-        val_loss, val_acc = evaluate_loss(net, x_val, y_val)
-        sched.step(val_loss)
-        rec = {"epoch": epoch + 1, "train_loss": tot_loss / len(y_train), "train_acc": tot_correct / len(y_train),
-               "val_loss": val_loss, "val_acc": val_acc, "lr": opt.param_groups[0]["lr"]}
-        history.append(rec)
-        bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val_acc=f"{val_acc:.3f}")
-        log.info("epoch %d %s", epoch + 1, rec)
-        if on_epoch:
-            on_epoch(rec)
+                recalibrate_bn_(net, x_train, cfg.batch_size * 8, cfg.bn_batches, g)
+            val_loss, val_acc = evaluate_loss(net, x_val, y_val)
+            sched.step(val_loss)
+            rec = {"epoch": epoch + 1, "train_loss": tot_loss / len(y_train), "train_acc": tot_correct / len(y_train),
+                   "val_loss": val_loss, "val_acc": val_acc, "lr": opt.param_groups[0]["lr"]}
+            history.append(rec)
+            bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val_acc=f"{val_acc:.3f}")
+            log.info("epoch %d %s", epoch + 1, rec)
+            if on_epoch:
+                on_epoch(rec)
     net.eval()
     posterior = None
     if is_ivon:
         posterior = Posterior(hess_by_name(opt, named), ess=ivon_args["ess"], weight_decay=cfg.weight_decay,
                               hess_init=cfg.hess_init)
-    return TrainResult(net, history, posterior, ivon_args)
+    return TrainResult(net, history, posterior, ivon_args, kernel)

@@ -54,7 +54,7 @@ def _curves(rec: Records) -> dict[tuple[str, str, str], CurveSummary]:
     """(model path, mode, perturbation) -> the newest run's curve (whole-network scope)."""
     out = {}
     for run in rec.runs:
-        for cs in summarize(run.rows, run.curves_meta):
+        for cs in summarize(run.rows, run.curves_meta, run.skipped):
             if not cs.layer:
                 out[(cs.model, cs.mode, cs.perturbation)] = cs
     return out
@@ -84,10 +84,13 @@ def _curve(curves: dict, rule: dict, where: str, model_key: str = "model", mode_
     return curves[(model, mode, pert)]
 
 
-def _level(cs: CurveSummary, level: float, where: str) -> LevelStats:
+def _level(cs: CurveSummary, level: float, where: str) -> LevelStats | None:
+    """The level's statistics; None when the sweep skipped it (a milder level was at chance)."""
     for s in cs.levels:
         if math.isclose(s.level, float(level), rel_tol=1e-9, abs_tol=1e-12):
             return s
+    if any(math.isclose(lv, float(level), rel_tol=1e-9, abs_tol=1e-12) for lv, _ in cs.skipped):
+        return None
     raise BadInput(f"{where}: level {level:g} of {cs.perturbation} is not in the store "
                    f"(levels: {', '.join(f'{s.level:g}' for s in cs.levels)})")
 
@@ -164,6 +167,9 @@ def run_rule(rule: dict, i: int, curves: dict, base: dict | None) -> Outcome:
         cs = _curve(curves, rule, where)
         s = _level(cs, rule["level"], where)
         t = float(rule["threshold"])
+        if s is None:  # never measured: fail, and say how to measure it
+            return Outcome(name, False, f"not measured: {cs.skipped[0][1]}; rerun the sweep with "
+                           "--no-skip-at-chance to measure it", f"{kind} {t:g}")
         acc, hw = s.metrics["accuracy"]
         if kind == "min_accuracy":
             return Outcome(name, _ok(acc, lambda v: v >= t), f"accuracy {_pm(acc, hw)}", f">= {t:g}")
@@ -177,16 +183,21 @@ def run_rule(rule: dict, i: int, curves: dict, base: dict | None) -> Outcome:
     if kind == "min_auc":
         cs = _curve(curves, rule, where)
         t = float(rule["threshold"])
-        return Outcome(name, _ok(cs.auc, lambda v: v >= t), f"normalised AUC {_pm(cs.auc, None)} ({cs.axis} axis)",
-                       f">= {t:g}")
+        return Outcome(name, _ok(cs.auc, lambda v: v >= t), _auc_text(cs), f">= {t:g}")
     if kind == "at_least_as_robust":
         a = _curve(curves, rule, where)
         b = _curve(curves, rule, where, "than_model", "than_mode")
         tol = float(rule.get("tolerance", 0.0))
         ok = a.auc is not None and b.auc is not None and math.isfinite(a.auc) and a.auc >= b.auc - tol
-        return Outcome(name, ok, f"AUC {_pm(a.auc, None)} vs {os.path.basename(b.model)} {b.mode} {_pm(b.auc, None)}",
+        return Outcome(name, ok, f"{_auc_text(a)} vs {os.path.basename(b.model)} {b.mode} {_auc_text(b)}",
                        f">= other - {tol:g}")
     return _baseline(rule, where, name, curves, base)
+
+
+def _auc_text(cs: CurveSummary) -> str:
+    if cs.skipped:
+        return "normalised AUC not computed: levels were skipped at chance (rerun with --no-skip-at-chance)"
+    return f"normalised AUC {_pm(cs.auc, None)} ({cs.axis} axis)"
 
 
 def _baseline(rule: dict, where: str, name: str, curves: dict, base: dict | None) -> Outcome:

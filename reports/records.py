@@ -26,6 +26,7 @@ class Run:
     package_version: str
     data_hash: str
     rows: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # levels not run: a milder one had every draw at chance
 
     @property
     def curves_meta(self) -> dict:
@@ -72,7 +73,8 @@ def load_records(path: str, models: tuple[str, ...] = (), perturbations: tuple[s
         for r in st.runs():
             rows = st.cells(r["id"])
             runs.append(Run(r["id"], json.loads(r["config"]), json.loads(r["models"]), r["command"] or "",
-                            r["started"], r["finished"], r["package_version"] or "", r["data_hash"] or "", rows))
+                            r["started"], r["finished"], r["package_version"] or "", r["data_hash"] or "", rows,
+                            st.skipped(r["id"])))
         slices = []
         for s in st.conn.execute("SELECT * FROM slices ORDER BY id").fetchall():
             slices.append(SliceRun(s["id"], json.loads(s["config"]), json.loads(s["models"]), s["command"] or "",

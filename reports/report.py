@@ -24,7 +24,7 @@ from reports.formatting import num, pct, slug
 from reports.landscape import landscape_section
 from reports.provenance import provenance_section
 from reports.records import Records, Run
-from reports.summary import CurveSummary, accuracy_points, normalised_auc, paired, summarize
+from reports.summary import CurveSummary, accuracy_points, normalised_auc, paired, skipped_note, summarize
 from reports.verdict import verdict
 
 SCHEMA_VERSION = 1
@@ -83,7 +83,7 @@ class _Builder:
         if run.id in self._curves:  # summaries bootstrap over examples: compute them once
             return self._curves[run.id]
         by_pert: dict[str, list[CurveSummary]] = defaultdict(list)
-        for cs in summarize(run.rows, run.curves_meta):
+        for cs in summarize(run.rows, run.curves_meta, run.skipped):
             if not cs.layer:
                 by_pert[cs.perturbation].append(cs)
         self._curves[run.id] = by_pert
@@ -164,6 +164,7 @@ class _Builder:
                 deg.blocks.append(Table(["model", "mode", "compute", "norm. AUC", "1-pt drop at", "5-pt drop at",
                                          "10-pt drop at", f"dECE @{mid:g}", f"dECE @{last:g}", f"dNLL @{mid:g}",
                                          f"dNLL @{last:g}"], rows, f"{pert}: {axis_note}; {sig}."))
+                deg.blocks += [f"{self.labels[cs.model]} {cs.mode}: {skipped_note(cs)}." for cs in curves if cs.skipped]
                 js_deg.append({"run": run.id, "perturbation": pert, "unit": unit, "axis": meta.get("axis", "linear"),
                                "best_auc": None if best is None else {"model": best.model, "mode": best.mode},
                                "best_auc_p": p, "level": mid, "leader": self.leader(run, curves, pert, mid),

@@ -65,12 +65,14 @@ class CurveSummary:
     auc: float | None = None
     drop_levels: dict[str, float | None] = field(default_factory=dict)
     increasing_severity: bool = True
+    skipped: list[tuple[float, str]] = field(default_factory=list)  # (level, reason): not run, never numbers
 
     def to_dict(self) -> dict:
         return {
             "model": self.model, "optimizer": self.optimizer, "mode": self.mode, "compute": self.compute,
             "perturbation": self.perturbation, "layer": self.layer, "clean": self.clean, "axis": self.axis,
             "auc": self.auc, "drop_levels": self.drop_levels,
+            "skipped": [{"level": lv, "reason": why} for lv, why in self.skipped],
             "levels": [{"level": s.level, "n": s.n,
                         **{f"{k}_mean": v[0] for k, v in s.metrics.items()},
                         **{f"{k}_ci": v[1] for k, v in s.metrics.items()},
@@ -136,14 +138,20 @@ def _level_stats(level: float, rows: list[dict]) -> LevelStats:
     return LevelStats(level, len(rows), ms, test, len(rows) > 1 and min(accs) == max(accs))
 
 
-def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None) -> list[CurveSummary]:
+def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None,
+              skipped: list[dict] | None = None) -> list[CurveSummary]:
     """Curves per (model, mode, perturbation, layer).
 
     `curves` maps a perturbation label to what the run stored about its levels (`bits`:
     a bit width, more is milder; `axis`: linear or log; `clean_at_zero`: level 0 is the
     clean network); labels it does not name are read as linear, not bits, clean at 0.
+    `skipped` lists the levels the run did not evaluate (store `skipped`): a curve with
+    any has no AUC (the harsh end of its range was never measured).
     """
     curves = curves or {}
+    skips: dict[tuple, list[tuple[float, str]]] = defaultdict(list)
+    for sk in skipped or []:
+        skips[(sk["model"], sk["mode"], sk["perturbation"], sk["layer"])].append((sk["level"], sk["reason"]))
     clean = {(r["model"], r["mode"]): r for r in rows if r["perturbation"] == "clean"}
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
@@ -166,7 +174,8 @@ def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None) -> 
         cs.increasing_severity = not meta.get("bits", False)
         pts = accuracy_points([(s.level, s.metrics["accuracy"][0]) for s in cs.levels], cs.clean["accuracy"], meta)
         cs.drop_levels = {f"{int(d * 100)}pt": drop_level(pts, cs.clean["accuracy"], d, axis) for d in DROPS}
-        cs.auc = normalised_auc(pts, cs.clean["accuracy"], axis)
+        cs.skipped = sorted(skips.get((model, mode, pert, layer), []), reverse=not cs.increasing_severity)
+        cs.auc = None if cs.skipped else normalised_auc(pts, cs.clean["accuracy"], axis)
         out.append(cs)
     order = {m: i for i, m in enumerate(dict.fromkeys(r["model"] for r in rows))}
     out.sort(key=lambda c: (order[c.model], MODE_ORDER.get(c.mode, 9), c.perturbation, c.layer))
@@ -197,6 +206,12 @@ def _pm(v: float | None, fmt: str = ".4f") -> str:
     return "-" if v is None else f"{v:{fmt}}"
 
 
+def skipped_note(cs: CurveSummary) -> str:
+    """One line: which levels were not run, and why."""
+    levels = ", ".join(f"{lv:g}" for lv, _ in cs.skipped)
+    return f"not run: level{'s' if len(cs.skipped) > 1 else ''} {levels} ({cs.skipped[0][1]}); no AUC for this curve"
+
+
 def format_summary(curves: list[CurveSummary]) -> str:
     """A compact text table: mean, chip interval and test-set interval per level, then the summaries."""
     lines = []
@@ -215,6 +230,8 @@ def format_summary(curves: list[CurveSummary]) -> str:
                          f"{s.metrics['ece'][0]:>7.4f}  {s.metrics['ece'][0] - cs.clean['ece']:>+8.4f}  "
                          f"{s.metrics['nll'][0] - cs.clean['nll']:>+8.4f}{note}")
         drops = ", ".join(f"{k}: {'not reached' if v is None else f'{v:.4g}'}" for k, v in cs.drop_levels.items())
+        if cs.skipped:
+            lines.append(f"  {skipped_note(cs)}")
         lines.append(f"  normalised AUC ({cs.axis} level axis) {_pm(cs.auc)}; accuracy drop at level {drops}")
         lines.append("")
     if curves:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import click
 
 from robustness.cli_common import (COUNT, CONTEXT, NON_NEGATIVE, POSITIVE, SEED, InputError, Number, RobustGroup,
+                                   compile_option, set_kernel,
                                    data_dir_option, device_option, domain_errors, executor_options, output_path,
                                    quiet_option, report_failures, resolve_device, setup)
 
@@ -50,15 +51,17 @@ def cli() -> None:
               help="Regex on file names whose group 'speaker' (or first group) is the speaker id (user folders).")
 @click.option("--out", type=click.Path(), required=True, help="Checkpoint file to write (.pt).")
 @device_option
+@compile_option
 @quiet_option
 @domain_errors
 def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None, seed: int, lr: float | None,
           batch_size: int | None, weight_decay: float | None, hess_init: float | None, beta2: float | None,
           ess: float | None, ensemble: int, train_perturbation: str | None, hidden: str,
           frames: int | None, limit_train: int | None, skip_bad: bool, speaker_pattern: str | None, out: str,
-          device: str, quiet: bool) -> None:
+          device: str, compile: bool | None, quiet: bool) -> None:
     """Train the paper's SNN with Adam or IVON (or an Adam ensemble) and write a checkpoint."""
     setup(quiet)
+    set_kernel(compile)
     from robustness.training import TrainRequest, train_to_checkpoint
 
     output_path(out, "--out")
@@ -133,6 +136,8 @@ def posterior(model: str, as_json: bool) -> None:
               help="Modes to evaluate, e.g. point,chips [every mode of each model: point|mean, chips, bma, ensemble].")
 @click.option("--layers", default=None, help="Restrict to layers, e.g. blocks.0,readout.")
 @click.option("--per-layer", is_flag=True, help="Sweep each layer separately (layer sensitivity).")
+@click.option("--skip-at-chance/--no-skip-at-chance", "skip_at_chance", default=True, show_default=True,
+              help="Skip the levels harsher than one where every draw was at chance (stored as skipped).")
 @click.option("--scale", type=click.Choice(["max", "std", "abs", "sigma"]), default="max", show_default=True,
               help="Noise scale: per-layer max|w|, std(w), absolute, or each weight's IVON posterior sigma.")
 @click.option("--sigma-from", type=click.Path(), default=None,
@@ -146,8 +151,7 @@ def posterior(model: str, as_json: bool) -> None:
 @data_dir_option
 @device_option
 @click.option("--workers", type=int, default=None, help="CPU threads for the batched passes [torch default].")
-@click.option("--compile", "compile", is_flag=True,
-              help="Fuse each chunk's LIF scan with torch.compile: ~1.8x faster, 5-30 s to compile (long sweeps).")
+@compile_option
 @executor_options
 @click.option("--out", default=None, help="Results store [robust-results.db, or $ROBUST_STORE].")
 @click.option("--config", type=click.Path(), default=None, help="sweep.toml with any of these options.")
@@ -175,10 +179,7 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
         import torch
 
         torch.set_num_threads(int(runtime["workers"]))
-    if runtime.get("compile"):
-        from models import network
-
-        network.use_compile(True)
+    set_kernel(runtime.get("compile"))
     from robustness.executors import make_executor
 
     store = output_path(runtime.get("out"), "--out") or default_path()
@@ -189,7 +190,7 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
         res = run_sweep(cfg, store, device=device, progress=not flags["quiet"], command=command, executor=executor)
     finally:
         executor.close()
-    curves = summarize(res.rows, res.curves)
+    curves = summarize(res.rows, res.curves, res.skipped)
     if flags["as_json"]:
         click.echo(json.dumps({"store": store, "run": res.run_id, "resumed": res.resumed, "new_cells": res.new_cells,
                                "perturbed_tensors": [{"perturbation": p, "layer": l, "tensors": ts}

@@ -176,3 +176,19 @@ def report_failures(failed: list[dict], command: str) -> None:
     click.echo(f"{len(failed)} unit(s) failed and are recorded in the store; rerun `{command}` to retry them.",
                err=True)
     sys.exit(1)
+
+
+def compile_option(fn: Callable) -> Callable:
+    """--compile / --no-compile: force the compiled LIF kernel on or off (default: decided by the work)."""
+    return click.option("--compile/--no-compile", "compile", default=None,
+                        help="Force the compiled LIF kernel (C, built once per machine) on or off "
+                             "[auto: on when built or when the work pays for a build; $ROBUST_KERNEL].")(fn)
+
+
+def set_kernel(choice: bool | None) -> None:
+    """Apply --compile / --no-compile to this process (None leaves $ROBUST_KERNEL or auto)."""
+    if choice is None:
+        return
+    from models import native
+
+    native.set_mode("native" if choice else "eager")

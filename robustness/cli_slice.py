@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from robustness.cli_common import (COUNT, CONTEXT, NON_NEGATIVE, SEED, InputError, data_dir_option, device_option,
+from robustness.cli_common import (COUNT, CONTEXT, NON_NEGATIVE, SEED, InputError, compile_option, data_dir_option,
+                                   device_option, set_kernel,
                                    domain_errors, executor_options, output_path, quiet_option, report_failures,
                                    resolve_device, setup)
 
@@ -46,6 +47,7 @@ def _span(text: str | None) -> tuple[float, float] | None:
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds directions, batches, posterior draws.")
 @data_dir_option
 @device_option
+@compile_option
 @executor_options
 @click.option("--out", default=None, help="Results store [robust-results.db, or $ROBUST_STORE].")
 @click.option("--json", "as_json", is_flag=True, help="Print the smoothness table as JSON.")
@@ -54,6 +56,7 @@ def _span(text: str | None) -> tuple[float, float] | None:
 def slice_command(**f: Any) -> None:
     """Loss and accuracy along lines/planes in weight space, and how smooth they are."""
     setup(f["quiet"])
+    set_kernel(f["compile"])
     from reports.slices import format_slices, summarize_slices
     from robustness.slicing import SliceConfig, run_slice
     from robustness.store import default_path

@@ -17,13 +17,13 @@ import torch
 from torch import Tensor
 
 from models.checkpoint import Checkpoint
+from models.chunking import batch_size
 from models.network import ForwardOptions, ModelConfig, forward_stacked
 from models.train import bn_statistics
 from robustness.data import Dataset
 from robustness.errors import BadInput
 from robustness.metrics import compute_metrics, log_mean_exp
 
-ROWS_PER_PASS = 2048  # K * batch rows per forward: bounds the size of temporaries
 READ_NOISE_BATCH = 64  # examples per pass under read noise: fixed, so noise and its RMS scale never depend on K
 
 
@@ -78,7 +78,7 @@ def stacked_logp(cfg: ModelConfig, tensors: Mapping[str, Tensor], x: Tensor,
     opt = opt or ForwardOptions()
     k = next(iter(tensors.values())).shape[0]
     noisy = any(n.endswith(".read_noise") for n in tensors)
-    bsz = READ_NOISE_BATCH if noisy else max(1, ROWS_PER_PASS // k)
+    bsz = READ_NOISE_BATCH if noisy else batch_size(k, max(cfg.hidden, default=cfg.input_dim))
     logps, rate_sum = [], None
     for start in range(0, len(x), bsz):
         xb = x[start:start + bsz].to(device)

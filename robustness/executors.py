@@ -53,8 +53,11 @@ class LocalExecutor:
         pass
 
 
-def _call(fn: Callable, *args: Any) -> Any:
+def _call(fn: Callable, kernel: str, *args: Any) -> Any:
     # Ray resolves object references given as top-level arguments before calling.
+    from models import native
+
+    native.set_mode(kernel)  # the driver's --compile / --no-compile choice
     return fn(*args)
 
 
@@ -97,7 +100,9 @@ class RayExecutor:
 
     def map(self, units: Iterable[Unit]) -> Iterator[tuple[Unit, Any]]:
         ray = self.ray
-        self._pending = {self._remote.remote(u.fn, *u.args): u for u in units}
+        from models import native
+
+        self._pending = {self._remote.remote(u.fn, native.mode(), *u.args): u for u in units}
         try:
             while self._pending:
                 done, _ = ray.wait(list(self._pending), num_returns=1)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models import native
 from models.checkpoint import Checkpoint, load_checkpoint
 from robustness import __version__
 from robustness.data import Dataset, DatasetSpec, load_dataset
@@ -230,27 +231,29 @@ def run_slice(cfg: SliceConfig, store_path: str, *, device: str | torch.device =
         bar.update(len(planned) - len(curves))
         units, parts = _slice_units(curves, cks, names, grid, x, y, calib, cfg, device, executor)
         new, failed, got = 0, [], {}
-        for unit, out in executor.map(units):
-            cj, p0 = parts[unit.name]
-            if isinstance(out, Failed):
-                store.add_failure("slice", sid, unit.name, out.error, out.attempts)
-                failed.append({"unit": unit.name, "error": out.error, "attempts": out.attempts})
-                continue
-            got.setdefault(cj.key, {})[p0] = out
-            if len(got[cj.key]) < cj.chunks:
-                continue
-            chunks = [c for _, c in sorted(got.pop(cj.key).items())]  # grid order
-            shape = (cfg.points,) * cfg.dims
-            row = {"slice_id": sid, "model": " -> ".join(paths) if cfg.between else cks[cj.model].path,
-                   "model_hash": cj.key[0], "optimizer": cks[cj.model].optimizer, "mode": cj.key[1],
-                   "direction": cj.direction, "compute": chunks[0][2], "bn": _bn_used(cj.mode, cfg),
-                   "coords": cfg.coords, "shape": list(shape),
-                   "loss": np.concatenate([c[0] for c in chunks]).reshape(shape),
-                   "accuracy": np.concatenate([c[1] for c in chunks]).reshape(shape),
-                   "eigenvalues": cj.eigenvalues, "time_s": sum(c[3] for c in chunks)}
-            stored = store.add_curve(row)  # False: a concurrent run of the same slice stored it first
-            new += int(stored)
-            bar.update(1)
+        with native.for_work(len(curves) * len(grid) * x.shape[0] * x.shape[1] * sum(cks[0].net.cfg.hidden)
+                             * cfg.mc_samples):
+            for unit, out in executor.map(units):
+                cj, p0 = parts[unit.name]
+                if isinstance(out, Failed):
+                    store.add_failure("slice", sid, unit.name, out.error, out.attempts)
+                    failed.append({"unit": unit.name, "error": out.error, "attempts": out.attempts})
+                    continue
+                got.setdefault(cj.key, {})[p0] = out
+                if len(got[cj.key]) < cj.chunks:
+                    continue
+                chunks = [c for _, c in sorted(got.pop(cj.key).items())]  # grid order
+                shape = (cfg.points,) * cfg.dims
+                row = {"slice_id": sid, "model": " -> ".join(paths) if cfg.between else cks[cj.model].path,
+                       "model_hash": cj.key[0], "optimizer": cks[cj.model].optimizer, "mode": cj.key[1],
+                       "direction": cj.direction, "compute": chunks[0][2], "bn": _bn_used(cj.mode, cfg),
+                       "coords": cfg.coords, "shape": list(shape),
+                       "loss": np.concatenate([c[0] for c in chunks]).reshape(shape),
+                       "accuracy": np.concatenate([c[1] for c in chunks]).reshape(shape),
+                       "eigenvalues": cj.eigenvalues, "time_s": sum(c[3] for c in chunks)}
+                stored = store.add_curve(row)  # False: a concurrent run of the same slice stored it first
+                new += int(stored)
+                bar.update(1)
         bar.close()
         if not failed:
             store.finish_slice(sid)

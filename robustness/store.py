@@ -20,6 +20,8 @@ Schema version 3:
          PRIMARY KEY (slice_id, model_hash, mode, direction)
   failures(kind, run_id, unit, error, attempts, created)   created on first use: units of a
          sweep or slice that raised on every attempt (the run stays unfinished; a rerun retries)
+  skipped(run_id, model, model_hash, mode, perturbation, layer, level, reason)   created on
+         first use: levels not run because a milder level of the curve had every draw at chance
 Older stores are migrated in place on open (1 -> 2: per-example columns; 2 -> 3: slice tables,
 example_confidence).
 
@@ -229,19 +231,24 @@ class Store:
 
     # --- failures (units that raised on every attempt; created on first use) ------------------
 
-    def add_failure(self, kind: str, run_id: int, unit: str, error: str, attempts: int) -> None:
+    def _insert_creating(self, create: str, insert: str, values: tuple) -> None:
+        """One insert into a table created on first use, in one transaction."""
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.execute("CREATE TABLE IF NOT EXISTS failures (kind TEXT NOT NULL, run_id INTEGER NOT NULL, "
-                              "unit TEXT NOT NULL, error TEXT, attempts INTEGER, created TEXT, "
-                              "PRIMARY KEY (kind, run_id, unit))")
-            self.conn.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?)",
-                              (kind, run_id, unit, error, attempts, _now()))
+            self.conn.execute(create)
+            self.conn.execute(insert, values)
             self.conn.execute("COMMIT")
         except sqlite3.OperationalError as e:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise _operational(self.path, e) from None
+
+    def add_failure(self, kind: str, run_id: int, unit: str, error: str, attempts: int) -> None:
+        self._insert_creating("CREATE TABLE IF NOT EXISTS failures (kind TEXT NOT NULL, run_id INTEGER NOT NULL, "
+                              "unit TEXT NOT NULL, error TEXT, attempts INTEGER, created TEXT, "
+                              "PRIMARY KEY (kind, run_id, unit))",
+                              "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?)",
+                              (kind, run_id, unit, error, attempts, _now()))
 
     def _has_failures_table(self) -> bool:
         return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='failures'").fetchone() \
@@ -257,6 +264,25 @@ class Store:
         """Forget a run's recorded failures (a rerun retries those units and records them anew)."""
         if self._has_failures_table():
             self._write("DELETE FROM failures WHERE kind = ? AND run_id = ?", (kind, run_id))
+
+    # --- skipped levels (harsher than a level where every draw was at chance) ------------------
+
+    def add_skipped(self, run_id: int, model: str, model_hash: str, mode: str, perturbation: str, layer: str,
+                    level: float, reason: str) -> None:
+        self._insert_creating("CREATE TABLE IF NOT EXISTS skipped (run_id INTEGER NOT NULL, model TEXT NOT NULL, "
+                              "model_hash TEXT NOT NULL, mode TEXT NOT NULL, perturbation TEXT NOT NULL, "
+                              "layer TEXT NOT NULL, level REAL NOT NULL, reason TEXT NOT NULL, "
+                              "PRIMARY KEY (run_id, model_hash, mode, perturbation, layer, level))",
+                              "INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                              (run_id, model, model_hash, mode, perturbation, layer, float(level), reason))
+
+    def skipped(self, run_id: int) -> list[dict]:
+        """Levels a run skipped, with the reason: (model, mode, perturbation, layer, level, reason)."""
+        if self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='skipped'").fetchone() is None:
+            return []
+        return [dict(r) for r in self.conn.execute(
+            "SELECT model, model_hash, mode, perturbation, layer, level, reason FROM skipped WHERE run_id = ? "
+            "ORDER BY model, mode, perturbation, layer, level", (run_id,))]
 
     # --- slices -------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from models import native
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.deploy import deploy_tensors
 from models.network import ForwardOptions, block_spikes
@@ -30,6 +31,7 @@ from perturbations.base import Context, Scale
 from perturbations.base import get as get_perturbation
 from perturbations.spec import Spec, apply
 from robustness import __version__
+from robustness.chance import CurveGate, chance_accuracy, severity_order
 from robustness.data import Dataset, DatasetSpec, load_dataset
 from robustness.errors import BadInput
 from robustness.executors import Failed, LocalExecutor, RayExecutor, Unit
@@ -57,6 +59,7 @@ class SweepResult:
     touched: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (spec, layer) -> tensors
     curves: dict[str, dict] = field(default_factory=dict)  # perturbation label -> what summaries need
     failed: list[dict] = field(default_factory=list)  # units that raised on every attempt (unit, error, attempts)
+    skipped: list[dict] = field(default_factory=list)  # levels not run: a milder level was at chance
 
 
 def file_hash(path: str) -> str:
@@ -177,8 +180,8 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
         state.bar.close()
         if not state.failed:
             store.finish_run(run_id)
-        rows = store.cells(run_id)
-    return SweepResult(run_id, resumed, state.new, rows, state.touched, curves, state.failed)
+        rows, skipped = store.cells(run_id), store.skipped(run_id)
+    return SweepResult(run_id, resumed, state.new, rows, state.touched, curves, state.failed, skipped)
 
 
 @dataclass
@@ -219,8 +222,10 @@ class _RunState:
         by_prefix: dict[tuple, dict] = {}
         for k, v in self.done.items():
             by_prefix.setdefault(k[:5], {})[k] = v
-        units, labels = [], {}
+        planned, labels, gates = [], {}, {}
+        chance = chance_accuracy(y)
         for spec, plan in zip(self.specs, cfg.plans):
+            bits = get_perturbation(spec.swept_name).level_is_bits
             for scope in scopes:
                 layer_label = scope[0] if cfg.per_layer else ("" if not cfg.layers else ",".join(scope))
                 ctx = Context(scope, hidden, Scale(cfg.scale), cfg.include_bias, cfg.include_bn)
@@ -228,24 +233,57 @@ class _RunState:
                     self.touched[(spec.label, layer_label)] = perturbed_tensors(spec, plan, prep.base, cfg.seed, ctx)
                 start, xin = _reuse(ck, prep, scope, cfg, x, self.device)
                 job = self.executor.share(_Job(ck.net.cfg, prep, spec, ctx, xin, y, start, self.device, cfg.seed))
-                for level in plan.levels:
+                curve = (spec.label, layer_label)
+                gates[curve] = CurveGate(severity_order(plan.levels, bits), chance, prep.clean_row["accuracy"],
+                                         len(y), cfg.skip_at_chance)
+                for level in gates[curve].levels:
                     prefix = (mhash, mode.value, spec.label, layer_label, float(level))
                     name = f"{ck.path} {mode.value} {spec.label}{' [' + layer_label + ']' if layer_label else ''} " \
                            f"{float(level):g}"
-                    units.append(Unit(name, _level, (job, level, cfg, by_prefix.get(prefix, {}), prefix,
-                                                     draws_nothing(spec, level, prep.base, cfg.seed, ctx))))
-                    labels[name] = (prefix, {"mode": mode.value, "perturbation": spec.label, "layer": layer_label,
-                                             "level": float(level), "versions": spec.versions()})
-        for unit, rows in self.executor.map(units):
-            prefix, where = labels[unit.name]
-            if isinstance(rows, Failed):
-                self.store.add_failure("sweep", self.run_id, unit.name, rows.error, rows.attempts)
-                self.failed.append({"unit": unit.name, "error": rows.error, "attempts": rows.attempts})
-                log.warning("%s: failed after %d attempt(s): %s", unit.name, rows.attempts, rows.error)
-                continue
-            for r in rows:
-                self.add(prefix + (r["seed"],), {**common, **r, **where})
-            self.bar.update(len(rows) if cfg.seeds is None else cfg.seeds)
+                    planned.append((curve, Unit(name, _level, (job, level, cfg, by_prefix.get(prefix, {}), prefix,
+                                                               draws_nothing(spec, level, prep.base, cfg.seed, ctx)))))
+                    labels[name] = (prefix, curve, level, {"mode": mode.value, "perturbation": spec.label,
+                                                           "layer": layer_label, "level": float(level),
+                                                           "versions": spec.versions()})
+
+        def pending():  # lazily: run here one by one, a unit is not started once its curve is at chance
+            for curve, unit in planned:
+                if not gates[curve].dead():
+                    yield unit
+
+        held: dict[tuple, list[dict]] = {}
+        where_of = {(curve, level): (prefix, where) for prefix, curve, level, where in labels.values()}
+
+        def commit(curve: tuple) -> None:  # in severity order, as far as the results allow
+            gate = gates[curve]
+            for level, status in gate.commit():
+                prefix, where = where_of[(curve, level)]
+                rows = held.pop((curve, level), [])
+                if status == "rows":
+                    for r in rows:
+                        self.add(prefix + (r["seed"],), {**common, **r, **where})
+                elif status == "skip":
+                    self.store.add_skipped(self.run_id, ck.path, mhash, mode.value, curve[0], curve[1], level,
+                                           gate.reason())
+                    self.bar.update(0 if rows else (cfg.seeds or max(cfg.auto_batch, MIN_AUTO_SEEDS)))
+
+        with native.for_work(len(planned) * (cfg.seeds or MIN_AUTO_SEEDS) * prep.k0 * x.shape[0] * x.shape[1]
+                             * sum(ck.net.cfg.hidden)):
+            for unit, rows in self.executor.map(pending()):
+                prefix, curve, level, where = labels[unit.name]
+                if isinstance(rows, Failed):
+                    self.store.add_failure("sweep", self.run_id, unit.name, rows.error, rows.attempts)
+                    self.failed.append({"unit": unit.name, "error": rows.error, "attempts": rows.attempts})
+                    log.warning("%s: failed after %d attempt(s): %s", unit.name, rows.attempts, rows.error)
+                    gates[curve].put(level, None)
+                else:
+                    held[(curve, level)] = rows
+                    stored = list(by_prefix.get(prefix, {}).values())
+                    gates[curve].put(level, stored + [r["accuracy"] for r in rows])
+                    self.bar.update(len(rows) if cfg.seeds is None else cfg.seeds)
+                commit(curve)
+        for curve in gates:  # levels never started because their curve was already at chance
+            commit(curve)
 
 
 def _planned_cells(cfg: SweepConfig, cks: list[Checkpoint]) -> int:

@@ -69,6 +69,8 @@ class SweepConfig:
         split: `test` or `validation`.
         seed: base seed of all draws.
         data_dir: overrides the checkpoints' data folder.
+        skip_at_chance: do not run the levels of a curve harsher than one where every draw
+            was at chance (stored as skipped, with the reason; see robustness/chance.py).
     """
 
     models: tuple[str, ...]
@@ -91,6 +93,7 @@ class SweepConfig:
     split: str = "test"
     seed: int = 0
     data_dir: str | None = None
+    skip_at_chance: bool = True
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -152,7 +155,8 @@ def validate(cfg: SweepConfig) -> list[Spec]:
 
 SCALAR_KEYS = {"seeds", "ci_width", "max_seeds", "auto_batch", "mc_samples", "bn", "layers", "per_layer", "scale", "fold_bn",
                "include_bias", "include_bn", "limit", "split", "seed", "data_dir", "noise", "bits", "profile", "perturbation",
-               "models", "model", "out", "device", "workers", "compile", "modes", "sigma_from", "executor", "address"}
+               "models", "model", "out", "device", "workers", "compile", "modes", "sigma_from", "executor", "address",
+               "skip_at_chance"}
 
 
 # What each sweep.toml key may hold (TOML types), checked before anything is converted.
@@ -163,7 +167,7 @@ TOML_TYPES: dict[str, tuple[type, ...]] = {
     "include_bn": _BOOL, "limit": _INT, "split": _STR, "seed": _INT, "data_dir": _STR, "noise": _STR + _NUM + _LIST,
     "bits": _STR + _INT + _LIST, "profile": _STR, "perturbation": _STR + _LIST, "models": _STR + _LIST,
     "model": _STR + _LIST, "out": _STR, "device": _STR, "workers": _INT, "compile": _BOOL, "modes": _STR + _LIST,
-    "sigma_from": _STR, "executor": _STR, "address": _STR}
+    "sigma_from": _STR, "executor": _STR, "address": _STR, "skip_at_chance": _BOOL}
 # Bounds of the numeric options, whether given as flags or in a file: (least value, strictly above it).
 BOUNDS = {"ci_width": (0.0, True), "max_seeds": (1, False), "auto_batch": (1, False), "mc_samples": (1, False),
           "limit": (1, False), "seed": (0, False), "workers": (1, False)}
@@ -319,7 +323,7 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
         fold_bn=bool(merged.get("fold_bn", False)), include_bias=bool(merged.get("include_bias", False)),
         include_bn=bool(merged.get("include_bn", False)),
         limit=merged.get("limit"), split=str(merged.get("split", "test")), seed=int(merged.get("seed", 0)),
-        data_dir=merged.get("data_dir"))
+        data_dir=merged.get("data_dir"), skip_at_chance=bool(merged.get("skip_at_chance", True)))
     runtime = {k: merged.get(k) for k in ("out", "device", "workers", "compile", "executor", "address")}
     return cfg, runtime
 
@@ -339,7 +343,7 @@ def to_toml(cfg: SweepConfig, runtime: dict) -> str:
     plans = d.pop("plans")
     d["seeds"] = "auto" if d["seeds"] is None else d["seeds"]
     lines = [f"{k} = {val(v)}" for k, v in d.items() if v is not None and v != []]
-    lines += [f"{k} = {val(v)}" for k, v in runtime.items() if v not in (None, False)]
+    lines += [f"{k} = {val(v)}" for k, v in runtime.items() if v is not None]
     for p in plans:
         lines += ["", "[[perturbation]]", f"spec = {val(p['spec'])}", f"levels = {val(p['levels'])}",
                   f"axis = {val(p['axis'])}"]

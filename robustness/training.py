@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from models import native
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.deploy import deploy_tensors
 from models.network import ModelConfig, SpikingNet
@@ -126,7 +127,8 @@ def train_to_checkpoint(req: TrainRequest, out: str | Path, device: torch.device
         cfg_i = dataclasses.replace(tcfg, seed=req.seed + i)
         results.append(train(net, cfg_i, tr.x, tr.y, va.x, va.y, progress=progress, perturb=perturb))
     res = results[0]
-    extra = {"n_train": len(tr), "ensemble": req.ensemble, "train_perturbation": req.train_perturbation}
+    extra = {"n_train": len(tr), "ensemble": req.ensemble, "train_perturbation": req.train_perturbation,
+             "kernel": res.kernel}  # which LIF scan computed the gradients (they round differently)
     save_checkpoint(out, res.net, train_config={**tcfg.to_dict(), **extra},
                     # data.spec: T as chosen for a user folder; notes: how validation and T were chosen
                     dataset={**data.spec.to_dict(), "fingerprint": data.fingerprint,
@@ -159,9 +161,12 @@ def evaluate_checkpoints(paths: list[str], ecfg: EvalConfig, data_dir: str | Non
             spec = dataclasses.replace(spec, data_dir=data_dir)
         if spec not in cache:
             cache[spec] = load_dataset(spec)
-        for mode in modes_for(ck):
-            r = evaluate(ck, cache[spec], mode, ecfg, device)
-            rows.append({"model": path, "optimizer": ck.optimizer, "split": ecfg.split, **r.row()})
+        split = cache[spec].split(ecfg.split)
+        work = len(split) * split.x.shape[1] * sum(ck.net.cfg.hidden) * (1 + ecfg.mc_samples)
+        with native.for_work(work):
+            for mode in modes_for(ck):
+                r = evaluate(ck, cache[spec], mode, ecfg, device)
+                rows.append({"model": path, "optimizer": ck.optimizer, "split": ecfg.split, **r.row()})
     return rows
 
 

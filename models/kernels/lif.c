@@ -1,0 +1,158 @@
+/* Fused LIF kernels for the CPU: drive, membrane scan and spike count in one pass.
+ *
+ * Built at first use by models/native.py with -ffp-contract=off, so every float operation
+ * rounds exactly as the eager PyTorch reference does (same operations, same order): the
+ * spikes are bit for bit those of models/lif.py:lif_scan.
+ *
+ * Layouts (float32, contiguous): a drive or spike chunk is [K, T, B, H]; a membrane, count
+ * or per-row gradient is [K, B, H]; a per-network constant is [K, H]. Rows (k, b) are
+ * independent in time, so threads split the K * B rows.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+typedef struct {
+    const float *cur, *scale, *shift, *alpha, *vth, *grad_z, *vpre_in;
+    float *v, *z, *count, *vpre, *grad_drive, *grad_alpha, *grad_vth;
+    int64_t K, T, B, H, row0, row1;
+    float width;
+} Args;
+
+/* One time step of one row: v <- alpha * v + (cur * scale + shift); z = v > vth;
+ * v <- v - z * vth. Inlined with constant flags, so each use is a branch-free, vectorised loop. */
+static inline __attribute__((always_inline)) void step(
+        const float *restrict c, const float *restrict sc, const float *restrict sh,
+        const float *restrict al, const float *restrict th, float *restrict v, float *restrict z,
+        float *restrict count, float *restrict vp, const int64_t H,
+        const int has_scale, const int has_z, const int has_count, const int has_vp) {
+    for (int64_t h = 0; h < H; h++) {
+        const float d = has_scale ? c[h] * sc[h] + sh[h] : c[h];
+        float vv = v[h] * al[h] + d;
+        if (has_vp) vp[h] = vv;
+        const float s = vv > th[h] ? 1.0f : 0.0f;
+        vv = vv - s * th[h];
+        v[h] = vv;
+        if (has_z) z[h] = s;
+        if (has_count) count[h] += s;
+    }
+}
+
+#define STEP(S, Z, C, P) step(c, sc, sh, al, th, v, z, count, vp, H, S, Z, C, P)
+
+static void *forward_rows(void *p) {
+    const Args *a = (const Args *)p;
+    const int64_t T = a->T, B = a->B, H = a->H;
+    const int has_scale = a->scale != NULL, has_z = a->z != NULL, has_count = a->count != NULL;
+    for (int64_t r = a->row0; r < a->row1; r++) {
+        const int64_t k = r / B, b = r % B;
+        float *v = a->v + r * H;
+        float *count = has_count ? a->count + r * H : NULL;
+        const float *al = a->alpha + k * H, *th = a->vth + k * H;
+        const float *sc = has_scale ? a->scale + k * H : NULL, *sh = has_scale ? a->shift + k * H : NULL;
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t off = ((k * T + t) * B + b) * H;
+            const float *c = a->cur + off;
+            float *z = has_z ? a->z + off : NULL;
+            float *vp = a->vpre ? a->vpre + off : NULL;
+            if (vp && !has_scale && has_z && !has_count) STEP(0, 1, 0, 1);  /* training: keep membranes */
+            else if (has_scale && has_z && has_count) STEP(1, 1, 1, 0);   /* hidden layer */
+            else if (has_scale && has_count) STEP(1, 0, 1, 0);            /* last layer: count only */
+            else if (has_scale && has_z) STEP(1, 1, 0, 0);                /* forced neurons follow */
+            else if (has_z && has_count) STEP(0, 1, 1, 0);
+            else if (has_z) STEP(0, 1, 0, 0);
+            else if (has_count) STEP(0, 0, 1, 0);
+            else STEP(has_scale, has_z, has_count, vp != NULL);  /* any other mix: generic loop */
+        }
+    }
+    return NULL;
+}
+
+/* Reverse-time gradient of one step of one row (membrane from rest, reset by subtraction,
+ * boxcar surrogate dz/dv = [|v - vth| < width]). gu holds dL/du for the post-reset membrane
+ * u of step t on entry and of step t - 1 on return. */
+static inline __attribute__((always_inline)) void back_step(
+        const float *restrict vp, const float *restrict vprev, const float *restrict gz,
+        const float *restrict al, const float *restrict th, float *restrict gu, float *restrict gd,
+        float *restrict ga, float *restrict gt, const float width, const int64_t H,
+        const int has_prev, const int has_ga, const int has_gt) {
+    for (int64_t h = 0; h < H; h++) {
+        const float x = vp[h] - th[h];
+        const float s = fabsf(x) < width ? 1.0f : 0.0f;
+        const float z = x > 0.0f ? 1.0f : 0.0f;
+        const float gz_total = gz[h] - th[h] * gu[h];
+        const float gv = gu[h] + gz_total * s;
+        if (has_gt) gt[h] += -(gz_total * s) - gu[h] * z;
+        if (has_ga && has_prev) {
+            const float zp = vprev[h] > th[h] ? 1.0f : 0.0f;
+            ga[h] += gv * (vprev[h] - zp * th[h]);
+        }
+        gd[h] = gv;
+        gu[h] = al[h] * gv;
+    }
+}
+
+#define BACK(P, A, G) back_step(vp, vprev, gz, al, th, gu, gd, ga, gt, a->width, H, P, A, G)
+
+static void *backward_rows(void *p) {
+    const Args *a = (const Args *)p;
+    const int64_t T = a->T, B = a->B, H = a->H;
+    float *gu = calloc((size_t)H, sizeof(float));
+    if (!gu) return (void *)1;
+    for (int64_t r = a->row0; r < a->row1; r++) {
+        const int64_t k = r / B, b = r % B;
+        const float *al = a->alpha + k * H, *th = a->vth + k * H;
+        float *ga = a->grad_alpha ? a->grad_alpha + r * H : NULL;
+        float *gt = a->grad_vth ? a->grad_vth + r * H : NULL;
+        for (int64_t h = 0; h < H; h++) gu[h] = 0.0f;
+        for (int64_t t = T - 1; t >= 0; t--) {
+            const int64_t off = ((k * T + t) * B + b) * H;
+            const float *vp = a->vpre_in + off, *gz = a->grad_z + off;
+            const float *vprev = t > 0 ? a->vpre_in + off - B * H : NULL;
+            float *gd = a->grad_drive + off;
+            if (vprev && ga && !gt) BACK(1, 1, 0);      /* training: the leak learns, the threshold is fixed */
+            else if (vprev && ga && gt) BACK(1, 1, 1);
+            else if (!ga && !gt) BACK(0, 0, 0);
+            else BACK(vprev != NULL, ga != NULL, gt != NULL);
+        }
+    }
+    free(gu);
+    return NULL;
+}
+
+/* Rows split over OpenMP threads: the kernel links the libgomp PyTorch has loaded (same
+ * soname), so its threads are PyTorch's, not a second pool spinning against them. */
+static int run_threads(void *(*fn)(void *), const Args *base, int threads) {
+    const int64_t rows = base->K * base->B;
+    if (threads < 1) threads = 1;
+    if (threads > rows) threads = (int)(rows > 0 ? rows : 1);
+    int failed = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed)
+    for (int i = 0; i < threads; i++) {
+        Args args = *base;
+        args.row0 = rows * i / threads;
+        args.row1 = rows * (i + 1) / threads;
+        failed |= fn(&args) != NULL;
+    }
+    return failed;
+}
+
+int lif_forward(const float *cur, const float *scale, const float *shift, const float *alpha,
+                const float *vth, float *v, float *z, float *count, float *vpre,
+                int64_t K, int64_t T, int64_t B, int64_t H, int threads) {
+    Args a = {0};
+    a.cur = cur; a.scale = scale; a.shift = shift; a.alpha = alpha; a.vth = vth;
+    a.v = v; a.z = z; a.count = count; a.vpre = vpre;
+    a.K = K; a.T = T; a.B = B; a.H = H;
+    return run_threads(forward_rows, &a, threads);
+}
+
+int lif_backward(const float *grad_z, const float *vpre, const float *alpha, const float *vth,
+                 float *grad_drive, float *grad_alpha, float *grad_vth, float width,
+                 int64_t K, int64_t T, int64_t B, int64_t H, int threads) {
+    Args a = {0};
+    a.grad_z = grad_z; a.vpre_in = vpre; a.alpha = alpha; a.vth = vth;
+    a.grad_drive = grad_drive; a.grad_alpha = grad_alpha; a.grad_vth = grad_vth; a.width = width;
+    a.K = K; a.T = T; a.B = B; a.H = H;
+    return run_threads(backward_rows, &a, threads);
+}

@@ -1,0 +1,232 @@
+"""The compiled LIF kernel (models/kernels/lif.c): built once per machine, cached, optional.
+
+The kernel fuses a chunk's drive (`cur * scale + shift`), membrane scan and spike count,
+and provides the scan's backward for training. It is plain C, compiled with the system's C
+compiler on first use (well under a second) into a per-user cache keyed by source, flags
+and CPU, so later processes (Ray workers included) only load it. Built with
+`-ffp-contract=off`, its float operations round exactly as the eager PyTorch code does:
+spikes are bit for bit the same, so which path ran never changes a number at inference.
+
+Which path runs (`set_mode`, or `ROBUST_KERNEL=auto|native|eager`):
+  * `native`: the kernel wherever it applies (CPU, float32); an error if it cannot be built.
+  * `eager`: PyTorch only (the reference).
+  * `auto` (default): the kernel when it is already built, or when the work at hand pays
+    for building it (`BUILD_WORK` neuron-steps, about a second of eager scanning). When
+    the compiler is missing or fails, one log line says so and eager PyTorch runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("kernels") / "lif.c"
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-fopenmp"]
+MODES = ("auto", "native", "eager")
+BUILD_WORK = 2e8  # neuron-steps that take eager ~1 s: worth a cold build (<1 s); below, eager runs
+
+_mode = os.environ.get("ROBUST_KERNEL", "auto")
+_lib: ctypes.CDLL | None = None
+_failed: str | None = None  # why the kernel is unavailable, once known
+_training: ctypes.CDLL | None = None  # set inside `training_kernel`
+
+
+def set_mode(mode: str) -> None:
+    """Choose the LIF path for this process: auto, native or eager."""
+    global _mode
+    if mode not in MODES:
+        raise ValueError(f"kernel mode must be one of {', '.join(MODES)}, not {mode!r}")
+    _mode = mode
+
+
+def mode() -> str:
+    return _mode if _mode in MODES else "auto"
+
+
+def cache_dir() -> Path:
+    """$ROBUST_CACHE_DIR, else $XDG_CACHE_HOME/robust, else ~/.cache/robust."""
+    if os.environ.get("ROBUST_CACHE_DIR"):
+        return Path(os.environ["ROBUST_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "robust"
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def _cpu_id() -> str:
+    """What -march=native depends on: a kernel built on one CPU model is not loaded on another."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        lines = [ln for ln in info.splitlines() if ln.startswith(("model name", "flags"))][:2]
+        return "\n".join(lines)
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def library_path(cc: str) -> Path:
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *FLAGS]).encode() + _cpu_id().encode())
+    return cache_dir() / "kernels" / f"lif-{key.hexdigest()[:16]}.so"
+
+
+def _build(cc: str, target: Path) -> None:
+    """Compile to a temporary file beside the target, then rename: concurrent builds are safe."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
+    os.close(fd)
+    try:
+        proc = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError((proc.stderr.strip().splitlines() or [f"{cc} failed"])[0])
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    lib.lif_forward.argtypes = [p] * 9 + [i64] * 4 + [ctypes.c_int]
+    lib.lif_forward.restype = ctypes.c_int
+    lib.lif_backward.argtypes = [p] * 7 + [ctypes.c_float] + [i64] * 4 + [ctypes.c_int]
+    lib.lif_backward.restype = ctypes.c_int
+    return lib
+
+
+def _unavailable(reason: str) -> None:
+    global _failed
+    _failed = reason
+    if mode() == "native":
+        raise RuntimeError(f"compiled LIF kernel unavailable: {reason}")
+    log.warning("compiled LIF kernel unavailable (%s); running eager PyTorch (slower)", reason)
+
+
+def kernel(work: float = float("inf")) -> ctypes.CDLL | None:
+    """The loaded kernel, or None where eager PyTorch should run for `work` neuron-steps."""
+    global _lib
+    if _lib is not None or mode() == "eager":
+        return _lib if mode() != "eager" else None
+    if _failed is not None:
+        return None
+    cc = _compiler()
+    if cc is None:
+        _unavailable("no C compiler found; set CC")
+        return None
+    try:
+        path = library_path(cc)
+        if not path.exists():
+            if mode() == "auto" and work < BUILD_WORK:
+                return None  # too little work to pay for a build; the next larger call builds
+            _build(cc, path)
+            log.info("built the LIF kernel into %s", path)
+        _lib = _load(path)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        _unavailable(str(e) or type(e).__name__)
+        return None
+    return _lib
+
+
+@contextmanager
+def for_work(work: float) -> Iterator[str]:
+    """Inside this block, `auto` is resolved once for a job of `work` neuron-steps.
+
+    A sweep or slice knows its total work, while each kernel call sees only one chunk;
+    resolving here lets a long job build the kernel and a short one (a CI smoke sweep)
+    stay eager. The resolved mode also travels to Ray workers. Yields "native" or "eager".
+    """
+    global _mode
+    saved = _mode
+    if mode() == "auto":
+        _mode = "native" if kernel(work) is not None else "eager"
+    try:
+        yield "eager" if mode() == "eager" else "native"
+    finally:
+        _mode = saved
+
+
+def training_lib() -> ctypes.CDLL | None:
+    """The kernel for gradient passes, only inside `training_kernel` (eager everywhere else)."""
+    return _training
+
+
+@contextmanager
+def training_kernel(work: float) -> Iterator[str]:
+    """Run the training scans of this block in the kernel when `work` neuron-steps pay for it.
+
+    The choice depends on the mode and the work only, never on whether a build is already
+    cached: a run's gradients (which round differently in the kernel) then never depend on
+    what ran before. Yields the path taken, "native" or "eager".
+    """
+    global _training
+    use = mode() == "native" or (mode() == "auto" and work >= BUILD_WORK)
+    lib = kernel() if use else None
+    _training = lib
+    try:
+        yield "native" if lib is not None else "eager"
+    finally:
+        _training = None
+
+
+def applies(*tensors: torch.Tensor) -> bool:
+    """The kernel handles CPU float32 tensors only (CUDA and float64 run eager)."""
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def forward(lib: ctypes.CDLL, cur: torch.Tensor, alpha: torch.Tensor, vth: torch.Tensor, v: torch.Tensor,
+            scale: torch.Tensor | None = None, shift: torch.Tensor | None = None, spikes: bool = True,
+            count: torch.Tensor | None = None, keep_membrane: bool = False
+            ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Scan a [K, T, B, H] chunk: drive = cur (* scale + shift), membrane `v` [K, B, H] updated in place.
+
+    `alpha`, `vth`, `scale`, `shift` are [K, H]. Returns the spikes [K, T, B, H] (None when
+    `spikes` is False: only `count` [K, B, H] is accumulated) and, with `keep_membrane`,
+    the pre-reset membranes [K, T, B, H] the backward needs.
+    """
+    k, steps, b, h = cur.shape
+    cur = cur.contiguous()
+    consts = [None if c is None else c.expand(k, h).contiguous() for c in (scale, shift, alpha, vth)]
+    z = torch.empty_like(cur) if spikes else None
+    vpre = torch.empty_like(cur) if keep_membrane else None
+    with torch.profiler.record_function("lif_kernel_forward"):
+        rc = lib.lif_forward(_ptr(cur), *map(_ptr, consts), _ptr(v), _ptr(z), _ptr(count), _ptr(vpre),
+                             k, steps, b, h, torch.get_num_threads())
+    if rc:
+        raise RuntimeError("LIF kernel failed")
+    return z, vpre
+
+
+def backward(lib: ctypes.CDLL, grad_z: torch.Tensor, vpre: torch.Tensor, alpha: torch.Tensor, vth: torch.Tensor,
+             width: float, need_alpha: bool, need_vth: bool
+             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Gradients of the scan from rest: drive [K, T, B, H]; alpha and vth summed over T, per row [K, B, H]."""
+    k, steps, b, h = vpre.shape
+    grad_z = grad_z.contiguous()
+    alpha, vth = alpha.expand(k, h).contiguous(), vth.expand(k, h).contiguous()
+    gd = torch.empty_like(vpre)
+    ga = vpre.new_zeros(k, b, h) if need_alpha else None
+    gt = vpre.new_zeros(k, b, h) if need_vth else None
+    with torch.profiler.record_function("lif_kernel_backward"):
+        rc = lib.lif_backward(_ptr(grad_z), _ptr(vpre), _ptr(alpha), _ptr(vth), _ptr(gd), _ptr(ga), _ptr(gt),
+                              float(width), k, steps, b, h, torch.get_num_threads())
+    if rc:
+        raise RuntimeError("LIF kernel failed (out of memory)")
+    return gd, ga, gt
