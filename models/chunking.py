@@ -63,3 +63,11 @@ MAX_BATCH = 1024
 def batch_size(k: int, width: int) -> int:
     """Examples per pass for K networks: a chunk of TARGET_CHUNK steps then fills the budget."""
     return max(1, min(MAX_BATCH, chunk_budget() // (k * TARGET_CHUNK * width * 4)))
+
+
+MIN_BATCH = 100  # examples per pass below which the matmuls lose more than the cache gains (measured)
+
+
+def networks_per_pass(width: int) -> int:
+    """Networks to stack in one pass so that each still gets MIN_BATCH examples within the budget."""
+    return max(1, chunk_budget() // (TARGET_CHUNK * MIN_BATCH * width * 4))

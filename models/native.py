@@ -18,6 +18,7 @@ Which path runs (`set_mode`, or `ROBUST_KERNEL=auto|native|eager`):
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import logging
 import os
@@ -64,6 +65,7 @@ def cache_dir() -> Path:
     return Path(base) / "robust"
 
 
+@functools.lru_cache(maxsize=1)
 def _compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
@@ -78,9 +80,14 @@ def _cpu_id() -> str:
         return platform.processor() or platform.machine()
 
 
+@functools.lru_cache(maxsize=4)
+def _key(cc: str) -> str:
+    return hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *FLAGS]).encode() + _cpu_id().encode()).hexdigest()[:16]
+
+
 def library_path(cc: str) -> Path:
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *FLAGS]).encode() + _cpu_id().encode())
-    return cache_dir() / "kernels" / f"lif-{key.hexdigest()[:16]}.so"
+    """Where the kernel built by `cc` for this CPU lives (or will)."""
+    return cache_dir() / "kernels" / f"lif-{_key(cc)}.so"
 
 
 def _build(cc: str, target: Path) -> None:

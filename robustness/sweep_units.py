@@ -13,6 +13,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from models.chunking import networks_per_pass
 from models.network import ForwardOptions, ModelConfig
 from perturbations.base import Context
 from perturbations.spec import Spec, apply
@@ -23,7 +24,7 @@ from robustness.sweep_config import MIN_AUTO_SEEDS, SweepConfig
 
 log = logging.getLogger(__name__)
 
-MAX_NETWORKS_PER_PASS = 100  # K per batched pass: bounds parameter copies and temporaries
+MAX_NETWORKS_PER_PASS = 100  # K per batched pass at most: bounds parameter copies (fewer when caches are small)
 
 
 @dataclass
@@ -71,7 +72,7 @@ def _evaluate_draws(job: _Job, level: float, seeds: list[int]) -> list[dict]:
     """Metrics per seed for one level: all S x K0 networks in batched passes."""
     prep, k0 = job.prep, job.prep.k0
     out = []
-    per_pass = max(1, MAX_NETWORKS_PER_PASS // k0)
+    per_pass = max(1, min(MAX_NETWORKS_PER_PASS, networks_per_pass(max(job.net_cfg.hidden))) // k0)
     for i in range(0, len(seeds), per_pass):
         group = seeds[i:i + per_pass]
         s = len(group)
