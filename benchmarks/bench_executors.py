@@ -22,6 +22,7 @@ import torch
 
 warnings.filterwarnings("ignore")
 
+from benchmarks.machine import peak_rss_mb  # noqa: E402
 from robustness.executors import RayExecutor  # noqa: E402
 from robustness.ranges import parse_levels  # noqa: E402
 from robustness.sweep import run_sweep  # noqa: E402
@@ -88,6 +89,7 @@ def main() -> None:
     print(f"ray / local: {t_ray / t_local:.3f} (sweep), {(t_ray + t_start) / t_local:.3f} (with start-up)")
     print(f"ray per-task overhead: {1e3 * per_task:.2f} ms (trivial tasks); rows identical: {same}; "
           f"{remote.new_cells} cells on ray")
+    print(f"peak resident memory of this process (the driver, and the local sweep) {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":

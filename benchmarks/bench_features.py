@@ -5,7 +5,7 @@ Writes N synthetic wav files in a temporary folder (one folder per class, the
 fbank, CMVN, cache write) with the given number of worker processes, and a warm run that
 reads the cache.
 
-    python benchmarks/bench_features.py [--n 10000] [--workers 2]
+    python -m benchmarks.bench_features [--n 10000] [--workers 2]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import soundfile as sf
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
+from benchmarks.machine import peak_rss_mb  # noqa: E402
 from robustness.data import DatasetSpec, load_dataset  # noqa: E402
 
 
@@ -48,6 +49,7 @@ def main() -> None:
         warm = time.perf_counter() - t0
     print(f"features, {args.workers} workers: cold {cold:.1f} s ({args.n / cold:.0f} clips/s, "
           f"{args.n / cold:.0f}x real time), from cache {warm:.2f} s")
+    print(f"peak resident memory of this process {peak_rss_mb():.0f} MB (the worker processes excluded)")
 
 
 if __name__ == "__main__":

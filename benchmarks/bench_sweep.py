@@ -82,12 +82,13 @@ def main() -> None:
     t0 = time.perf_counter()
     _evaluate_draws(job, levels[0], seeds[:2])  # warm-up
     print(f"warm-up (and kernel build or load) {time.perf_counter() - t0:.1f} s, not counted below")
-    t0 = time.perf_counter()
-    acc_engine = []
+    acc_engine, t_engine, paces = [], 0.0, [peak]
     for lv in levels:
+        t0 = time.perf_counter()
         rows = _evaluate_draws(job, lv, seeds)
+        t_engine += time.perf_counter() - t0
         acc_engine.append(sum(r["accuracy"] for r in rows) / len(rows))
-    t_engine = time.perf_counter() - t0
+        paces.append(sgemm_gflops(reps=2))  # the machine's pace between levels (shared hosts drift)
 
     # Per-draw loop: same perturbation function for one draw, per-time-step Norse forward, batch 128.
     base = {n: v.detach() for n, v in deploy_tensors(ck.net.cfg, ck.net.stacked(1)).items()}
@@ -112,14 +113,15 @@ def main() -> None:
     t_loop = (time.perf_counter() - t0) * len(draws) / len(timed)
     note = "" if len(timed) == len(draws) else f" (timed on {len(timed)} draws, scaled to {len(draws)})"
 
-    peak = (peak + sgemm_gflops()) / 2  # the machine's pace before and after: clocks drift on shared hosts
+    peak = sum(paces) / len(paces)
     flops = matmul_flops([ck.net.cfg.input_dim, *ck.net.cfg.hidden], x.shape[1], len(x) * len(draws))
     print(f"per-draw loop (per-step Norse, batch 128): {t_loop:7.1f} s{note}")
     path = "compiled kernel" if native.kernel() is not None and args.kernel != "eager" else "eager"
     print(f"batched engine ({path}):{' ' * (27 - len(path))}{t_engine:7.1f} s   "
           f"ratio {t_loop / t_engine:.2f}x")
     print(f"engine matmul throughput {flops / t_engine / 1e9:.0f} GFLOP/s = {flops / t_engine / 1e9 / peak:.0%} "
-          f"of sgemm ({peak:.0f} GFLOP/s, mean of start and end); {len(x) * len(draws) / t_engine:.0f} utterance-draws/s")
+          f"of sgemm ({peak:.0f} GFLOP/s, mean of {len(paces)} measurements between levels); "
+          f"{len(x) * len(draws) / t_engine:.0f} utterance-draws/s")
     agree = [abs(acc_loop[d] - acc_engine[levels.index(d[0])]) for d in timed[:1]]
     print(f"check: accuracy of the first draw, loop vs engine mean over seeds: diff {agree[0]:.3f}")
 

@@ -22,8 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from models.hardware import add_read_noise, force_spikes, read_noise_generators
-from models import native
-from models.chunking import time_chunk
+from models.inference import chunked_inference
+from models.layers import bn_affine, flatten_input, leak
 from models.lif import lif_scan
 
 
@@ -111,12 +111,6 @@ def bn_prefixes(cfg: ModelConfig) -> list[str]:
     return [f"blocks.{i}.bn" for i in range(len(cfg.hidden))] + ["readout.bn"]
 
 
-def bn_affine(t: Mapping[str, Tensor], prefix: str, eps: float) -> tuple[Tensor, Tensor]:
-    """Inference BatchNorm as `x * scale + shift` from running statistics: ([K, H], [K, H])."""
-    scale = t[f"{prefix}.weight"] * torch.rsqrt(t[f"{prefix}.running_var"] + eps)
-    return scale, t[f"{prefix}.bias"] - t[f"{prefix}.running_mean"] * scale
-
-
 def _batchnorm(x: Tensor, t: Mapping[str, Tensor], prefix: str, cfg: ModelConfig,
                opt: ForwardOptions) -> Tensor:
     """BatchNorm of x [K, N, H] over N, per K (N = batch * time for hidden layers)."""
@@ -152,23 +146,6 @@ def _dropout(x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
     return x * keep.to(x.dtype) / (1.0 - p)
 
 
-def _flatten_input(x: Tensor) -> tuple[Tensor, int, int]:
-    """[B, T, D] -> [T*B, D] (rows ordered (t, b)); [K, B, T, D] -> [K, T*B, D]."""
-    if x.dim() == 3:
-        bsz, steps, _ = x.shape
-        return x.transpose(0, 1).reshape(steps * bsz, -1), steps, bsz
-    bsz, steps = x.shape[1], x.shape[2]
-    return x.transpose(1, 2).reshape(x.shape[0], steps * bsz, -1), steps, bsz
-
-
-def _leak(cfg: ModelConfig, t: Mapping[str, Tensor], p: str, opt: ForwardOptions) -> Tensor:
-    """alpha [K, 1, H], clamped to its trained range unless the hardware moved it."""
-    alpha = t[f"{p}.alpha"]
-    if opt.clamp_alpha:
-        alpha = alpha.clamp(cfg.alpha_min, cfg.alpha_max)
-    return alpha.unsqueeze(1)
-
-
 def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int, bsz: int,
                 opt: ForwardOptions, start: int, stop: int) -> tuple[Tensor, list[Tensor]]:
     rates = []
@@ -180,7 +157,7 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
         if f"{p}.linear.bias" in t:
             cur = cur + t[f"{p}.linear.bias"].unsqueeze(1)
         cur = _batchnorm(cur, t, f"{p}.bn", cfg, opt)
-        alpha = _leak(cfg, t, p, opt)
+        alpha = leak(cfg, t, p, opt)
         drive = (cur * (1.0 - alpha)).view(cur.shape[0], steps, bsz, -1)
         z = lif_scan(drive, alpha, t[f"{p}.v_th"].unsqueeze(1), cfg.surrogate_width, smooth=opt.smooth_spikes)
         z = force_spikes(z, t.get(f"{p}.dead"), t.get(f"{p}.saturated"))
@@ -190,82 +167,11 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
     return h, rates
 
 
-def _layer_constants(cfg: ModelConfig, t: Mapping[str, Tensor], opt: ForwardOptions, i: int) -> dict:
-    """Inference constants of block i: BN affine and the (1 - alpha) input scaling fused into one scale and shift."""
-    p = f"blocks.{i}"
-    alpha = _leak(cfg, t, p, opt)
-    scale, shift = bn_affine(t, f"{p}.bn", cfg.bn_eps)
-    if f"{p}.linear.bias" in t:
-        shift = shift + scale * t[f"{p}.linear.bias"]
-    return {"w": t[f"{p}.linear.weight"].transpose(-1, -2), "scale": scale.unsqueeze(1) * (1 - alpha),
-            "shift": shift.unsqueeze(1) * (1 - alpha), "alpha": alpha, "v_th": t[f"{p}.v_th"].unsqueeze(1),
-            "noise": t.get(f"{p}.read_noise"), "gens": read_noise_generators(t, p, opt.example_offset),
-            "dead": t.get(f"{p}.dead"), "saturated": t.get(f"{p}.saturated")}
-
-
-def _scan_chunk(c: dict, cur: Tensor, v: Tensor, count: Tensor, spikes: bool) -> Tensor | None:
-    """One layer over one chunk [K, tc, B, H]: membranes `v` and spike counts `count` [K, B, H] updated.
-
-    Returns the spikes (None when `spikes` is False and no forced neurons need them). The
-    compiled kernel does drive, scan and count in one pass; eager does the same arithmetic.
-    """
-    forced = c["dead"] is not None or c["saturated"] is not None
-    h = cur.shape[-1]
-    lib = native.kernel(cur.numel()) if native.applies(cur, c["scale"], c["alpha"], c["v_th"]) else None
-    if lib is not None:
-        z, _ = native.forward(lib, cur, c["alpha"].reshape(-1, h), c["v_th"].reshape(-1, h), v,
-                              scale=c["scale"].reshape(-1, h), shift=c["shift"].reshape(-1, h),
-                              spikes=spikes or forced, count=None if forced else count)
-    else:
-        z = lif_scan(cur * c["scale"].unsqueeze(1) + c["shift"].unsqueeze(1), c["alpha"], c["v_th"], v=v)
-        if not forced:
-            count += z.sum(1)
-    if forced:
-        z = force_spikes(z, c["dead"], c["saturated"])
-        count += z.sum(1)
-    return z
-
-
-def _inference_chunked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt: ForwardOptions,
-                       k: int) -> tuple[Tensor, list[Tensor]]:
-    """Inference over chunks of time steps, all layers per chunk, membranes carried over.
-
-    The whole-sequence version allocates [K, T*B, H] temporaries of hundreds of MB per
-    layer; page faults then dominate. Chunks sized to the caches (`native.time_chunk`) keep
-    each temporary small and reused, while each Linear still runs over many steps in one
-    matmul. The last layer's spikes are only counted, never stored.
-    """
-    bsz, steps = (x.shape[0], x.shape[1]) if x.dim() == 3 else (x.shape[1], x.shape[2])
-    layers = list(range(opt.start, len(cfg.hidden)))
-    consts = [_layer_constants(cfg, t, opt, i) for i in layers]
-    v = [x.new_zeros(k, bsz, cfg.hidden[i]) for i in layers]
-    counts = [x.new_zeros(k, bsz, cfg.hidden[i]) for i in layers]
-    chunk = time_chunk(k * bsz, max(cfg.hidden))
-    rate_sum = None
-    for c0 in range(0, steps, chunk):
-        xc = x[:, c0:c0 + chunk] if x.dim() == 3 else x[:, :, c0:c0 + chunk]
-        h, tc, _ = _flatten_input(xc)
-        for j, c in enumerate(consts):
-            cur = torch.matmul(h, c["w"])  # [K, tc*B, H]
-            if c["noise"] is not None:
-                cur = add_read_noise(cur, c["noise"], c["gens"])
-            z = _scan_chunk(c, cur.view(cur.shape[0], tc, bsz, -1), v[j], counts[j], spikes=j < len(consts) - 1)
-            h = None if z is None else z.view(z.shape[0], tc * bsz, -1)
-        if not layers:  # started at the readout: x holds the last block's spikes
-            h = h.unsqueeze(0).expand(k, -1, -1) if h.dim() == 2 else h
-            zt = h.reshape(h.shape[0], tc, bsz, -1).sum(1)
-            rate_sum = zt if rate_sum is None else rate_sum + zt
-    if layers:
-        rate_sum = counts[-1]
-    rates = [c.sum(dim=(1, 2)) / (steps * bsz * cfg.hidden[i]) for c, i in zip(counts, layers)]
-    return rate_sum / steps, rates
-
-
 def block_spikes(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, upto: int,
                  opt: ForwardOptions | None = None) -> Tensor:
     """Spike trains [K, B, T, H] leaving block `upto - 1`: the input `forward_stacked(start=upto)` takes."""
     opt = opt or ForwardOptions()
-    h, steps, bsz = _flatten_input(x)
+    h, steps, bsz = flatten_input(x)
     h, _ = _run_blocks(cfg, t, h, steps, bsz, opt, opt.start, upto)
     return h.view(h.shape[0], steps, bsz, -1).transpose(1, 2)
 
@@ -294,9 +200,9 @@ def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
                      or opt.smooth_spikes > 0
                      or (torch.is_grad_enabled() and any(v.requires_grad for v in t.values())))
     if inference:
-        rate, rates = _inference_chunked(cfg, t, x, opt, k)
+        rate, rates = chunked_inference(cfg, t, x, opt, k)
     else:
-        h, steps, bsz = _flatten_input(x)
+        h, steps, bsz = flatten_input(x)
         h, rates = _run_blocks(cfg, t, h, steps, bsz, opt, opt.start, len(cfg.hidden))
         if h.dim() == 2:  # started at the readout: shared input spikes
             h = h.unsqueeze(0).expand(k, -1, -1)
