@@ -32,7 +32,7 @@ def _layer_constants(cfg: ModelConfig, t: Mapping[str, Tensor], opt: ForwardOpti
     return {"w": t[f"{p}.linear.weight"].transpose(-1, -2), "scale": scale.unsqueeze(1) * (1 - alpha),
             "shift": shift.unsqueeze(1) * (1 - alpha), "alpha": alpha, "v_th": t[f"{p}.v_th"].unsqueeze(1),
             "noise": t.get(f"{p}.read_noise"), "gens": read_noise_generators(t, p, opt.example_offset),
-            "dead": t.get(f"{p}.dead"), "saturated": t.get(f"{p}.saturated")}
+            "dead": t.get(f"{p}.dead"), "saturated": t.get(f"{p}.saturated"), "reset": cfg.reset}
 
 
 def _scan_chunk(c: dict, cur: Tensor, v: Tensor, count: Tensor, spikes: bool) -> Tensor | None:
@@ -43,13 +43,15 @@ def _scan_chunk(c: dict, cur: Tensor, v: Tensor, count: Tensor, spikes: bool) ->
     """
     forced = c["dead"] is not None or c["saturated"] is not None
     h = cur.shape[-1]
-    lib = native.kernel(cur.numel()) if native.applies(cur, c["scale"], c["alpha"], c["v_th"]) else None
+    fits = c["reset"] == "subtract" and native.applies(cur, c["scale"], c["alpha"], c["v_th"])
+    lib = native.kernel(cur.numel()) if fits else None
     if lib is not None:
         z, _ = native.forward(lib, cur, c["alpha"].reshape(-1, h), c["v_th"].reshape(-1, h), v,
                               scale=c["scale"].reshape(-1, h), shift=c["shift"].reshape(-1, h),
                               spikes=spikes or forced, count=None if forced else count)
     else:
-        z = lif_scan(cur * c["scale"].unsqueeze(1) + c["shift"].unsqueeze(1), c["alpha"], c["v_th"], v=v)
+        z = lif_scan(cur * c["scale"].unsqueeze(1) + c["shift"].unsqueeze(1), c["alpha"], c["v_th"], v=v,
+                     reset=c["reset"])
         if not forced:
             count += z.sum(1)
     if forced:

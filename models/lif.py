@@ -95,7 +95,8 @@ def _native_args(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor) -
 
 
 def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
-             width: float = 0.5, v: torch.Tensor | None = None, smooth: float = 0.0) -> torch.Tensor:
+             width: float = 0.5, v: torch.Tensor | None = None, smooth: float = 0.0,
+             reset: str = "subtract") -> torch.Tensor:
     """Spikes [K, T, B, H] of LIF neurons driven by `drive = (1 - alpha) * I`.
 
     Args:
@@ -108,6 +109,7 @@ def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
         smooth: when > 0, a non-spiking control: `z = sigmoid((v - v_th) / smooth)` instead
             of the Heaviside step (same reset by subtraction), a network whose loss is smooth
             in its weights.
+        reset: `subtract` (v -= z * v_th) or `zero` (v = 0 where z; imported Norse/NIR models).
 
     The compiled kernel (models/native.py) runs the inference scan wherever it applies, and
     the training scan inside `native.training_kernel`; both give the eager spikes bit for bit.
@@ -124,18 +126,26 @@ def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
         return torch.stack(zs, 1)
     if torch.is_grad_enabled() and (drive.requires_grad or alpha.requires_grad or v_th.requires_grad):
         lib = native.training_lib()
-        if lib is not None and v is None and _native_args(drive, alpha, v_th):
+        if lib is not None and v is None and reset == "subtract" and _native_args(drive, alpha, v_th):
             return _NativeScan.apply(drive, alpha, v_th, width, lib)
         v = torch.zeros_like(steps[0])
         zs = []
         for d in steps:
             v = alpha * v + d
             z = spike(v - v_th, width)
-            v = v - z * v_th
+            v = v - z * (v_th if reset == "subtract" else v)
             zs.append(z)
         return torch.stack(zs, 1)
     if v is None:
         v = drive.new_zeros(drive.shape[0], *drive.shape[2:])
+    if reset == "zero":  # eager only: the kernel implements the trained reset by subtraction
+        out = torch.empty_like(drive)
+        for t, d in enumerate(steps):
+            v.mul_(alpha).add_(d)
+            z = out[:, t]
+            torch.gt(v, v_th, out=z)
+            v.masked_fill_(z.bool(), 0.0)
+        return out
     ok = _native_args(drive, alpha, v_th) and v.is_contiguous() and native.applies(v)
     lib = native.kernel(drive.numel()) if ok else None
     if lib is not None:

@@ -27,6 +27,9 @@ from models.layers import bn_affine, flatten_input, leak
 from models.lif import lif_scan
 
 
+RESETS = ("subtract", "zero")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape and neuron constants of the network.
@@ -42,6 +45,9 @@ class ModelConfig:
             (exp(-1/5) .. exp(-1/25): membrane time constants of 50-250 ms).
         bn_momentum: BatchNorm running-statistics momentum.
         bn_eps: BatchNorm epsilon.
+        reset: after a spike the membrane drops by the threshold (`subtract`, trained here)
+            or is set to 0 (`zero`: Norse's LIFBox and NIR's LIF with v_reset = 0, for
+            imported models).
     """
 
     input_dim: int = 40
@@ -54,6 +60,11 @@ class ModelConfig:
     alpha_max: float = math.exp(-1 / 25)
     bn_momentum: float = 0.05
     bn_eps: float = 1e-5
+    reset: str = "subtract"
+
+    def __post_init__(self) -> None:
+        if self.reset not in RESETS:
+            raise ValueError(f"reset must be one of {', '.join(RESETS)}, not {self.reset!r}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -159,7 +170,8 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
         cur = _batchnorm(cur, t, f"{p}.bn", cfg, opt)
         alpha = leak(cfg, t, p, opt)
         drive = (cur * (1.0 - alpha)).view(cur.shape[0], steps, bsz, -1)
-        z = lif_scan(drive, alpha, t[f"{p}.v_th"].unsqueeze(1), cfg.surrogate_width, smooth=opt.smooth_spikes)
+        z = lif_scan(drive, alpha, t[f"{p}.v_th"].unsqueeze(1), cfg.surrogate_width, smooth=opt.smooth_spikes,
+                     reset=cfg.reset)
         z = force_spikes(z, t.get(f"{p}.dead"), t.get(f"{p}.saturated"))
         rates.append(z.mean(dim=(1, 2, 3)))
         z = _dropout(z, cfg.dropout, opt.dropout_generator)

@@ -313,9 +313,10 @@ def data_prepare(dataset: str, data_dir: str | None, frames: int | None, skip_ba
 
 
 from robustness.cli_report import check, demo, report  # noqa: E402
+from robustness.cli_nir import export_nir, import_command  # noqa: E402
 from robustness.cli_slice import slice_command  # noqa: E402
 
-for _command in (slice_command, report, check, demo):
+for _command in (slice_command, report, check, demo, import_command, export_nir):
     cli.add_command(_command)
 
 

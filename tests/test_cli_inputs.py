@@ -79,6 +79,8 @@ def base(tiny_checkpoints, tmp_path_factory):
     assert r.exit_code == 0, r.output
     policy = str(d / "p.toml")
     assert CliRunner().invoke(cli, ["check", store, "--policy", policy, "--init"]).exit_code == 0
+    graph = str(d / "m.nir")
+    assert CliRunner().invoke(cli, ["export-nir", adam, "--out", graph]).exit_code == 0
     return {
         ("train",): ["train", "--epochs", "1", "--limit-train", "20", "--hidden", "8", "--out", str(d / "t.pt"), "-q"],
         ("eval",): ["eval", "--model", adam, "--limit", "10"],
@@ -95,6 +97,8 @@ def base(tiny_checkpoints, tmp_path_factory):
         ("report",): ["report", store, "--out", str(d / "rep"), "-q"],
         ("check",): ["check", store, "--policy", policy],
         ("demo",): ["demo", "--fast", "--out-dir", str(d / "demo"), "-q"],
+        ("import",): ["import", graph, "--out", str(d / "i.pt"), "-q"],
+        ("export-nir",): ["export-nir", ivon, "--out", str(d / "x.nir"), "-q"],
     }
 
 

@@ -1,0 +1,118 @@
+"""`robust import` and `robust export-nir`: models to and from NIR graphs (models/nir_graph.py)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from robustness.cli_common import CONTEXT, COUNT, POSITIVE, InputError, data_dir_option, domain_errors, output_path, \
+    quiet_option, setup
+
+
+def _write_graph(graph, out: str) -> None:
+    """nir.write to a temporary file beside `out`, then rename: no partial file on failure."""
+    import nir
+
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(out)), suffix=".nir.tmp")
+    os.close(fd)
+    try:
+        nir.write(tmp, graph)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@click.command("import", context_settings=CONTEXT)
+@click.argument("graph_path", metavar="MODEL.nir", type=click.Path())
+@click.option("--out", type=click.Path(), required=True, help="Checkpoint file to write (.pt).")
+@click.option("--dataset", default="tts-digits", show_default=True, help="Data the model is evaluated on.")
+@data_dir_option
+@click.option("--dt", type=POSITIVE, default=None,
+              help="Simulation time step in seconds [the graph's metadata, else 0.001 as in NIR and Norse].")
+@quiet_option
+@domain_errors
+def import_command(graph_path: str, out: str, dataset: str, data_dir: str | None, dt: float | None,
+                   quiet: bool) -> None:
+    """Turn a feedforward NIR graph (Affine/Linear, Scale, LIF) into a checkpoint robust evaluates."""
+    setup(quiet)
+    import nir
+
+    from models.checkpoint import save_checkpoint
+    from models.nir_graph import from_nir, network
+    from robustness import __version__
+    from robustness.data import DatasetSpec, load_dataset
+
+    output_path(out, "--out")
+    if not Path(graph_path).is_file():
+        raise InputError(f"{graph_path}: no such file")
+    try:
+        graph = nir.read(graph_path, type_check=False)
+    except Exception as e:  # h5py raises many kinds for a file that is not NIR
+        raise InputError(f"{graph_path}: not a readable NIR graph ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    cfg, sd, dt = from_nir(graph, dt)
+    spec = DatasetSpec(dataset, str(Path(data_dir).expanduser().resolve()) if data_dir else None)
+    data = load_dataset(spec, progress=not quiet)
+    width = data.split("test").x.shape[-1]
+    if width != cfg.input_dim or len(data.classes) != cfg.num_classes:
+        raise InputError(f"{graph_path}: the graph maps {cfg.input_dim} inputs to {cfg.num_classes} outputs; "
+                         f"{dataset} has {width} features and {len(data.classes)} classes")
+    net = network(cfg, sd)
+    save_checkpoint(out, net, train_config={"optimizer": "imported", "source": os.path.abspath(graph_path),
+                                            "dt": dt, "epochs": 0},
+                    dataset={**data.spec.to_dict(), "fingerprint": data.fingerprint},
+                    features=data.features.to_dict(), classes=data.classes, history=[],
+                    package_version=__version__)
+    click.echo(f"wrote {out}: {len(cfg.hidden)} LIF layer(s) {list(cfg.hidden)}, reset {cfg.reset}, dt {dt:g} s, "
+               f"{cfg.input_dim} inputs -> {cfg.num_classes} classes")
+
+
+@click.command("export-nir", context_settings=CONTEXT)
+@click.argument("model", type=click.Path())
+@click.option("--out", type=click.Path(), required=True, help="NIR file to write (.nir).")
+@click.option("--sample", type=COUNT, default=None,
+              help="IVON: write K posterior samples (BN re-estimated per sample, as BMA does) as OUT-0.nir ... "
+                   "instead of the posterior mean.")
+@click.option("--dt", type=POSITIVE, default=None,
+              help="Time step the graph's time constants assume, seconds [the features' frame shift].")
+@data_dir_option
+@quiet_option
+@domain_errors
+def export_nir(model: str, out: str, sample: int | None, dt: float | None, data_dir: str | None,
+               quiet: bool) -> None:
+    """Write a checkpoint as an NIR graph (BatchNorm folded; a chip toolchain can read it)."""
+    setup(quiet)
+    from models.checkpoint import load_checkpoint
+    from models.deploy import deploy_tensors
+    from models.nir_graph import to_nir
+
+    output_path(out, "--out")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise InputError(f"--data-dir {data_dir}: no such folder")
+    ck = load_checkpoint(model)
+    dt = float(dt or ck.features.get("frame_shift_ms", 10.0) / 1000.0)
+    cfg = ck.net.cfg
+    if sample is None:
+        _write_graph(to_nir(cfg, deploy_tensors(cfg, ck.net.stacked(1)), dt), out)
+        click.echo(f"wrote {out} ({'posterior mean' if ck.posterior is not None else 'the network'}, dt {dt:g} s)")
+        return
+    if ck.posterior is None:
+        raise InputError(f"--sample: {model} has no posterior (an IVON checkpoint has)")
+    import dataclasses
+
+    from robustness.data import DatasetSpec, load_dataset
+    from robustness.evaluate import EvalConfig, Mode, mode_tensors
+
+    spec = DatasetSpec.from_dict(ck.dataset)
+    if data_dir is not None:
+        spec = dataclasses.replace(spec, data_dir=data_dir)
+    ecfg = EvalConfig(mc_samples=sample)
+    t = mode_tensors(ck, load_dataset(spec, progress=not quiet), Mode.BMA, sample, ecfg.bn, ecfg.seed, ecfg)
+    t = deploy_tensors(cfg, t)
+    stem, suffix = os.path.splitext(out)
+    for k in range(sample):
+        _write_graph(to_nir(cfg, {n: v[k:k + 1] for n, v in t.items()}, dt), f"{stem}-{k}{suffix or '.nir'}")
+    click.echo(f"wrote {sample} posterior samples: {stem}-0{suffix or '.nir'} ... (dt {dt:g} s)")

@@ -1,0 +1,110 @@
+"""NIR export and import: our round trip, a graph from Norse's own exporter, refusals."""
+
+import warnings
+
+import nir
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from models.checkpoint import load_checkpoint
+from models.network import forward_stacked
+from robustness.cli import cli
+from robustness.data import DatasetSpec, load_dataset
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def test_x():
+    return load_dataset(DatasetSpec()).split("test").x[:64]
+
+
+def logits(ck, x):
+    with torch.no_grad():
+        return forward_stacked(ck.net.cfg, ck.net.stacked(1), x)[0][0]
+
+
+def test_export_then_import_gives_the_same_network(tiny_checkpoints, tmp_path, test_x):
+    graph, back = tmp_path / "m.nir", tmp_path / "back.pt"
+    r = run("export-nir", tiny_checkpoints["adam"], "--out", graph)
+    assert r.exit_code == 0, r.output
+    r = run("import", graph, "--out", back, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "reset subtract, dt 0.01 s" in r.output
+    a, b = load_checkpoint(tiny_checkpoints["adam"]), load_checkpoint(back)
+    la, lb = logits(a, test_x), logits(b, test_x)
+    assert b.net.spike_rates(test_x)[0] > 0
+    # BatchNorm folded into the weights rounds differently: logits agree to float32 precision
+    assert float((la - lb).abs().max()) < 1e-3
+    assert (la.argmax(-1) == lb.argmax(-1)).float().mean() >= 0.98
+    # Exporting the imported model gives the same graph again.
+    g1 = nir.read(str(graph))
+    r = run("export-nir", back, "--out", tmp_path / "again.nir")
+    g2 = nir.read(str(tmp_path / "again.nir"))
+    assert list(g1.nodes) == list(g2.nodes)
+    for name in ("fc0", "fc1", "readout"):
+        np.testing.assert_allclose(g2.nodes[name].weight, g1.nodes[name].weight, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(g2.nodes["lif0"].tau, g1.nodes["lif0"].tau, rtol=1e-6)
+
+
+def test_ivon_posterior_samples_export_as_separate_graphs(tiny_checkpoints, tmp_path):
+    r = run("export-nir", tiny_checkpoints["ivon"], "--sample", 2, "--out", tmp_path / "s.nir", "--quiet")
+    assert r.exit_code == 0, r.output
+    a, b = nir.read(str(tmp_path / "s-0.nir")), nir.read(str(tmp_path / "s-1.nir"))
+    assert not np.allclose(a.nodes["fc0"].weight, b.nodes["fc0"].weight)
+    r = run("export-nir", tiny_checkpoints["adam"], "--sample", 2, "--out", tmp_path / "x.nir")
+    assert r.exit_code == 2 and "no posterior" in r.output
+
+
+def test_graph_from_norse_imports_and_runs_as_norse_does(tmp_path, test_x):
+    warnings.filterwarnings("ignore")
+    import norse.torch as norse
+    from norse.torch.utils.export_nir import to_nir
+
+    g = torch.Generator().manual_seed(0)
+
+    def lif(h):
+        return norse.LIFBoxCell(norse.LIFBoxParameters(
+            tau_mem_inv=50 + 100 * torch.rand(h, generator=g), v_th=torch.full((h,), 0.3),
+            v_leak=torch.zeros(h), v_reset=torch.zeros(h)))
+
+    torch.manual_seed(0)
+    model = norse.SequentialState(torch.nn.Linear(40, 24), lif(24), torch.nn.Linear(24, 16), lif(16),
+                                  torch.nn.Linear(16, 20))
+    # Norse's exporter writes tau = dt / tau_mem_inv: dt = 1 gives seconds, what its importer reads back
+    nir.write(str(tmp_path / "norse.nir"), to_nir(model, torch.randn(1, 40), dt=1.0))
+    r = run("import", tmp_path / "norse.nir", "--out", tmp_path / "n.pt", "--dt", 0.001, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "reset zero" in r.output
+    x = 3 * test_x[:16]
+    with torch.no_grad():
+        state, outs = None, []
+        for t in range(x.shape[1]):  # Norse runs one time step at a time
+            out, state = model(x[:, t], state)
+            outs.append(out)
+        ref = torch.stack(outs).mean(0)
+    ck = load_checkpoint(tmp_path / "n.pt")
+    assert ck.net.spike_rates(x)[1] > 0, "no spikes in the last layer: the comparison would be vacuous"
+    torch.testing.assert_close(logits(ck, x), ref, atol=1e-4, rtol=1e-4)
+
+
+def test_unsupported_graphs_are_refused_with_the_node_named(tmp_path):
+    h = 8
+    nodes = {"input": nir.Input(input_type=np.array([40])),
+             "fc": nir.Affine(weight=np.ones((h, 40)), bias=np.zeros(h)),
+             "syn": nir.CubaLIF(tau_syn=np.ones(h), tau_mem=np.ones(h), r=np.ones(h), v_leak=np.zeros(h),
+                                v_threshold=np.ones(h)),
+             "out": nir.Affine(weight=np.ones((20, h)), bias=np.zeros(20)),
+             "output": nir.Output(output_type=np.array([20]))}
+    edges = [("input", "fc"), ("fc", "syn"), ("syn", "out"), ("out", "output")]
+    nir.write(str(tmp_path / "cuba.nir"), nir.NIRGraph(nodes=nodes, edges=edges))
+    r = run("import", tmp_path / "cuba.nir", "--out", tmp_path / "c.pt")
+    assert r.exit_code == 2 and "'syn' (CubaLIF) is not supported" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "c.pt").exists()
+    (tmp_path / "junk.nir").write_text("not hdf5")
+    r = run("import", tmp_path / "junk.nir", "--out", tmp_path / "c.pt")
+    assert r.exit_code == 2 and "not a readable NIR graph" in r.output
