@@ -8,7 +8,8 @@ and CPU, so later processes (Ray workers included) only load it. Built with
 spikes are bit for bit the same, so which path ran never changes a number at inference.
 
 Which path runs (`set_mode`, or `ROBUST_KERNEL=auto|native|eager`):
-  * `native`: the kernel wherever it applies (CPU, float32); an error if it cannot be built.
+  * `native`: the kernel wherever it applies (CPU, float32); a one-line error (BadInput)
+    if it cannot be built.
   * `eager`: PyTorch only (the reference).
   * `auto` (default): the kernel when it is already built, or when the work at hand pays
     for building it (`BUILD_WORK` neuron-steps, about a second of eager scanning). When
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+
+from robustness.errors import BadInput
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +121,8 @@ def _load(path: Path) -> ctypes.CDLL:
 def _unavailable(reason: str) -> None:
     global _failed
     _failed = reason
-    if mode() == "native":
-        raise RuntimeError(f"compiled LIF kernel unavailable: {reason}")
+    if mode() == "native":  # forced (--compile): the user asked for it, so say it cannot be had
+        raise BadInput(f"--compile: the compiled LIF kernel is unavailable ({reason})")
     log.warning("compiled LIF kernel unavailable (%s); running eager PyTorch (slower)", reason)
 
 

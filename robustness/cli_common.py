@@ -192,3 +192,5 @@ def set_kernel(choice: bool | None) -> None:
     from models import native
 
     native.set_mode("native" if choice else "eager")
+    if choice:
+        native.kernel()  # build or load now: a forced kernel that cannot be had fails before any output exists

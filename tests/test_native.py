@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from models import native
 from models.deploy import deploy_tensors
 from models.network import ModelConfig, SpikingNet, forward_stacked
+from robustness.errors import BadInput
 from perturbations.base import PERTURBATIONS, Context
 from perturbations.spec import apply, parse_spec
 
@@ -146,7 +147,7 @@ def test_missing_compiler_falls_back_to_eager_with_one_line(mode, monkeypatch, t
     assert torch.equal(a, b)
     mode("native")
     monkeypatch.setattr(native, "_failed", None)
-    with pytest.raises(RuntimeError, match="no C compiler"):
+    with pytest.raises(BadInput, match="--compile: the compiled LIF kernel is unavailable .no C compiler"):
         native.kernel()
 
 
@@ -197,3 +198,20 @@ def test_training_choice_depends_on_work_not_on_the_cache(mode):
 def test_mode_is_validated():
     with pytest.raises(ValueError, match="auto, native, eager"):
         native.set_mode("fast")
+
+
+def test_forced_compile_without_a_compiler_exits_2_before_writing_anything(mode, monkeypatch, tmp_path,
+                                                                            tiny_checkpoints):
+    from click.testing import CliRunner
+
+    from robustness.cli import cli
+
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_failed", None)
+    monkeypatch.setattr(native, "_compiler", lambda: None)
+    monkeypatch.setenv("ROBUST_CACHE_DIR", str(tmp_path / "cache"))
+    store = tmp_path / "s.db"
+    r = CliRunner().invoke(cli, ["sweep", "--model", str(tiny_checkpoints["adam"]), "--noise", "0.1", "--seeds", "1",
+                                 "--limit", "10", "--compile", "--out", str(store), "-q"])
+    assert r.exit_code == 2 and "compiled LIF kernel is unavailable (no C compiler found" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not store.exists()
