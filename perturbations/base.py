@@ -53,6 +53,9 @@ class Context:
         include_bias: also perturb biases (after BN folding) with the weights.
         include_bn: also perturb BatchNorm scale and shift (gamma, beta) with the weights.
         options: per-perturbation options from the spec (`name(key=value):level`).
+        objective: for worst-case perturbations: the loss of K stacked networks (a scalar
+            summed over them), set by the sweep; None elsewhere.
+        group: consecutive networks that form one prediction (M samples of one chip).
     """
 
     layers: tuple[str, ...]
@@ -61,6 +64,8 @@ class Context:
     include_bias: bool = False
     include_bn: bool = False
     options: Mapping[str, str] = field(default_factory=dict)
+    objective: Callable[[Mapping[str, Tensor]], Tensor] | None = field(default=None, compare=False, repr=False)
+    group: int = 1
 
     def weights(self, t: Mapping[str, Tensor]) -> list[str]:
         names = [f"{l}.linear.weight" for l in self.layers if f"{l}.linear.weight" in t]

@@ -24,7 +24,8 @@ from reports.formatting import num, pct, slug
 from reports.landscape import landscape_section
 from reports.provenance import provenance_section
 from reports.records import Records, Run
-from reports.summary import CurveSummary, accuracy_points, normalised_auc, paired, skipped_note, summarize
+from reports.summary import (CurveSummary, accuracy_points, attack_gaps, normalised_auc, paired, skipped_note,
+                             summarize)
 from reports.verdict import verdict
 
 SCHEMA_VERSION = 1
@@ -174,11 +175,27 @@ class _Builder:
                 cal.blocks += self.calibration(run, pert, curves, stem, js_cal, diagrams=not cal_done.get(run.id))
                 cal_done[run.id] = True
                 cost.blocks += self.spikes(run, pert, curves, stem, unit, log_x, js_cost)
+        js_gaps = self.attack_table(deg)
         for sec in (deg, cal, cost):
             if not sec.blocks:
                 sec.blocks.append("No sweep in this store: nothing to show here.")
-        self.json.update(degradation=js_deg, calibration=js_cal, hardware_cost=js_cost)
+        self.json.update(degradation=js_deg, calibration=js_cal, hardware_cost=js_cost, attack_gaps=js_gaps)
         return deg, cal, cost
+
+    def attack_table(self, deg: Section) -> list[dict]:
+        """Worst case against the random draw of the same budget, every run: one table."""
+        gaps = [g for run in self.rec.runs
+                for g in attack_gaps([c for cs in self.run_curves(run).values() for c in cs])]
+        if gaps:
+            rows = [[self.labels[g["model"]], g["mode"], g["target"], f"{g['level']:g}",
+                     num(g["random"]) + ("" if g["random_ci"] is None else f" ±{num(g['random_ci'])}"),
+                     num(g["worst"]) + ("" if g["worst_ci"] is None else f" ±{num(g['worst_ci'])}"),
+                     num(g["gap"], "+.4f")] for g in gaps]
+            deg.blocks.append(Table(["model", "mode", "target", "budget", "random accuracy", "worst-case accuracy",
+                                     "gap"], rows, "Worst case (gradient ascent within a relative L-infinity budget, "
+                                     "restarts as chips) against uniform offsets in the same budget; ± is the 95% "
+                                     "interval over chips."))
+        return gaps
 
     def leader(self, run: Run, curves: list[CurveSummary], pert: str, level: float) -> dict | None:
         """The most accurate model/mode at `level`, paired against every other one there."""

@@ -206,6 +206,54 @@ def _pm(v: float | None, fmt: str = ".4f") -> str:
     return "-" if v is None else f"{v:{fmt}}"
 
 
+def _attack_label(label: str) -> tuple[str, bool] | None:
+    """(target, is the random baseline) of an `adversarial(...)` label, read from its text."""
+    if not label.startswith("adversarial") or "+" in label:
+        return None
+    inner = label[len("adversarial"):].split(":")[0].strip("()")
+    opts = dict(kv.split("=", 1) for kv in inner.split(",") if "=" in kv)
+    return opts.get("target", "weights"), opts.get("steps", "10").strip() in ("0", "0.0")
+
+
+def attack_gaps(curves: list[CurveSummary]) -> list[dict]:
+    """Worst case against the random draw of the same budget, per model/mode/layer, target and level.
+
+    Pairs each `adversarial` curve with its `steps=0` baseline (the sweep adds it); the
+    gap is random minus worst-case accuracy (points lost to the worst chips beyond chance draws).
+    """
+    base = {}
+    for cs in curves:
+        a = _attack_label(cs.perturbation)
+        if a is not None and a[1]:
+            base[(cs.model, cs.mode, cs.layer, a[0])] = cs
+    out = []
+    for cs in curves:
+        a = _attack_label(cs.perturbation)
+        b = base.get((cs.model, cs.mode, cs.layer, a[0])) if a is not None and not a[1] else None
+        if b is None:
+            continue
+        rnd = {s.level: s.metrics["accuracy"] for s in b.levels}
+        for s in cs.levels:
+            if s.level in rnd:
+                out.append({"model": cs.model, "mode": cs.mode, "layer": cs.layer, "target": a[0],
+                            "attack": cs.perturbation, "level": s.level, "random": rnd[s.level][0],
+                            "random_ci": rnd[s.level][1], "worst": s.metrics["accuracy"][0],
+                            "worst_ci": s.metrics["accuracy"][1], "gap": rnd[s.level][0] - s.metrics["accuracy"][0]})
+    return out
+
+
+def format_attack_gaps(gaps: list[dict]) -> str:
+    """Random vs worst-case accuracy per budget, as text lines."""
+    if not gaps:
+        return ""
+    lines = ["Worst case vs random within the same budget (accuracy; gap = random - worst):"]
+    for g in gaps:
+        lines.append(f"  {g['model']} [{g['mode']}] {g['target']}{' layer=' + g['layer'] if g['layer'] else ''} "
+                     f"budget {g['level']:g}: random {g['random']:.4f} ±{_pm(g['random_ci'])}  worst "
+                     f"{g['worst']:.4f} ±{_pm(g['worst_ci'])}  gap {g['gap']:+.4f}")
+    return "\n".join(lines)
+
+
 def skipped_note(cs: CurveSummary) -> str:
     """One line: which levels were not run, and why."""
     levels = ", ".join(f"{lv:g}" for lv, _ in cs.skipped)
@@ -234,6 +282,9 @@ def format_summary(curves: list[CurveSummary]) -> str:
             lines.append(f"  {skipped_note(cs)}")
         lines.append(f"  normalised AUC ({cs.axis} level axis) {_pm(cs.auc)}; accuracy drop at level {drops}")
         lines.append("")
+    gaps = format_attack_gaps(attack_gaps(curves))
+    if gaps:
+        lines += [gaps, ""]
     if curves:
         lines.append("±chips: 95% t-interval over hardware draws (given this test set); ±test: 95% bootstrap "
                      "interval over test examples of the chip-averaged value.")

@@ -298,6 +298,7 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
             raise BadInput(f"--bits {bits}: no perturbation here is swept over bit widths (quantize is)")
         if noise is not None and all(takes_bits):
             raise BadInput(f"--noise {noise}: every perturbation here is swept over bit widths (give --bits)")
+    plans += random_baselines(plans)
     seeds = merged.get("seeds", 10)
     if isinstance(seeds, str):
         if seeds.strip().lower() == "auto":
@@ -326,6 +327,32 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
         data_dir=merged.get("data_dir"), skip_at_chance=bool(merged.get("skip_at_chance", True)))
     runtime = {k: merged.get(k) for k in ("out", "device", "workers", "compile", "executor", "address")}
     return cfg, runtime
+
+
+def _attack(spec_text: str) -> tuple[str, bool] | None:
+    """(target, is the random baseline) of a lone `adversarial` spec; None for anything else."""
+    try:
+        spec = parse_spec(spec_text)
+    except PerturbationError:
+        return None  # validate() reports it
+    if len(spec.components) != 1 or spec.components[0].name != "adversarial":
+        return None
+    opts = dict(spec.components[0].options)
+    return str(opts.get("target", "weights")), str(opts.get("steps", "10")).strip() in ("0", "0.0")
+
+
+def random_baselines(plans: list[PerturbationPlan]) -> list[PerturbationPlan]:
+    """Each worst-case plan brings its random baseline (same target and budgets, no ascent:
+    uniform offsets in the box), so every summary can show the gap; none if given already."""
+    have = {a for a in map(_attack, (p.spec for p in plans)) if a is not None and a[1]}
+    out = []
+    for p in plans:
+        a = _attack(p.spec)
+        if a is not None and not a[1] and (a[0], True) not in have:
+            label = "adversarial(steps=0)" if a[0] == "weights" else f"adversarial(target={a[0]},steps=0)"
+            out.append(PerturbationPlan(label, p.levels, p.axis))
+            have.add((a[0], True))
+    return out
 
 
 def to_toml(cfg: SweepConfig, runtime: dict) -> str:

@@ -5,7 +5,9 @@ its `_Job` and returns rows, so it runs the same in this process or as a Ray tas
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Iterable
@@ -14,7 +16,8 @@ import numpy as np
 import torch
 
 from models.chunking import networks_per_pass
-from models.network import ForwardOptions, ModelConfig
+from models import native
+from models.network import ForwardOptions, ModelConfig, forward_stacked
 from perturbations.base import Context
 from perturbations.spec import Spec, apply
 from reports.stats import t_interval
@@ -79,7 +82,8 @@ def _evaluate_draws(job: _Job, level: float, seeds: list[int]) -> list[dict]:
         stacked = {n: v.repeat(s, *([1] * (v.dim() - 1))) for n, v in prep.base.items()}
         draws = [sd * k0 + m for sd in group for m in range(k0)]
         t0 = time.perf_counter()
-        t = apply(job.spec, level, stacked, seed=job.seed, draws=draws, ctx=job.ctx)
+        ctx = _attack_context(job, k0) if _is_attack(job.spec) else job.ctx
+        t = apply(job.spec, level, stacked, seed=job.seed, draws=draws, ctx=ctx)
         slp, rates = stacked_logp(job.net_cfg, t, job.x, job.device, ForwardOptions(clamp_alpha=False, start=job.start))
         elapsed = (time.perf_counter() - t0) / s
         slp = slp.view(s, k0, *slp.shape[1:])
@@ -90,6 +94,31 @@ def _evaluate_draws(job: _Job, level: float, seeds: list[int]) -> list[dict]:
                         **_cell(slp[j], job.y, prep.mode, prep.clean_pred),
                         "spike_rates": below + rates[j].mean(0).tolist(), "time_s": elapsed})
     return out
+
+
+ATTACK_EXAMPLES = 32  # the fixed batch (first examples of the split) a worst-case search ascends on
+
+
+def _is_attack(spec: Spec) -> bool:
+    return any(c.name == "adversarial" for c in spec.components)
+
+
+def _attack_context(job: _Job, k0: int):
+    """The job's context with the loss a worst-case perturbation maximises: the NLL of each
+    prediction (M networks averaged) on a fixed batch, summed over the draws. Under BMA the
+    M posterior samples of a prediction run on one chip (one offset); chips and ensemble
+    members are separate chips, attacked jointly."""
+    xb, yb = job.x[:ATTACK_EXAMPLES].to(job.device), job.y[:ATTACK_EXAMPLES].to(job.device)
+    opt = ForwardOptions(clamp_alpha=False, start=job.start)
+
+    def loss(t: dict[str, torch.Tensor]) -> torch.Tensor:
+        with native.training_kernel(float("inf")):
+            logits, _ = forward_stacked(job.net_cfg, {n: v.to(job.device) for n, v in t.items()}, xb, opt)
+        logp = torch.log_softmax(logits, -1)
+        logp = torch.logsumexp(logp.view(-1, k0, *logp.shape[1:]), 1) - math.log(k0)
+        return -logp.gather(-1, yb.view(1, -1, 1).expand(logp.shape[0], -1, 1)).mean(1).sum()
+
+    return dataclasses.replace(job.ctx, objective=loss, group=k0 if job.prep.mode is Mode.BMA else 1)
 
 
 def _level(job: _Job, level: float, cfg: SweepConfig, done: dict, key_prefix: tuple,
