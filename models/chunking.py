@@ -15,6 +15,10 @@ from pathlib import Path
 
 FALLBACK = {2: 1 << 20, 3: 8 << 20}  # bytes, when the OS does not say
 MIN_CHUNK, MAX_CHUNK = 1, 50
+TARGET_CHUNK = 4  # time steps per chunk a pass is sized for: measured best on a 33 MB L3 (see README)
+MAX_BATCH = 1024
+MIN_BATCH = 100  # examples per pass below which the matmuls lose more than the cache gains (measured)
+FLOAT = 4  # bytes per element
 
 
 def _size(text: str) -> int:
@@ -52,22 +56,15 @@ def chunk_budget() -> int:
 
 def time_chunk(rows: int, width: int) -> int:
     """Time steps per chunk for `rows` (K x B) rows of `width` neurons."""
-    tc = chunk_budget() // max(1, rows * width * 4)
+    tc = chunk_budget() // max(1, rows * width * FLOAT)
     return max(MIN_CHUNK, min(MAX_CHUNK, tc))
-
-
-TARGET_CHUNK = 4  # time steps per chunk a pass is sized for: measured best on a 33 MB L3 (see README)
-MAX_BATCH = 1024
 
 
 def batch_size(k: int, width: int) -> int:
     """Examples per pass for K networks: a chunk of TARGET_CHUNK steps then fills the budget."""
-    return max(1, min(MAX_BATCH, chunk_budget() // (k * TARGET_CHUNK * width * 4)))
-
-
-MIN_BATCH = 100  # examples per pass below which the matmuls lose more than the cache gains (measured)
+    return max(1, min(MAX_BATCH, chunk_budget() // (k * TARGET_CHUNK * width * FLOAT)))
 
 
 def networks_per_pass(width: int) -> int:
     """Networks to stack in one pass so that each still gets MIN_BATCH examples within the budget."""
-    return max(1, chunk_budget() // (TARGET_CHUNK * MIN_BATCH * width * 4))
+    return max(1, chunk_budget() // (TARGET_CHUNK * MIN_BATCH * width * FLOAT))

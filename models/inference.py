@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING, Mapping
 import torch
 from torch import Tensor
 
-from models import native
 from models.chunking import time_chunk
 from models.hardware import add_read_noise, force_spikes, read_noise_generators
 from models.layers import bn_affine, flatten_input, leak
-from models.lif import lif_scan
+from models.lif import scan_chunk
 
 if TYPE_CHECKING:
     from models.network import ForwardOptions, ModelConfig
@@ -38,22 +37,12 @@ def _layer_constants(cfg: ModelConfig, t: Mapping[str, Tensor], opt: ForwardOpti
 def _scan_chunk(c: dict, cur: Tensor, v: Tensor, count: Tensor, spikes: bool) -> Tensor | None:
     """One layer over one chunk [K, tc, B, H]: membranes `v` and spike counts `count` [K, B, H] updated.
 
-    Returns the spikes (None when `spikes` is False and no forced neurons need them). The
-    compiled kernel does drive, scan and count in one pass; eager does the same arithmetic.
+    Returns the spikes (None when `spikes` is False and no forced neurons need them).
+    Forced (dead/saturated) neurons override the spikes after the scan, so they are counted here.
     """
     forced = c["dead"] is not None or c["saturated"] is not None
-    h = cur.shape[-1]
-    fits = c["reset"] == "subtract" and native.applies(cur, c["scale"], c["alpha"], c["v_th"])
-    lib = native.kernel(cur.numel()) if fits else None
-    if lib is not None:
-        z, _ = native.forward(lib, cur, c["alpha"].reshape(-1, h), c["v_th"].reshape(-1, h), v,
-                              scale=c["scale"].reshape(-1, h), shift=c["shift"].reshape(-1, h),
-                              spikes=spikes or forced, count=None if forced else count)
-    else:
-        z = lif_scan(cur * c["scale"].unsqueeze(1) + c["shift"].unsqueeze(1), c["alpha"], c["v_th"], v=v,
-                     reset=c["reset"])
-        if not forced:
-            count += z.sum(1)
+    z = scan_chunk(cur, c["alpha"], c["v_th"], v, scale=c["scale"], shift=c["shift"],
+                   count=None if forced else count, spikes=spikes or forced, reset=c["reset"])
     if forced:
         z = force_spikes(z, c["dead"], c["saturated"])
         count += z.sum(1)

@@ -87,11 +87,11 @@ class _NativeScan(torch.autograd.Function):
         return gd, ga, gt, None, None
 
 
-def _native_args(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor) -> bool:
+def _native_args(drive: torch.Tensor, *consts: torch.Tensor) -> bool:
     """The kernel takes per-network constants [K or 1, 1, H] and a float32 CPU drive."""
     k, h = drive.shape[0], drive.shape[-1]
-    return (native.applies(drive, alpha, v_th) and all(
-        c.dim() == 3 and c.shape[1] == 1 and c.shape[2] == h and c.shape[0] in (1, k) for c in (alpha, v_th)))
+    return (native.applies(drive, *consts) and all(
+        c.dim() == 3 and c.shape[1] == 1 and c.shape[2] == h and c.shape[0] in (1, k) for c in consts))
 
 
 def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
@@ -138,27 +138,40 @@ def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
         return torch.stack(zs, 1)
     if v is None:
         v = drive.new_zeros(drive.shape[0], *drive.shape[2:])
-    if reset == "zero":  # eager only: the kernel implements the trained reset by subtraction
-        out = torch.empty_like(drive)
-        for t, d in enumerate(steps):
-            v.mul_(alpha).add_(d)
-            z = out[:, t]
-            torch.gt(v, v_th, out=z)
-            v.masked_fill_(z.bool(), 0.0)
-        return out
-    ok = _native_args(drive, alpha, v_th) and v.is_contiguous() and native.applies(v)
-    lib = native.kernel(drive.numel()) if ok else None
+    return scan_chunk(drive, alpha, v_th, v, reset=reset)
+
+
+def scan_chunk(cur: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor, v: torch.Tensor,
+               scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
+               count: torch.Tensor | None = None, spikes: bool = True, reset: str = "subtract") -> torch.Tensor | None:
+    """Inference over one chunk [K, T, B, H]: drive `cur * scale + shift` (or `cur`), membrane `v`
+    [K, B, H] updated in place, spike counts added to `count` [K, B, H] when given.
+
+    The one place that chooses the path: the compiled kernel (drive, scan and count fused)
+    where it applies, else the same arithmetic in eager PyTorch. `scale`, `shift`, `alpha`,
+    `v_th` are [K or 1, 1, H]. Returns the spikes, or None when `spikes` is False and the
+    kernel only counted them.
+    """
+    h = cur.shape[-1]
+    consts = [c for c in (alpha, v_th, scale, shift) if c is not None]
+    fits = reset == "subtract" and _native_args(cur, *consts) and v.is_contiguous() and native.applies(v)
+    lib = native.kernel(cur.numel()) if fits else None
     if lib is not None:
-        h = drive.shape[-1]
-        z, _ = native.forward(lib, drive, alpha.reshape(-1, h), v_th.reshape(-1, h), v)
+        flat = [None if c is None else c.reshape(-1, h) for c in (alpha, v_th, scale, shift)]
+        z, _ = native.forward(lib, cur, flat[0], flat[1], v, scale=flat[2], shift=flat[3], spikes=spikes, count=count)
         return z
-    # Eager inference: in place, written straight into the output (no per-step temporaries).
+    drive = cur if scale is None else cur * scale.unsqueeze(1) + shift.unsqueeze(1)
+    # Eager: in place, written straight into the output (no per-step temporaries).
     out = torch.empty_like(drive)
-    alpha = alpha.expand_as(v)
-    v_th = v_th.expand_as(v)
-    for t, d in enumerate(steps):
+    alpha, v_th = alpha.expand_as(v), v_th.expand_as(v)
+    for t, d in enumerate(drive.unbind(1)):
         v.mul_(alpha).add_(d)
         z = out[:, t]
         torch.gt(v, v_th, out=z)  # writes 0.0/1.0 directly: 10x faster than copy_(v > v_th)
-        v.addcmul_(z, v_th, value=-1.0)
+        if reset == "subtract":
+            v.addcmul_(z, v_th, value=-1.0)
+        else:  # imported models reset to 0; the kernel implements the trained subtraction only
+            v.masked_fill_(z.bool(), 0.0)
+    if count is not None:
+        count += out.sum(1)
     return out

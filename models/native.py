@@ -26,7 +26,6 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -34,6 +33,7 @@ from typing import Iterator
 import torch
 
 from robustness.errors import BadInput
+from robustness.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +96,10 @@ def library_path(cc: str) -> Path:
 def _build(cc: str, target: Path) -> None:
     """Compile to a temporary file beside the target, then rename: concurrent builds are safe."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
-    os.close(fd)
-    try:
+    with atomic_path(target, ".so.tmp") as tmp:
         proc = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError((proc.stderr.strip().splitlines() or [f"{cc} failed"])[0])
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _load(path: Path) -> ctypes.CDLL:

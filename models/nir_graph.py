@@ -124,10 +124,18 @@ def from_nir(graph: Any, dt: float | None = None) -> tuple[ModelConfig, dict[str
     return _state(layers, readout, dt)
 
 
+def _affine_bn(prefix: str, scale: np.ndarray, shift: np.ndarray) -> dict[str, torch.Tensor]:
+    """A BatchNorm that computes exactly `x * scale + shift`: statistics 0 and 1 - eps, so rsqrt(var + eps) = 1."""
+    n = len(scale)
+    return {f"{prefix}.weight": torch.tensor(scale, dtype=torch.float32),
+            f"{prefix}.bias": torch.tensor(shift, dtype=torch.float32),
+            f"{prefix}.running_mean": torch.zeros(n), f"{prefix}.running_var": torch.full((n,), 1.0 - ModelConfig.bn_eps),
+            f"{prefix}.num_batches_tracked": torch.tensor(0)}
+
+
 def _state(layers: list, readout: tuple, dt: float) -> tuple[ModelConfig, dict[str, torch.Tensor], float]:
     sd: dict[str, torch.Tensor] = {}
     resets, alphas, width = set(), [], None
-    eps = ModelConfig.bn_eps
     for i, ((fc, w, b), scale, name, lif) in enumerate(layers):
         if width is not None and w.shape[1] != width:
             raise BadInput(f"NIR node {fc!r}: takes {w.shape[1]} inputs, the layer before gives {width}")
@@ -150,11 +158,7 @@ def _state(layers: list, readout: tuple, dt: float) -> tuple[ModelConfig, dict[s
         alphas.append(alpha)
         p = f"blocks.{i}"
         sd[f"{p}.linear.weight"] = torch.tensor(w, dtype=torch.float32)
-        sd[f"{p}.bn.weight"] = torch.tensor(r, dtype=torch.float32)
-        sd[f"{p}.bn.bias"] = torch.tensor(r * b + v_leak, dtype=torch.float32)
-        sd[f"{p}.bn.running_mean"] = torch.zeros(h)
-        sd[f"{p}.bn.running_var"] = torch.full((h,), 1.0 - eps)
-        sd[f"{p}.bn.num_batches_tracked"] = torch.tensor(0)
+        sd.update(_affine_bn(f"{p}.bn", r, r * b + v_leak))
         sd[f"{p}.alpha"] = torch.tensor(alpha)
         sd[f"{p}.v_th"] = torch.tensor(v_th, dtype=torch.float32)
     if len(resets) > 1:
@@ -164,11 +168,7 @@ def _state(layers: list, readout: tuple, dt: float) -> tuple[ModelConfig, dict[s
         raise BadInput(f"NIR node {fc!r}: takes {w.shape[1]} inputs, the last LIF layer gives {width}")
     sd["readout.linear.weight"] = torch.tensor(w, dtype=torch.float32)
     sd["readout.linear.bias"] = torch.tensor(b, dtype=torch.float32)
-    sd["readout.bn.weight"] = torch.ones(width)
-    sd["readout.bn.bias"] = torch.zeros(width)
-    sd["readout.bn.running_mean"] = torch.zeros(width)
-    sd["readout.bn.running_var"] = torch.full((width,), 1.0 - eps)
-    sd["readout.bn.num_batches_tracked"] = torch.tensor(0)
+    sd.update(_affine_bn("readout.bn", np.ones(width), np.zeros(width)))
     lo, hi = float(min(a.min() for a in alphas)), float(max(a.max() for a in alphas))
     cfg = ModelConfig(input_dim=int(layers[0][0][1].shape[1]), num_classes=int(w.shape[0]),
                       hidden=tuple(int(x[0][1].shape[0]) for x in layers), dropout=0.0,

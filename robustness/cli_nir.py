@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -13,17 +12,12 @@ from robustness.cli_common import CONTEXT, COUNT, POSITIVE, InputError, data_dir
 
 
 def _write_graph(graph, out: str) -> None:
-    """nir.write to a temporary file beside `out`, then rename: no partial file on failure."""
     import nir
 
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(out)), suffix=".nir.tmp")
-    os.close(fd)
-    try:
+    from robustness.files import atomic_path
+
+    with atomic_path(out, ".nir.tmp") as tmp:
         nir.write(tmp, graph)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @click.command("import", context_settings=CONTEXT)

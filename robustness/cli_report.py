@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
 
 from robustness.cli_common import (CONTEXT, SEED, InputError, device_option, domain_errors, output_path, quiet_option,
                                    resolve_device, setup)
+from robustness.files import atomic_path
 
 
 def _atomic_write(path: str, text: str) -> None:
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write(text)
-    os.replace(tmp, target)
 
 
 def _store(store: str | None) -> str:
