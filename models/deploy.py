@@ -18,9 +18,9 @@ from torch import Tensor
 from models.network import ModelConfig, bn_affine
 
 
-def _identity_bn(t: dict[str, Tensor], prefix: str, like: Tensor, eps: float) -> None:
+def _identity_bn(t: dict[str, Tensor], prefix: str, like: Tensor, eps: float, shift: Tensor | None = None) -> None:
     t[f"{prefix}.weight"] = torch.ones_like(like)
-    t[f"{prefix}.bias"] = torch.zeros_like(like)
+    t[f"{prefix}.bias"] = torch.zeros_like(like) if shift is None else shift
     t[f"{prefix}.running_mean"] = torch.zeros_like(like)
     t[f"{prefix}.running_var"] = torch.full_like(like, 1.0 - eps)  # rsqrt(var + eps) == 1 exactly
 
@@ -36,9 +36,13 @@ def deploy_tensors(cfg: ModelConfig, t: Mapping[str, Tensor], fold_bn: bool = Fa
     for i in range(len(cfg.hidden)):
         p = f"blocks.{i}"
         scale, shift = bn_affine(out, f"{p}.bn", cfg.bn_eps)  # [K, H]
+        out[f"{p}.linear.weight"] = out[f"{p}.linear.weight"] * scale.unsqueeze(-1)
+        if f"{p}.beta" in out:  # the shift is a membrane offset, not a current through the synapse
+            out[f"{p}.linear.bias"] = out[f"{p}.linear.bias"] * scale
+            _identity_bn(out, f"{p}.bn", scale, cfg.bn_eps, shift)
+            continue
         if f"{p}.linear.bias" in out:
             shift = shift + scale * out[f"{p}.linear.bias"]
-        out[f"{p}.linear.weight"] = out[f"{p}.linear.weight"] * scale.unsqueeze(-1)
         out[f"{p}.linear.bias"] = shift
         _identity_bn(out, f"{p}.bn", scale, cfg.bn_eps)
     scale, shift = bn_affine(out, "readout.bn", cfg.bn_eps)

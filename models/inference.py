@@ -14,7 +14,7 @@ from torch import Tensor
 
 from models.chunking import time_chunk
 from models.hardware import add_read_noise, force_spikes, read_noise_generators
-from models.layers import bn_affine, flatten_input, leak
+from models.layers import bn_affine, drive_gain, flatten_input, leak, synaptic_filter
 from models.lif import scan_chunk
 
 if TYPE_CHECKING:
@@ -22,14 +22,21 @@ if TYPE_CHECKING:
 
 
 def _layer_constants(cfg: ModelConfig, t: Mapping[str, Tensor], opt: ForwardOptions, i: int) -> dict:
-    """Inference constants of block i: BN affine and the (1 - alpha) input scaling fused into one scale and shift."""
+    """Inference constants of block i: BN affine and the membrane's input gain fused into one scale and shift.
+
+    With a synapse (`beta`) the bias is a current that passes the synaptic filter, so it is
+    added before it instead of being folded into the shift.
+    """
     p = f"blocks.{i}"
     alpha = leak(cfg, t, p, opt)
+    gain = drive_gain(cfg, alpha)
     scale, shift = bn_affine(t, f"{p}.bn", cfg.bn_eps)
-    if f"{p}.linear.bias" in t:
-        shift = shift + scale * t[f"{p}.linear.bias"]
-    return {"w": t[f"{p}.linear.weight"].transpose(-1, -2), "scale": scale.unsqueeze(1) * (1 - alpha),
-            "shift": shift.unsqueeze(1) * (1 - alpha), "alpha": alpha, "v_th": t[f"{p}.v_th"].unsqueeze(1),
+    beta, bias = t.get(f"{p}.beta"), t.get(f"{p}.linear.bias")
+    if bias is not None and beta is None:
+        shift, bias = shift + scale * bias, None
+    return {"w": t[f"{p}.linear.weight"].transpose(-1, -2), "scale": scale.unsqueeze(1) * gain,
+            "shift": shift.unsqueeze(1) * gain, "alpha": alpha, "v_th": t[f"{p}.v_th"].unsqueeze(1),
+            "beta": None if beta is None else beta.unsqueeze(1), "bias": None if bias is None else bias.unsqueeze(1),
             "noise": t.get(f"{p}.read_noise"), "gens": read_noise_generators(t, p, opt.example_offset),
             "dead": t.get(f"{p}.dead"), "saturated": t.get(f"{p}.saturated"), "reset": cfg.reset}
 
@@ -62,6 +69,7 @@ def chunked_inference(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt:
     layers = list(range(opt.start, len(cfg.hidden)))
     consts = [_layer_constants(cfg, t, opt, i) for i in layers]
     v = [x.new_zeros(k, bsz, cfg.hidden[i]) for i in layers]
+    syn: list[Tensor | None] = [None] * len(layers)  # synaptic currents carried over (cuba_lif)
     counts = [x.new_zeros(k, bsz, cfg.hidden[i]) for i in layers]
     chunk = time_chunk(k * bsz, max(cfg.hidden))
     rate_sum = None
@@ -72,7 +80,12 @@ def chunked_inference(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt:
             cur = torch.matmul(h, c["w"])  # [K, tc*B, H]
             if c["noise"] is not None:
                 cur = add_read_noise(cur, c["noise"], c["gens"])
-            z = _scan_chunk(c, cur.view(cur.shape[0], tc, bsz, -1), v[j], counts[j], spikes=j < len(consts) - 1)
+            cur = cur.view(cur.shape[0], tc, bsz, -1)
+            if c["beta"] is not None:
+                if c["bias"] is not None:
+                    cur = cur + c["bias"].unsqueeze(1)
+                cur, syn[j] = synaptic_filter(cur, c["beta"], syn[j])
+            z = _scan_chunk(c, cur, v[j], counts[j], spikes=j < len(consts) - 1)
             h = None if z is None else z.view(z.shape[0], tc * bsz, -1)
         if not layers:  # started at the readout: x holds the last block's spikes
             h = h.unsqueeze(0).expand(k, -1, -1) if h.dim() == 2 else h

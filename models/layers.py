@@ -1,5 +1,6 @@
 """Small pieces the training and the inference passes share: inference BatchNorm as an
-affine map, the clamped leak, and the [B, T, D] -> [T*B, D] layout of inputs."""
+affine map, the clamped leak and the input gain of the membrane, the synaptic current
+filter of current-based neurons, and the [B, T, D] -> [T*B, D] layout of inputs."""
 
 from __future__ import annotations
 
@@ -33,3 +34,36 @@ def leak(cfg: ModelConfig, t: Mapping[str, Tensor], p: str, opt: ForwardOptions)
     if opt.clamp_alpha:
         alpha = alpha.clamp(cfg.alpha_min, cfg.alpha_max)
     return alpha.unsqueeze(1)
+
+
+def drive_gain(cfg: ModelConfig, alpha: Tensor) -> Tensor:
+    """What the input current is scaled by before it enters the membrane.
+
+    Leaky neurons integrate `v = alpha v + (1 - alpha) I` (the Euler step of
+    `tau dv/dt = -v + I`); integrate-and-fire neurons (`if`, alpha = 1) add the input as
+    charge per step, `v = v + I`, as Norse, snnTorch and Sinabs run NIR's IF.
+    """
+    return torch.ones_like(alpha) if cfg.neuron == "if" else 1.0 - alpha
+
+
+def synaptic_filter(cur: Tensor, beta: Tensor, i: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Synaptic currents of current-based neurons: `i[t] = beta i[t-1] + (1 - beta) cur[t]`.
+
+    The Euler step of NIR's CubaLIF synapse `tau_syn di/dt = -i + w_in S` with
+    beta = 1 - dt / tau_syn (w_in already in the weights). It is linear and precedes the
+    threshold, so it runs on the whole chunk before the membrane scan.
+
+    Args:
+        cur: [K, T, B, H] input currents.
+        beta: [K, 1, H] synaptic decay per step.
+        i: [K, B, H] currents carried from the previous chunk (None: at rest).
+
+    Returns:
+        the filtered currents [K, T, B, H] and the last step's [K, B, H].
+    """
+    i = torch.zeros_like(cur[:, 0]) if i is None else i
+    gain, out = 1.0 - beta, []
+    for step in range(cur.shape[1]):
+        i = beta * i + gain * cur[:, step]
+        out.append(i)
+    return torch.stack(out, 1), i

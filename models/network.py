@@ -23,11 +23,12 @@ from torch import Tensor, nn
 
 from models.hardware import add_read_noise, force_spikes, read_noise_generators
 from models.inference import chunked_inference
-from models.layers import bn_affine, flatten_input, leak
+from models.layers import bn_affine, drive_gain, flatten_input, leak, synaptic_filter
 from models.lif import lif_scan
 
 
 RESETS = ("subtract", "zero")
+NEURONS = ("lif", "cuba_lif", "if")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class ModelConfig:
         reset: after a spike the membrane drops by the threshold (`subtract`, trained here)
             or is set to 0 (`zero`: Norse's LIFBox and NIR's LIF with v_reset = 0, for
             imported models).
+        neuron: `lif` (trained here), or for imported models `cuba_lif` (a synaptic
+            current with its own decay `blocks.i.beta` between the Linear, which then has a
+            bias, and the BatchNorm) or `if` (no leak: alpha = 1, input added per step).
     """
 
     input_dim: int = 40
@@ -61,10 +65,13 @@ class ModelConfig:
     bn_momentum: float = 0.05
     bn_eps: float = 1e-5
     reset: str = "subtract"
+    neuron: str = "lif"
 
     def __post_init__(self) -> None:
         if self.reset not in RESETS:
             raise ValueError(f"reset must be one of {', '.join(RESETS)}, not {self.reset!r}")
+        if self.neuron not in NEURONS:
+            raise ValueError(f"neuron must be one of {', '.join(NEURONS)}, not {self.neuron!r}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -167,9 +174,12 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
             cur = add_read_noise(cur, t[f"{p}.read_noise"], read_noise_generators(t, p, opt.example_offset))
         if f"{p}.linear.bias" in t:
             cur = cur + t[f"{p}.linear.bias"].unsqueeze(1)
+        if f"{p}.beta" in t:
+            syn, _ = synaptic_filter(cur.view(cur.shape[0], steps, bsz, -1), t[f"{p}.beta"].unsqueeze(1))
+            cur = syn.view(cur.shape)
         cur = _batchnorm(cur, t, f"{p}.bn", cfg, opt)
         alpha = leak(cfg, t, p, opt)
-        drive = (cur * (1.0 - alpha)).view(cur.shape[0], steps, bsz, -1)
+        drive = (cur * drive_gain(cfg, alpha)).view(cur.shape[0], steps, bsz, -1)
         z = lif_scan(drive, alpha, t[f"{p}.v_th"].unsqueeze(1), cfg.surrogate_width, smooth=opt.smooth_spikes,
                      reset=cfg.reset)
         z = force_spikes(z, t.get(f"{p}.dead"), t.get(f"{p}.saturated"))
@@ -229,12 +239,14 @@ def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
 class _Block(nn.Module):
     def __init__(self, d_in: int, d_out: int, cfg: ModelConfig):
         super().__init__()
-        self.linear = nn.Linear(d_in, d_out, bias=False)
+        self.linear = nn.Linear(d_in, d_out, bias=cfg.neuron == "cuba_lif")  # the bias passes the synapse
         self.bn = nn.BatchNorm1d(d_out, momentum=cfg.bn_momentum, eps=cfg.bn_eps)
         # Per-neuron leak, initialised uniformly over its allowed range (as sparch does).
         self.alpha = nn.Parameter(torch.empty(d_out))
         # Threshold is a buffer, not a parameter: fixed in training, perturbed by mismatch.
         self.register_buffer("v_th", torch.full((d_out,), cfg.threshold))
+        if cfg.neuron == "cuba_lif":  # synaptic decay per step, fixed (imported models only)
+            self.register_buffer("beta", torch.zeros(d_out))
 
 
 class _Readout(nn.Module):

@@ -11,12 +11,22 @@ Export writes the deployed network (BatchNorm folded) as a chain
     metadata states.
 Numbers go out as float64 so that `1 - dt / tau` gives back float32 alpha exactly.
 
+Models with `neuron = cuba_lif` export as `Affine -> CubaLIF` (the BatchNorm scale folded
+into the Affine, its shift as v_leak) and `neuron = if` as `Affine -> IF`.
+
 Import reads such chains, from here or from other tools (Norse's `to_nir`, snnTorch,
-Rockpool): `Affine`/`Linear`, an optional `Scale`, then `LIF` per hidden layer, and a final
-`Affine`/`Linear` read out as the time average. The Euler step of NIR's LIF
-`tau dv/dt = (v_leak - v) + r I` is ours with `alpha = 1 - dt / tau` and drive
-`(1 - alpha)(r (W x + b) + v_leak)`: `r` and `v_leak` become the BatchNorm scale and
-shift (statistics 0 and 1 - eps, an exact identity). Any other node is refused by name.
+Rockpool): `Affine`/`Linear`, an optional `Scale`, then one neuron node per hidden layer
+(all LIF, all CubaLIF or all IF), and a final `Affine`/`Linear` read out as the time
+average. The neuron ODEs are stepped as Norse's own NIR importer steps them:
+  * LIF `tau dv/dt = (v_leak - v) + r I`: alpha = 1 - dt / tau and drive
+    `(1 - alpha)(r (W x + b) + v_leak)`: `r` and `v_leak` become the BatchNorm scale and
+    shift (statistics 0 and 1 - eps, an exact identity);
+  * CubaLIF adds the synapse `tau_syn di/dt = -i + w_in S` before it: beta = 1 - dt /
+    tau_syn, `i = beta i + (1 - beta) w_in (W x + b)` (w_in folded into W and b), and the
+    membrane is driven by `r i + v_leak` of the same step;
+  * IF `dv/dt = r I` adds `r (W x + b)` each step (alpha = 1), the charge-per-step
+    reading of Norse, snnTorch and Sinabs.
+Any other node is refused by name.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from models.network import ModelConfig, SpikingNet
 from robustness.errors import BadInput
 
 DEFAULT_DT = 1e-3  # NIR's and Norse's convention when a graph does not say
+NEURONS = {"LIF": "lif", "CubaLIF": "cuba_lif", "IF": "if"}  # NIR node -> ModelConfig.neuron
 
 
 def _np(x: Any) -> np.ndarray:
@@ -46,16 +57,7 @@ def to_nir(cfg: ModelConfig, t: Mapping[str, torch.Tensor], dt: float) -> "Any":
     edges, prev = [], "input"
     for i in range(len(cfg.hidden)):
         p = f"blocks.{i}"
-        scale, shift = bn_affine(t, f"{p}.bn", cfg.bn_eps)
-        w = scale[0].double().unsqueeze(1) * t[f"{p}.linear.weight"][0].double()
-        bias = shift[0].double() + (scale[0].double() * t[f"{p}.linear.bias"][0].double()
-                                    if f"{p}.linear.bias" in t else 0.0)
-        alpha = t[f"{p}.alpha"][0].double()
-        h = len(alpha)
-        nodes[f"fc{i}"] = nir.Affine(weight=_np(w), bias=_np(bias))
-        nodes[f"lif{i}"] = nir.LIF(tau=_np(dt / (1.0 - alpha)), r=np.ones(h), v_leak=np.zeros(h),
-                                   v_threshold=_np(t[f"{p}.v_th"][0]), v_reset=np.zeros(h),
-                                   metadata={"reset": cfg.reset})
+        nodes[f"fc{i}"], nodes[f"lif{i}"] = _export_layer(cfg, t, p, dt)
         edges += [(prev, f"fc{i}"), (f"fc{i}", f"lif{i}")]
         prev = f"lif{i}"
     scale, shift = bn_affine(t, "readout.bn", cfg.bn_eps)
@@ -66,6 +68,28 @@ def to_nir(cfg: ModelConfig, t: Mapping[str, torch.Tensor], dt: float) -> "Any":
     edges += [(prev, "readout"), ("readout", "output")]
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata={
         "dt": dt, "readout": "logits = time average of the output node", "exporter": "robust"})
+
+
+def _export_layer(cfg: ModelConfig, t: Mapping[str, torch.Tensor], p: str, dt: float) -> tuple[Any, Any]:
+    """The Affine and neuron node of hidden block `p` (BatchNorm folded)."""
+    import nir
+
+    scale, shift = (x[0].double() for x in bn_affine(t, f"{p}.bn", cfg.bn_eps))
+    w = scale.unsqueeze(1) * t[f"{p}.linear.weight"][0].double()
+    bias = scale * t[f"{p}.linear.bias"][0].double() if f"{p}.linear.bias" in t else torch.zeros_like(scale)
+    h, v_th, meta = len(scale), _np(t[f"{p}.v_th"][0]), {"reset": cfg.reset}
+    tau = _np(dt / (1.0 - t[f"{p}.alpha"][0].double())) if cfg.neuron != "if" else None
+    if cfg.neuron == "if":
+        neuron = nir.IF(r=np.ones(h), v_threshold=v_th, v_reset=np.zeros(h), metadata=meta)
+        bias = bias + shift
+    elif cfg.neuron == "cuba_lif":  # the shift stays a membrane offset: it does not pass the synapse
+        neuron = nir.CubaLIF(tau_syn=_np(dt / (1.0 - t[f"{p}.beta"][0].double())), tau_mem=tau, r=np.ones(h),
+                             v_leak=_np(shift), v_threshold=v_th, v_reset=np.zeros(h), w_in=np.ones(h), metadata=meta)
+    else:
+        neuron = nir.LIF(tau=tau, r=np.ones(h), v_leak=np.zeros(h), v_threshold=v_th, v_reset=np.zeros(h),
+                         metadata=meta)
+        bias = bias + shift
+    return nir.Affine(weight=_np(w), bias=_np(bias)), neuron
 
 
 def _chain(graph: Any) -> list[tuple[str, Any]]:
@@ -112,12 +136,12 @@ def from_nir(graph: Any, dt: float | None = None) -> tuple[ModelConfig, dict[str
             pending, pending_scale = (name, *_affine(name, node)), None
         elif kind == "Scale" and pending is not None:
             pending_scale = _np(node.scale)
-        elif kind == "LIF" and pending is not None:
+        elif kind in NEURONS and pending is not None:
             layers.append((pending, pending_scale, name, node))
             pending = None
         else:
             raise BadInput(f"NIR node {name!r} ({kind}) is not supported here: a chain of Affine/Linear, "
-                           "optional Scale, and LIF nodes ending in an Affine/Linear readout")
+                           "optional Scale, and LIF, CubaLIF or IF nodes ending in an Affine/Linear readout")
     if pending is None or not layers:
         raise BadInput("the NIR graph needs at least one LIF layer and a final Affine/Linear readout")
     readout = pending
@@ -133,46 +157,81 @@ def _affine_bn(prefix: str, scale: np.ndarray, shift: np.ndarray) -> dict[str, t
             f"{prefix}.num_batches_tracked": torch.tensor(0)}
 
 
+def _vec(node: Any, field: str, h: int, default: float | None = None) -> np.ndarray:
+    value = getattr(node, field, None)
+    if value is None:
+        value = default
+    return _np(value) * np.ones(h)
+
+
+def _reset(name: str, node: Any, h: int) -> str:
+    """`subtract` when the node's metadata says so (our export), else NIR's reset to v_reset, which must be 0."""
+    meta = getattr(node, "metadata", None) or {}
+    reset = meta.get("reset", "zero")
+    reset = reset.decode() if isinstance(reset, bytes) else str(reset)
+    if reset not in ("subtract", "zero") or (reset == "zero" and np.any(_vec(node, "v_reset", h, 0.0) != 0)):
+        raise BadInput(f"NIR node {name!r}: reset to v_reset != 0 is not supported (only to 0, or by subtraction)")
+    return reset
+
+
+def _decay(name: str, tau: np.ndarray, dt: float, what: str) -> np.ndarray:
+    if np.any(tau <= dt):
+        raise BadInput(f"NIR node {name!r}: {what} {tau.min():g} s is not above the time step {dt:g} s (unstable)")
+    return (1.0 - dt / tau).astype(np.float32)
+
+
+def _neuron(name: str, node: Any, w: np.ndarray, b: np.ndarray, dt: float) -> dict[str, np.ndarray]:
+    """Our block's constants for one NIR neuron node fed by `W x + b`: weight, bias, BN scale/shift, leaks."""
+    kind, h = NEURONS[type(node).__name__], w.shape[0]
+    r = _vec(node, "r", h, 1.0)
+    out = {"v_th": _vec(node, "v_threshold", h)}
+    if kind == "if":  # v += r (W x + b) per step
+        return {**out, "w": w, "scale": r, "shift": r * b, "alpha": np.ones(h, np.float32)}
+    if kind == "lif":
+        return {**out, "w": w, "scale": r, "shift": r * b + _vec(node, "v_leak", h, 0.0),
+                "alpha": _decay(name, _vec(node, "tau", h), dt, "tau")}
+    w_in = _vec(node, "w_in", h, 1.0)
+    return {**out, "w": w * w_in.reshape(-1, 1), "bias": b * w_in, "scale": r, "shift": _vec(node, "v_leak", h, 0.0),
+            "alpha": _decay(name, _vec(node, "tau_mem", h), dt, "tau_mem"),
+            "beta": _decay(name, _vec(node, "tau_syn", h), dt, "tau_syn")}
+
+
 def _state(layers: list, readout: tuple, dt: float) -> tuple[ModelConfig, dict[str, torch.Tensor], float]:
     sd: dict[str, torch.Tensor] = {}
-    resets, alphas, width = set(), [], None
-    for i, ((fc, w, b), scale, name, lif) in enumerate(layers):
+    resets, kinds, alphas, width = set(), set(), [], None
+    f32 = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
+    for i, ((fc, w, b), scale, name, node) in enumerate(layers):
         if width is not None and w.shape[1] != width:
             raise BadInput(f"NIR node {fc!r}: takes {w.shape[1]} inputs, the layer before gives {width}")
-        h, width = w.shape[0], w.shape[0]
+        width = w.shape[0]
         if scale is not None:
             w, b = w * scale.reshape(-1, 1), b * scale
-        tau, r = _np(lif.tau) * np.ones(h), _np(lif.r) * np.ones(h)
-        v_leak, v_th = _np(lif.v_leak) * np.ones(h), _np(lif.v_threshold) * np.ones(h)
-        v_reset = _np(lif.v_reset) * np.ones(h) if getattr(lif, "v_reset", None) is not None else np.zeros(h)
-        meta = getattr(lif, "metadata", None) or {}
-        reset = str(meta.get("reset", "zero"))
-        if isinstance(meta.get("reset"), bytes):
-            reset = meta["reset"].decode()
-        if reset not in ("subtract", "zero") or (reset == "zero" and np.any(v_reset != 0)):
-            raise BadInput(f"NIR node {name!r}: reset to v_reset != 0 is not supported (only to 0, or by subtraction)")
-        if np.any(tau <= dt):
-            raise BadInput(f"NIR node {name!r}: tau {tau.min():g} s is not above the time step {dt:g} s (unstable)")
-        resets.add(reset)
-        alpha = (1.0 - dt / tau).astype(np.float32)
-        alphas.append(alpha)
+        resets.add(_reset(name, node, width))
+        kinds.add(type(node).__name__)
+        c = _neuron(name, node, w, b, dt)
+        alphas.append(c["alpha"])
         p = f"blocks.{i}"
-        sd[f"{p}.linear.weight"] = torch.tensor(w, dtype=torch.float32)
-        sd.update(_affine_bn(f"{p}.bn", r, r * b + v_leak))
-        sd[f"{p}.alpha"] = torch.tensor(alpha)
-        sd[f"{p}.v_th"] = torch.tensor(v_th, dtype=torch.float32)
+        sd[f"{p}.linear.weight"] = f32(c["w"])
+        if "bias" in c:
+            sd[f"{p}.linear.bias"] = f32(c["bias"])
+            sd[f"{p}.beta"] = torch.tensor(c["beta"])
+        sd.update(_affine_bn(f"{p}.bn", c["scale"], c["shift"]))
+        sd[f"{p}.alpha"] = torch.tensor(c["alpha"])
+        sd[f"{p}.v_th"] = f32(c["v_th"])
     if len(resets) > 1:
         raise BadInput("the NIR graph mixes reset by subtraction and reset to zero across layers")
+    if len(kinds) > 1:
+        raise BadInput(f"the NIR graph mixes neuron models across layers ({', '.join(sorted(kinds))}); use one")
     fc, w, b = readout
     if w.shape[1] != width:
-        raise BadInput(f"NIR node {fc!r}: takes {w.shape[1]} inputs, the last LIF layer gives {width}")
-    sd["readout.linear.weight"] = torch.tensor(w, dtype=torch.float32)
-    sd["readout.linear.bias"] = torch.tensor(b, dtype=torch.float32)
+        raise BadInput(f"NIR node {fc!r}: takes {w.shape[1]} inputs, the last neuron layer gives {width}")
+    sd["readout.linear.weight"] = f32(w)
+    sd["readout.linear.bias"] = f32(b)
     sd.update(_affine_bn("readout.bn", np.ones(width), np.zeros(width)))
     lo, hi = float(min(a.min() for a in alphas)), float(max(a.max() for a in alphas))
     cfg = ModelConfig(input_dim=int(layers[0][0][1].shape[1]), num_classes=int(w.shape[0]),
                       hidden=tuple(int(x[0][1].shape[0]) for x in layers), dropout=0.0,
-                      alpha_min=lo, alpha_max=hi, reset=resets.pop())
+                      alpha_min=lo, alpha_max=hi, reset=resets.pop(), neuron=NEURONS[kinds.pop()])
     return cfg, sd, dt
 
 

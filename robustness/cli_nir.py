@@ -31,7 +31,7 @@ def _write_graph(graph, out: str) -> None:
 @domain_errors
 def import_command(graph_path: str, out: str, dataset: str, data_dir: str | None, dt: float | None,
                    quiet: bool) -> None:
-    """Turn a feedforward NIR graph (Affine/Linear, Scale, LIF) into a checkpoint robust evaluates."""
+    """Turn a feedforward NIR graph (Affine/Linear, Scale, LIF/CubaLIF/IF) into a checkpoint robust evaluates."""
     setup(quiet)
     import nir
 
@@ -60,7 +60,7 @@ def import_command(graph_path: str, out: str, dataset: str, data_dir: str | None
                     dataset={**data.spec.to_dict(), "fingerprint": data.fingerprint},
                     features=data.features.to_dict(), classes=data.classes, history=[],
                     package_version=__version__)
-    click.echo(f"wrote {out}: {len(cfg.hidden)} LIF layer(s) {list(cfg.hidden)}, reset {cfg.reset}, dt {dt:g} s, "
+    click.echo(f"wrote {out}: {len(cfg.hidden)} {cfg.neuron} layer(s) {list(cfg.hidden)}, reset {cfg.reset}, dt {dt:g} s, "
                f"{cfg.input_dim} inputs -> {cfg.num_classes} classes")
 
 
