@@ -207,12 +207,14 @@ def _pm(v: float | None, fmt: str = ".4f") -> str:
 
 
 def _attack_label(label: str) -> tuple[str, bool] | None:
-    """(target, is the random baseline) of an `adversarial(...)` label, read from its text."""
+    """(what is attacked: target and the other options but `steps`, is the random baseline) of
+    an `adversarial(...)` label, read from its text (reports do not import perturbations/)."""
     if not label.startswith("adversarial") or "+" in label:
         return None
     inner = label[len("adversarial"):].split(":")[0].strip("()")
-    opts = dict(kv.split("=", 1) for kv in inner.split(",") if "=" in kv)
-    return opts.get("target", "weights"), opts.get("steps", "10").strip() in ("0", "0.0")
+    opts = dict(kv.strip().split("=", 1) for kv in inner.split(",") if "=" in kv)
+    rest = ", ".join(f"{k}={v}" for k, v in sorted(opts.items()) if k not in ("target", "steps"))
+    return opts.get("target", "weights") + (f" ({rest})" if rest else ""), opts.get("steps", "10").strip() in ("0", "0.0")
 
 
 def attack_gaps(curves: list[CurveSummary]) -> list[dict]:

@@ -329,29 +329,33 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
     return cfg, runtime
 
 
-def _attack(spec_text: str) -> tuple[str, bool] | None:
-    """(target, is the random baseline) of a lone `adversarial` spec; None for anything else."""
+def _attack(spec_text: str) -> tuple[str, bool, str] | None:
+    """(what is attacked: the options but `steps`, is the random baseline, that baseline's spec)
+    of a lone `adversarial` spec; None for anything else."""
     try:
         spec = parse_spec(spec_text)
     except PerturbationError:
         return None  # validate() reports it
     if len(spec.components) != 1 or spec.components[0].name != "adversarial":
         return None
-    opts = dict(spec.components[0].options)
-    return str(opts.get("target", "weights")), str(opts.get("steps", "10")).strip() in ("0", "0.0")
+    given = dict(spec.components[0].options)
+    opts = [(k, str(v)) for k, v in given.items() if k != "steps"]
+    steps = str(given.get("steps", "10")).strip()
+    key = ",".join(f"{k}={v}" for k, v in sorted(opts if any(k == "target" for k, _ in opts)
+                                                 else opts + [("target", "weights")]))
+    return key, steps in ("0", "0.0"), "adversarial(" + ",".join(f"{k}={v}" for k, v in opts + [("steps", "0")]) + ")"
 
 
 def random_baselines(plans: list[PerturbationPlan]) -> list[PerturbationPlan]:
-    """Each worst-case plan brings its random baseline (same target and budgets, no ascent:
-    uniform offsets in the box), so every summary can show the gap; none if given already."""
-    have = {a for a in map(_attack, (p.spec for p in plans)) if a is not None and a[1]}
+    """Each worst-case plan brings its random baseline (same target, budget and levels, no
+    ascent: the search's random start), so every summary can show the gap; none if given already."""
+    have = {a[0] for a in map(_attack, (p.spec for p in plans)) if a is not None and a[1]}
     out = []
     for p in plans:
         a = _attack(p.spec)
-        if a is not None and not a[1] and (a[0], True) not in have:
-            label = "adversarial(steps=0)" if a[0] == "weights" else f"adversarial(target={a[0]},steps=0)"
-            out.append(PerturbationPlan(label, p.levels, p.axis))
-            have.add((a[0], True))
+        if a is not None and not a[1] and a[0] not in have:
+            out.append(PerturbationPlan(a[2], p.levels, p.axis))
+            have.add(a[0])
     return out
 
 

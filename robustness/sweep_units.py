@@ -105,7 +105,7 @@ def _is_attack(spec: Spec) -> bool:
 
 def _attack_context(job: _Job, k0: int):
     """The job's context with the loss a worst-case perturbation maximises: the NLL of each
-    prediction (M networks averaged) on a fixed batch, summed over the draws. Under BMA the
+    prediction (M networks averaged) on a fixed batch, one value per prediction. Under BMA the
     M posterior samples of a prediction run on one chip (one offset); chips and ensemble
     members are separate chips, attacked jointly."""
     xb, yb = job.x[:ATTACK_EXAMPLES].to(job.device), job.y[:ATTACK_EXAMPLES].to(job.device)
@@ -116,7 +116,7 @@ def _attack_context(job: _Job, k0: int):
             logits, _ = forward_stacked(job.net_cfg, {n: v.to(job.device) for n, v in t.items()}, xb, opt)
         logp = torch.log_softmax(logits, -1)
         logp = torch.logsumexp(logp.view(-1, k0, *logp.shape[1:]), 1) - math.log(k0)
-        return -logp.gather(-1, yb.view(1, -1, 1).expand(logp.shape[0], -1, 1)).mean(1).sum()
+        return -logp.gather(-1, yb.view(1, -1, 1).expand(logp.shape[0], -1, 1)).mean((1, 2))
 
     return dataclasses.replace(job.ctx, objective=loss, group=k0 if job.prep.mode is Mode.BMA else 1)
 

@@ -3,6 +3,8 @@ below the random draw of the same budget, determinism, and the sweep end to end.
 
 import sqlite3
 
+import pytest
+
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
@@ -40,7 +42,7 @@ def _setup(tiny_checkpoints):
         return F.cross_entropy(logits.transpose(1, 2), y.expand(logits.shape[0], -1), reduction="none").mean(1)
 
     hidden = ("blocks.0", "blocks.1")
-    return base, losses, Context(hidden + ("readout",), hidden, objective=lambda t: losses(t).sum())
+    return base, losses, Context(hidden + ("readout",), hidden, objective=losses)
 
 
 def test_budget_holds_the_loss_beats_the_random_draw_and_seeds_repeat(tiny_checkpoints):
@@ -88,7 +90,75 @@ def test_the_random_baseline_is_added_once():
     from robustness.sweep_config import PerturbationPlan, random_baselines
 
     plans = [PerturbationPlan("adversarial", (0.1,)), PerturbationPlan("adversarial(target=thresholds,steps=4)", (0.2,)),
+             PerturbationPlan("adversarial(steps=3,target=mismatch,budget=logstd)", (0.2,)),
+             PerturbationPlan("adversarial(target=mismatch,budget=linf)", (0.2,)),
              PerturbationPlan("gaussian", (0.1,))]
-    assert [p.spec for p in random_baselines(plans)] == ["adversarial(steps=0)",
-                                                         "adversarial(target=thresholds,steps=0)"]
+    assert [p.spec for p in random_baselines(plans)] == [
+        "adversarial(steps=0)", "adversarial(target=thresholds,steps=0)",
+        "adversarial(target=mismatch,budget=logstd,steps=0)", "adversarial(target=mismatch,budget=linf,steps=0)"]
     assert random_baselines(plans + random_baselines(plans)) == []
+
+
+def test_logstd_budget_on_a_log_linear_control_moves_along_the_gradient():
+    # loss = sum(c * log w'), w' = w exp(d), ||d||_2 <= eps sqrt(n): the optimum is d = eps sqrt(n) c / ||c||
+    g = torch.Generator().manual_seed(0)
+    w, c = torch.rand(2, 6, 5, generator=g) + 0.5, torch.randn(6, 5, generator=g)
+    ctx = Context(("blocks.0",), ("blocks.0",), objective=lambda t: (torch.log(t[W]) * c).flatten(1).sum(1))
+    out = apply(parse_spec("adversarial(budget=logstd,steps=30,cap=100)"), 0.3, {W: w}, seed=1, draws=[0, 1], ctx=ctx)
+    d = torch.log(out[W] / w)
+    radius = 0.3 * 30 ** 0.5
+    assert torch.allclose(d.flatten(1).norm(dim=1), torch.full((2,), radius), rtol=1e-5)
+    best = radius * float(c.norm())
+    assert all(float((d[k] * c).sum()) > 0.999 * best for k in range(2))
+
+
+@pytest.mark.parametrize("spec, eps", [("adversarial(target=thresholds,steps=3)", 0.1),
+                                       ("adversarial(target=time_constants,steps=3)", 0.2),
+                                       ("adversarial(target=mismatch,budget=logstd,steps=3)", 0.1),
+                                       ("adversarial(target=quantized,bits=4,steps=3)", 0.5)])
+def test_every_target_keeps_its_budget_and_never_scores_below_its_random_start(tiny_checkpoints, spec, eps):
+    base, losses, ctx = _setup(tiny_checkpoints)
+    draws = [0, 1, 2, 3]
+    found = apply(parse_spec(spec), eps, base, seed=5, draws=draws, ctx=ctx)
+    start = apply(parse_spec(spec.replace("steps=3", "steps=0")), eps, base, seed=5, draws=draws, ctx=ctx)
+    changed = [n for n in base if not torch.equal(found[n], base[n])]
+    if "quantized" in spec:
+        from perturbations.quantize import _range, quantize_tensor
+
+        assert changed == ["blocks.0.linear.weight", "blocks.1.linear.weight", "readout.linear.weight"]
+        for n in changed:
+            lsb = _range(base[n], False, 100.0) / 7
+            assert float(((found[n] - quantize_tensor(base[n], 4)) / lsb).abs().max()) <= eps * (1 + 1e-4)
+    else:
+        kinds = {"thresholds": {"v_th"}, "time_constants": {"alpha"}, "mismatch": {"v_th", "alpha", "weight"}}
+        target = spec.split("target=")[1].split(",")[0]
+        assert {n.rsplit(".", 1)[1] for n in changed} == kinds[target]
+        for n in changed:
+            old, new = base[n], found[n]
+            if n.endswith("alpha"):  # the budget is on the time constant tau = -1 / log(alpha)
+                old, new = -1 / torch.log(old), -1 / torch.log(new)
+            if "logstd" in spec:
+                d = torch.log(new / old)
+                assert float(d.flatten(1).norm(dim=1).max()) <= eps * old[0].numel() ** 0.5 * (1 + 1e-4)
+                assert float(d.abs().max()) <= 4 * eps * (1 + 1e-4)
+            else:
+                assert float((new / old - 1).abs().max()) <= eps * (1 + 1e-4)
+    with torch.no_grad():
+        attacked, random = losses(found), losses(start)
+    assert bool((attacked >= random).all()) and float(attacked.mean()) > float(random.mean())
+
+
+def test_budgets_that_make_no_sense_are_refused():
+    from perturbations.base import PerturbationError
+
+    ctx = Context(("blocks.0",), ("blocks.0",))
+    w = {W: torch.ones(1, 3, 2)}
+    for spec, level, msg in [("adversarial", 1.0, "can flip signs"),
+                             ("adversarial(target=quantized,budget=logstd)", 0.5, "use budget=linf"),
+                             ("adversarial(target=quantized)", 2.0, "at most 1"),
+                             ("adversarial(target=gains)", 0.1, "target must be one of")]:
+        with pytest.raises(PerturbationError, match=msg):
+            parse_spec(spec).check([level])
+    parse_spec("adversarial(budget=logstd)").check([1.5])
+    out = apply(parse_spec("adversarial(budget=logstd)"), 1.5, w, seed=0, draws=[0], ctx=ctx)
+    assert bool((out[W] > 0).all())  # a log-std budget above 1 keeps every sign
