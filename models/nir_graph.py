@@ -17,7 +17,8 @@ into the Affine, its shift as v_leak) and `neuron = if` as `Affine -> IF`.
 Import reads such chains, from here or from other tools (Norse's `to_nir`, snnTorch,
 Rockpool): `Affine`/`Linear`, an optional `Scale`, then one neuron node per hidden layer
 (all LIF, all CubaLIF or all IF), and a final `Affine`/`Linear` read out as the time
-average. The neuron ODEs are stepped as Norse's own NIR importer steps them:
+average. A `Threshold` node (`z = H(I - theta)`, no state) is a LIF with alpha = 0 and
+may sit among LIF layers. The neuron ODEs are stepped as Norse's own NIR importer steps them:
   * LIF `tau dv/dt = (v_leak - v) + r I`: alpha = 1 - dt / tau and drive
     `(1 - alpha)(r (W x + b) + v_leak)`: `r` and `v_leak` become the BatchNorm scale and
     shift (statistics 0 and 1 - eps, an exact identity);
@@ -42,7 +43,8 @@ from models.network import ModelConfig, SpikingNet
 from robustness.errors import BadInput
 
 DEFAULT_DT = 1e-3  # NIR's and Norse's convention when a graph does not say
-NEURONS = {"LIF": "lif", "CubaLIF": "cuba_lif", "IF": "if"}  # NIR node -> ModelConfig.neuron
+# NIR node -> ModelConfig.neuron; a Threshold node is a memoryless LIF (alpha = 0)
+NEURONS = {"LIF": "lif", "Threshold": "lif", "CubaLIF": "cuba_lif", "IF": "if"}
 
 
 def _np(x: Any) -> np.ndarray:
@@ -141,7 +143,7 @@ def from_nir(graph: Any, dt: float | None = None) -> tuple[ModelConfig, dict[str
             pending = None
         else:
             raise BadInput(f"NIR node {name!r} ({kind}) is not supported here: a chain of Affine/Linear, "
-                           "optional Scale, and LIF, CubaLIF or IF nodes ending in an Affine/Linear readout")
+                           "optional Scale, and LIF, CubaLIF, IF or Threshold nodes ending in an Affine/Linear readout")
     if pending is None or not layers:
         raise BadInput("the NIR graph needs at least one LIF layer and a final Affine/Linear readout")
     readout = pending
@@ -183,6 +185,9 @@ def _decay(name: str, tau: np.ndarray, dt: float, what: str) -> np.ndarray:
 def _neuron(name: str, node: Any, w: np.ndarray, b: np.ndarray, dt: float) -> dict[str, np.ndarray]:
     """Our block's constants for one NIR neuron node fed by `W x + b`: weight, bias, BN scale/shift, leaks."""
     kind, h = NEURONS[type(node).__name__], w.shape[0]
+    if type(node).__name__ == "Threshold":  # z = H(I - theta) each step: v = 0 v + 1 I
+        return {"w": w, "scale": np.ones(h), "shift": b, "alpha": np.zeros(h, np.float32),
+                "v_th": _vec(node, "threshold", h)}
     r = _vec(node, "r", h, 1.0)
     out = {"v_th": _vec(node, "v_threshold", h)}
     if kind == "if":  # v += r (W x + b) per step
@@ -206,8 +211,9 @@ def _state(layers: list, readout: tuple, dt: float) -> tuple[ModelConfig, dict[s
         width = w.shape[0]
         if scale is not None:
             w, b = w * scale.reshape(-1, 1), b * scale
-        resets.add(_reset(name, node, width))
-        kinds.add(type(node).__name__)
+        if type(node).__name__ != "Threshold":  # memoryless: its reset never matters
+            resets.add(_reset(name, node, width))
+        kinds.add(NEURONS[type(node).__name__])
         c = _neuron(name, node, w, b, dt)
         alphas.append(c["alpha"])
         p = f"blocks.{i}"
@@ -221,7 +227,8 @@ def _state(layers: list, readout: tuple, dt: float) -> tuple[ModelConfig, dict[s
     if len(resets) > 1:
         raise BadInput("the NIR graph mixes reset by subtraction and reset to zero across layers")
     if len(kinds) > 1:
-        raise BadInput(f"the NIR graph mixes neuron models across layers ({', '.join(sorted(kinds))}); use one")
+        raise BadInput(f"the NIR graph mixes neuron models across layers ({', '.join(sorted(kinds))}); use one "
+                       "(LIF and Threshold mix)")
     fc, w, b = readout
     if w.shape[1] != width:
         raise BadInput(f"NIR node {fc!r}: takes {w.shape[1]} inputs, the last neuron layer gives {width}")
@@ -231,7 +238,7 @@ def _state(layers: list, readout: tuple, dt: float) -> tuple[ModelConfig, dict[s
     lo, hi = float(min(a.min() for a in alphas)), float(max(a.max() for a in alphas))
     cfg = ModelConfig(input_dim=int(layers[0][0][1].shape[1]), num_classes=int(w.shape[0]),
                       hidden=tuple(int(x[0][1].shape[0]) for x in layers), dropout=0.0,
-                      alpha_min=lo, alpha_max=hi, reset=resets.pop(), neuron=NEURONS[kinds.pop()])
+                      alpha_min=lo, alpha_max=hi, reset=resets.pop() if resets else "zero", neuron=kinds.pop())
     return cfg, sd, dt
 
 

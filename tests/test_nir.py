@@ -152,6 +152,26 @@ def test_cuba_lif_and_if_graphs_from_norse_run_as_norse_runs_them(tmp_path, test
                                    atol=1e-4, rtol=1e-4)
 
 
+def test_a_threshold_node_is_a_memoryless_neuron(tmp_path, test_x):
+    g = torch.Generator().manual_seed(1)
+    w1, b1, theta = torch.randn(24, 40, generator=g) / 6, torch.randn(24, generator=g) / 4, torch.rand(24, generator=g)
+    w2, b2 = torch.randn(20, 24, generator=g), torch.randn(20, generator=g)
+    nodes = {"input": nir.Input(input_type=np.array([40])),
+             "fc": nir.Affine(weight=w1.double().numpy(), bias=b1.double().numpy()),
+             "th": nir.Threshold(threshold=theta.double().numpy()),
+             "out": nir.Affine(weight=w2.double().numpy(), bias=b2.double().numpy()),
+             "output": nir.Output(output_type=np.array([20]))}
+    edges = [("input", "fc"), ("fc", "th"), ("th", "out"), ("out", "output")]
+    nir.write(str(tmp_path / "th.nir"), nir.NIRGraph(nodes=nodes, edges=edges))
+    r = run("import", tmp_path / "th.nir", "--out", tmp_path / "th.pt", "--quiet")
+    assert r.exit_code == 0, r.output
+    x = test_x[:16]
+    z = (x @ w1.T + b1 > theta).float()  # [B, T, H]: each step on its own
+    assert 0.05 < float(z.mean()) < 0.95
+    torch.testing.assert_close(logits(load_checkpoint(tmp_path / "th.pt"), x), (z @ w2.T + b2).mean(1),
+                               atol=1e-5, rtol=1e-5)
+
+
 def test_unsupported_graphs_are_refused_with_the_node_named(tmp_path):
     h = 8
     nodes = {"input": nir.Input(input_type=np.array([40])),
