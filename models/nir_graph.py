@@ -24,7 +24,8 @@ may sit among LIF layers. The neuron ODEs are stepped as Norse's own NIR importe
     shift (statistics 0 and 1 - eps, an exact identity);
   * CubaLIF adds the synapse `tau_syn di/dt = -i + w_in S` before it: beta = 1 - dt /
     tau_syn, `i = beta i + (1 - beta) w_in (W x + b)` (w_in folded into W and b), and the
-    membrane is driven by `r i + v_leak` of the same step;
+    membrane is driven by `r i + v_leak` of the same step (Norse's importer also decays the
+    current toward v_leak, which NIR's equations do not: equal for v_leak = 0);
   * IF `dv/dt = r I` adds `r (W x + b)` each step (alpha = 1), the charge-per-step
     reading of Norse, snnTorch and Sinabs.
 Any other node is refused by name.
