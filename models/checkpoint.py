@@ -22,7 +22,6 @@ import datetime as _dt
 import math
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import torch
 from models.network import ModelConfig, SpikingNet
 from models.posterior import Posterior, diagnose
 from robustness.errors import CheckpointError
+from robustness.files import atomic_path
 
 FORMAT = "robust-snn"
 VERSION = 1
@@ -93,15 +93,8 @@ def save_checkpoint(path: str | os.PathLike, net: SpikingNet, *, train_config: d
     if members:
         obj["members"] = [{k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for m in members]
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:

@@ -14,7 +14,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str
     """A temporary path beside `target` to write to; renamed onto `target` when the block
     succeeds, removed when it raises (no partial file is ever left behind)."""
     folder = Path(target).parent
-    fd, tmp = tempfile.mkstemp(dir=folder if str(folder) else ".", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=folder if str(folder) else ".", prefix=f".{Path(target).name}.", suffix=suffix)
     os.close(fd)
     try:
         yield tmp

@@ -329,7 +329,8 @@ class Store:
 def export(store_path: str, fmt: str, out: str | None) -> str:
     """Write every cell (with its run's config) as CSV, JSON or Parquet; returns the path."""
     import csv
-    import tempfile
+
+    from robustness.files import atomic_path
 
     with closing(Store.open(store_path)) as st:
         rows = [{c: r[c] for c in CELL_COLUMNS} for r in st.cells()]  # per-example blobs stay in the store
@@ -337,9 +338,7 @@ def export(store_path: str, fmt: str, out: str | None) -> str:
     for r in rows:
         r["spike_rates"] = json.dumps(r["spike_rates"])
         r["versions"] = json.dumps(r["versions"])
-    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         if fmt == "csv":
             with open(tmp, "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=list(CELL_COLUMNS))
@@ -357,8 +356,4 @@ def export(store_path: str, fmt: str, out: str | None) -> str:
                 raise BadInput("parquet export needs pyarrow: pip install 'robust-snn[parquet]'") from None
         else:
             raise BadInput(f"unknown export format {fmt!r} (csv, json, parquet)")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return str(target)
