@@ -15,6 +15,7 @@ from typing import Any, Callable
 import click
 
 from robustness.errors import BadInput
+from robustness.ranges import out_of_bounds
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -95,10 +96,9 @@ class Number(click.ParamType):
             self.fail(f"{value!r} is not an integer", param, ctx)
         if not math.isfinite(v):
             self.fail(f"{value!r} is not a finite number", param, ctx)
-        if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
-            self.fail(f"{value!r} must be {'>' if self.low_open else '>='} {self.low:g}", param, ctx)
-        if self.high is not None and (v > self.high or (self.high_open and v == self.high)):
-            self.fail(f"{value!r} must be {'<' if self.high_open else '<='} {self.high:g}", param, ctx)
+        why = out_of_bounds(v, self.low, self.high, self.low_open, self.high_open)
+        if why:
+            self.fail(f"{value!r} {why}", param, ctx)
         return int(v) if self.integer else v
 
 

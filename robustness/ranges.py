@@ -1,4 +1,5 @@
-"""Level ranges as users type them: `0.01:0.1`, `0.01:0.1:5`, `1e-3:1e-1:5log`, `0.01,0.02,0.05`."""
+"""Numbers as users type them: level ranges (`0.01:0.1`, `0.01:0.1:5`, `1e-3:1e-1:5log`,
+`0.01,0.02,0.05`) and the bounds a single setting must keep."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ import numpy as np
 from robustness.errors import BadInput
 
 DEFAULT_POINTS = 10
+
+
+def out_of_bounds(v: float, low: float | None = None, high: float | None = None, low_open: bool = False,
+                  high_open: bool = False) -> str | None:
+    """Why `v` breaks its bounds ("must be > 0"), or None when it keeps them: one wording for
+    command-line flags and config files."""
+    if low is not None and (v < low or (low_open and v == low)):
+        return f"must be {'>' if low_open else '>='} {low:g}"
+    if high is not None and (v > high or (high_open and v == high)):
+        return f"must be {'<' if high_open else '<='} {high:g}"
+    return None
 
 
 def _num(s: str, text: str) -> float:

@@ -29,7 +29,7 @@ from perturbations.base import PerturbationError, Scale, get
 from perturbations.spec import Spec, get_profile, parse_spec
 from robustness.errors import BadInput
 from robustness.evaluate import BNMode, Mode
-from robustness.ranges import level_axis, parse_levels
+from robustness.ranges import level_axis, out_of_bounds, parse_levels
 
 MIN_AUTO_SEEDS = 5  # --seeds auto never judges an interval from fewer draws
 
@@ -195,8 +195,9 @@ def check_bounds(values: dict[str, Any], where: str = "") -> None:
         flag = f"{where}{key}" if where else "--" + key.replace("_", "-")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise BadInput(f"{flag} must be a finite number, got {v!r}")
-        if v < low or (strict and v == low):
-            raise BadInput(f"{flag} must be {'>' if strict else '>='} {low:g}, got {v!r}")
+        why = out_of_bounds(v, low, low_open=strict)
+        if why:
+            raise BadInput(f"{flag} {why}, got {v!r}")
 
 
 def read_toml(path: str) -> dict:
