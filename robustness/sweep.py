@@ -222,7 +222,7 @@ class _RunState:
         by_prefix: dict[tuple, dict] = {}
         for k, v in self.done.items():
             by_prefix.setdefault(k[:5], {})[k] = v
-        planned, labels, gates = [], {}, {}
+        planned, labels, cells, gates = [], {}, {}, {}  # unit name -> (curve, level) -> (store key, columns)
         chance = chance_accuracy(y)
         for spec, plan in zip(self.specs, cfg.plans):
             bits = get_perturbation(spec.swept_name).level_is_bits
@@ -242,9 +242,10 @@ class _RunState:
                            f"{float(level):g}"
                     planned.append((curve, Unit(name, _level, (job, level, cfg, by_prefix.get(prefix, {}), prefix,
                                                                draws_nothing(spec, level, prep.base, cfg.seed, ctx)))))
-                    labels[name] = (prefix, curve, level, {"mode": mode.value, "perturbation": spec.label,
-                                                           "layer": layer_label, "level": float(level),
-                                                           "versions": spec.versions()})
+                    labels[name] = (curve, level)
+                    cells[(curve, level)] = (prefix, {"mode": mode.value, "perturbation": spec.label,
+                                                      "layer": layer_label, "level": float(level),
+                                                      "versions": spec.versions()})
 
         def pending():  # lazily: run here one by one, a unit is not started once its curve is at chance
             for curve, unit in planned:
@@ -252,12 +253,11 @@ class _RunState:
                     yield unit
 
         held: dict[tuple, list[dict]] = {}
-        where_of = {(curve, level): (prefix, where) for prefix, curve, level, where in labels.values()}
 
         def commit(curve: tuple) -> None:  # in severity order, as far as the results allow
             gate = gates[curve]
             for level, status in gate.commit():
-                prefix, where = where_of[(curve, level)]
+                prefix, where = cells[(curve, level)]
                 rows = held.pop((curve, level), [])
                 if status == "rows":
                     for r in rows:
@@ -270,7 +270,8 @@ class _RunState:
         with native.for_work(len(planned) * (cfg.seeds or MIN_AUTO_SEEDS) * prep.k0 * x.shape[0] * x.shape[1]
                              * sum(ck.net.cfg.hidden)):
             for unit, rows in self.executor.map(pending()):
-                prefix, curve, level, where = labels[unit.name]
+                curve, level = labels[unit.name]
+                prefix = cells[(curve, level)][0]
                 if isinstance(rows, Failed):
                     self.store.add_failure("sweep", self.run_id, unit.name, rows.error, rows.attempts)
                     self.failed.append({"unit": unit.name, "error": rows.error, "attempts": rows.attempts})
