@@ -10,7 +10,7 @@ Targets, each the worst case of one random model:
   * `weights`: per-synapse gains, `w f(d)`;
   * `thresholds`: per-neuron thresholds, `v_th f(d)`;
   * `time_constants`: per-neuron membrane time constants, `tau f(d)` with `alpha = exp(-1/tau)`
-    (integrate-and-fire layers, alpha = 1, have none);
+    (integrate-and-fire layers, alpha = 1, and memoryless Threshold layers, alpha = 0, have none);
   * `mismatch`: all three at once (the `mismatch` perturbation's vth+tau+gain);
   * `quantized`: the weights stored at `bits` bits (nearest rounding, per tensor), each then
     offset by `d` steps of the grid (`d` in LSBs; 0.5 lets the search pick each weight's
@@ -70,7 +70,7 @@ def _sites(t: Tensors, ctx: Context, target: str, factor: Callable[[Tensor], Ten
 
     thresholds = [scaled(f"{layer}.v_th") for layer in ctx.neurons() if f"{layer}.v_th" in t]
     leaks = [leak(f"{layer}.alpha") for layer in ctx.neurons()
-             if f"{layer}.alpha" in t and bool((t[f"{layer}.alpha"] < 1).all())]
+             if f"{layer}.alpha" in t and bool(((t[f"{layer}.alpha"] > 0) & (t[f"{layer}.alpha"] < 1)).all())]
     if target == "thresholds":
         return thresholds
     if target == "time_constants":
