@@ -41,7 +41,7 @@ from robustness.progress import progress as progress_bar
 from robustness.store import Store
 from robustness.run_meta import curve_meta, model_meta
 from robustness.sweep_config import MIN_AUTO_SEEDS, PerturbationPlan, SweepConfig, validate
-from robustness.sweep_units import _cell, _Job, _level, _Prepared
+from robustness.sweep_units import _cell, _Job, _level, _Prepared, is_attack, search_batch
 
 __all__ = ["PerturbationPlan", "SweepConfig", "SweepResult", "run_sweep"]
 
@@ -213,6 +213,7 @@ class _RunState:
         cfg = self.cfg
         split = data.split(cfg.split).head(cfg.limit)
         x, y = split.x, split.y
+        _, search_x, search_y = search_batch(data, cfg.split)
         layers, hidden = _layers(ck, cfg.layers)
         mhash = common["model_hash"]
         prep = _prepare(ck, data, mode, cfg, x, y, self.device, sigma)
@@ -232,7 +233,11 @@ class _RunState:
                 if (spec.label, layer_label) not in self.touched:
                     self.touched[(spec.label, layer_label)] = perturbed_tensors(spec, plan, prep.base, cfg.seed, ctx)
                 start, xin = _reuse(ck, prep, scope, cfg, x, self.device)
-                job = self.executor.share(_Job(ck.net.cfg, prep, spec, ctx, xin, y, start, self.device, cfg.seed))
+                search = None
+                if is_attack(spec):
+                    search = (_reuse(ck, prep, scope, cfg, search_x, self.device)[1], search_y)
+                job = self.executor.share(_Job(ck.net.cfg, prep, spec, ctx, xin, y, start, self.device, cfg.seed,
+                                               search))
                 curve = (spec.label, layer_label)
                 gates[curve] = CurveGate(severity_order(plan.levels, bits), chance, prep.clean_row["accuracy"],
                                          len(y), cfg.skip_at_chance)

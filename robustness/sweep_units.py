@@ -21,6 +21,7 @@ from models.network import ForwardOptions, ModelConfig, forward_stacked
 from perturbations.base import Context
 from perturbations.spec import Spec, apply
 from reports.stats import t_interval
+from robustness.data import Dataset
 from robustness.evaluate import AVERAGING, Mode, compute, stacked_logp
 from robustness.metrics import compute_metrics, disagreement, log_mean_exp, per_example_nll
 from robustness.sweep_config import MIN_AUTO_SEEDS, SweepConfig
@@ -69,6 +70,7 @@ class _Job:
     start: int
     device: torch.device
     seed: int
+    search: tuple[torch.Tensor, torch.Tensor] | None = None  # worst-case search batch (inputs at `start`, labels)
 
 
 def _evaluate_draws(job: _Job, level: float, seeds: list[int]) -> list[dict]:
@@ -82,7 +84,7 @@ def _evaluate_draws(job: _Job, level: float, seeds: list[int]) -> list[dict]:
         stacked = {n: v.repeat(s, *([1] * (v.dim() - 1))) for n, v in prep.base.items()}
         draws = [sd * k0 + m for sd in group for m in range(k0)]
         t0 = time.perf_counter()
-        ctx = _attack_context(job, k0) if _is_attack(job.spec) else job.ctx
+        ctx = _attack_context(job, k0) if is_attack(job.spec) else job.ctx
         t = apply(job.spec, level, stacked, seed=job.seed, draws=draws, ctx=ctx)
         slp, rates = stacked_logp(job.net_cfg, t, job.x, job.device, ForwardOptions(clamp_alpha=False, start=job.start))
         elapsed = (time.perf_counter() - t0) / s
@@ -96,19 +98,30 @@ def _evaluate_draws(job: _Job, level: float, seeds: list[int]) -> list[dict]:
     return out
 
 
-ATTACK_EXAMPLES = 32  # the fixed batch (first examples of the split) a worst-case search ascends on
+ATTACK_EXAMPLES = 32  # the fixed batch a worst-case search ascends on
 
 
-def _is_attack(spec: Spec) -> bool:
+def is_attack(spec: Spec) -> bool:
     return any(c.name == "adversarial" for c in spec.components)
+
+
+def search_batch(data: Dataset, evaluated: str) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """The split and examples a worst-case search ascends on: held out from the evaluated
+    split where the dataset has another (validation, else train), so a chip is never found
+    on the examples that score it; spread evenly through that split, which is often sorted
+    by class (its first 32 examples would hold 4 of 20 classes)."""
+    name = next((s for s in ("validation", "train") if s in data.splits and s != evaluated), evaluated)
+    split = data.split(name)
+    idx = torch.linspace(0, len(split.y) - 1, min(ATTACK_EXAMPLES, len(split.y))).round().long()
+    return name, split.x[idx], split.y[idx]
 
 
 def _attack_context(job: _Job, k0: int):
     """The job's context with the loss a worst-case perturbation maximises: the NLL of each
-    prediction (M networks averaged) on a fixed batch, one value per prediction. Under BMA the
+    prediction (M networks averaged) on the search batch, one value per prediction. Under BMA the
     M posterior samples of a prediction run on one chip (one offset); chips and ensemble
     members are separate chips, attacked jointly."""
-    xb, yb = job.x[:ATTACK_EXAMPLES].to(job.device), job.y[:ATTACK_EXAMPLES].to(job.device)
+    xb, yb = (v.to(job.device) for v in job.search)
     opt = ForwardOptions(clamp_alpha=False, start=job.start)
 
     def loss(t: dict[str, torch.Tensor]) -> torch.Tensor:

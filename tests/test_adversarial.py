@@ -162,3 +162,13 @@ def test_budgets_that_make_no_sense_are_refused():
     parse_spec("adversarial(budget=logstd)").check([1.5])
     out = apply(parse_spec("adversarial(budget=logstd)"), 1.5, w, seed=0, draws=[0], ctx=ctx)
     assert bool((out[W] > 0).all())  # a log-std budget above 1 keeps every sign
+
+
+def test_the_search_runs_on_held_out_examples_of_every_class():
+    from robustness.sweep_units import search_batch
+
+    data = load_dataset(DatasetSpec())
+    name, x, y = search_batch(data, "test")
+    # the split is sorted by class: its first 32 examples would hold 4 of the 20 classes
+    assert name == "validation" and x.shape[0] == 32 and len(set(y.tolist())) == 20
+    assert search_batch(data, "validation")[0] == "train"
