@@ -88,8 +88,23 @@ def _sites(t: Tensors, ctx: Context, target: str, factor: Callable[[Tensor], Ten
     return [scaled(n) for n in ctx.weights(t)]
 
 
+def _option(options: dict, key: str, default: float) -> float:
+    try:
+        v = float(options.get(key, default))
+    except ValueError:
+        raise PerturbationError(f"adversarial: {key}={options.get(key)!r} is not a number") from None
+    if not math.isfinite(v):
+        raise PerturbationError(f"adversarial: {key} must be finite")
+    return v
+
+
 def _check(options: dict, level: float) -> None:
     target, budget = options.get("target", "weights"), options.get("budget", "linf")
+    steps = _option(options, "steps", 10)
+    if steps != int(steps) or steps < 0:
+        raise PerturbationError(f"adversarial: steps must be a whole number, 0 or more, got {options.get('steps')}")
+    if not _option(options, "cap", 4) > 0:
+        raise PerturbationError("adversarial: cap must be above 0")
     if target not in TARGETS:
         raise PerturbationError(f"adversarial: target must be one of {', '.join(TARGETS)}")
     if budget not in BUDGETS:
@@ -97,7 +112,7 @@ def _check(options: dict, level: float) -> None:
     if target == "quantized":
         if budget != "linf":
             raise PerturbationError("adversarial: target=quantized offsets are additive (in LSBs): use budget=linf")
-        bits = float(options.get("bits", 8))
+        bits = _option(options, "bits", 8)
         if bits != int(bits) or not 2 <= bits <= 16:
             raise PerturbationError(f"adversarial: bits must be an integer from 2 to 16, got {options.get('bits')}")
         if level > 1:
@@ -137,9 +152,10 @@ def adversarial(t: Tensors, level: float, gens: list[torch.Generator], ctx: Cont
     shapes = {s.name: tuple(t[s.name].shape[1:]) for s in sites}
     if budget == "logstd":
         radius = {n: level * math.sqrt(math.prod(sh)) for n, sh in shapes.items()}
-        cap = ctx.num("cap", 4.0) * level
+        cap = ctx.num("cap", 4.0)
         if not cap > 0:
             raise PerturbationError("adversarial: cap must be above 0")
+        cap *= level  # level 0: every offset 0, the clean chip
 
         def project(n: str, d: Tensor) -> Tensor:
             d = d.clamp(-cap, cap)

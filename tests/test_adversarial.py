@@ -156,7 +156,10 @@ def test_budgets_that_make_no_sense_are_refused():
     for spec, level, msg in [("adversarial", 1.0, "can flip signs"),
                              ("adversarial(target=quantized,budget=logstd)", 0.5, "use budget=linf"),
                              ("adversarial(target=quantized)", 2.0, "at most 1"),
-                             ("adversarial(target=gains)", 0.1, "target must be one of")]:
+                             ("adversarial(target=gains)", 0.1, "target must be one of"),
+                             ("adversarial(budget=logstd,cap=0)", 0.1, "cap must be above 0"),
+                             ("adversarial(target=quantized,bits=x)", 0.1, "is not a number"),
+                             ("adversarial(steps=2.5)", 0.1, "whole number")]:
         with pytest.raises(PerturbationError, match=msg):
             parse_spec(spec).check([level])
     parse_spec("adversarial(budget=logstd)").check([1.5])
