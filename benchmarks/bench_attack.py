@@ -21,11 +21,10 @@ import torch.nn.functional as F
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 from benchmarks.bench_forward import PerStepNorse  # noqa: E402
-from benchmarks.machine import peak_rss_mb  # noqa: E402
+from benchmarks.machine import benchmark_net, peak_rss_mb  # noqa: E402
 from models import native  # noqa: E402
 from models.deploy import deploy_tensors  # noqa: E402
-from models.network import ForwardOptions, ModelConfig, SpikingNet, forward_stacked  # noqa: E402
-from models.train import recalibrate_bn_  # noqa: E402
+from models.network import ForwardOptions, SpikingNet, forward_stacked  # noqa: E402
 from perturbations.base import Context  # noqa: E402
 from perturbations.spec import apply, parse_spec  # noqa: E402
 from robustness.data import DatasetSpec, load_dataset  # noqa: E402
@@ -89,14 +88,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     native.set_mode(args.kernel)
     data = load_dataset(DatasetSpec())
-    if args.model:
-        from models.checkpoint import load_checkpoint
-
-        net = load_checkpoint(args.model).net
-    else:
-        net = SpikingNet(ModelConfig(), torch.Generator().manual_seed(0))
-        recalibrate_bn_(net, data.splits["train"].x, 128, 4, torch.Generator().manual_seed(0))
-    net = net.eval()
+    net = benchmark_net(args.model, data)
     test = data.splits["test"]
     x, y = test.x[: args.examples], test.y[: args.examples]
     passes = args.restarts * args.steps

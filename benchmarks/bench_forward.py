@@ -22,10 +22,9 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 from norse.torch import LIFBoxCell, LIFBoxParameters  # noqa: E402
 from norse.torch.functional.reset import reset_subtract  # noqa: E402
 
-from benchmarks.machine import peak_rss_mb  # noqa: E402
+from benchmarks.machine import benchmark_net, peak_rss_mb  # noqa: E402
 from models import native  # noqa: E402
-from models.network import ModelConfig, SpikingNet, forward_stacked  # noqa: E402
-from models.train import recalibrate_bn_  # noqa: E402
+from models.network import SpikingNet, forward_stacked  # noqa: E402
 from robustness.data import DatasetSpec, load_dataset  # noqa: E402
 
 
@@ -83,13 +82,7 @@ def main() -> None:
     native.set_mode(args.kernel)
     dev = torch.device(args.device)
     data = load_dataset(DatasetSpec())
-    if args.model:
-        from models.checkpoint import load_checkpoint
-
-        net = load_checkpoint(args.model).net
-    else:
-        net = SpikingNet(ModelConfig(), torch.Generator().manual_seed(0))
-        recalibrate_bn_(net, data.splits["train"].x, 128, 4, torch.Generator().manual_seed(0))
+    net = benchmark_net(args.model, data)
     net = net.to(dev).eval()
     x = data.splits["test"].x[: args.n].to(dev)
     y = data.splits["test"].y[: args.n].to(dev)

@@ -21,10 +21,9 @@ import torch
 warnings.filterwarnings("ignore")
 
 from benchmarks.bench_forward import PerStepNorse  # noqa: E402
-from benchmarks.machine import matmul_flops, peak_rss_mb, sgemm_gflops  # noqa: E402
+from benchmarks.machine import benchmark_net, matmul_flops, peak_rss_mb, sgemm_gflops  # noqa: E402
 from models import native  # noqa: E402
-from models.network import ModelConfig, SpikingNet  # noqa: E402
-from models.train import recalibrate_bn_  # noqa: E402
+from models.network import SpikingNet  # noqa: E402
 from robustness.data import DatasetSpec, load_dataset  # noqa: E402
 from robustness.slice_curves import _curve, _grid, _Networks  # noqa: E402
 from robustness.slice_directions import direction_generator, moved_names, normalise, raw_direction  # noqa: E402
@@ -66,14 +65,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     native.set_mode(args.kernel)
     data = load_dataset(DatasetSpec())
-    if args.model:
-        from models.checkpoint import load_checkpoint
-
-        net = load_checkpoint(args.model).net
-    else:
-        net = SpikingNet(ModelConfig(), torch.Generator().manual_seed(0))
-        recalibrate_bn_(net, data.splits["train"].x, 128, 4, torch.Generator().manual_seed(0))
-    net.eval()
+    net = benchmark_net(args.model, data)
     ck = _Ck(net)
     print(f"threads {args.threads}; {args.batches} x 128 training clips, hidden {list(net.cfg.hidden)}")
     for dims, points in ((1, 41), (2, 21)):

@@ -22,11 +22,9 @@ import torch
 warnings.filterwarnings("ignore")
 
 from benchmarks.bench_forward import PerStepNorse  # noqa: E402
-from benchmarks.machine import matmul_flops, peak_rss_mb, sgemm_gflops  # noqa: E402
+from benchmarks.machine import benchmark_net, matmul_flops, peak_rss_mb, sgemm_gflops  # noqa: E402
 from models import native  # noqa: E402
 from models.deploy import deploy_tensors  # noqa: E402
-from models.network import ModelConfig, SpikingNet  # noqa: E402
-from models.train import recalibrate_bn_  # noqa: E402
 from perturbations.base import Context  # noqa: E402
 from perturbations.spec import apply, parse_spec  # noqa: E402
 from robustness.data import DatasetSpec, load_dataset  # noqa: E402
@@ -54,14 +52,13 @@ def main() -> None:
 
         ck = load_checkpoint(args.model)
     else:
-        net = SpikingNet(ModelConfig(), torch.Generator().manual_seed(0))
-        recalibrate_bn_(net, data.splits["train"].x, 128, 4, torch.Generator().manual_seed(0))
+        net = benchmark_net(None, data)
 
         class _Ck:  # the few checkpoint fields the engine reads
             pass
 
         ck = _Ck()
-        ck.net, ck.posterior, ck.optimizer, ck.path, ck.members = net.eval(), None, "adam", "fresh", None
+        ck.net, ck.posterior, ck.optimizer, ck.path, ck.members = net, None, "adam", "fresh", None
     test = data.splits["test"]
     reps = -(-args.n // len(test))
     x, y = test.x.repeat(reps, 1, 1)[: args.n], test.y.repeat(reps)[: args.n]

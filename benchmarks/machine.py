@@ -1,12 +1,32 @@
-"""What the benchmarks measure about this machine: matmul peak and peak resident memory."""
+"""What the benchmarks share: the network they time, and what they measure about this
+machine (matmul peak, peak resident memory)."""
 
 from __future__ import annotations
 
 import resource
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from models.network import SpikingNet
+
+
+def benchmark_net(model: str | None, data) -> "SpikingNet":
+    """The network a benchmark times, in evaluation mode: the checkpoint `model`, else a
+    fresh 256-256 network (seed 0) with BatchNorm statistics calibrated on training clips."""
+    from models.network import ModelConfig, SpikingNet
+    from models.train import recalibrate_bn_
+
+    if model:
+        from models.checkpoint import load_checkpoint
+
+        return load_checkpoint(model).net.eval()
+    net = SpikingNet(ModelConfig(), torch.Generator().manual_seed(0))
+    recalibrate_bn_(net, data.splits["train"].x, 128, 4, torch.Generator().manual_seed(0))
+    return net.eval()
 
 
 def sgemm_gflops(n: int = 2048, reps: int = 5) -> float:
