@@ -15,14 +15,12 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
+from models.layers import affine_bn
 from models.network import ModelConfig, bn_affine
 
 
 def _identity_bn(t: dict[str, Tensor], prefix: str, like: Tensor, eps: float, shift: Tensor | None = None) -> None:
-    t[f"{prefix}.weight"] = torch.ones_like(like)
-    t[f"{prefix}.bias"] = torch.zeros_like(like) if shift is None else shift
-    t[f"{prefix}.running_mean"] = torch.zeros_like(like)
-    t[f"{prefix}.running_var"] = torch.full_like(like, 1.0 - eps)  # rsqrt(var + eps) == 1 exactly
+    t.update(affine_bn(prefix, torch.ones_like(like), torch.zeros_like(like) if shift is None else shift, eps))
 
 
 def deploy_tensors(cfg: ModelConfig, t: Mapping[str, Tensor], fold_bn: bool = False) -> dict[str, Tensor]:

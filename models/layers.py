@@ -1,5 +1,5 @@
 """Small pieces the training and the inference passes share: inference BatchNorm as an
-affine map, the clamped leak and the input gain of the membrane, the synaptic current
+affine map (and back), the clamped leak and the input gain of the membrane, the synaptic current
 filter of current-based neurons, and the [B, T, D] -> [T*B, D] layout of inputs."""
 
 from __future__ import annotations
@@ -17,6 +17,14 @@ def bn_affine(t: Mapping[str, Tensor], prefix: str, eps: float) -> tuple[Tensor,
     """Inference BatchNorm as `x * scale + shift` from running statistics: ([K, H], [K, H])."""
     scale = t[f"{prefix}.weight"] * torch.rsqrt(t[f"{prefix}.running_var"] + eps)
     return scale, t[f"{prefix}.bias"] - t[f"{prefix}.running_mean"] * scale
+
+
+def affine_bn(prefix: str, scale: Tensor, shift: Tensor, eps: float) -> dict[str, Tensor]:
+    """BatchNorm tensors that compute exactly `x * scale + shift` (the inverse of `bn_affine`):
+    statistics 0 and 1 - eps, so rsqrt(var + eps) = 1."""
+    return {f"{prefix}.weight": scale, f"{prefix}.bias": shift,
+            f"{prefix}.running_mean": torch.zeros_like(scale),
+            f"{prefix}.running_var": torch.full_like(scale, 1.0 - eps)}
 
 
 def flatten_input(x: Tensor) -> tuple[Tensor, int, int]:

@@ -39,7 +39,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from models.layers import bn_affine
+from models.layers import affine_bn, bn_affine
 from models.network import ModelConfig, SpikingNet
 from robustness.errors import BadInput
 
@@ -81,18 +81,17 @@ def _export_layer(cfg: ModelConfig, t: Mapping[str, torch.Tensor], p: str, dt: f
     w = scale.unsqueeze(1) * t[f"{p}.linear.weight"][0].double()
     bias = scale * t[f"{p}.linear.bias"][0].double() if f"{p}.linear.bias" in t else torch.zeros_like(scale)
     h, v_th, meta = len(scale), _np(t[f"{p}.v_th"][0]), {"reset": cfg.reset}
-    tau = _np(dt / (1.0 - t[f"{p}.alpha"][0].double())) if cfg.neuron != "if" else None
+    if cfg.neuron == "cuba_lif":  # the shift stays a membrane offset: it does not pass the synapse
+        neuron = nir.CubaLIF(tau_syn=_np(dt / (1.0 - t[f"{p}.beta"][0].double())),
+                             tau_mem=_np(dt / (1.0 - t[f"{p}.alpha"][0].double())), r=np.ones(h),
+                             v_leak=_np(shift), v_threshold=v_th, v_reset=np.zeros(h), w_in=np.ones(h), metadata=meta)
+        return nir.Affine(weight=_np(w), bias=_np(bias)), neuron
     if cfg.neuron == "if":
         neuron = nir.IF(r=np.ones(h), v_threshold=v_th, v_reset=np.zeros(h), metadata=meta)
-        bias = bias + shift
-    elif cfg.neuron == "cuba_lif":  # the shift stays a membrane offset: it does not pass the synapse
-        neuron = nir.CubaLIF(tau_syn=_np(dt / (1.0 - t[f"{p}.beta"][0].double())), tau_mem=tau, r=np.ones(h),
-                             v_leak=_np(shift), v_threshold=v_th, v_reset=np.zeros(h), w_in=np.ones(h), metadata=meta)
     else:
-        neuron = nir.LIF(tau=tau, r=np.ones(h), v_leak=np.zeros(h), v_threshold=v_th, v_reset=np.zeros(h),
-                         metadata=meta)
-        bias = bias + shift
-    return nir.Affine(weight=_np(w), bias=_np(bias)), neuron
+        neuron = nir.LIF(tau=_np(dt / (1.0 - t[f"{p}.alpha"][0].double())), r=np.ones(h), v_leak=np.zeros(h),
+                         v_threshold=v_th, v_reset=np.zeros(h), metadata=meta)
+    return nir.Affine(weight=_np(w), bias=_np(bias + shift)), neuron
 
 
 def _chain(graph: Any) -> list[tuple[str, Any]]:
@@ -152,12 +151,10 @@ def from_nir(graph: Any, dt: float | None = None) -> tuple[ModelConfig, dict[str
 
 
 def _affine_bn(prefix: str, scale: np.ndarray, shift: np.ndarray) -> dict[str, torch.Tensor]:
-    """A BatchNorm that computes exactly `x * scale + shift`: statistics 0 and 1 - eps, so rsqrt(var + eps) = 1."""
-    n = len(scale)
-    return {f"{prefix}.weight": torch.tensor(scale, dtype=torch.float32),
-            f"{prefix}.bias": torch.tensor(shift, dtype=torch.float32),
-            f"{prefix}.running_mean": torch.zeros(n), f"{prefix}.running_var": torch.full((n,), 1.0 - ModelConfig.bn_eps),
-            f"{prefix}.num_batches_tracked": torch.tensor(0)}
+    """A freshly loaded network's BatchNorm computing exactly `x * scale + shift`."""
+    f32 = torch.float32
+    bn = affine_bn(prefix, torch.tensor(scale, dtype=f32), torch.tensor(shift, dtype=f32), ModelConfig.bn_eps)
+    return {**bn, f"{prefix}.num_batches_tracked": torch.tensor(0)}
 
 
 def _vec(node: Any, field: str, h: int, default: float | None = None) -> np.ndarray:
