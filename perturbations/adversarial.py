@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 
 from perturbations.base import Context, PerturbationError, Tensors, copy, draw, register
-from perturbations.quantize import _range, quantize_tensor
+from perturbations.quantize import grid_step, quantize_tensor
 
 TARGETS = ("weights", "thresholds", "time_constants", "mismatch", "quantized")
 BUDGETS = ("linf", "logstd")
@@ -68,6 +68,10 @@ def _sites(t: Tensors, ctx: Context, target: str, factor: Callable[[Tensor], Ten
         tau = -1.0 / torch.log(t[n])
         return _Site(n, lambda d, tau=tau: torch.exp(-1.0 / (tau * factor(rep(d)))))
 
+    def on_grid(n: str, bits: int) -> _Site:
+        base, step = quantize_tensor(t[n], bits), grid_step(t[n], bits)
+        return _Site(n, lambda d: base + rep(d) * step)
+
     thresholds = [scaled(f"{layer}.v_th") for layer in ctx.neurons() if f"{layer}.v_th" in t]
     leaks = [leak(f"{layer}.alpha") for layer in ctx.neurons()
              if f"{layer}.alpha" in t and bool(((t[f"{layer}.alpha"] > 0) & (t[f"{layer}.alpha"] < 1)).all())]
@@ -78,13 +82,7 @@ def _sites(t: Tensors, ctx: Context, target: str, factor: Callable[[Tensor], Ten
     if target == "mismatch":
         return thresholds + leaks + [scaled(n) for n in ctx.weights(t)]
     if target == "quantized":
-        bits = int(ctx.num("bits", 8))
-        out = []
-        for n in ctx.weights(t):
-            step = _range(t[n], False, 100.0).clamp_min(torch.finfo(t[n].dtype).tiny) / (2 ** (bits - 1) - 1)
-            base = quantize_tensor(t[n], bits)
-            out.append(_Site(n, lambda d, base=base, step=step: base + rep(d) * step))
-        return out
+        return [on_grid(n, int(ctx.num("bits", 8))) for n in ctx.weights(t)]
     return [scaled(n) for n in ctx.weights(t)]
 
 

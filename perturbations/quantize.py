@@ -17,6 +17,11 @@ def _range(w: Tensor, per_channel: bool, clip_pct: float) -> Tensor:
     return r.view(w.shape[0], -1, *([1] * (w.dim() - 2))) if per_channel else r.view(-1, *([1] * (w.dim() - 1)))
 
 
+def grid_step(w: Tensor, bits: int, per_channel: bool = False, clip_pct: float = 100.0) -> Tensor:
+    """The n-bit grid's step (one LSB) per draw: range / (2^(n-1) - 1), never 0."""
+    return _range(w, per_channel, clip_pct).clamp_min(torch.finfo(w.dtype).tiny) / (2 ** (bits - 1) - 1)
+
+
 def quantize_tensor(w: Tensor, bits: int, *, per_channel: bool = False, stochastic_u: Tensor | None = None,
                     clip_pct: float = 100.0) -> Tensor:
     """Symmetric uniform n-bit quantisation of a K-stacked tensor.
@@ -29,7 +34,7 @@ def quantize_tensor(w: Tensor, bits: int, *, per_channel: bool = False, stochast
         dims = tuple(range(2, w.dim())) if per_channel else tuple(range(1, w.dim()))
         return torch.sign(w) * w.abs().mean(dim=dims, keepdim=True)
     qmax = 2 ** (bits - 1) - 1
-    step = _range(w, per_channel, clip_pct).clamp_min(torch.finfo(w.dtype).tiny) / qmax
+    step = grid_step(w, bits, per_channel, clip_pct)
     x = w / step
     x = torch.floor(x + stochastic_u) if stochastic_u is not None else torch.round(x)
     return x.clamp(-qmax, qmax) * step
@@ -80,7 +85,7 @@ def bitflip(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context)
     for n in ctx.weights(t):
         w = t[n]
         qmax = 2 ** (bits - 1) - 1
-        step = _range(w, False, 100.0).clamp_min(torch.finfo(w.dtype).tiny) / qmax
+        step = grid_step(w, bits)
         code = torch.round(w / step).clamp(-qmax, qmax).to(torch.int64)
         unsigned = code & ((1 << bits) - 1)  # two's complement in n bits
         mask = torch.zeros_like(unsigned)
