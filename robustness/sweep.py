@@ -213,7 +213,8 @@ class _RunState:
         cfg = self.cfg
         split = data.split(cfg.split).head(cfg.limit)
         x, y = split.x, split.y
-        _, search_x, search_y = search_batch(data, cfg.split)
+        if any(is_attack(spec) for spec in self.specs):
+            _, search_x, search_y = search_batch(data, cfg.split)
         layers, hidden = _layers(ck, cfg.layers)
         mhash = common["model_hash"]
         prep = _prepare(ck, data, mode, cfg, x, y, self.device, sigma)
