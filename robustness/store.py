@@ -38,6 +38,7 @@ import datetime as _dt
 import json
 import os
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterable
@@ -65,6 +66,10 @@ def _operational(path: str, e: sqlite3.OperationalError) -> Exception:
     if "readonly" in msg:
         return BadInput(f"{path}: results store is read-only ({msg})")
     return BadInput(f"{path}: results store refused a write ({msg})")
+
+
+class _Locked(Exception):
+    """Another process held the store while this one opened it (retried by Store.open)."""
 
 
 def _now() -> str:
@@ -103,6 +108,23 @@ class Store:
                 if f.read(16) != b"SQLite format 3\x00":
                     raise BadInput(f"{p}: not a results store (not an SQLite file)")
         new_file = not p.exists()
+        # SQLite answers "locked" at once, without waiting out the busy timeout, to a
+        # connection that switches a new file to WAL while another process does the same;
+        # so a lock while opening is retried until the timeout has passed.
+        deadline = time.monotonic() + timeout
+        pause = 0.01
+        while True:
+            try:
+                return cls(str(p), cls._connect(p, create, max(deadline - time.monotonic(), 0.0), new_file))
+            except _Locked:
+                if time.monotonic() + pause > deadline:
+                    raise BadInput(f"{p}: results store is locked by another process") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
+
+    @staticmethod
+    def _connect(p: Path, create: bool, timeout: float, new_file: bool) -> sqlite3.Connection:
+        """One attempt at opening: the checked connection, `_Locked`, or a one-line BadInput."""
         conn = None
         try:
             conn = sqlite3.connect(str(p), timeout=timeout, isolation_level=None)
@@ -133,15 +155,17 @@ class Store:
                 conn.close()
                 raise BadInput(f"{p}: empty file, not a results store")
         except sqlite3.OperationalError as e:
-            _discard(conn, p, new_file)
             msg = str(e)
             if "locked" in msg or "busy" in msg:
-                raise BadInput(f"{p}: results store is locked by another process") from None
+                if conn is not None:  # another process holds the file: never remove it
+                    conn.close()
+                raise _Locked from None
+            _discard(conn, p, new_file)
             raise BadInput(f"{p}: cannot open results store ({msg})") from None
         except sqlite3.DatabaseError as e:
             _discard(conn, p, new_file)
             raise BadInput(f"{p}: not a results store ({e})") from None
-        return cls(str(p), conn)
+        return conn
 
     def close(self) -> None:
         self.conn.close()

@@ -42,6 +42,31 @@ def test_concurrent_runs_create_one_store_one_run_and_count_truly(tmp_path, exis
     assert sum(n for _, n in results) == 20, "new-cell counts must add up to what is stored"
 
 
+def test_open_waits_out_a_lock_sqlite_reports_at_once(tmp_path, monkeypatch):
+    # Switching a new file to WAL while another process does the same fails at once with
+    # "database is locked" (no busy wait); open retries until its timeout instead of failing.
+    import robustness.store as store
+
+    real, calls = store._create, []
+
+    def contended(conn):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        real(conn)
+
+    monkeypatch.setattr(store, "_create", contended)
+    path = tmp_path / "new.db"
+    with Store.open(path, create=True, timeout=5) as s:
+        run_id, resumed = s.run_for("spec", {}, [], "data", "0", "test")
+    assert len(calls) == 3 and (run_id, resumed) == (1, False)
+
+    calls.clear()
+    monkeypatch.setattr(store, "_create", lambda conn: (_ for _ in ()).throw(sqlite3.OperationalError("database is locked")))
+    with pytest.raises(store.BadInput, match="locked by another process"):
+        Store.open(tmp_path / "held.db", create=True, timeout=0.2)
+
+
 def _sweep(db, *extra, limit_bytes=None):
     def lim():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
