@@ -24,6 +24,7 @@ from reports.formatting import num, pct, slug
 from reports.landscape import landscape_section
 from reports.provenance import provenance_section
 from reports.records import Records, Run
+from reports.stats import paired_t_p
 from reports.summary import (CurveSummary, accuracy_points, attack_gaps, normalised_auc, paired, skipped_note,
                              summarize)
 from reports.verdict import verdict
@@ -110,8 +111,6 @@ class _Builder:
     def best_auc(self, run: Run, curves: list[CurveSummary]) -> tuple[CurveSummary | None, float | None]:
         """The curve with the highest AUC, when a paired t-test over common chips says it beats
         the runner-up (p < 0.05); else (None, p)."""
-        from scipy import stats
-
         ranked = sorted([c for c in curves if c.auc is not None], key=lambda c: -c.auc)
         if len(ranked) < 2:
             return None, None
@@ -120,10 +119,7 @@ class _Builder:
         if len(common) < 2:
             return None, None
         d = np.array([a[s] - b[s] for s in common])
-        if np.allclose(d, d[0], rtol=0, atol=1e-12):  # every chip agrees: the t statistic is undefined
-            p = 0.0 if abs(d[0]) > 1e-12 else 1.0
-        else:
-            p = float(stats.ttest_1samp(d, 0).pvalue)
+        p = paired_t_p(d)
         return (ranked[0] if p < 0.05 and d.mean() > 0 else None), p
 
     def degradation(self) -> tuple[Section, Section, Section]:

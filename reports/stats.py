@@ -22,7 +22,7 @@ BOOTSTRAP = 2000  # resamples: the 95% half-width is then stable to ~2% of itsel
 def t_interval(values: list[float] | np.ndarray, level: float = 0.95) -> tuple[float, float | None]:
     """Mean and half-width of the t-interval of the mean; None with fewer than 2 values.
 
-    >>> t_interval([1.0, 2.0, 3.0])[1] == stats.t.ppf(0.975, 2) / math.sqrt(3)
+    >>> bool(t_interval([1.0, 2.0, 3.0])[1] == stats.t.ppf(0.975, 2) / math.sqrt(3))
     True
     >>> t_interval([0.5])
     (0.5, None)
@@ -32,6 +32,23 @@ def t_interval(values: list[float] | np.ndarray, level: float = 0.95) -> tuple[f
     if len(v) < 2:
         return m, None
     return m, float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+
+
+def paired_t_p(diffs: list[float] | np.ndarray) -> float:
+    """Two-sided p of a one-sample t-test that paired differences average 0 (over chips).
+
+    When every difference is the same up to float rounding (0.3 - 0.2 against 0.4 - 0.3)
+    the t statistic is undefined: p is 0 for a nonzero shared difference, 1 for none.
+
+    >>> paired_t_p([0.3 - 0.2, 0.4 - 0.3]), paired_t_p([0.0, 0.0])
+    (0.0, 1.0)
+    >>> paired_t_p([0.1, -0.1, 0.05]) == float(stats.ttest_1samp([0.1, -0.1, 0.05], 0).pvalue)
+    True
+    """
+    d = np.asarray(diffs, dtype=np.float64)
+    if np.ptp(d) <= 1e-9 * max(1.0, float(np.abs(d).max())):
+        return 0.0 if abs(float(d.mean())) > 1e-12 else 1.0
+    return float(stats.ttest_1samp(d, 0.0).pvalue)
 
 
 @functools.lru_cache(maxsize=4)
@@ -100,9 +117,5 @@ def paired_difference(a: np.ndarray, b: np.ndarray, chips_a: np.ndarray | None =
     p = float(min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean())))
     p_chips = None
     if chips_a is not None and chips_b is not None and len(chips_a) >= 2:
-        cd = np.asarray(chips_a, np.float64) - np.asarray(chips_b, np.float64)
-        if np.all(cd == cd[0]):
-            p_chips = 0.0 if cd[0] != 0 else 1.0
-        else:
-            p_chips = float(stats.ttest_1samp(cd, 0.0).pvalue)
+        p_chips = paired_t_p(np.asarray(chips_a, np.float64) - np.asarray(chips_b, np.float64))
     return PairedDifference(float(d.mean()), float(lo), float(hi), p, p_chips)

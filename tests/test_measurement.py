@@ -166,3 +166,20 @@ def test_progress_off_a_terminal_prints_plain_lines(monkeypatch, capsys):
     for _ in prog.progress(range(3), desc="quiet", unit="cell", enabled=False):
         pass
     assert capsys.readouterr().err == ""
+
+
+def test_chips_that_all_agree_are_a_called_difference_not_float_noise():
+    # Accuracy differences 0.3 - 0.2 and 0.4 - 0.3 differ only by rounding: the t statistic
+    # of such chips is undefined (scipy warns and returns noise), and the call must be exact.
+    import warnings
+
+    from reports.stats import paired_difference
+
+    ex = np.array([1.0, 0.0, 1.0, 1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        agree = paired_difference(ex, ex * 0.5, chips_a=[0.3, 0.4], chips_b=[0.2, 0.3])
+        same = paired_difference(ex, ex, chips_a=[0.6, 0.7], chips_b=[0.6, 0.7])
+        mixed = paired_difference(ex, ex * 0.5, chips_a=[0.6, 0.7, 0.5], chips_b=[0.5, 0.65, 0.45])
+    assert agree.p_chips == 0.0 and same.p_chips == 1.0
+    assert 0.0 < mixed.p_chips < 1.0
