@@ -28,7 +28,8 @@ model's draw brought into the same set.
 
 The search keeps each prediction's best iterate (the start included), so the attacked loss
 on the search batch is never below the random start's. `steps=0` is the random baseline of
-the same budget. Without an objective (outside a sweep) only the random start is applied.
+the same budget. The sweep builds the objective on `examples` (32) clips held out from the
+evaluated split. Without an objective (outside a sweep) only the random start is applied.
 `ctx.group = M` ties the offsets of M consecutive networks (the M posterior samples of one
 prediction share one chip) and sums their gradients. Cost per budget and pass: `steps`
 forward-backward passes plus one forward, all restarts stacked in one batched pass.
@@ -47,6 +48,7 @@ from perturbations.base import Context, PerturbationError, Tensors, copy, draw, 
 from perturbations.quantize import grid_step, quantize_tensor
 
 TARGETS = ("weights", "thresholds", "time_constants", "mismatch", "quantized")
+SEARCH_EXAMPLES = 32  # held-out examples per ascent step unless `examples=` says otherwise
 BUDGETS = ("linf", "logstd")
 
 
@@ -101,6 +103,9 @@ def _check(options: dict, level: float) -> None:
     steps = _option(options, "steps", 10)
     if steps != int(steps) or steps < 0:
         raise PerturbationError(f"adversarial: steps must be a whole number, 0 or more, got {options.get('steps')}")
+    examples = _option(options, "examples", SEARCH_EXAMPLES)
+    if examples != int(examples) or examples < 1:
+        raise PerturbationError(f"adversarial: examples must be a whole number, 1 or more, got {options.get('examples')}")
     if not _option(options, "cap", 4) > 0:
         raise PerturbationError("adversarial: cap must be above 0")
     if target not in TARGETS:
@@ -136,7 +141,9 @@ def _norm(d: Tensor) -> Tensor:
                                       "log-std draw)"),
                    "bits": ("8", "target=quantized: code width"),
                    "cap": ("4", "budget=logstd: largest offset of one parameter, in log-stds"),
-                   "steps": ("10", "ascent steps; 0 = the random baseline of the same budget")},
+                   "steps": ("10", "ascent steps; 0 = the random baseline of the same budget"),
+                   "examples": (str(SEARCH_EXAMPLES), "held-out clips the search ascends on (the sweep's; more "
+                                                      "finds worse chips, at proportional cost)")},
           check=_check)
 def adversarial(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
     target, budget = ctx.opt("target", "weights", TARGETS), ctx.opt("budget", "linf", BUDGETS)

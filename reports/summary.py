@@ -206,15 +206,24 @@ def _pm(v: float | None, fmt: str = ".4f") -> str:
     return "-" if v is None else f"{v:{fmt}}"
 
 
-def _attack_label(label: str) -> tuple[str, bool] | None:
-    """(what is attacked: target and the other options but `steps`, is the random baseline) of
-    an `adversarial(...)` label, read from its text (reports do not import perturbations/)."""
+SEARCH_OPTIONS = ("steps", "examples")  # how hard a worst-case search looks, not what it attacks
+
+
+def _attack_label(label: str) -> tuple[str, bool, str] | None:
+    """(what is attacked: target and the options but `steps`, is the random baseline, the key
+    that pairs it with its baseline: without any search option) of an `adversarial(...)`
+    label, read from its text (reports do not import perturbations/)."""
     if not label.startswith("adversarial") or "+" in label:
         return None
     inner = label[len("adversarial"):].split(":")[0].strip("()")
-    opts = dict(kv.strip().split("=", 1) for kv in inner.split(",") if "=" in kv)
-    rest = ", ".join(f"{k}={v}" for k, v in sorted(opts.items()) if k not in ("target", "steps"))
-    return opts.get("target", "weights") + (f" ({rest})" if rest else ""), opts.get("steps", "10").strip() in ("0", "0.0")
+    opts = {k.strip(): v.strip() for k, v in (kv.split("=", 1) for kv in inner.split(",") if "=" in kv)}
+    target = opts.get("target", "weights")
+
+    def named(skip: tuple[str, ...]) -> str:
+        rest = ", ".join(f"{k}={v}" for k, v in sorted(opts.items()) if k not in ("target", *skip))
+        return target + (f" ({rest})" if rest else "")
+
+    return named(("steps",)), opts.get("steps", "10") in ("0", "0.0"), named(SEARCH_OPTIONS)
 
 
 def attack_gaps(curves: list[CurveSummary]) -> list[dict]:
@@ -227,11 +236,11 @@ def attack_gaps(curves: list[CurveSummary]) -> list[dict]:
     for cs in curves:
         a = _attack_label(cs.perturbation)
         if a is not None and a[1]:
-            base[(cs.model, cs.mode, cs.layer, a[0])] = cs
+            base[(cs.model, cs.mode, cs.layer, a[2])] = cs
     out = []
     for cs in curves:
         a = _attack_label(cs.perturbation)
-        b = base.get((cs.model, cs.mode, cs.layer, a[0])) if a is not None and not a[1] else None
+        b = base.get((cs.model, cs.mode, cs.layer, a[2])) if a is not None and not a[1] else None
         if b is None:
             continue
         rnd = {s.level: s.metrics["accuracy"] for s in b.levels}

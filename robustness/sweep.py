@@ -41,7 +41,7 @@ from robustness.progress import progress as progress_bar
 from robustness.store import Store
 from robustness.run_meta import curve_meta, model_meta
 from robustness.sweep_config import MIN_AUTO_SEEDS, PerturbationPlan, SweepConfig, validate
-from robustness.sweep_units import _cell, _Job, _level, _Prepared, is_attack, search_batch
+from robustness.sweep_units import _cell, _Job, _level, _Prepared, attack_examples, is_attack, search_batch
 
 __all__ = ["PerturbationPlan", "SweepConfig", "SweepResult", "run_sweep"]
 
@@ -213,8 +213,7 @@ class _RunState:
         cfg = self.cfg
         split = data.split(cfg.split).head(cfg.limit)
         x, y = split.x, split.y
-        if any(is_attack(spec) for spec in self.specs):
-            _, search_x, search_y = search_batch(data, cfg.split)
+        searches: dict[int, tuple] = {}  # examples -> the worst-case search batch (x, y)
         layers, hidden = _layers(ck, cfg.layers)
         mhash = common["model_hash"]
         prep = _prepare(ck, data, mode, cfg, x, y, self.device, sigma)
@@ -236,7 +235,10 @@ class _RunState:
                 start, xin = _reuse(ck, prep, scope, cfg, x, self.device)
                 search = None
                 if is_attack(spec):
-                    search = (_reuse(ck, prep, scope, cfg, search_x, self.device)[1], search_y)
+                    n = attack_examples(spec)
+                    if n not in searches:
+                        searches[n] = search_batch(data, cfg.split, n)[1:]
+                    search = (_reuse(ck, prep, scope, cfg, searches[n][0], self.device)[1], searches[n][1])
                 job = self.executor.share(_Job(ck.net.cfg, prep, spec, ctx, xin, y, start, self.device, cfg.seed,
                                                search))
                 curve = (spec.label, layer_label)

@@ -27,6 +27,7 @@ from typing import Any
 
 from perturbations.base import PerturbationError, Scale, get
 from perturbations.spec import Spec, get_profile, parse_spec
+from reports.summary import SEARCH_OPTIONS
 from robustness.errors import BadInput
 from robustness.evaluate import BNMode, Mode
 from robustness.ranges import level_axis, out_of_bounds, parse_levels
@@ -331,8 +332,8 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
 
 
 def _attack(spec_text: str) -> tuple[str, bool, str] | None:
-    """(what is attacked: the options but `steps`, is the random baseline, that baseline's spec)
-    of a lone `adversarial` spec; None for anything else."""
+    """(what is attacked: the options but the search's, is the random baseline, that
+    baseline's spec) of a lone `adversarial` spec; None for anything else."""
     try:
         spec = parse_spec(spec_text)
     except PerturbationError:
@@ -340,7 +341,7 @@ def _attack(spec_text: str) -> tuple[str, bool, str] | None:
     if len(spec.components) != 1 or spec.components[0].name != "adversarial":
         return None
     given = dict(spec.components[0].options)
-    opts = [(k, str(v)) for k, v in given.items() if k != "steps"]
+    opts = [(k, str(v)) for k, v in given.items() if k not in SEARCH_OPTIONS]
     steps = str(given.get("steps", "10")).strip()
     key = ",".join(f"{k}={v}" for k, v in sorted(opts if any(k == "target" for k, _ in opts)
                                                  else opts + [("target", "weights")]))

@@ -18,6 +18,7 @@ import torch
 from models.chunking import networks_per_pass
 from models import native
 from models.network import ForwardOptions, ModelConfig, forward_stacked
+from perturbations.adversarial import SEARCH_EXAMPLES
 from perturbations.base import Context
 from perturbations.spec import Spec, apply
 from reports.stats import t_interval
@@ -98,21 +99,31 @@ def _evaluate_draws(job: _Job, level: float, seeds: list[int]) -> list[dict]:
     return out
 
 
-ATTACK_EXAMPLES = 32  # the fixed batch a worst-case search ascends on
+def _searching(spec: Spec) -> list[dict]:
+    """Options of the components of `spec` that search (adversarial, steps above 0)."""
+    opts = [dict(c.options) for c in spec.components if c.name == "adversarial"]
+    return [o for o in opts if float(o.get("steps", 10)) > 0]
 
 
 def is_attack(spec: Spec) -> bool:
-    return any(c.name == "adversarial" for c in spec.components)
+    """A worst-case search runs: it needs a search batch and an objective."""
+    return bool(_searching(spec))
 
 
-def search_batch(data: Dataset, evaluated: str) -> tuple[str, torch.Tensor, torch.Tensor]:
+def attack_examples(spec: Spec) -> int:
+    """How many held-out examples the worst-case search of `spec` ascends on."""
+    return max(int(float(o.get("examples", SEARCH_EXAMPLES))) for o in _searching(spec))
+
+
+def search_batch(data: Dataset, evaluated: str, examples: int = SEARCH_EXAMPLES
+                 ) -> tuple[str, torch.Tensor, torch.Tensor]:
     """The split and examples a worst-case search ascends on: held out from the evaluated
     split where the dataset has another (validation, else train), so a chip is never found
     on the examples that score it; spread evenly through that split, which is often sorted
-    by class (its first 32 examples would hold 4 of 20 classes)."""
+    by class (its first 32 examples would hold 4 of 20 classes). All of it when it has fewer."""
     name = next((s for s in ("validation", "train") if s in data.splits and s != evaluated), evaluated)
     split = data.split(name)
-    idx = torch.linspace(0, len(split.y) - 1, min(ATTACK_EXAMPLES, len(split.y))).round().long()
+    idx = torch.linspace(0, len(split.y) - 1, min(examples, len(split.y))).round().long()
     return name, split.x[idx], split.y[idx]
 
 

@@ -92,6 +92,7 @@ def test_the_random_baseline_is_added_once():
     plans = [PerturbationPlan("adversarial", (0.1,)), PerturbationPlan("adversarial(target=thresholds,steps=4)", (0.2,)),
              PerturbationPlan("adversarial(steps=3,target=mismatch,budget=logstd)", (0.2,)),
              PerturbationPlan("adversarial(target=mismatch,budget=linf)", (0.2,)),
+             PerturbationPlan("adversarial(target=thresholds,examples=128)", (0.2,)),
              PerturbationPlan("gaussian", (0.1,))]
     assert [p.spec for p in random_baselines(plans)] == [
         "adversarial(steps=0)", "adversarial(target=thresholds,steps=0)",
@@ -159,7 +160,9 @@ def test_budgets_that_make_no_sense_are_refused():
                              ("adversarial(target=gains)", 0.1, "target must be one of"),
                              ("adversarial(budget=logstd,cap=0)", 0.1, "cap must be above 0"),
                              ("adversarial(target=quantized,bits=x)", 0.1, "is not a number"),
-                             ("adversarial(steps=2.5)", 0.1, "whole number")]:
+                             ("adversarial(steps=2.5)", 0.1, "whole number"),
+                             ("adversarial(examples=0)", 0.1, "examples must be a whole number"),
+                             ("adversarial(examples=2.5)", 0.1, "examples must be a whole number")]:
         with pytest.raises(PerturbationError, match=msg):
             parse_spec(spec).check([level])
     parse_spec("adversarial(budget=logstd)").check([1.5])
@@ -175,3 +178,27 @@ def test_the_search_runs_on_held_out_examples_of_every_class():
     # the split is sorted by class: its first 32 examples would hold 4 of the 20 classes
     assert name == "validation" and x.shape[0] == 32 and len(set(y.tolist())) == 20
     assert search_batch(data, "validation")[0] == "train"
+
+
+def test_examples_sets_the_search_batch_of_the_sweep(tiny_checkpoints, tmp_path, monkeypatch):
+    import robustness.sweep as sweep
+    from robustness.sweep_units import search_batch
+
+    data = load_dataset(DatasetSpec())
+    n_val = len(data.split("validation").y)
+    assert search_batch(data, "test", 64)[1].shape[0] == 64
+    assert search_batch(data, "test", n_val + 10)[1].shape[0] == n_val  # all of a smaller split
+
+    asked = []
+    monkeypatch.setattr(sweep, "search_batch", lambda d, split, n: asked.append(n) or search_batch(d, split, n))
+    db = tmp_path / "adv.db"
+    r = CliRunner().invoke(cli, ["sweep", "--model", str(tiny_checkpoints["adam"]), "--perturbation",
+                                 "adversarial(examples=8,steps=2)", "--noise", "0.1", "--seeds", "2", "--modes",
+                                 "point", "--limit", "40", "--out", str(db), "-q"])
+    assert r.exit_code == 0, r.output
+    assert asked == [8]
+    with sqlite3.connect(db) as c:
+        stored = {p for (p,) in c.execute("SELECT DISTINCT perturbation FROM cells WHERE level > 0")}
+    # the random baseline searches nothing: one baseline serves every search size
+    assert stored == {"adversarial(examples=8,steps=2)", "adversarial(steps=0)"}
+    assert "weights (examples=8) budget 0.1: random" in r.output
