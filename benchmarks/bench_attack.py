@@ -21,13 +21,12 @@ import torch.nn.functional as F
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 from benchmarks.bench_forward import PerStepNorse  # noqa: E402
-from benchmarks.machine import benchmark_net, peak_rss_mb  # noqa: E402
+from benchmarks.machine import machine_args, machine_setup, peak_rss_mb  # noqa: E402
 from models import native  # noqa: E402
 from models.deploy import deploy_tensors  # noqa: E402
 from models.network import ForwardOptions, SpikingNet, forward_stacked  # noqa: E402
 from perturbations.base import Context  # noqa: E402
 from perturbations.spec import apply, parse_spec  # noqa: E402
-from robustness.data import DatasetSpec, load_dataset  # noqa: E402
 
 WEIGHTS = ("blocks.0.linear.weight", "blocks.1.linear.weight", "readout.linear.weight")
 
@@ -77,18 +76,13 @@ def per_step_search(net: SpikingNet, x: torch.Tensor, y: torch.Tensor, eps: floa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="checkpoint (default: a fresh net, BN calibrated)")
     ap.add_argument("--restarts", type=int, default=8)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--eps", type=float, default=0.1)
     ap.add_argument("--examples", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--kernel", choices=native.MODES, default="auto", help="LIF path of ours (auto: as robust runs)")
+    machine_args(ap)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    native.set_mode(args.kernel)
-    data = load_dataset(DatasetSpec())
-    net = benchmark_net(args.model, data)
+    data, net = machine_setup(args)
     test = data.splits["test"]
     x, y = test.x[: args.examples], test.y[: args.examples]
     passes = args.restarts * args.steps

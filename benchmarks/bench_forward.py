@@ -22,10 +22,9 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 from norse.torch import LIFBoxCell, LIFBoxParameters  # noqa: E402
 from norse.torch.functional.reset import reset_subtract  # noqa: E402
 
-from benchmarks.machine import benchmark_net, peak_rss_mb  # noqa: E402
+from benchmarks.machine import machine_args, machine_setup, peak_rss_mb  # noqa: E402
 from models import native  # noqa: E402
 from models.network import SpikingNet, forward_stacked  # noqa: E402
-from robustness.data import DatasetSpec, load_dataset  # noqa: E402
 
 
 class PerStepNorse(torch.nn.Module):
@@ -71,18 +70,13 @@ def timeit(fn, repeats: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="checkpoint to use (default: fresh net, BN calibrated)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n", type=int, default=512, help="utterances for the evaluation figures")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--kernel", choices=native.MODES, default="auto", help="LIF path of ours (auto: as robust runs)")
+    machine_args(ap)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    native.set_mode(args.kernel)
     dev = torch.device(args.device)
-    data = load_dataset(DatasetSpec())
-    net = benchmark_net(args.model, data)
+    data, net = machine_setup(args)
     net = net.to(dev).eval()
     x = data.splits["test"].x[: args.n].to(dev)
     y = data.splits["test"].y[: args.n].to(dev)

@@ -21,10 +21,9 @@ import torch
 warnings.filterwarnings("ignore")
 
 from benchmarks.bench_forward import PerStepNorse  # noqa: E402
-from benchmarks.machine import benchmark_net, matmul_flops, peak_rss_mb, sgemm_gflops  # noqa: E402
+from benchmarks.machine import machine_args, machine_setup, matmul_flops, peak_rss_mb, sgemm_gflops  # noqa: E402
 from models import native  # noqa: E402
 from models.network import SpikingNet  # noqa: E402
-from robustness.data import DatasetSpec, load_dataset  # noqa: E402
 from robustness.slice_curves import _curve, _grid, _Networks  # noqa: E402
 from robustness.slice_directions import direction_generator, moved_names, normalise, raw_direction  # noqa: E402
 from robustness.slicing import SliceConfig  # noqa: E402
@@ -56,16 +55,11 @@ def naive(net: SpikingNet, names: list[str], u: list[dict], grid: list[tuple], x
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None)
     ap.add_argument("--batches", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--loop-points", type=int, default=6, help="points the naive loop is timed on")
-    ap.add_argument("--kernel", choices=native.MODES, default="auto", help="LIF path of the engine")
+    machine_args(ap)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    native.set_mode(args.kernel)
-    data = load_dataset(DatasetSpec())
-    net = benchmark_net(args.model, data)
+    data, net = machine_setup(args)
     ck = _Ck(net)
     print(f"threads {args.threads}; {args.batches} x 128 training clips, hidden {list(net.cfg.hidden)}")
     for dims, points in ((1, 41), (2, 21)):

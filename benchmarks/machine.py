@@ -1,8 +1,9 @@
-"""What the benchmarks share: the network they time, and what they measure about this
-machine (matmul peak, peak resident memory)."""
+"""What the benchmarks share: their machine options, the network they time, and what they
+measure about this machine (matmul peak, peak resident memory)."""
 
 from __future__ import annotations
 
+import argparse
 import resource
 import sys
 import time
@@ -12,6 +13,27 @@ import torch
 
 if TYPE_CHECKING:
     from models.network import SpikingNet
+    from robustness.data import Dataset
+
+
+def machine_args(ap: argparse.ArgumentParser) -> None:
+    """--model, --threads and --kernel: what every benchmark of one network takes."""
+    from models import native
+
+    ap.add_argument("--model", default=None, help="checkpoint (default: a fresh net, BN calibrated)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--kernel", choices=native.MODES, default="auto", help="LIF path of ours (auto: as robust runs)")
+
+
+def machine_setup(args: argparse.Namespace) -> tuple["Dataset", "SpikingNet"]:
+    """Apply --threads and --kernel; the built-in dataset and the network to time."""
+    from models import native
+    from robustness.data import DatasetSpec, load_dataset
+
+    torch.set_num_threads(args.threads)
+    native.set_mode(args.kernel)
+    data = load_dataset(DatasetSpec())
+    return data, benchmark_net(args.model, data)
 
 
 def benchmark_net(model: str | None, data) -> "SpikingNet":
