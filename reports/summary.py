@@ -209,6 +209,15 @@ def _pm(v: float | None, fmt: str = ".4f") -> str:
 SEARCH_OPTIONS = ("steps", "examples")  # how hard a worst-case search looks, not what it attacks
 
 
+def searches(options: Mapping[str, str]) -> bool:
+    """An `adversarial` component with these options ascends (steps above 0, 10 by default);
+    with steps=0 it is the random baseline of its budget."""
+    try:
+        return float(options.get("steps", 10)) > 0
+    except ValueError:
+        return True  # not a number: the perturbation's own check refuses it before any run
+
+
 def _attack_label(label: str) -> tuple[str, bool, str] | None:
     """(what is attacked: target and the options but `steps`, is the random baseline, the key
     that pairs it with its baseline: without any search option) of an `adversarial(...)`
@@ -223,7 +232,7 @@ def _attack_label(label: str) -> tuple[str, bool, str] | None:
         rest = ", ".join(f"{k}={v}" for k, v in sorted(opts.items()) if k not in ("target", *skip))
         return target + (f" ({rest})" if rest else "")
 
-    return named(("steps",)), opts.get("steps", "10") in ("0", "0.0"), named(SEARCH_OPTIONS)
+    return named(("steps",)), not searches(opts), named(SEARCH_OPTIONS)
 
 
 def attack_gaps(curves: list[CurveSummary]) -> list[dict]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from perturbations.base import PerturbationError, Scale, get
 from perturbations.spec import Spec, get_profile, parse_spec
-from reports.summary import SEARCH_OPTIONS
+from reports.summary import SEARCH_OPTIONS, searches
 from robustness.errors import BadInput
 from robustness.evaluate import BNMode, Mode
 from robustness.ranges import level_axis, out_of_bounds, parse_levels
@@ -342,10 +342,9 @@ def _attack(spec_text: str) -> tuple[str, bool, str] | None:
         return None
     given = dict(spec.components[0].options)
     opts = [(k, str(v)) for k, v in given.items() if k not in SEARCH_OPTIONS]
-    steps = str(given.get("steps", "10")).strip()
     key = ",".join(f"{k}={v}" for k, v in sorted(opts if any(k == "target" for k, _ in opts)
                                                  else opts + [("target", "weights")]))
-    return key, steps in ("0", "0.0"), "adversarial(" + ",".join(f"{k}={v}" for k, v in opts + [("steps", "0")]) + ")"
+    return key, not searches(given), "adversarial(" + ",".join(f"{k}={v}" for k, v in opts + [("steps", "0")]) + ")"
 
 
 def random_baselines(plans: list[PerturbationPlan]) -> list[PerturbationPlan]:

@@ -22,6 +22,7 @@ from perturbations.adversarial import SEARCH_EXAMPLES
 from perturbations.base import Context
 from perturbations.spec import Spec, apply
 from reports.stats import t_interval
+from reports.summary import searches
 from robustness.data import Dataset
 from robustness.evaluate import AVERAGING, Mode, compute, stacked_logp
 from robustness.metrics import compute_metrics, disagreement, log_mean_exp, per_example_nll
@@ -101,8 +102,7 @@ def _evaluate_draws(job: _Job, level: float, seeds: list[int]) -> list[dict]:
 
 def _searching(spec: Spec) -> list[dict]:
     """Options of the components of `spec` that search (adversarial, steps above 0)."""
-    opts = [dict(c.options) for c in spec.components if c.name == "adversarial"]
-    return [o for o in opts if float(o.get("steps", 10)) > 0]
+    return [o for o in (dict(c.options) for c in spec.components if c.name == "adversarial") if searches(o)]
 
 
 def is_attack(spec: Spec) -> bool:
