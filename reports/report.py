@@ -188,9 +188,9 @@ class _Builder:
                      num(g["worst"]) + ("" if g["worst_ci"] is None else f" ±{num(g['worst_ci'])}"),
                      num(g["gap"], "+.4f")] for g in gaps]
             deg.blocks.append(Table(["model", "mode", "target", "budget", "random accuracy", "worst-case accuracy",
-                                     "gap"], rows, "Worst case (gradient ascent within a relative L-infinity budget, "
-                                     "restarts as chips) against uniform offsets in the same budget; ± is the 95% "
-                                     "interval over chips."))
+                                     "gap"], rows, "Worst case (gradient ascent within the budget, restarts as chips) "
+                                     "against the random draw of the same budget (the search's start, steps=0); ± "
+                                     "is the 95% interval over chips."))
         return gaps
 
     def leader(self, run: Run, curves: list[CurveSummary], pert: str, level: float) -> dict | None:
