@@ -17,5 +17,6 @@ def slug(s: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in s).strip("-")[:40]
 
 
-def fmt_ci(v: float, hw: float | None) -> str:
-    return num(v, ".3g") + ("" if hw is None or not math.isfinite(hw) else f" ±{hw:.2g}")
+def fmt_ci(v: float, hw: float | None, fmt: str = ".3g", hw_fmt: str = ".2g") -> str:
+    """`v ±hw`, or `v` alone when there is no interval."""
+    return num(v, fmt) + ("" if hw is None or not math.isfinite(hw) else f" ±{hw:{hw_fmt}}")

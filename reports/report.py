@@ -20,7 +20,7 @@ import numpy as np
 from reports import figures
 from reports.calibration import pooled, reliability
 from reports.document import Figure, Section, Table, to_html, to_markdown
-from reports.formatting import num, pct, slug
+from reports.formatting import fmt_ci, num, pct, slug
 from reports.landscape import landscape_section
 from reports.provenance import provenance_section
 from reports.records import Records, Run
@@ -184,8 +184,8 @@ class _Builder:
                 for g in attack_gaps([c for cs in self.run_curves(run).values() for c in cs])]
         if gaps:
             rows = [[self.labels[g["model"]], g["mode"], g["target"], f"{g['level']:g}",
-                     num(g["random"]) + ("" if g["random_ci"] is None else f" ±{num(g['random_ci'])}"),
-                     num(g["worst"]) + ("" if g["worst_ci"] is None else f" ±{num(g['worst_ci'])}"),
+                     fmt_ci(g["random"], g["random_ci"], ".3f", ".3f"),
+                     fmt_ci(g["worst"], g["worst_ci"], ".3f", ".3f"),
                      num(g["gap"], "+.4f")] for g in gaps]
             deg.blocks.append(Table(["model", "mode", "target", "budget", "random accuracy", "worst-case accuracy",
                                      "gap"], rows, "Worst case (gradient ascent within the budget, restarts as chips) "
