@@ -11,26 +11,31 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-
-def read_noise_generators(t: Mapping[str, Tensor], layer: str, offset: int) -> list[torch.Generator] | None:
-    """One generator per network for a layer's read noise, fixed by (its draw's seed, offset)."""
-    seeds = t.get(f"{layer}.read_noise_seed")
-    if seeds is None:
-        return None
-    return [torch.Generator().manual_seed((int(s) * 1_000_003 + offset) % (2**63 - 1)) for s in seeds.tolist()]
+from models.counter_rng import counter_normal
 
 
-def add_read_noise(cur: Tensor, level: Tensor, gens: list[torch.Generator] | None) -> Tensor:
-    """cur + level * RMS(cur) * eps per network, eps redrawn for every step and neuron.
+def read_noise_keys(t: Mapping[str, Tensor], layer: str) -> Tensor | None:
+    """The int64 noise key per network [K] of a layer's read noise (None: no read noise)."""
+    return t.get(f"{layer}.read_noise_seed")
 
-    `gens` holds one generator per network (K of them), so each network's noise stream is
-    its own; the RMS is that network's over the rows of this pass.
+
+def add_read_noise(cur: Tensor, level: Tensor, keys: Tensor | None, example0: int, step0: int) -> Tensor:
+    """Cycle-to-cycle read noise on synaptic currents `cur` [K, T, B, H].
+
+    Each time step is one read of the array: current h of network k, example b and step t
+    becomes `cur + level_k * rms * eps`, where `rms` is the root mean square of that read's
+    currents over the layer's H neurons (same k, b, t) and `eps` a standard normal that
+    depends only on (keys[k], example0 + b, step0 + t, h). So a network's noise, and the
+    reference it is scaled by, never depend on which networks, examples or time steps
+    share the pass (see models/counter_rng.py). A step with no input current has no noise.
     """
-    if gens is None:
+    if keys is None:
         raise ValueError("read noise needs `read_noise_seed` per network (set by the read-noise perturbation)")
-    rms = cur.square().mean(dim=(1, 2), keepdim=True).sqrt()
-    eps = torch.stack([torch.randn(cur.shape[1:], generator=g) for g in gens]).to(cur.device, cur.dtype)
-    return cur + level.view(-1, 1, 1) * rms * eps
+    k, steps, bsz, width = cur.shape
+    rms = cur.square().mean(-1, keepdim=True).sqrt()
+    examples = torch.arange(example0, example0 + bsz)
+    eps = counter_normal(keys.to(cur.device), examples, torch.arange(step0, step0 + steps), width).to(cur.dtype)
+    return cur + level.view(-1, 1, 1, 1).to(cur.dtype) * rms * eps
 
 
 def force_spikes(z: Tensor, dead: Tensor | None, saturated: Tensor | None) -> Tensor:

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from models.chunking import time_chunk
-from models.hardware import add_read_noise, force_spikes, read_noise_generators
-from models.layers import bn_affine, drive_gain, flatten_input, leak, synaptic_filter
+from models.hardware import add_read_noise, force_spikes, read_noise_keys
+from models.layers import bn_affine, drive_gain, flatten_input, leak, row_invariant, synaptic_filter
 from models.lif import scan_chunk
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def _layer_constants(cfg: ModelConfig, t: Mapping[str, Tensor], opt: ForwardOpti
     return {"w": t[f"{p}.linear.weight"].transpose(-1, -2), "scale": scale.unsqueeze(1) * gain,
             "shift": shift.unsqueeze(1) * gain, "alpha": alpha, "v_th": t[f"{p}.v_th"].unsqueeze(1),
             "beta": None if beta is None else beta.unsqueeze(1), "bias": None if bias is None else bias.unsqueeze(1),
-            "noise": t.get(f"{p}.read_noise"), "gens": read_noise_generators(t, p, opt.example_offset),
+            "noise": t.get(f"{p}.read_noise"), "keys": read_noise_keys(t, p),
             "dead": t.get(f"{p}.dead"), "saturated": t.get(f"{p}.saturated"), "reset": cfg.reset}
 
 
@@ -77,10 +77,10 @@ def chunked_inference(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt:
         xc = x[:, c0:c0 + chunk] if x.dim() == 3 else x[:, :, c0:c0 + chunk]
         h, tc, _ = flatten_input(xc)
         for j, c in enumerate(consts):
-            cur = torch.matmul(h, c["w"])  # [K, tc*B, H]
-            if c["noise"] is not None:
-                cur = add_read_noise(cur, c["noise"], c["gens"])
+            cur = row_invariant(lambda rows: torch.matmul(rows, c["w"]), h)  # [K, tc*B, H]
             cur = cur.view(cur.shape[0], tc, bsz, -1)
+            if c["noise"] is not None:
+                cur = add_read_noise(cur, c["noise"], c["keys"], opt.example_offset, c0)
             if c["beta"] is not None:
                 if c["bias"] is not None:
                     cur = cur + c["bias"].unsqueeze(1)
@@ -93,5 +93,6 @@ def chunked_inference(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt:
             rate_sum = zt if rate_sum is None else rate_sum + zt
     if layers:
         rate_sum = counts[-1]
-    rates = [c.sum(dim=(1, 2)) / (steps * bsz * cfg.hidden[i]) for c, i in zip(counts, layers)]
+    # counts are whole numbers: summed in float64 they are exact, whatever the order
+    rates = [c.sum(dim=(1, 2), dtype=torch.float64) / (steps * bsz * cfg.hidden[i]) for c, i in zip(counts, layers)]
     return rate_sum / steps, rates

@@ -21,9 +21,9 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from models.hardware import add_read_noise, force_spikes, read_noise_generators
+from models.hardware import add_read_noise, force_spikes, read_noise_keys
 from models.inference import chunked_inference
-from models.layers import bn_affine, drive_gain, flatten_input, leak, synaptic_filter
+from models.layers import bn_affine, drive_gain, flatten_input, leak, row_invariant, synaptic_filter
 from models.lif import lif_scan
 
 
@@ -104,9 +104,10 @@ class ForwardOptions:
             re-estimate running statistics for each posterior sample.
         clamp_alpha: clamp the leak to its trainable range (off for perturbed hardware
             constants, which may leave it).
-        example_offset: index of `x[0]` in its split. Read noise (`blocks.i.read_noise`) for
-            draw k is drawn from a generator seeded by (`blocks.i.read_noise_seed[k]`, this
-            offset), so a draw's noise never depends on which other draws share the pass.
+        example_offset: index of `x[0]` in its split. Read noise (`blocks.i.read_noise`) of
+            draw k at example b, step t and neuron h is a function of
+            (`blocks.i.read_noise_seed[k]`, example_offset + b, t, h) alone, so a draw's noise
+            never depends on how the work is cut (see `models.hardware.add_read_noise`).
         start: index of the first block to run; `x` is then that block's input spike train
             [B, T, H] (reuse of clean activations below a perturbed layer).
         smooth_spikes: when > 0, replace the Heaviside by a sigmoid of the membrane with this
@@ -171,7 +172,9 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
         p = f"blocks.{i}"
         cur = torch.matmul(h, t[f"{p}.linear.weight"].transpose(-1, -2))  # [K, T*B, H]
         if f"{p}.read_noise" in t:
-            cur = add_read_noise(cur, t[f"{p}.read_noise"], read_noise_generators(t, p, opt.example_offset))
+            noisy = add_read_noise(cur.view(cur.shape[0], steps, bsz, -1), t[f"{p}.read_noise"], read_noise_keys(t, p),
+                                   opt.example_offset, 0)
+            cur = noisy.view(cur.shape)
         if f"{p}.linear.bias" in t:
             cur = cur + t[f"{p}.linear.bias"].unsqueeze(1)
         if f"{p}.beta" in t:
@@ -207,8 +210,8 @@ def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
         t: every named tensor of the network (see `SpikingNet.tensors`), each with a
             leading K axis. Optional hardware entries: `blocks.i.linear.bias` [K, H] (a
             constant current, after BN folding), `blocks.i.read_noise` [K] (std of
-            per-step current noise relative to the layer's RMS current) with
-            `blocks.i.read_noise_seed` [K] (int64, one noise stream per network),
+            per-step current noise relative to the RMS of that step's currents) with
+            `blocks.i.read_noise_seed` [K] (int64, one noise key per network),
             `blocks.i.dead` / `blocks.i.saturated` [K, H] (1 = never / always fires).
         x: features [B, T, D] (shared by all K) or [K, B, T, D].
         opt: BatchNorm/dropout treatment; inference defaults.
@@ -231,8 +234,8 @@ def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
         rate = h.reshape(h.shape[0], steps, bsz, -1).mean(1)  # spike rate per neuron [K, B, H]
     rate = _batchnorm(rate, t, "readout.bn", cfg, opt)
     rate = _dropout(rate, cfg.dropout, opt.dropout_generator)
-    logits = torch.baddbmm(t["readout.linear.bias"].unsqueeze(1), rate,
-                           t["readout.linear.weight"].transpose(-1, -2))
+    bias, weight = t["readout.linear.bias"].unsqueeze(1), t["readout.linear.weight"].transpose(-1, -2)
+    logits = row_invariant(lambda rows: torch.baddbmm(bias, rows, weight), rate)
     return logits, rates
 
 

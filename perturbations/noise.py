@@ -43,13 +43,20 @@ def lognormal(t: Tensors, level: float, gens: list[torch.Generator], ctx: Contex
 
 
 @register("read-noise", meaning="cycle-to-cycle noise on synaptic currents, redrawn at every time step",
-          level="std of the current noise relative to the layer's RMS synaptic current", version=2)
+          level="std of the current noise relative to the RMS of the layer's synaptic currents at that step",
+          version=3)
 def read_noise(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
     """Sets `blocks.i.read_noise` and a noise seed per draw (`blocks.i.read_noise_seed`);
     the forward pass draws fresh noise at every step from that draw's own stream.
 
-    Version 2: each draw's stream depends on its own (seed, draw, component) only (version 1
-    seeded one stream from all the draws of a pass).
+    The noise on current h of example b at step t is `level * rms * eps`, with `rms` the
+    RMS of the layer's currents at (b, t) and `eps` a function of (this key, b, t, h)
+    alone (`models.hardware.add_read_noise`).
+
+    Version 3: noise and its reference no longer depend on how inference cuts the work
+    (version 2 scaled by the RMS over a whole time chunk and drew the chunk's noise from a
+    sequential generator, so a cell changed with the networks per pass and the cache size;
+    version 1 seeded one stream from all the draws of a pass).
     """
     out = copy(t)
     k = next(iter(t.values())).shape[0]

@@ -24,7 +24,6 @@ from robustness.data import Dataset
 from robustness.errors import BadInput
 from robustness.metrics import compute_metrics, log_mean_exp
 
-READ_NOISE_BATCH = 64  # examples per pass under read noise: fixed, so noise and its RMS scale never depend on K
 
 
 class Mode(str, Enum):
@@ -71,22 +70,23 @@ def stacked_logp(cfg: ModelConfig, tensors: Mapping[str, Tensor], x: Tensor,
                  device: torch.device | str = "cpu", opt: ForwardOptions | None = None) -> tuple[Tensor, Tensor]:
     """Log-softmax [K, N, C] (float64) and mean spike rate per hidden layer [K, L] of K stacked networks.
 
-    Examples go through in batches; under read noise the batches are a fixed size and each
-    one tells the forward pass its offset, so every network's noise depends only on its own
-    draw and the examples, never on how many networks share the pass.
+    Examples go through in batches, each telling the forward pass its offset: read noise is
+    a function of (draw, example index, step, neuron), so no number depends on the batch.
     """
     opt = opt or ForwardOptions()
     k = next(iter(tensors.values())).shape[0]
-    noisy = any(n.endswith(".read_noise") for n in tensors)
-    bsz = READ_NOISE_BATCH if noisy else batch_size(k, max(cfg.hidden, default=cfg.input_dim))
-    logps, rate_sum = [], None
+    bsz = batch_size(k, max(cfg.hidden, default=cfg.input_dim))
+    # Spike counts per layer are whole numbers; summed as such they are exact in any batching.
+    neurons = torch.tensor([float(x.shape[-2] * h) for h in cfg.hidden[opt.start:]], dtype=torch.float64)
+    logps, spikes = [], None
     for start in range(0, len(x), bsz):
         xb = x[start:start + bsz].to(device)
         logits, rates = forward_stacked(cfg, tensors, xb, dataclasses.replace(opt, example_offset=start))
         logps.append(torch.log_softmax(logits.double(), -1).cpu())
-        r = (torch.stack(rates, 1) if rates else torch.zeros(logits.shape[0], 0)).double().cpu() * len(xb)
-        rate_sum = r if rate_sum is None else rate_sum + r
-    return torch.cat(logps, 1), rate_sum / len(x)
+        r = (torch.stack(rates, 1) if rates else torch.zeros(logits.shape[0], 0)).double().cpu() * len(xb) * neurons
+        r = r if opt.smooth_spikes else r.round()
+        spikes = r if spikes is None else spikes + r
+    return torch.cat(logps, 1), spikes / (len(x) * neurons)
 
 
 def with_bn_statistics(cfg: ModelConfig, tensors: Mapping[str, Tensor], x_calib: Tensor,
