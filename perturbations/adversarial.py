@@ -33,6 +33,9 @@ evaluated split. Without an objective (outside a sweep) only the random start is
 `ctx.group = M` ties the offsets of M consecutive networks (the M posterior samples of one
 prediction share one chip) and sums their gradients. Cost per budget and pass: `steps`
 forward-backward passes plus one forward, all restarts stacked in one batched pass.
+
+Version 2: under BMA the `steps=0` baseline, like the search, puts the M posterior samples
+of a prediction on one chip (version 1 gave each sample its own chip: another experiment).
 """
 
 from __future__ import annotations
@@ -144,7 +147,7 @@ def _norm(d: Tensor) -> Tensor:
                    "steps": ("10", "ascent steps; 0 = the random baseline of the same budget"),
                    "examples": (str(SEARCH_EXAMPLES), "held-out clips the search ascends on (the sweep's; more "
                                                       "finds worse chips, at proportional cost)")},
-          check=_check)
+          check=_check, version=2)
 def adversarial(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
     target, budget = ctx.opt("target", "weights", TARGETS), ctx.opt("budget", "linf", BUDGETS)
     steps = int(ctx.num("steps", 10))

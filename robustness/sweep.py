@@ -125,9 +125,11 @@ def _prepare(ck: Checkpoint, data: Dataset, mode: Mode, cfg: SweepConfig, x: tor
     return _Prepared(mode, base, k0, log_mean_exp(slp).argmax(-1), row)
 
 
-def spec_hash(cfg: SweepConfig, model_hashes: list[str]) -> str:
+def spec_hash(cfg: SweepConfig, model_hashes: list[str], specs: list[Spec]) -> str:
     d = cfg.to_dict()
     d["models"] = model_hashes  # content, not path: a moved file resumes, a retrained one does not
+    # a perturbation whose numbers changed (a new version) starts a new run instead of resuming into the old one
+    d["versions"] = [spec.versions() for spec in specs]
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -168,7 +170,7 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
     data_hash = ",".join(sorted({d.fingerprint for d in datasets.values()}))
     models_meta = [model_meta(ck, m, h) for m, h, ck in zip(cfg.models, hashes, cks)]
     with Store.open(store_path, create=True) as store:
-        run_id, resumed = store.run_for(spec_hash(cfg, hashes), {**cfg.to_dict(), "curves": curves}, models_meta,
+        run_id, resumed = store.run_for(spec_hash(cfg, hashes, specs), {**cfg.to_dict(), "curves": curves}, models_meta,
                                         data_hash, __version__, command)
         store.clear_failures("sweep", run_id)
         state = _RunState(store, store.done_keys(run_id), cfg, specs, device, executor, run_id)

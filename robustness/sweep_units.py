@@ -86,7 +86,7 @@ def _evaluate_draws(job: _Job, level: float, seeds: list[int]) -> list[dict]:
         stacked = {n: v.repeat(s, *([1] * (v.dim() - 1))) for n, v in prep.base.items()}
         draws = [sd * k0 + m for sd in group for m in range(k0)]
         t0 = time.perf_counter()
-        ctx = _attack_context(job, k0) if is_attack(job.spec) else job.ctx
+        ctx = _attack_context(job, k0)
         t = apply(job.spec, level, stacked, seed=job.seed, draws=draws, ctx=ctx)
         slp, rates = stacked_logp(job.net_cfg, t, job.x, job.device, ForwardOptions(clamp_alpha=False, start=job.start))
         elapsed = (time.perf_counter() - t0) / s
@@ -127,11 +127,21 @@ def search_batch(data: Dataset, evaluated: str, examples: int = SEARCH_EXAMPLES
     return name, split.x[idx], split.y[idx]
 
 
-def _attack_context(job: _Job, k0: int):
-    """The job's context with the loss a worst-case perturbation maximises: the NLL of each
-    prediction (M networks averaged) on the search batch, one value per prediction. Under BMA the
-    M posterior samples of a prediction run on one chip (one offset); chips and ensemble
-    members are separate chips, attacked jointly."""
+def _attack_context(job: _Job, k0: int) -> Context:
+    """The job's context for a worst-case spec: which networks share one chip and, when it
+    searches, the loss to maximise: the NLL of each prediction (M networks averaged) on the
+    search batch, one value per prediction.
+
+    Under BMA the M posterior samples of a prediction run on one chip (one offset), in the
+    search and in its `steps=0` random baseline alike, so that the baseline is the search's
+    own random start; chips and ensemble members are separate chips, attacked jointly.
+    Other specs get the job's context unchanged.
+    """
+    if not any(c.name == "adversarial" for c in job.spec.components):
+        return job.ctx
+    group = k0 if job.prep.mode is Mode.BMA else 1
+    if not is_attack(job.spec):
+        return dataclasses.replace(job.ctx, group=group)
     xb, yb = (v.to(job.device) for v in job.search)
     opt = ForwardOptions(clamp_alpha=False, start=job.start)
 
@@ -142,7 +152,7 @@ def _attack_context(job: _Job, k0: int):
         logp = torch.logsumexp(logp.view(-1, k0, *logp.shape[1:]), 1) - math.log(k0)
         return -logp.gather(-1, yb.view(1, -1, 1).expand(logp.shape[0], -1, 1)).mean((1, 2))
 
-    return dataclasses.replace(job.ctx, objective=loss, group=k0 if job.prep.mode is Mode.BMA else 1)
+    return dataclasses.replace(job.ctx, objective=loss, group=group)
 
 
 def _level(job: _Job, level: float, cfg: SweepConfig, done: dict, key_prefix: tuple,

@@ -202,3 +202,36 @@ def test_examples_sets_the_search_batch_of_the_sweep(tiny_checkpoints, tmp_path,
     # the random baseline searches nothing: one baseline serves every search size
     assert stored == {"adversarial(examples=8,steps=2)", "adversarial(steps=0)"}
     assert "weights (examples=8) budget 0.1: random" in r.output
+
+
+def test_the_bma_random_baseline_is_the_search_start_one_chip_per_prediction(tiny_checkpoints, tmp_path, monkeypatch):
+    """Under BMA the M posterior samples of a prediction share one chip, in the search and in
+    its steps=0 baseline alike (else the baseline is another chip model and the gap is overstated)."""
+    import robustness.sweep_units as sw
+    from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
+
+    seen = []
+
+    def recording(spec, level, t, **kw):
+        out = apply(spec, level, t, **kw)
+        seen.append((spec.label, out["blocks.0.v_th"] / t["blocks.0.v_th"]))
+        return out
+
+    monkeypatch.setattr(sw, "apply", recording)
+    m = 3
+    from robustness.sweep_config import random_baselines
+
+    plans = [PerturbationPlan("adversarial(target=thresholds,steps=2)", (0.2,))]
+    cfg = SweepConfig((str(tiny_checkpoints["ivon"]),), tuple(plans + random_baselines(plans)),
+                      seeds=2, limit=40, mc_samples=m, modes=("bma",))
+    run_sweep(cfg, str(tmp_path / "b.db"), progress=False)
+    assert {label for label, _ in seen} == {"adversarial(target=thresholds,steps=2)",
+                                            "adversarial(target=thresholds,steps=0)"}
+    starts = {}
+    for label, ratio in seen:
+        per_chip = ratio.view(-1, m, ratio.shape[-1])  # [seeds, M samples, neurons]
+        assert torch.equal(per_chip, per_chip[:, :1].expand_as(per_chip)), label  # one chip per prediction
+        assert (per_chip - 1).abs().max() <= 0.2 + 1e-6
+        starts[label] = per_chip
+    random = starts["adversarial(target=thresholds,steps=0)"]
+    assert not torch.equal(random[0], random[1])  # two seeds, two chips
