@@ -12,9 +12,13 @@ Targets, each the worst case of one random model:
   * `time_constants`: per-neuron membrane time constants, `tau f(d)` with `alpha = exp(-1/tau)`
     (integrate-and-fire layers, alpha = 1, and memoryless Threshold layers, alpha = 0, have none);
   * `mismatch`: all three at once (the `mismatch` perturbation's vth+tau+gain);
-  * `quantized`: the weights stored at `bits` bits (nearest rounding, per tensor), each then
-    offset by `d` steps of the grid (`d` in LSBs; 0.5 lets the search pick each weight's
-    rounding direction).
+  * `quantized`: the weights stored as `bits`-bit codes (per tensor, the `quantize` grid):
+    each weight may be stored as its nearest code or as the other neighbouring code when
+    that lies less than EPS LSBs from the weight's exact value (EPS <= 1). Level 0 is
+    nearest rounding (the `quantize` random model); level 1 lets the search pick every
+    weight's rounding direction, so it bounds stochastic rounding (`quantize(rounding=
+    stochastic)`). The search moves a continuous offset `d` (|d| <= EPS, LSBs) through a
+    straight-through gradient; the chip it scores and returns always stores codes.
 Budgets: `linf` (default) is relative L-infinity, `f(d) = 1 + d`, `|d| <= EPS` per
 parameter, steps of EPS/4 along the gradient's sign, starting uniform in the box. `logstd`
 is the budget of the log-normal random models (`mismatch`): `f(d) = exp(d)` with
@@ -48,7 +52,7 @@ import torch
 from torch import Tensor
 
 from perturbations.base import Context, PerturbationError, Tensors, copy, draw, register
-from perturbations.quantize import grid_step, quantize_tensor
+from perturbations.quantize import grid_step
 
 TARGETS = ("weights", "thresholds", "time_constants", "mismatch", "quantized")
 SEARCH_EXAMPLES = 32  # held-out examples per ascent step unless `examples=` says otherwise
@@ -62,7 +66,8 @@ class _Site:
     move: Callable[[Tensor], Tensor]
 
 
-def _sites(t: Tensors, ctx: Context, target: str, factor: Callable[[Tensor], Tensor], group: int) -> list[_Site]:
+def _sites(t: Tensors, ctx: Context, target: str, factor: Callable[[Tensor], Tensor], group: int,
+           level: float) -> list[_Site]:
     def rep(d: Tensor) -> Tensor:
         return d.repeat_interleave(group, dim=0)
 
@@ -74,8 +79,16 @@ def _sites(t: Tensors, ctx: Context, target: str, factor: Callable[[Tensor], Ten
         return _Site(n, lambda d, tau=tau: torch.exp(-1.0 / (tau * factor(rep(d)))))
 
     def on_grid(n: str, bits: int) -> _Site:
-        base, step = quantize_tensor(t[n], bits), grid_step(t[n], bits)
-        return _Site(n, lambda d: base + rep(d) * step)
+        step, qmax = grid_step(t[n], bits), 2 ** (bits - 1) - 1
+        exact = (t[n] / step).clamp(-qmax, qmax)  # the weight in LSBs
+        nearest, low = torch.round(exact), torch.floor(exact)
+
+        def stored(d: Tensor) -> Tensor:
+            d = rep(d)
+            code = torch.minimum(torch.maximum(torch.round(exact + d), low), low + 1)  # a neighbouring code
+            code = torch.where((code == nearest) | ((code - exact).abs() < level), code, nearest)
+            return (code * step).detach() + (d - d.detach()) * step  # codes forward, straight-through back
+        return _Site(n, stored)
 
     thresholds = [scaled(f"{layer}.v_th") for layer in ctx.neurons() if f"{layer}.v_th" in t]
     leaks = [leak(f"{layer}.alpha") for layer in ctx.neurons()
@@ -122,8 +135,8 @@ def _check(options: dict, level: float) -> None:
         if bits != int(bits) or not 2 <= bits <= 16:
             raise PerturbationError(f"adversarial: bits must be an integer from 2 to 16, got {options.get('bits')}")
         if level > 1:
-            raise PerturbationError(f"adversarial: an offset of {level:g} LSB moves weights past the next code; "
-                                    "give at most 1")
+            raise PerturbationError(f"adversarial: a budget of {level:g} LSB reaches past the neighbouring codes; "
+                                    "give at most 1 (1 = any rounding direction)")
     elif budget == "linf" and level >= 1:
         raise PerturbationError(f"adversarial: a relative budget of {level:g} can flip signs; give it below 1 "
                                 "(or budget=logstd)")
@@ -138,7 +151,8 @@ def _norm(d: Tensor) -> Tensor:
           "(restarts are the draws)",
           level="budget per parameter: relative L-infinity |delta| <= level (x (1 + delta)); with budget=logstd "
                 "the log-std of the random model (||log factor||_2 <= level sqrt(n) per tensor); "
-                "for target=quantized, LSBs",
+                "for target=quantized, LSBs (a code other than the nearest is allowed within level LSBs; <= 1)",
+          zero_is_identity=lambda options: options.get("target", "weights") != "quantized",
           options={"target": ("weights", "weights | thresholds | time_constants | mismatch (all three) | quantized"),
                    "budget": ("linf", "linf (relative L-infinity box) | logstd (L2 ball of the random model's "
                                       "log-std draw)"),
@@ -156,7 +170,7 @@ def adversarial(t: Tensors, level: float, gens: list[torch.Generator], ctx: Cont
     group = max(1, int(getattr(ctx, "group", 1) or 1))
     heads = gens[::group]  # one restart per group of networks that share a chip
     factor = torch.exp if budget == "logstd" else (lambda d: 1 + d)
-    sites = _sites(t, ctx, target, factor, group)
+    sites = _sites(t, ctx, target, factor, group, level)
     shapes = {s.name: tuple(t[s.name].shape[1:]) for s in sites}
     if budget == "logstd":
         radius = {n: level * math.sqrt(math.prod(sh)) for n, sh in shapes.items()}

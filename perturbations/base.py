@@ -108,7 +108,8 @@ class Perturbation:
         integer_level: levels must be integers (bits).
         min_level, max_level: the valid level range (inclusive).
         version: bump when the numbers a spec gives change (stored with every result).
-        zero_is_identity: level 0 leaves the network untouched (not for bits or PCM time).
+        zero_is_identity: level 0 leaves the network untouched (not for bits or PCM time); a
+            function of the options where that depends on them (`identity_at_zero`).
         level_is_bits: the level is a bit width: set by `--bits`, and more is milder.
         check: optional validation of (options, level) beyond names and range; raises
             PerturbationError for a combination the model cannot honour.
@@ -123,9 +124,14 @@ class Perturbation:
     min_level: float = 0.0
     max_level: float = float("inf")
     version: int = 1
-    zero_is_identity: bool = True
+    zero_is_identity: bool | Callable[[Mapping[str, str]], bool] = True
     level_is_bits: bool = False
     check: Callable[[Mapping[str, str], float], None] | None = None
+
+    def identity_at_zero(self, options: Mapping[str, str] | None = None) -> bool:
+        """Whether level 0 with these options is exactly the clean network."""
+        z = self.zero_is_identity
+        return bool(z(dict(options or {}))) if callable(z) else z
 
     def check_level(self, level: float) -> None:
         if not (self.min_level <= level <= self.max_level):
@@ -140,7 +146,8 @@ PERTURBATIONS: dict[str, Perturbation] = {}
 
 def register(name: str, *, meaning: str, level: str, options: Mapping[str, tuple[str, str]] | None = None,
              integer_level: bool = False, min_level: float = 0.0, max_level: float = float("inf"),
-             version: int = 1, zero_is_identity: bool = True, level_is_bits: bool = False,
+             version: int = 1, zero_is_identity: bool | Callable[[Mapping[str, str]], bool] = True,
+             level_is_bits: bool = False,
              check: Callable[[Mapping[str, str], float], None] | None = None) -> Callable[[PerturbFn], PerturbFn]:
     """Decorator: register a perturbation function under `name` with its metadata."""
     def deco(fn: PerturbFn) -> PerturbFn:

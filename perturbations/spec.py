@@ -51,6 +51,10 @@ class Spec:
     def swept_name(self) -> str:
         return self.components[self.swept].name
 
+    @property
+    def swept_options(self) -> dict[str, str]:
+        return dict(self.components[self.swept].options)
+
     def versions(self) -> dict[str, int]:
         return {c.name: get(c.name).version for c in self.components}
 
@@ -124,7 +128,7 @@ def apply(spec: Spec, level: float, t: Tensors, *, seed: int, draws: list[int], 
         p = get(comp.name)
         lvl = level if i == spec.swept else comp.level
         p.check_level(lvl)
-        if lvl == 0 and p.zero_is_identity:
+        if lvl == 0 and p.identity_at_zero(dict(comp.options)):
             continue  # exactly the identity
         gens = component_generators(seed, draws, i)
         t = p.fn(t, float(lvl), gens, replace(ctx, options=dict(comp.options)))

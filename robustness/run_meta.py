@@ -36,5 +36,5 @@ def curve_meta(spec: Spec, plan: PerturbationPlan, scale: str = "max") -> dict:
     metric but accuracy is better when lower."""
     p = get_perturbation(spec.swept_name)
     unit = UNITS.get(spec.swept_name, "level").format(scale=SCALE_NAMES.get(scale, scale))
-    return {"bits": p.level_is_bits, "axis": plan.axis, "clean_at_zero": p.zero_is_identity, "level": p.level,
+    return {"bits": p.level_is_bits, "axis": plan.axis, "clean_at_zero": p.identity_at_zero(spec.swept_options), "level": p.level,
             "unit": unit, "higher_is_better": ["accuracy"]}

@@ -333,7 +333,7 @@ def perturbed_tensors(spec: Spec, plan: PerturbationPlan, base: dict[str, torch.
     """Which tensors a spec changes (or adds, e.g. read noise) at its most severe level."""
     one = {n: v[:1] for n, v in base.items()}
     level = min(plan.levels) if get_perturbation(spec.swept_name).level_is_bits else max(plan.levels)
-    if level == 0 and get_perturbation(spec.swept_name).zero_is_identity:
+    if level == 0 and get_perturbation(spec.swept_name).identity_at_zero(spec.swept_options):
         level = 0.1
     out = apply(spec, level, one, seed=seed, draws=[0], ctx=ctx)
     return sorted(n for n in out if (n not in one or not torch.equal(out[n], one[n])) and not n.endswith("_seed"))
