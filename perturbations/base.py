@@ -111,6 +111,10 @@ class Perturbation:
         zero_is_identity: level 0 leaves the network untouched (not for bits or PCM time); a
             function of the options where that depends on them (`identity_at_zero`).
         level_is_bits: the level is a bit width: set by `--bits`, and more is milder.
+        monotone: harm grows with severity along the whole level range, so a level at chance
+            implies every harsher one is too (sweeps skip those) and accuracy may be
+            interpolated between levels. False where the axis changes regime (1-bit
+            quantisation binarises; a bit error rate above 0.5 inverts codes).
         check: optional validation of (options, level) beyond names and range; raises
             PerturbationError for a combination the model cannot honour.
     """
@@ -127,6 +131,7 @@ class Perturbation:
     zero_is_identity: bool | Callable[[Mapping[str, str]], bool] = True
     level_is_bits: bool = False
     check: Callable[[Mapping[str, str], float], None] | None = None
+    monotone: bool = True
 
     def identity_at_zero(self, options: Mapping[str, str] | None = None) -> bool:
         """Whether level 0 with these options is exactly the clean network."""
@@ -148,13 +153,15 @@ def register(name: str, *, meaning: str, level: str, options: Mapping[str, tuple
              integer_level: bool = False, min_level: float = 0.0, max_level: float = float("inf"),
              version: int = 1, zero_is_identity: bool | Callable[[Mapping[str, str]], bool] = True,
              level_is_bits: bool = False,
-             check: Callable[[Mapping[str, str], float], None] | None = None) -> Callable[[PerturbFn], PerturbFn]:
+             check: Callable[[Mapping[str, str], float], None] | None = None,
+             monotone: bool = True) -> Callable[[PerturbFn], PerturbFn]:
     """Decorator: register a perturbation function under `name` with its metadata."""
     def deco(fn: PerturbFn) -> PerturbFn:
         if name in PERTURBATIONS:
             raise ValueError(f"perturbation {name!r} registered twice")
         PERTURBATIONS[name] = Perturbation(name, fn, meaning, level, dict(options or {}), integer_level,
-                                           min_level, max_level, version, zero_is_identity, level_is_bits, check)
+                                           min_level, max_level, version, zero_is_identity, level_is_bits, check,
+                                           monotone)
         return fn
     return deco
 

@@ -59,7 +59,7 @@ def _check_bitflip(options: Mapping[str, str], level: float) -> None:
 
 @register("quantize", meaning="n-bit weight memory: uniform symmetric quantisation",
           level="bits (1-16)", integer_level=True, min_level=1, max_level=16, zero_is_identity=False,
-          level_is_bits=True, check=_check_quantize,
+          level_is_bits=True, check=_check_quantize, monotone=False,  # 1 bit binarises: 2 bits can be worse
           options={"granularity": ("tensor", "tensor | channel (per output row)"),
                    "rounding": ("nearest", "nearest | stochastic"),
                    "clip": ("100", "percentile of |w| mapped to the largest code")})
@@ -77,6 +77,7 @@ def quantize(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context
 
 @register("bitflip", meaning="memory bit errors: random bit flips in the n-bit two's-complement weight codes",
           level="bit error rate (probability that a bit flips, 0-1)", max_level=1.0, check=_check_bitflip,
+          monotone=False,  # past 0.5 most bits flip: the codes head for their complement, not for noise
           options={"bits": ("8", "code width n (2-16)")})
 def bitflip(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
     """w' = w + step * (flipped code - code): level 0 is exactly the identity."""

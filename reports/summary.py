@@ -87,13 +87,16 @@ def _x(level: float, axis: str) -> float:
     return math.log(level) if axis == "log" else level
 
 
-def drop_level(points: list[tuple[float, float]], clean: float, drop: float, axis: str = "linear") -> float | None:
-    """First level (in severity order) where accuracy <= clean - drop, interpolated on `axis`."""
+def drop_level(points: list[tuple[float, float]], clean: float, drop: float, axis: str = "linear",
+               monotone: bool = True) -> float | None:
+    """First level (in severity order) where accuracy <= clean - drop, interpolated on `axis`
+    between it and the level before, where harm is declared monotone in the level; otherwise
+    the first measured level that reaches the drop (no curve shape between levels is assumed)."""
     target = clean - drop
     prev = None
     for level, acc in points:
         if acc <= target:
-            if prev is None or prev[1] == acc or (axis == "log" and prev[0] <= 0):
+            if prev is None or prev[1] == acc or (axis == "log" and prev[0] <= 0) or not monotone:
                 return level
             (l0, a0) = prev
             x = _x(l0, axis) + (a0 - target) / (a0 - acc) * (_x(level, axis) - _x(l0, axis))
@@ -173,7 +176,9 @@ def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None,
         cs.levels = [_level_stats(level, by_level[level]) for level in sorted(by_level)]
         cs.increasing_severity = not meta.get("bits", False)
         pts = accuracy_points([(s.level, s.metrics["accuracy"][0]) for s in cs.levels], cs.clean["accuracy"], meta)
-        cs.drop_levels = {f"{int(d * 100)}pt": drop_level(pts, cs.clean["accuracy"], d, axis) for d in DROPS}
+        monotone = bool(meta.get("monotone", not meta.get("bits", False)))  # runs before the flag: bits were not
+        cs.drop_levels = {f"{int(d * 100)}pt": drop_level(pts, cs.clean["accuracy"], d, axis, monotone)
+                          for d in DROPS}
         cs.skipped = sorted(skips.get((model, mode, pert, layer), []), reverse=not cs.increasing_severity)
         cs.auc = None if cs.skipped else normalised_auc(pts, cs.clean["accuracy"], axis)
         out.append(cs)

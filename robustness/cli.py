@@ -213,7 +213,7 @@ def perturbations(as_json: bool) -> None:
 
     if as_json:
         click.echo(json.dumps({
-            "perturbations": [{"name": p.name, "meaning": p.meaning, "level": p.level,
+            "perturbations": [{"name": p.name, "meaning": p.meaning, "level": p.level, "monotone": p.monotone,
                                "options": {k: {"default": d, "help": h} for k, (d, h) in p.options.items()}}
                               for p in PERTURBATIONS.values()],
             "profiles": [{"name": p.name, "spec": p.spec, "levels": list(p.levels), "axis": p.axis,
@@ -221,7 +221,9 @@ def perturbations(as_json: bool) -> None:
                          for p in PROFILES.values()]}, indent=2))
         return
     for p in PERTURBATIONS.values():
-        click.echo(f"{p.name}\n  {p.meaning}\n  level: {p.level}")
+        harm = "grows with the level (levels past chance are skipped)" if p.monotone else \
+            "not monotone in the level (every level is run)"
+        click.echo(f"{p.name}\n  {p.meaning}\n  level: {p.level}\n  harm: {harm}")
         for k, (d, h) in p.options.items():
             click.echo(f"  option {k} (default {d}): {h}")
     click.echo("\nprofiles (robust sweep --profile NAME):")

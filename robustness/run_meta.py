@@ -32,9 +32,9 @@ SCALE_NAMES = {"max": "max|w|", "std": "std(w)", "abs": "1 (absolute)", "sigma":
 
 def curve_meta(spec: Spec, plan: PerturbationPlan, scale: str = "max") -> dict:
     """What a summary or report needs about a perturbation's levels, stored with the run:
-    bit width or not (severity order), level axis, clean at level 0, units, and that every
-    metric but accuracy is better when lower."""
+    bit width or not (severity order), level axis, clean at level 0, whether harm is declared
+    monotone in the level, units, and that every metric but accuracy is better when lower."""
     p = get_perturbation(spec.swept_name)
     unit = UNITS.get(spec.swept_name, "level").format(scale=SCALE_NAMES.get(scale, scale))
-    return {"bits": p.level_is_bits, "axis": plan.axis, "clean_at_zero": p.identity_at_zero(spec.swept_options), "level": p.level,
-            "unit": unit, "higher_is_better": ["accuracy"]}
+    return {"bits": p.level_is_bits, "axis": plan.axis, "clean_at_zero": p.identity_at_zero(spec.swept_options),
+            "monotone": p.monotone, "level": p.level, "unit": unit, "higher_is_better": ["accuracy"]}

@@ -228,7 +228,7 @@ class _RunState:
         planned, labels, cells, gates = [], {}, {}, {}  # unit name -> (curve, level) -> (store key, columns)
         chance = chance_accuracy(y)
         for spec, plan in zip(self.specs, cfg.plans):
-            bits = get_perturbation(spec.swept_name).level_is_bits
+            swept = get_perturbation(spec.swept_name)
             for scope in scopes:
                 layer_label = scope[0] if cfg.per_layer else ("" if not cfg.layers else ",".join(scope))
                 ctx = Context(scope, hidden, Scale(cfg.scale), cfg.include_bias, cfg.include_bn)
@@ -244,8 +244,9 @@ class _RunState:
                 job = self.executor.share(_Job(ck.net.cfg, prep, spec, ctx, xin, y, start, self.device, cfg.seed,
                                                search))
                 curve = (spec.label, layer_label)
-                gates[curve] = CurveGate(severity_order(plan.levels, bits), chance, prep.clean_row["accuracy"],
-                                         len(y), cfg.skip_at_chance)
+                # skipping past chance presumes harm grows with the level: only on axes declared monotone
+                gates[curve] = CurveGate(severity_order(plan.levels, swept.level_is_bits), chance,
+                                         prep.clean_row["accuracy"], len(y), cfg.skip_at_chance and swept.monotone)
                 for level in gates[curve].levels:
                     prefix = (mhash, mode.value, spec.label, layer_label, float(level))
                     name = f"{ck.path} {mode.value} {spec.label}{' [' + layer_label + ']' if layer_label else ''} " \

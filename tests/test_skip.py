@@ -117,3 +117,27 @@ def test_report_and_check_say_a_skipped_level_was_not_measured(swept, tiny_check
     assert curve["auc"] is None and [s["level"] for s in curve["skipped"]] == skipped
     assert all(math.isfinite(lv["accuracy_mean"]) for lv in curve["levels"])
     assert "not run: level" in (d / "report" / "report.md").read_text()
+
+
+def test_bit_widths_are_not_skipped_past_chance_since_one_bit_can_beat_two(tiny_checkpoints, tmp_path):
+    """quantize is not declared monotone (1 bit binarises): a collapsed 2-bit level does not skip 1 bit."""
+    db = tmp_path / "q.db"
+    r = CliRunner().invoke(cli, ["sweep", "--model", str(tiny_checkpoints["adam"]), "--perturbation", "quantize",
+                                 "--bits", "1,2,8", "--seeds", "1", "--quiet", "--out", str(db)])
+    assert r.exit_code == 0, r.output
+    assert _levels(db, "cells") == [1.0, 2.0, 8.0]
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT name FROM sqlite_master WHERE name = 'skipped'").fetchone() is None
+
+
+def test_drop_levels_are_interpolated_only_along_monotone_axes():
+    from reports.summary import drop_level, summarize
+
+    pts = [(8, 0.9), (4, 0.8), (2, 0.1), (1, 0.2)]
+    assert drop_level(pts, 0.9, 0.05, monotone=True) == pytest.approx(6.0)
+    assert drop_level(pts, 0.9, 0.05, monotone=False) == 4
+    rows = [{"model": "m", "mode": "point", "perturbation": "clean", "layer": "", "level": 0.0, "seed": 0,
+             "accuracy": 0.9, "nll": 0.1, "ece": 0.0, "brier": 0.0, "samples": 1, "n": 10}]
+    rows += [{**rows[0], "perturbation": "quantize", "level": float(b), "accuracy": a} for b, a in pts]
+    meta = {"quantize": {"bits": True, "axis": "linear", "clean_at_zero": False, "monotone": False}}
+    assert summarize(rows, meta)[0].drop_levels["5pt"] == 4.0
