@@ -60,3 +60,23 @@ def test_plane_metrics_and_local_minima():
 def test_angularity_is_scale_invariant():
     y = np.abs(X) + X**2
     assert angularity(X, 7 * y) == pytest.approx(angularity(X, y))
+
+
+@pytest.mark.parametrize("f", [lambda x: np.log(np.cosh(5 * x)), lambda x: x**4, lambda x: np.exp(5 * x)],
+                         ids=["logcosh5x", "x4", "exp5x"])
+def test_smooth_curves_have_no_kinks_at_the_default_resolution(f):
+    assert kinks(f(X)) == 0
+    assert kinks(f(np.linspace(-1, 1, 161))) == 0
+
+
+def test_a_kink_counts_once_wherever_it_falls_and_a_step_twice():
+    assert kinks(np.abs(X)) == 1
+    assert kinks(np.abs(X - 0.025)) == 1  # halfway between grid points: two second differences, one kink
+    assert kinks(np.abs(X - 0.013)) == 1
+    assert kinks((X > 0.01).astype(float)) == 2
+
+
+def test_a_constant_curve_has_no_angularity():
+    for c in (0.0, 0.3, 1e6):
+        m = metrics_1d(X, np.full_like(X, c))
+        assert m["angularity"] == 0.0 and m["kinks"] == 0 and m["curvature"] == pytest.approx(0, abs=1e-6 * (1 + c))
