@@ -48,14 +48,15 @@ def landscape_section(b) -> Section:
         pairs = [p for p in summary["pairs"] if p["metric"] in ("angularity", "roughness", "curvature")]
         if pairs:
             sec.blocks.append(Table(["metric", "A", "B", "mean A", "mean B", "A lower in", "p (Wilcoxon)",
-                                     "verdict"],
+                                     "p (Holm)", "verdict"],
                                     [[p["metric"], f"{b.labels.get(p['a']['model'], p['a']['model'])} "
                                       f"{p['a']['mode']}", f"{b.labels.get(p['b']['model'], p['b']['model'])}"
                                       f" {p['b']['mode']}", num(p["mean_a"], ".3g"), num(p["mean_b"], ".3g"),
-                                      f"{p['a_lower_in']}/{p['n']}", num(p["p"], ".3g"),
+                                      f"{p['a_lower_in']}/{p['n']}", num(p["p"], ".3g"), num(p["p_holm"], ".3g"),
                                       ("A lower" if p["median_diff"] < 0 else "B lower") if p["significant"]
                                       else "no difference shown"] for p in pairs],
-                                    "Paired by direction, two-sided Wilcoxon signed-rank test."))
+                                    f"Paired by direction, two-sided Wilcoxon signed-rank test; "
+                                    f"{summary['multiplicity']}."))
         js.append({"slice": s.id, "config": cfg, **summary})
     if not js:
         sec.blocks.append("No slices in this store (run `robust slice`): no landscape to show.")

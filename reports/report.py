@@ -24,7 +24,7 @@ from reports.formatting import fmt_ci, num, pct, slug
 from reports.landscape import landscape_section
 from reports.provenance import provenance_section
 from reports.records import Records, Run
-from reports.stats import paired_t_p
+from reports.stats import holm, paired_t_p
 from reports.summary import (CurveSummary, accuracy_points, attack_gaps, normalised_auc, paired, skipped_note,
                              summarize)
 from reports.verdict import verdict
@@ -109,18 +109,26 @@ class _Builder:
         return out
 
     def best_auc(self, run: Run, curves: list[CurveSummary]) -> tuple[CurveSummary | None, float | None]:
-        """The curve with the highest AUC, when a paired t-test over common chips says it beats
-        the runner-up (p < 0.05); else (None, p)."""
+        """The curve with the highest normalised AUC, when it beats every rival in a paired
+        t-test over their common chips' AUCs, Holm-adjusted over those comparisons (the leader
+        is the observed maximum, so one test against the runner-up would not control the
+        error of the selection); else None. Returns it and the largest adjusted p (None when
+        no comparison could be made)."""
         ranked = sorted([c for c in curves if c.auc is not None], key=lambda c: -c.auc)
         if len(ranked) < 2:
             return None, None
-        a, b = self.seed_aucs(run, ranked[0]), self.seed_aucs(run, ranked[1])
-        common = sorted(set(a) & set(b))
-        if len(common) < 2:
-            return None, None
-        d = np.array([a[s] - b[s] for s in common])
-        p = paired_t_p(d)
-        return (ranked[0] if p < 0.05 and d.mean() > 0 else None), p
+        top = self.seed_aucs(run, ranked[0])
+        ps, ahead = [], True
+        for rival in ranked[1:]:
+            other = self.seed_aucs(run, rival)
+            common = sorted(set(top) & set(other))
+            if len(common) < 2:
+                return None, None
+            d = np.array([top[s] - other[s] for s in common])
+            ps.append(paired_t_p(d))
+            ahead = ahead and d.mean() > 0
+        worst = max(holm(ps))
+        return (ranked[0] if worst < 0.05 and ahead else None), worst
 
     def degradation(self) -> tuple[Section, Section, Section]:
         deg = Section("degradation", "2. Degradation under hardware perturbations")
@@ -147,18 +155,22 @@ class _Builder:
                     if best is cs:
                         auc = f"**{auc}**"
                     d = {s.level: s for s in cs.levels}
-                    rows.append([self.labels[cs.model], cs.mode, str(cs.compute), auc,
+                    rows.append([self.labels[cs.model], cs.mode, str(cs.compute), auc, pct(cs.mean_accuracy),
                                  *[num(cs.drop_levels.get(k), ".3g") for k in ("1pt", "5pt", "10pt")],
                                  *[num(d[lv].metrics["ece"][0] - cs.clean["ece"], "+.3f") if lv in d else "-"
                                    for lv in (mid, last)],
                                  *[num(d[lv].metrics["nll"][0] - cs.clean["nll"], "+.3f") if lv in d else "-"
                                    for lv in (mid, last)]])
-                axis_note = f"AUC integrated on a {meta.get('axis', 'linear')} level axis, relative to clean accuracy"
-                sig = (f"bold: best AUC, better than the runner-up in a paired t-test over common chips "
-                       f"(p = {p:.2g})" if best is not None else
-                       "no AUC is marked: the top two do not differ in a paired t-test over chips"
-                       + (f" (p = {p:.2g})" if p is not None else ""))
-                deg.blocks.append(Table(["model", "mode", "compute", "norm. AUC", "1-pt drop at", "5-pt drop at",
+                axis_note = (f"norm. AUC: area under accuracy against level on a {meta.get('axis', 'linear')} axis, "
+                             f"relative to the curve's own clean accuracy; mean acc.: the same area in absolute "
+                             f"accuracy (accuracy averaged over the level range)")
+                sig = (f"bold: best normalised AUC, ahead of every other curve in paired t-tests over common chips, "
+                       f"Holm-adjusted (largest p = {p:.2g})" if best is not None else
+                       "no AUC is marked: no separable leader (the highest normalised AUC is not ahead of every "
+                       "other curve in paired t-tests over chips, Holm-adjusted"
+                       + (f"; largest p = {p:.2g})" if p is not None else "; too few common chips to test)"))
+                deg.blocks.append(Table(["model", "mode", "compute", "norm. AUC", "mean acc.", "1-pt drop at",
+                                         "5-pt drop at",
                                          "10-pt drop at", f"dECE @{mid:g}", f"dECE @{last:g}", f"dNLL @{mid:g}",
                                          f"dNLL @{last:g}"], rows, f"{pert}: {axis_note}; {sig}."))
                 deg.blocks += [f"{self.labels[cs.model]} {cs.mode}: {skipped_note(cs)}." for cs in curves if cs.skipped]
@@ -200,17 +212,22 @@ class _Builder:
         if not ranked:
             return None
         top = ranked[0]
-        comps = []
+        comps, tests = [], []
         for other in ranked[1:]:
             try:
                 d = paired(run.rows, (top.model, top.mode), (other.model, other.mode), pert, level)
             except KeyError:
                 continue
+            tests.append(d)
             comps.append({"model": other.model, "mode": other.mode, "compute": other.compute,
                           "accuracy": acc[id(other)], "diff": d.diff, "lo": d.lo, "hi": d.hi,
-                          "p_examples": d.p_examples, "p_chips": d.p_chips, "significant": d.significant})
+                          "p_examples": d.p_examples, "p_chips": d.p_chips})
+        # The leader is the observed best: its comparisons are one family, Holm-adjusted.
+        # A comparison's p is the larger of its two tests (a call needs both).
+        for c, d, adjusted in zip(comps, tests, holm([max(d.p_examples, d.p_chips or 0.0) for d in tests])):
+            c.update(p_holm=adjusted, significant=d.significant and adjusted < 0.05)
         return {"model": top.model, "mode": top.mode, "compute": top.compute, "accuracy": acc[id(top)],
-                "versus": comps}
+                "versus": comps, "separable": bool(comps) and all(c["significant"] for c in comps)}
 
     def calibration(self, run: Run, pert: str, curves: list[CurveSummary], stem: str, js: list,
                     diagrams: bool = True) -> list:

@@ -2,8 +2,11 @@
 
 Pairs are compared direction by direction (the same line for both when directions are
 shared) with the Wilcoxon signed-rank test, which assumes nothing about how the
-per-direction differences are distributed; with 8 directions its smallest two-sided
-p-value is 2/256 = 0.0078.
+per-direction differences are distributed; with n directions its smallest two-sided
+p-value is 2/2^n (0.0078 for 8). A table tests every pair of model/modes on each of
+PAIRED_METRICS; a difference is called only when its Holm-adjusted p over all of the
+table's tests is below ALPHA, so the chance of any false call in the table stays below
+ALPHA. With few directions no test can get there: the summary says so.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from reports.stats import t_interval
+from reports.stats import holm, t_interval
 from robustness.smoothness import METRICS_1D, METRICS_2D, metrics_1d, metrics_2d
 
 # Metrics printed in the paired table (all are in --json).
@@ -72,15 +75,32 @@ def summarize_slices(curves: list[dict]) -> dict:
         common = sorted(set(per[a]) & set(per[b]))
         if len(common) < 2:
             continue
-        for name in names:
+        for name in PAIRED_METRICS:
             d = np.array([per[a][i][name] - per[b][i][name] for i in common])
-            p = wilcoxon_p(d)
             pairs.append({"a": {"model": a[0], "mode": a[1]}, "b": {"model": b[0], "mode": b[1]}, "metric": name,
                           "n": len(common), "mean_a": float(np.mean([per[a][i][name] for i in common])),
                           "mean_b": float(np.mean([per[b][i][name] for i in common])),
                           "median_diff": float(np.median(d)), "a_lower_in": int((d < 0).sum()),
-                          "test": "wilcoxon signed-rank, two-sided", "p": p, "significant": p < ALPHA})
-    return {"groups": out_groups, "pairs": pairs}
+                          "test": "wilcoxon signed-rank, two-sided", "p": wilcoxon_p(d)})
+    for pair, adjusted in zip(pairs, holm([p["p"] for p in pairs])):
+        pair.update(p_holm=adjusted, family=len(pairs), significant=adjusted < ALPHA)
+    return {"groups": out_groups, "pairs": pairs, "multiplicity": multiplicity_note(pairs)}
+
+
+def multiplicity_note(pairs: list[dict]) -> str | None:
+    """How the table's tests are corrected and, when its directions are too few for any test
+    to be called, why (None when the table has no tests)."""
+    if not pairs:
+        return None
+    m, n = len(pairs), min(p["n"] for p in pairs)
+    text = (f"differences are called at Holm-adjusted p < {ALPHA:g} over the table's {m} tests "
+            f"({len(PAIRED_METRICS)} metrics x {m // len(PAIRED_METRICS)} pairs)")
+    smallest = 2.0 / 2 ** n
+    if smallest * m >= ALPHA:
+        need = next(k for k in range(n, 64) if 2.0 / 2 ** k * m < ALPHA)
+        text += (f"; with {n} directions the smallest possible p is {smallest:.2g}, so none can be called: "
+                 f"{need} directions or more can")
+    return text
 
 
 def _fmt(v: float, hw: float | None) -> str:
@@ -103,9 +123,10 @@ def format_slices(summary: dict, notes: list[str]) -> str:
         lines.append("  " + " | ".join(cells))
         if g["eigenvalues"]:
             lines.append("    hessian eigenvalues: " + ", ".join(f"{e:.4g}" for e in g["eigenvalues"]))
-    pairs = [p for p in summary["pairs"] if p["metric"] in PAIRED_METRICS]
+    pairs = summary["pairs"]
     if pairs:
-        lines.append("\npaired by direction (Wilcoxon signed-rank, two-sided; lower = smoother/flatter):")
+        lines.append("\npaired by direction (Wilcoxon signed-rank, two-sided; lower = smoother/flatter; "
+                     f"{summary['multiplicity']}):")
         for p in pairs:
             a, b = f"{p['a']['model']} / {p['a']['mode']}", f"{p['b']['model']} / {p['b']['mode']}"
             if not p["significant"]:
@@ -113,7 +134,8 @@ def format_slices(summary: dict, notes: list[str]) -> str:
             else:
                 verdict = f"{a if p['median_diff'] < 0 else b} lower"
             lines.append(f"  {p['metric']:<11} {a} {p['mean_a']:.3g} vs {b} {p['mean_b']:.3g}: "
-                         f"lower in {p['a_lower_in']}/{p['n']} directions, p = {p['p']:.3g} ({verdict})")
+                         f"lower in {p['a_lower_in']}/{p['n']} directions, p = {p['p']:.3g}, "
+                         f"Holm {p['p_holm']:.3g} ({verdict})")
     if notes:
         lines += [""] + [f"note: {n}" for n in notes]
     return "\n".join(lines)

@@ -51,6 +51,22 @@ def paired_t_p(diffs: list[float] | np.ndarray) -> float:
     return float(stats.ttest_1samp(d, 0.0).pvalue)
 
 
+def holm(ps: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values: calling every adjusted p < alpha a difference keeps
+    the chance of any false call among the family at most alpha (Holm 1979).
+
+    >>> [round(p, 9) for p in holm([0.01, 0.04, 0.03])]
+    [0.03, 0.06, 0.06]
+    """
+    m = len(ps)
+    order = sorted(range(m), key=lambda i: ps[i])
+    out, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * ps[i]))
+        out[i] = running
+    return out
+
+
 @functools.lru_cache(maxsize=4)
 def _resample_counts(n: int, seed: int) -> np.ndarray:
     """[BOOTSTRAP, n] how often each example is drawn in each resample. The draws depend

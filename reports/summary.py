@@ -67,11 +67,18 @@ class CurveSummary:
     increasing_severity: bool = True
     skipped: list[tuple[float, str]] = field(default_factory=list)  # (level, reason): not run, never numbers
 
+    @property
+    def mean_accuracy(self) -> float | None:
+        """The absolute area: accuracy averaged over the level range on its axis (the
+        normalised AUC times clean accuracy), which ranks models by what they keep, not by
+        what they keep of their own clean accuracy."""
+        return None if self.auc is None else self.auc * self.clean["accuracy"]
+
     def to_dict(self) -> dict:
         return {
             "model": self.model, "optimizer": self.optimizer, "mode": self.mode, "compute": self.compute,
             "perturbation": self.perturbation, "layer": self.layer, "clean": self.clean, "axis": self.axis,
-            "auc": self.auc, "drop_levels": self.drop_levels,
+            "auc": self.auc, "mean_accuracy": self.mean_accuracy, "drop_levels": self.drop_levels,
             "skipped": [{"level": lv, "reason": why} for lv, why in self.skipped],
             "levels": [{"level": s.level, "n": s.n,
                         **{f"{k}_mean": v[0] for k, v in s.metrics.items()},

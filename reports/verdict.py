@@ -41,23 +41,45 @@ def _degradation(summary: dict, labels: dict[str, str]) -> list[str]:
         if not top:
             continue
         name = f"{labels.get(top['model'], top['model'])} {top['mode']}"
-        line = (f"{d['perturbation']} {d['level']:g}: {name} ({_net(top['compute'])}) keeps "
-                f"{100 * top['accuracy']:.1f}% accuracy")
+        n = len(top["versus"])
+        if top.get("separable"):
+            head = (f"{d['perturbation']} {d['level']:g}: {name} ({_net(top['compute'])}) keeps "
+                    f"{100 * top['accuracy']:.1f}% accuracy, ahead of all {n} others (paired tests, Holm-adjusted "
+                    f"over the {n})")
+        else:
+            head = (f"{d['perturbation']} {d['level']:g}: no separable leader; the highest, {name} "
+                    f"({_net(top['compute'])}), keeps {100 * top['accuracy']:.1f}% accuracy")
         comps = []
         for v in _pick(top["versus"], top):
             other = f"{labels.get(v['model'], v['model'])} {v['mode']} ({_net(v['compute'])})"
-            p = max(v["p_examples"], v["p_chips"] or 0.0)  # significance needs both tests
+            p = v.get("p_holm", max(v["p_examples"], v["p_chips"] or 0.0))  # significance needs both tests
             if v["significant"]:
-                comps.append(f"{100 * v['diff']:+.1f} points vs {other} ({_p(p)})")
+                comps.append(f"{100 * v['diff']:+.1f} points vs {other} (Holm {_p(p)})")
             else:
-                comps.append(f"{100 * v['diff']:+.1f} vs {other}, inside the noise ({_p(p)})")
-        if d.get("best_auc"):
-            b = d["best_auc"]
-            comps.append(f"best area under the accuracy curve: {labels.get(b['model'], b['model'])} {b['mode']} "
-                         f"({_p(d['best_auc_p'])})")
-        elif d.get("best_auc_p") is not None:
-            comps.append(f"the top two areas under the accuracy curve do not differ ({_p(d['best_auc_p'])})")
-        out.append(line + ("; " + "; ".join(comps) if comps else "") + ".")
+                comps.append(f"{100 * v['diff']:+.1f} vs {other}, inside the noise (Holm {_p(p)})")
+        comps += _auc_lines(d, labels)
+        out.append(head + ("; " + "; ".join(comps) if comps else "") + ".")
+    return out
+
+
+def _auc_lines(d: dict, labels: dict[str, str]) -> list[str]:
+    """The area-under-the-curve leader, normalised (to each curve's own clean accuracy) and absolute."""
+    curves = [c for c in d.get("curves", []) if c.get("auc") is not None]
+    if len(curves) < 2:
+        return []
+    def name(c: dict) -> str:
+        return f"{labels.get(c['model'], c['model'])} {c['mode']}"
+    absolute = max(curves, key=lambda c: c["mean_accuracy"])
+    out = []
+    if d.get("best_auc"):
+        b = next(c for c in curves if (c["model"], c["mode"]) == (d["best_auc"]["model"], d["best_auc"]["mode"]))
+        out.append(f"best normalised area under the accuracy curve (relative to its own clean accuracy): {name(b)}, "
+                   f"ahead of every other curve over chips (Holm {_p(d['best_auc_p'])})")
+    elif d.get("best_auc_p") is not None:
+        out.append(f"no curve's normalised area under the accuracy curve is ahead of every other's over chips "
+                   f"(Holm, largest {_p(d['best_auc_p'])})")
+    out.append(f"highest mean accuracy over the level range: {name(absolute)} "
+               f"({100 * absolute['mean_accuracy']:.1f}%, not tested)")
     return out
 
 
@@ -69,15 +91,18 @@ def _landscape(summary: dict, labels: dict[str, str]) -> list[str]:
                 continue
             a = f"{labels.get(p['a']['model'], p['a']['model'])} {p['a']['mode']}"
             b = f"{labels.get(p['b']['model'], p['b']['model'])} {p['b']['mode']}"
+            test = f"Wilcoxon {_p(p['p'])}, Holm-adjusted over the slice table's {p['family']} tests {_p(p['p_holm'])}"
             if p["significant"]:
                 lo, hi = (a, b) if p["median_diff"] < 0 else (b, a)
                 ma, mb = (p["mean_a"], p["mean_b"]) if p["median_diff"] < 0 else (p["mean_b"], p["mean_a"])
                 ratio = f"{mb / ma:.1f}x " if ma > 0 and math.isfinite(mb / ma) else ""
                 out.append(f"Slice {s['slice']}: {lo}'s loss is {ratio}less angular than {hi}'s along the same "
-                           f"{p['n']} directions (Wilcoxon {_p(p['p'])}).")
+                           f"{p['n']} directions ({test}).")
             else:
-                out.append(f"Slice {s['slice']}: no difference in angularity between {a} and {b} "
-                           f"({p['n']} directions, Wilcoxon {_p(p['p'])}).")
+                out.append(f"Slice {s['slice']}: no difference in angularity shown between {a} and {b} "
+                           f"({p['n']} directions, {test}).")
+        if s.get("multiplicity") and "none can be called" in s["multiplicity"]:
+            out.append(f"Slice {s['slice']}: {s['multiplicity']}.")
     return out
 
 
