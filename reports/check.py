@@ -54,7 +54,7 @@ def _curves(rec: Records) -> dict[tuple[str, str, str], CurveSummary]:
     """(model path, mode, perturbation) -> the newest run's curve (whole-network scope)."""
     out = {}
     for run in rec.runs:
-        for cs in summarize(run.rows, run.curves_meta, run.skipped):
+        for cs in summarize(run.rows, run.curves_meta, run.skipped, run.groups):
             if not cs.layer:
                 out[(cs.model, cs.mode, cs.perturbation)] = cs
     return out

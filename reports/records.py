@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from reports.stats import TestGroups
 from robustness.errors import BadInput
 from robustness.store import Store
 
@@ -31,6 +32,11 @@ class Run:
     @property
     def curves_meta(self) -> dict:
         return self.config.get("curves", {})
+
+    @property
+    def groups(self) -> dict[str, TestGroups | None]:
+        """Model path -> its test examples' speakers (None: unknown, or a run stored before them)."""
+        return {m["path"]: TestGroups.from_dict(m.get("test_groups")) for m in self.models}
 
 
 @dataclass

@@ -24,7 +24,7 @@ from reports.formatting import fmt_ci, num, pct, slug
 from reports.landscape import landscape_section
 from reports.provenance import provenance_section
 from reports.records import Records, Run
-from reports.stats import holm, paired_t_p
+from reports.stats import holm, interval_unit, paired_t_p
 from reports.summary import (CurveSummary, accuracy_points, attack_gaps, normalised_auc, paired, skipped_note,
                              summarize)
 from reports.verdict import verdict
@@ -85,7 +85,7 @@ class _Builder:
         if run.id in self._curves:  # summaries bootstrap over examples: compute them once
             return self._curves[run.id]
         by_pert: dict[str, list[CurveSummary]] = defaultdict(list)
-        for cs in summarize(run.rows, run.curves_meta, run.skipped):
+        for cs in summarize(run.rows, run.curves_meta, run.skipped, run.groups):
             if not cs.layer:
                 by_pert[cs.perturbation].append(cs)
         self._curves[run.id] = by_pert
@@ -215,7 +215,8 @@ class _Builder:
         comps, tests = [], []
         for other in ranked[1:]:
             try:
-                d = paired(run.rows, (top.model, top.mode), (other.model, other.mode), pert, level)
+                d = paired(run.rows, (top.model, top.mode), (other.model, other.mode), pert, level,
+                           groups=top.test_groups)
             except KeyError:
                 continue
             tests.append(d)
@@ -303,8 +304,10 @@ class _Builder:
                         if other is b:
                             continue
                         try:
-                            acc = paired(run.rows, (b.model, b.mode), (other.model, other.mode), pert, mid)
-                            nll = paired(run.rows, (b.model, b.mode), (other.model, other.mode), pert, mid, "nll")
+                            acc = paired(run.rows, (b.model, b.mode), (other.model, other.mode), pert, mid,
+                                         groups=b.test_groups)
+                            nll = paired(run.rows, (b.model, b.mode), (other.model, other.mode), pert, mid, "nll",
+                                         groups=b.test_groups)
                         except KeyError:
                             continue
                         rows.append([f"{self.labels[b.model]} bma (x{b.compute})",
@@ -322,7 +325,8 @@ class _Builder:
                     sec.blocks.append(Table(["IVON BMA", "minus", "Δ accuracy (points) [95%]", "significant",
                                              "Δ NLL [95%]", "significant"], rows,
                                             f"{pert} {mid:g} (run {run.id}): paired on the same test examples "
-                                            f"(bootstrap) and chips (t-test); significant = both agree (p < 0.05). "
+                                            f"(bootstrap over {interval_unit(bmas[0].test_groups)}) and chips "
+                                            f"(t-test); significant = both agree (p < 0.05). "
                                             f"Controls at the same compute: chips, ensemble."))
         if not js:
             sec.blocks.append("No IVON BMA curve beside other models in a sweep: no controls comparison.")

@@ -4,7 +4,11 @@ Two sources of uncertainty are kept apart:
 - over chips: the spread of a metric across independent hardware draws (seeds), a
   t-interval of the mean, conditional on the test set;
 - over test examples: how much the seed-averaged metric would move on another test set
-  of the same size, a percentile bootstrap over examples.
+  of the same size, a percentile bootstrap. Clips of one speaker are not independent, so
+  when the examples' speakers are known the bootstrap resamples whole speakers (a cluster
+  bootstrap: each resample draws as many speakers as the test set has, with replacement,
+  and averages over their clips); otherwise it resamples examples, which assumes they
+  are independent (`TestGroups` says which).
 """
 
 from __future__ import annotations
@@ -67,29 +71,80 @@ def holm(ps: list[float]) -> list[float]:
     return out
 
 
-@functools.lru_cache(maxsize=4)
+@dataclass(frozen=True)
+class TestGroups:
+    """Which test examples belong together (one speaker's clips), for the bootstrap.
+
+    Attributes:
+        index: cluster number of each example [N] (0..C-1).
+        names: the clusters' names (speakers), C of them.
+    """
+
+    index: tuple[int, ...]
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, labels: list[str]) -> "TestGroups | None":
+        """Clusters from per-example speaker labels; None when any is unknown."""
+        if not labels or any(not g for g in labels):
+            return None
+        names = tuple(sorted(set(labels)))
+        pos = {n: i for i, n in enumerate(names)}
+        return cls(tuple(pos[g] for g in labels), names)
+
+    def to_dict(self) -> dict:
+        return {"names": list(self.names), "index": list(self.index)}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "TestGroups | None":
+        return None if not d else cls(tuple(int(i) for i in d["index"]), tuple(str(n) for n in d["names"]))
+
+
+def interval_unit(groups: TestGroups | None) -> str:
+    """What the test-set interval resamples, in words."""
+    if groups is None:
+        return "test examples (speakers unknown: assumes independent examples)"
+    if len(groups.names) < 2:
+        return "test examples of one speaker (assumes independent examples; says nothing about other speakers)"
+    return f"test speakers (cluster bootstrap over {len(groups.names)} speakers)"
+
+
+@functools.lru_cache(maxsize=8)
 def _resample_counts(n: int, seed: int) -> np.ndarray:
-    """[BOOTSTRAP, n] how often each example is drawn in each resample. The draws depend
-    only on (n, seed), so every interval of a report shares them: one matrix product per
-    interval instead of a fresh gather (float32 holds the counts exactly)."""
+    """[BOOTSTRAP, n] how often each of n units (examples or speakers) is drawn in each
+    resample. The draws depend only on (n, seed), so every interval of a report shares
+    them: one matrix product per interval instead of a fresh gather (float32 holds the
+    counts exactly)."""
     idx = np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP, n))
     counts = np.zeros((BOOTSTRAP, n), np.float32)
     np.add.at(counts, (np.arange(BOOTSTRAP)[:, None], idx), 1.0)
     return counts
 
 
-def _resampled_means(x: np.ndarray, seed: int) -> np.ndarray:
-    """The mean of `x` in each bootstrap resample [BOOTSTRAP]."""
-    return _resample_counts(len(x), seed) @ x.astype(np.float32) / len(x)
+def _resampled_means(x: np.ndarray, seed: int, groups: TestGroups | None = None) -> np.ndarray:
+    """The mean of `x` over examples in each bootstrap resample [BOOTSTRAP]: of examples, or
+    of whole clusters (sum of the drawn clusters' scores over their number of examples).
+    One cluster cannot be resampled: its examples are."""
+    if groups is None or len(groups.names) < 2:
+        return _resample_counts(len(x), seed) @ x.astype(np.float32) / len(x)
+    if len(groups.index) != len(x):
+        raise ValueError(f"{len(x)} per-example scores but speakers for {len(groups.index)} examples")
+    index = np.asarray(groups.index)
+    sums = np.bincount(index, weights=x, minlength=len(groups.names))
+    sizes = np.bincount(index, minlength=len(groups.names)).astype(np.float64)
+    counts = _resample_counts(len(groups.names), seed).astype(np.float64)
+    return (counts @ sums) / (counts @ sizes)
 
 
-def bootstrap_halfwidth(per_example: np.ndarray, seed: int = 0, level: float = 0.95) -> float:
-    """Half the width of the percentile bootstrap interval of the mean over examples.
+def bootstrap_halfwidth(per_example: np.ndarray, seed: int = 0, level: float = 0.95,
+                        groups: TestGroups | None = None) -> float:
+    """Half the width of the percentile bootstrap interval of the mean over examples
+    (over whole clusters of examples when `groups` is given).
 
     `per_example` [N] is a per-example score (e.g. correctness averaged over chips).
     A fixed seed makes the interval reproducible.
     """
-    means = _resampled_means(np.asarray(per_example, dtype=np.float64), seed)
+    means = _resampled_means(np.asarray(per_example, dtype=np.float64), seed, groups)
     lo, hi = np.quantile(means, [0.5 - level / 2, 0.5 + level / 2])
     return float(hi - lo) / 2
 
@@ -119,15 +174,17 @@ class PairedDifference:
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, chips_a: np.ndarray | None = None,
-                      chips_b: np.ndarray | None = None, seed: int = 0) -> PairedDifference:
+                      chips_b: np.ndarray | None = None, seed: int = 0,
+                      groups: TestGroups | None = None) -> PairedDifference:
     """Paired comparison of two models/modes.
 
     Args:
         a, b: per-example scores [N] on the same examples (seed-averaged).
         chips_a, chips_b: per-seed metric values [S] on common draws (same seeds), optional.
+        groups: the examples' speakers: the bootstrap then resamples whole speakers.
     """
     d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    boot = _resampled_means(d, seed)
+    boot = _resampled_means(d, seed, groups)
     lo, hi = np.quantile(boot, [0.025, 0.975])
     # two-sided p from the bootstrap distribution of the mean difference
     p = float(min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean())))

@@ -18,7 +18,7 @@ from typing import Mapping
 
 import numpy as np
 
-from reports.stats import bootstrap_halfwidth, paired_difference, t_interval
+from reports.stats import TestGroups, bootstrap_halfwidth, interval_unit, paired_difference, t_interval
 
 DROPS = (0.01, 0.05, 0.10)
 METRICS = ("accuracy", "nll", "ece", "brier", "disagreement", "mutual_information")
@@ -66,6 +66,7 @@ class CurveSummary:
     drop_levels: dict[str, float | None] = field(default_factory=dict)
     increasing_severity: bool = True
     skipped: list[tuple[float, str]] = field(default_factory=list)  # (level, reason): not run, never numbers
+    test_groups: TestGroups | None = None  # the test examples' speakers: what the ±test interval resamples
 
     @property
     def mean_accuracy(self) -> float | None:
@@ -79,6 +80,7 @@ class CurveSummary:
             "model": self.model, "optimizer": self.optimizer, "mode": self.mode, "compute": self.compute,
             "perturbation": self.perturbation, "layer": self.layer, "clean": self.clean, "axis": self.axis,
             "auc": self.auc, "mean_accuracy": self.mean_accuracy, "drop_levels": self.drop_levels,
+            "test_interval": interval_unit(self.test_groups),
             "skipped": [{"level": lv, "reason": why} for lv, why in self.skipped],
             "levels": [{"level": s.level, "n": s.n,
                         **{f"{k}_mean": v[0] for k, v in s.metrics.items()},
@@ -137,20 +139,24 @@ def accuracy_points(level_acc: list[tuple[float, float]], clean_acc: float, meta
     return pts
 
 
-def _level_stats(level: float, rows: list[dict]) -> LevelStats:
+def _level_stats(level: float, rows: list[dict], groups: TestGroups | None = None) -> LevelStats:
     ms = {m: t_interval([r[m] for r in rows]) for m in METRICS if all(r.get(m) is not None for r in rows)}
     test = {}
     for m in ("accuracy", "nll"):
         per = seed_averaged(rows, m)
         if per is not None:
-            test[m] = bootstrap_halfwidth(per)
+            test[m] = bootstrap_halfwidth(per, groups=groups)
     accs = [r["accuracy"] for r in rows]
     return LevelStats(level, len(rows), ms, test, len(rows) > 1 and min(accs) == max(accs))
 
 
 def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None,
-              skipped: list[dict] | None = None) -> list[CurveSummary]:
+              skipped: list[dict] | None = None,
+              speakers: Mapping[str, TestGroups | None] | None = None) -> list[CurveSummary]:
     """Curves per (model, mode, perturbation, layer).
+
+    `speakers` maps a model to its test examples' speakers: its test-set intervals then
+    resample whole speakers (models it does not name: independent examples).
 
     `curves` maps a perturbation label to what the run stored about its levels (`bits`:
     a bit width, more is milder; `axis`: linear or log; `clean_at_zero`: level 0 is the
@@ -176,11 +182,11 @@ def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None,
         axis = meta.get("axis", "linear")
         cs = CurveSummary(model, rs[0].get("optimizer") or "", mode, pert, layer,
                           {k: c[k] for k in ("accuracy", "nll", "ece", "brier") if c.get(k) is not None},
-                          int(c.get("samples") or 1), axis)
+                          int(c.get("samples") or 1), axis, test_groups=(speakers or {}).get(model))
         by_level: dict[float, list[dict]] = defaultdict(list)
         for r in rs:
             by_level[r["level"]].append(r)
-        cs.levels = [_level_stats(level, by_level[level]) for level in sorted(by_level)]
+        cs.levels = [_level_stats(level, by_level[level], cs.test_groups) for level in sorted(by_level)]
         cs.increasing_severity = not meta.get("bits", False)
         pts = accuracy_points([(s.level, s.metrics["accuracy"][0]) for s in cs.levels], cs.clean["accuracy"], meta)
         monotone = bool(meta.get("monotone", not meta.get("bits", False)))  # runs before the flag: bits were not
@@ -195,9 +201,10 @@ def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None,
 
 
 def paired(rows: list[dict], a: tuple[str, str], b: tuple[str, str], perturbation: str, level: float,
-           metric: str = "accuracy", layer: str = ""):
+           metric: str = "accuracy", layer: str = "", groups: TestGroups | None = None):
     """Paired difference A - B of two (model, mode) curves at one level, on the same examples
-    and, where both have them, the same chip seeds (see `reports.stats.paired_difference`)."""
+    and, where both have them, the same chip seeds (see `reports.stats.paired_difference`);
+    with `groups` (the examples' speakers) the example test resamples whole speakers."""
     def cells(key: tuple[str, str]) -> dict[int, dict]:
         return {r["seed"]: r for r in rows if (r["model"], r["mode"]) == key and r["perturbation"] == perturbation
                 and r["level"] == level and r["layer"] == layer}
@@ -211,7 +218,7 @@ def paired(rows: list[dict], a: tuple[str, str], b: tuple[str, str], perturbatio
     common = sorted(set(ca) & set(cb))
     chips = (np.array([ca[s][metric] for s in common]), np.array([cb[s][metric] for s in common])) \
         if len(common) >= 2 else (None, None)
-    return paired_difference(ea, eb, *chips)
+    return paired_difference(ea, eb, *chips, groups=groups)
 
 
 def _pm(v: float | None, fmt: str = ".4f") -> str:
@@ -318,6 +325,7 @@ def format_summary(curves: list[CurveSummary]) -> str:
     if gaps:
         lines += [gaps, ""]
     if curves:
+        units = sorted({interval_unit(cs.test_groups) for cs in curves})
         lines.append("±chips: 95% t-interval over hardware draws (given this test set); ±test: 95% bootstrap "
-                     "interval over test examples of the chip-averaged value.")
+                     f"interval of the chip-averaged value over {' / '.join(units)}.")
     return "\n".join(lines).rstrip()

@@ -190,7 +190,7 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
         res = run_sweep(cfg, store, device=device, progress=not flags["quiet"], command=command, executor=executor)
     finally:
         executor.close()
-    curves = summarize(res.rows, res.curves, res.skipped)
+    curves = summarize(res.rows, res.curves, res.skipped, res.groups)
     if flags["as_json"]:
         click.echo(json.dumps({"store": store, "run": res.run_id, "resumed": res.resumed, "new_cells": res.new_cells,
                                "perturbed_tensors": [{"perturbation": p, "layer": l, "tensors": ts}

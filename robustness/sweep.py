@@ -32,7 +32,8 @@ from perturbations.base import get as get_perturbation
 from perturbations.spec import Spec, apply
 from robustness import __version__
 from robustness.chance import CurveGate, chance_accuracy, severity_order
-from robustness.data import Dataset, DatasetSpec, load_dataset
+from reports.stats import TestGroups
+from robustness.data import Dataset, DatasetSpec, Split, load_dataset
 from robustness.errors import BadInput
 from robustness.executors import Failed, LocalExecutor, RayExecutor, Unit
 from robustness.evaluate import Mode, compute, mode_tensors, modes_for, stacked_logp
@@ -60,6 +61,7 @@ class SweepResult:
     curves: dict[str, dict] = field(default_factory=dict)  # perturbation label -> what summaries need
     failed: list[dict] = field(default_factory=list)  # units that raised on every attempt (unit, error, attempts)
     skipped: list[dict] = field(default_factory=list)  # levels not run: a milder level was at chance
+    groups: dict[str, TestGroups | None] = field(default_factory=dict)  # model -> its test examples' speakers
 
 
 def file_hash(path: str) -> str:
@@ -168,7 +170,9 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
         raise BadInput(f"--modes {unused[0]}: no model here has that mode")
     curves = {spec.label: curve_meta(spec, plan, cfg.scale) for spec, plan in zip(specs, cfg.plans)}
     data_hash = ",".join(sorted({d.fingerprint for d in datasets.values()}))
-    models_meta = [model_meta(ck, m, h) for m, h, ck in zip(cfg.models, hashes, cks)]
+    groups = {ck.path: TestGroups.of(evaluated(data, cfg).groups) for ck, data in zip(cks, data_of)}
+    models_meta = [{**model_meta(ck, m, h), "test_groups": None if groups[ck.path] is None else
+                    groups[ck.path].to_dict()} for m, h, ck in zip(cfg.models, hashes, cks)]
     with Store.open(store_path, create=True) as store:
         run_id, resumed = store.run_for(spec_hash(cfg, hashes, specs), {**cfg.to_dict(), "curves": curves}, models_meta,
                                         data_hash, __version__, command)
@@ -183,7 +187,7 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
         if not state.failed:
             store.finish_run(run_id)
         rows, skipped = store.cells(run_id), store.skipped(run_id)
-    return SweepResult(run_id, resumed, state.new, rows, state.touched, curves, state.failed, skipped)
+    return SweepResult(run_id, resumed, state.new, rows, state.touched, curves, state.failed, skipped, groups)
 
 
 @dataclass
@@ -213,7 +217,7 @@ class _RunState:
     def sweep_mode(self, ck: Checkpoint, data: Dataset, mode: Mode, common: dict,
                    sigma: dict[str, torch.Tensor] | None) -> None:
         cfg = self.cfg
-        split = data.split(cfg.split).head(cfg.limit)
+        split = evaluated(data, cfg)
         x, y = split.x, split.y
         searches: dict[int, tuple] = {}  # examples -> the worst-case search batch (x, y)
         layers, hidden = _layers(ck, cfg.layers)
@@ -296,6 +300,11 @@ class _RunState:
                 commit(curve)
         for curve in gates:  # levels never started because their curve was already at chance
             commit(curve)
+
+
+def evaluated(data: Dataset, cfg: SweepConfig) -> Split:
+    """The examples a sweep scores: its split, cut to `--limit`."""
+    return data.split(cfg.split).head(cfg.limit)
 
 
 def _planned_cells(cfg: SweepConfig, cks: list[Checkpoint]) -> int:
