@@ -106,3 +106,34 @@ def test_frames_follow_short_clips_unless_given(tmp_path):
     assert forced.splits["train"].x.shape[1] == 50 and "frames" not in forced.notes
     out = info("--dataset", "audiofolder", "--data-dir", str(root))
     assert out["features"].startswith("[T=44,") and "95th percentile" in out["frames_chosen"]
+
+
+def test_validation_mirrors_test_when_test_speakers_are_also_training_speakers(tmp_path):
+    """Test = the first take of every speaker: carving a whole speaker for validation would leave
+    1/6 of the test set's speakers unseen in training; carve per class, within speakers."""
+    root = make_fsdd(tmp_path / "fsdd", takes=10)
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.wav"))
+    (root / "train.txt").write_text("\n".join(f for f in files if not f.endswith("_0.wav")))
+    (root / "test.txt").write_text("\n".join(f for f in files if f.endswith("_0.wav")))
+    d = load_dataset(DatasetSpec("audiofolder", str(root)))
+    train, val = d.splits["train"].groups, d.splits["validation"].groups
+    assert set(train) == set(SPEAKERS) == set(d.splits["test"].groups)  # every test speaker is trained on
+    assert len(val) == 2 * 5  # 10% of each class's 54 training clips
+    assert all(train.count(s) >= 16 for s in SPEAKERS)  # spread over speakers: each keeps most of its 18
+    note = d.notes["validation"]
+    assert "per class within speakers" in note and "test speakers are also training speakers (6 of 6)" in note
+    assert f"{len(val)} utterances, {len(val) / (len(val) + len(train)):.1%} of train" in note
+    out = info("--dataset", "audiofolder", "--data-dir", str(root))
+    assert out["validation_chosen"] == note
+
+
+def test_held_out_test_speakers_give_a_whole_speaker_validation_with_its_share_and_names(tmp_path):
+    root = make_fsdd(tmp_path / "fsdd", takes=3)
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.wav"))
+    (root / "train.txt").write_text("\n".join(f for f in files if "_lucas_" not in f))
+    (root / "test.txt").write_text("\n".join(f for f in files if "_lucas_" in f))
+    d = load_dataset(DatasetSpec("audiofolder", str(root)))
+    (speaker,) = set(d.splits["validation"].groups)  # 1 of 5 speakers: 20% is the nearest share to 10%
+    assert d.notes["validation"].startswith("carved from train by whole speakers, since no test speaker is a "
+                                            "training speaker: 1 of 5 training speakers (6 utterances, 20.0% of "
+                                            f"train): {speaker}")

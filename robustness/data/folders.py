@@ -46,14 +46,22 @@ def _stable_fraction(text: str, seed: int) -> float:
 
 
 def carve_validation(items: Sequence[Item], fraction: float = 0.1, seed: int = 0) -> list[Item]:
-    """Move a deterministic, stratified `fraction` of each class's training items to validation."""
+    """Move a deterministic, stratified `fraction` of each class's training items to
+    validation; where items name their speakers, spread over them, so that every speaker
+    gives about `fraction` of its clips of the class and keeps the rest in train."""
     by_label: dict[str, list[int]] = defaultdict(list)
     for i, it in enumerate(items):
         if it.split == "train":
             by_label[it.label].append(i)
     out = list(items)
     for idxs in by_label.values():
-        ranked = sorted(idxs, key=lambda i: _stable_fraction(items[i].path, seed))
+        by_speaker: dict[str, list[int]] = defaultdict(list)
+        for i in sorted(idxs, key=lambda i: _stable_fraction(items[i].path, seed)):
+            by_speaker[items[i].speaker].append(i)
+        # the j-th of a speaker's n clips sits at (j + 0.5) / n: taking the lowest positions takes each speaker's share
+        position = {i: ((j + 0.5) / len(group), _stable_fraction(items[i].path, seed))
+                    for group in by_speaker.values() for j, i in enumerate(group)}
+        ranked = sorted(idxs, key=position.__getitem__)
         for i in ranked[: max(1, round(fraction * len(idxs))) if len(idxs) > 1 else 0]:
             out[i] = Item(items[i].path, items[i].label, "validation", items[i].speaker)
     return out
@@ -61,27 +69,46 @@ def carve_validation(items: Sequence[Item], fraction: float = 0.1, seed: int = 0
 
 def carve_validation_by_speaker(items: Sequence[Item], fraction: float = 0.1,
                                 seed: int = 0) -> tuple[list[Item], str]:
-    """A validation split for folders that list train and test only: whole training
-    speakers (about `fraction` of the training items) when every training item has a
-    speaker and there are at least 5, else a stratified `fraction` of each class.
-    Returns the items and a note saying which was done."""
+    """A validation split for folders that list train and test only, mirroring how test
+    relates to train. When no test speaker is a training speaker (held-out speakers) and
+    there are 5 or more training speakers, validation is whole training speakers (the set
+    whose share of train is nearest `fraction`); otherwise (test speakers also in train,
+    speakers unknown, too few) a `fraction` of each class, spread over its speakers, so
+    that no speaker the test set holds goes missing from training.
+    Returns the items and a note: the rule, why, the share carved and which speakers."""
     train = [it for it in items if it.split == "train"]
+    test = [it for it in items if it.split == "test"]
     speakers = sorted({it.speaker for it in train})
-    if train and all(it.speaker for it in train) and len(speakers) >= 5:
+    known = bool(train) and all(it.speaker for it in train) and bool(test) and all(it.speaker for it in test)
+    shared = sorted({it.speaker for it in test} & set(speakers)) if known else []
+    if known and not shared and len(speakers) >= 5:
         count = defaultdict(int)
         for it in train:
             count[it.speaker] += 1
-        chosen, n = set(), 0
+        chosen, n = [], 0
         for sp in sorted(speakers, key=lambda s: _stable_fraction(s, seed)):
-            if n >= fraction * len(train) or len(chosen) == len(speakers) - 1:
+            if len(chosen) == len(speakers) - 1:
                 break
-            chosen.add(sp)
+            if chosen and abs(n + count[sp] - fraction * len(train)) >= abs(n - fraction * len(train)):
+                continue  # this speaker would move the share further from the target
+            chosen.append(sp)
             n += count[sp]
         out = [Item(it.path, it.label, "validation", it.speaker) if it.split == "train" and it.speaker in chosen
                else it for it in items]
-        return out, (f"carved from train: {len(chosen)} of {len(speakers)} training speakers ({n} utterances), "
-                     f"deterministic")
-    return carve_validation(items, fraction, seed), f"carved from train: {fraction:.0%} of each class, deterministic"
+        return out, (f"carved from train by whole speakers, since no test speaker is a training speaker: "
+                     f"{len(chosen)} of {len(speakers)} training speakers ({n} utterances, {n / len(train):.1%} of "
+                     f"train): {', '.join(sorted(chosen))}; deterministic")
+    if not known:
+        why = "speakers are not known for every clip"
+    elif shared:
+        why = f"test speakers are also training speakers ({len(shared)} of {len(speakers)})"
+    else:
+        why = f"only {len(speakers)} training speakers"
+    out = carve_validation(items, fraction, seed)
+    n = sum(1 for a, b in zip(items, out) if a.split != b.split)
+    within = " within speakers" if all(it.speaker for it in train) and train else ""
+    return out, (f"carved from train per class{within}, since {why}: {n} utterances, "
+                 f"{n / max(1, len(train)):.1%} of train; deterministic")
 
 
 def speakers_of(files: Sequence[Path], pattern: str | None) -> list[str]:
@@ -345,7 +372,7 @@ def load_manifest(spec: DatasetSpec, **kw) -> Dataset:
 DATASETS.register("hd")(DatasetInfo(
     load_hd, "Heidelberg Digits, audio release (20 classes: English + German digits)",
     "DIR/audio/lang-{english,german}_speaker-XX_trial-YY_digit-Z.flac, DIR/train_filenames.txt, "
-    "DIR/test_filenames.txt (validation: 10% of train per class, deterministic)"))
+    "DIR/test_filenames.txt (validation: 10% of train per class, spread over speakers, deterministic)"))
 DATASETS.register("sc")(DatasetInfo(
     load_sc, "Google Speech Commands v0.02 (35 classes)",
     "DIR/<class>/*.wav, DIR/validation_list.txt, DIR/testing_list.txt (_background_noise_ ignored)"))
@@ -353,8 +380,9 @@ DATASETS.register("audiofolder")(DatasetInfo(
     load_audiofolder, "your own recordings, one folder per class",
     "DIR/<label>/*.wav|flac, optional DIR/{train,validation,test}.txt (paths relative to DIR); "
     "otherwise a deterministic 80/10/10 split (by speaker: <label>_<speaker>_<n>.wav, <speaker>_*.wav or "
-    "--speaker-pattern); train/test lists without validation: validation carved from train by whole speakers"))
+    "--speaker-pattern); train/test lists without validation: validation carved from train by whole speakers "
+    "when test speakers are held out, else per class within speakers"))
 DATASETS.register("manifest")(DatasetInfo(
     load_manifest, "a CSV manifest of audio files",
     "CSV with columns path,label[,split][,speaker]; paths relative to the CSV (no validation rows: carved "
-    "from train by whole speakers when known)"))
+    "from train by whole speakers when test speakers are held out, else per class within speakers)"))
