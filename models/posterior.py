@@ -76,6 +76,15 @@ def _quantiles(x: Tensor) -> dict[str, float]:
 MOVED = 0.10  # a sigma "moved" when it is more than 10% away from the initial width
 
 
+def _share(x: float) -> str:
+    """A fraction as a percentage that never rounds a part up to all, or down to none."""
+    if 0.999 < x < 1:
+        return ">99.9%"
+    if 0 < x < 0.001:
+        return "<0.1%"
+    return f"{x:.1%}".replace(".0%", "%")
+
+
 def diagnose(post: Posterior, means: Mapping[str, Tensor]) -> dict:
     """What the posterior is: per parameter tensor the sigma quantiles, the fraction of
     entries whose sigma moved more than 10% from the initial width, the fraction sitting
@@ -103,13 +112,16 @@ def diagnose(post: Posterior, means: Mapping[str, Tensor]) -> dict:
     at_prior = torch.cat(flat_prior).double().mean().item()
     q = _quantiles(s_all)
     spread = q["q90"] / q["q10"]
+    measured = f"sigma median {q['median']:.4g} (q10 {q['q10']:.4g}, q90 {q['q90']:.4g})"
     if s0 is not None and moved < MOVED:
-        verdict, text = "initial", (f"still at its initial width: sigma = 1/sqrt(ess (hess_init + wd)) = {s0:.3g} "
-                                    f"for {1 - moved:.0%} of parameters; isotropic noise set by hess_init, "
-                                    f"not a learnt posterior (let hess adapt: lower beta2)")
+        verdict, text = "initial", (f"still at its initial width: {measured}, with {_share(1 - moved)} of parameters "
+                                    f"within {MOVED:.0%} of the initial width 1/sqrt(ess (hess_init + wd)) = "
+                                    f"{s0:.4g}; isotropic noise set by hess_init, not a learnt posterior (let hess "
+                                    f"adapt: lower beta2)")
     elif at_prior > 0.5:
-        verdict, text = "prior", (f"run to the prior's width 1/sqrt(ess wd) = {sp:.3g} for {at_prior:.0%} of "
-                                  f"parameters: curvature estimates near zero (raise ess or weight decay)")
+        verdict, text = "prior", (f"run to the prior's width: {measured}, with {_share(at_prior)} of parameters "
+                                  f"within {MOVED:.0%} of 1/sqrt(ess wd) = {sp:.4g}: curvature estimates near zero "
+                                  f"(raise ess or weight decay)")
     elif spread < 1.2:
         verdict, text = "uniform", (f"moved from {s0:.3g} but uniformly (sigma q10/q90 {q['q10']:.3g}/{q['q90']:.3g}): "
                                     f"a rescaled initial width, not shaped by curvature")

@@ -21,8 +21,10 @@ def landscape_section(b) -> Section:
         for c in s.curves:
             groups[(b.labels.get(c["model"], c["model"]), c["mode"])].append(c)
         what = "between two checkpoints" if cfg.get("between") else f"{cfg['direction']} directions"
+        bn = cfg.get("bn", "mean")
         sec.blocks.append(f"Slice {s.id}: {cfg['dims']}D, {what}, {cfg['points']} points per axis on "
-                          f"{cfg['batches']} x {cfg['batch_size']} {cfg['split']} examples (seed {cfg['seed']}).")
+                          f"{cfg['batches']} x {cfg['batch_size']} {cfg['split']} examples (seed {cfg['seed']}); "
+                          f"BMA curves with BN statistics {'re-estimated per sample and point' if bn == 'recalibrate' else 'of the posterior mean (--bn mean; eval and sweep re-estimate them per sample)'}.")
         if cfg["dims"] == 1:
             sec.blocks.append(b.figure(f"slice{s.id}-lines",
                                        f"Slice {s.id}: loss along each direction, one line per model/mode (log "

@@ -171,8 +171,11 @@ class _Builder:
                        + (f"; largest p = {p:.2g})" if p is not None else "; too few common chips to test)"))
                 deg.blocks.append(Table(["model", "mode", "compute", "norm. AUC", "mean acc.", "1-pt drop at",
                                          "5-pt drop at",
-                                         "10-pt drop at", f"dECE @{mid:g}", f"dECE @{last:g}", f"dNLL @{mid:g}",
-                                         f"dNLL @{last:g}"], rows, f"{pert}: {axis_note}; {sig}."))
+                                         "10-pt drop at", f"dECE (chip mean) @{mid:g}", f"dECE (chip mean) @{last:g}",
+                                         f"dNLL @{mid:g}", f"dNLL @{last:g}"], rows,
+                                        f"{pert}: {axis_note}; dECE: the mean over chips of each chip's ECE, minus "
+                                        f"the clean ECE (section 3's pooled ECE bins all chips' predictions "
+                                        f"together instead); {sig}."))
                 deg.blocks += [f"{self.labels[cs.model]} {cs.mode}: {skipped_note(cs)}." for cs in curves if cs.skipped]
                 js_deg.append({"run": run.id, "perturbation": pert, "unit": unit, "axis": meta.get("axis", "linear"),
                                "best_auc": None if best is None else {"model": best.model, "mode": best.mode},
@@ -261,8 +264,10 @@ class _Builder:
                            f"bin (15 equal-width bins), predictions pooled over chips; below, the share of "
                            f"predictions in each bin.", figures.reliability, conditions, series)] \
             if diagrams else []
-        return fig + [Table(["model", "mode", "condition", "ECE", "adaptive ECE", "predictions"], table,
-                      "ECE: 15 equal-width bins; adaptive ECE: 15 equal-mass bins.")]
+        return fig + [Table(["model", "mode", "condition", "pooled ECE", "pooled adaptive ECE", "predictions"], table,
+                      "Pooled: every chip's predictions binned together (what the reliability diagram shows; "
+                      "section 2's dECE averages each chip's own ECE instead). ECE: 15 equal-width bins; adaptive "
+                      "ECE: 15 equal-mass bins.")]
 
     def spikes(self, run: Run, pert: str, curves: list[CurveSummary], stem: str, unit: str, log_x: bool,
                js: list) -> list:

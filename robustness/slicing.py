@@ -276,8 +276,13 @@ def _notes(cfg: SliceConfig, cks: list[Checkpoint]) -> list[str]:
         notes.append(f"every model is sliced along the same {cfg.direction} directions (seed {cfg.seed})")
     elif len(cks) > 1:
         notes.append("hessian directions are each model's own eigenvectors: pairs compare the k-th eigen-direction")
-    notes.append("BN statistics: point/mean/ensemble use the stored running statistics (as robust eval); "
-                 f"bma: {'re-estimated per sample at every point' if cfg.bn == 'recalibrate' else 'the stored ones'}")
+    if cfg.bn == "recalibrate":
+        bma = "re-estimated for each posterior sample at every point (--bn recalibrate, as robust eval and sweep)"
+    else:
+        bma = ("the posterior mean's stored ones (--bn mean, the slice default: re-estimating them for every sample "
+               "at every point costs about 10x; robust eval and sweep re-estimate them per sample by default, so "
+               "their BMA differs from this curve's at a = 0; --bn recalibrate slices that BMA)")
+    notes.append(f"BN statistics: point/mean/ensemble use the stored running statistics (as robust eval); bma: {bma}")
     return notes
 
 

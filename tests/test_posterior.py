@@ -86,3 +86,15 @@ def test_sigma_scale_in_sweeps(tiny_checkpoints, tmp_path):
     assert r.exit_code == 2 and "drop --fold-bn" in r.output
     r = run("sweep", "--model", ivon, "-p", "mismatch", "--noise", "1", "--scale", "sigma", "--out", tmp_path / "e.db")
     assert r.exit_code == 2 and "gaussian weight noise only" in r.output
+
+
+def test_the_verdict_quotes_the_measured_sigma_and_what_its_share_counts():
+    post, params = _post(lambda p, g: torch.full_like(p, H0 * 0.97))  # the EMA kept 97% of hess_init
+    d = diagnose(post, params)
+    measured = 1 / math.sqrt(ESS * (0.97 * H0 + WD))
+    assert f"sigma median {measured:.4g}" in d["text"]  # the measurement, not the formula's 1/sqrt(ess (h0 + wd))
+    assert f"100% of parameters within 10% of the initial width 1/sqrt(ess (hess_init + wd)) = " \
+           f"{1 / math.sqrt(ESS * (H0 + WD)):.4g}" in d["text"]
+    from models.posterior import _share
+
+    assert (_share(0.9996), _share(1.0), _share(0.0004), _share(0.5)) == (">99.9%", "100%", "<0.1%", "50%")
