@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import click
 
+from robustness.choices import SWEEP_CHOICES
 from robustness.cli_common import (COUNT, CONTEXT, NON_NEGATIVE, POSITIVE, SEED, InputError, Number, RobustGroup,
                                    compile_option, set_kernel,
                                    data_dir_option, device_option, domain_errors, executor_options, output_path,
@@ -130,7 +131,7 @@ def posterior(model: str, as_json: bool) -> None:
 @click.option("--max-seeds", type=int, default=100, show_default=True, help="Cap for --seeds auto.")
 @click.option("--mc-samples", type=int, default=10, show_default=True,
               help="M: posterior samples for BMA, perturbed copies for chips.")
-@click.option("--bn", type=click.Choice(["recalibrate", "mean"]), default="recalibrate", show_default=True,
+@click.option("--bn", type=click.Choice(SWEEP_CHOICES["bn"]), default="recalibrate", show_default=True,
               help="BN statistics of posterior samples.")
 @click.option("--modes", default=None,
               help="Modes to evaluate, e.g. point,chips [every mode of each model: point|mean, chips, bma, ensemble].")
@@ -138,7 +139,7 @@ def posterior(model: str, as_json: bool) -> None:
 @click.option("--per-layer", is_flag=True, help="Sweep each layer separately (layer sensitivity).")
 @click.option("--skip-at-chance/--no-skip-at-chance", "skip_at_chance", default=True, show_default=True,
               help="Skip the levels harsher than one where every draw was at chance (stored as skipped).")
-@click.option("--scale", type=click.Choice(["max", "std", "abs", "sigma"]), default="max", show_default=True,
+@click.option("--scale", type=click.Choice(SWEEP_CHOICES["scale"]), default="max", show_default=True,
               help="Noise scale: per-layer max|w|, std(w), absolute, or each weight's IVON posterior sigma.")
 @click.option("--sigma-from", type=click.Path(), default=None,
               help="With --scale sigma: the IVON checkpoint whose sigma scales noise for non-IVON models.")
@@ -146,7 +147,7 @@ def posterior(model: str, as_json: bool) -> None:
 @click.option("--include-bias", is_flag=True, help="Perturb biases too (they exist after --fold-bn).")
 @click.option("--include-bn", is_flag=True, help="Perturb BatchNorm scale and shift too (unfolded BN).")
 @click.option("--limit", type=int, default=None, help="Evaluate on the first N examples (for CI).")
-@click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(SWEEP_CHOICES["split"]), default="test", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Base seed of every draw.")
 @data_dir_option
 @device_option

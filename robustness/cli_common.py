@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 import click
 
+from robustness.choices import SWEEP_CHOICES
+
 from robustness.errors import BadInput
 from robustness.ranges import out_of_bounds
 
@@ -163,7 +165,7 @@ def executor_options(fn: Callable) -> Callable:
     fn = click.option("--address", default=None,
                       help="With --executor ray: the cluster to join (auto = the running one, or HOST:PORT) "
                            "[a local Ray instance; $RAY_ADDRESS].")(fn)
-    return click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+    return click.option("--executor", type=click.Choice(SWEEP_CHOICES["executor"]), default="local", show_default=True,
                         help="Run units in this process, or as Ray tasks (pip install 'robust-snn[ray]').")(fn)
 
 

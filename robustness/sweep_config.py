@@ -28,6 +28,7 @@ from typing import Any
 from perturbations.base import PerturbationError, Scale, get
 from perturbations.spec import Spec, get_profile, parse_spec
 from reports.summary import SEARCH_OPTIONS, searches
+from robustness.choices import SWEEP_CHOICES
 from robustness.errors import BadInput
 from robustness.evaluate import BNMode, Mode
 from robustness.ranges import level_axis, out_of_bounds, parse_levels
@@ -215,6 +216,8 @@ def read_toml(path: str) -> dict:
         if key not in SCALAR_KEYS:
             raise BadInput(f"{p}: unknown option {k!r}")
         _check_value(key, v, str(p))
+        if key in SWEEP_CHOICES and v not in SWEEP_CHOICES[key]:
+            raise BadInput(f"{p}: {key} = {v!r} is not one of {', '.join(SWEEP_CHOICES[key])}")
         out[key] = v
     check_bounds(out, f"{p}: ")
     return out

@@ -147,6 +147,10 @@ def test_bad_value_exits_2_with_one_line(base, path, opt, value, nargs):
     ("workers = 0", "workers must be >= 1"),
     ("limit = -5", "limit must be >= 1"),
     ("per_layer = 1", "per_layer = 1 must be a true/false"),
+    ('split = "train"', "split = 'train' is not one of test, validation"),
+    ('bn = "median"', "bn = 'median' is not one of recalibrate, mean"),
+    ('scale = "rms"', "scale = 'rms' is not one of max, std, abs, sigma"),
+    ('executor = "slurm"', "executor = 'slurm' is not one of local, ray"),
 ])
 def test_config_files_go_through_the_same_validation(base, tmp_path, body, match):
     toml = tmp_path / "s.toml"
@@ -166,3 +170,20 @@ def test_only_input_errors_exit_2(monkeypatch, base):
     monkeypatch.setattr(sweep, "run_sweep", broken)
     r = CliRunner().invoke(cli, base[("sweep",)])
     assert r.exit_code != 2 and isinstance(r.exception, ValueError)
+
+
+@pytest.mark.parametrize("key,value", [("split", "train"), ("bn", "median"), ("scale", "rms"), ("executor", "slurm")])
+def test_a_choice_the_flag_refuses_the_file_refuses_and_every_allowed_one_both_accept(base, tmp_path, key, value):
+    from perturbations.base import Scale
+    from robustness.choices import SWEEP_CHOICES
+    from robustness.evaluate import BNMode
+
+    assert SWEEP_CHOICES["bn"] == tuple(m.value for m in BNMode) and SWEEP_CHOICES["scale"] == tuple(m.value for m in Scale)
+    flag = CliRunner().invoke(cli, [*base[("sweep",)], f"--{key}", value])
+    assert flag.exit_code == 2 and value in flag.output
+    for allowed in SWEEP_CHOICES[key]:
+        toml = tmp_path / f"{allowed}.toml"
+        toml.write_text(f'{key} = "{allowed}"\n')
+        for args in (["--config", str(toml)], [f"--{key}", allowed]):
+            r = CliRunner().invoke(cli, [*base[("sweep",)], *args, "--print-config"])
+            assert r.exit_code == 0 and f'{key} = "{allowed}"' in r.output, r.output
