@@ -3,7 +3,8 @@
 BMA averages the softmax of M posterior samples. BatchNorm statistics for the samples
 are, by default, re-estimated for each sample on a few training batches (`bn=recalibrate`):
 reusing the statistics computed at the posterior mean (`bn=mean`) was measured to be
-under-confident and worse in NLL (DESIGN.md). The result names which one was used.
+under-confident and worse in NLL (the README's `robust eval` notes give the figures). The
+result names which one was used.
 """
 
 from __future__ import annotations
