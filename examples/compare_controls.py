@@ -31,7 +31,7 @@ def main() -> None:
     names = {(a.ensemble, "point"): "Adam point", (a.ensemble, "chips"): "Adam chips",
              (a.ensemble, "ensemble"): "Adam ensemble", (a.hwa, "point"): "hardware-aware Adam",
              (a.ivon, "mean"): "IVON mean", (a.ivon, "chips"): "IVON mean chips", (a.ivon, "bma"): "IVON BMA"}
-    curves = summarize(rows, res.curves)
+    curves = summarize(rows, res.curves, speakers=res.groups)
     print("| model / mode | compute | perturbation | level | accuracy ±chips ±test | NLL ±test |")
     print("|---|---|---|---|---|---|")
     for c in curves:
@@ -46,8 +46,8 @@ def main() -> None:
     for other in [k for k in names if k != bma]:
         for pert, levels in (("gaussian", (0.05, 0.1)), ("mismatch", (0.1, 0.2))):
             for lv in levels:
-                d = paired(rows, bma, other, pert, lv, "accuracy")
-                n = paired(rows, bma, other, pert, lv, "nll")
+                d = paired(rows, bma, other, pert, lv, "accuracy", groups=res.groups[a.ivon])
+                n = paired(rows, bma, other, pert, lv, "nll", groups=res.groups[a.ivon])
                 pc = "-" if d.p_chips is None else f"{d.p_chips:.3g}"
                 print(f"| {names[other]} | {pert} | {lv:g} | {100 * d.diff:+.1f} [{100 * d.lo:+.1f}, {100 * d.hi:+.1f}], "
                       f"{d.p_examples:.3g}, {pc} | {n.diff:+.3f} [{n.lo:+.3f}, {n.hi:+.3f}], {n.p_examples:.3g} | "
