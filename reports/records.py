@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from reports.stats import TestGroups
+from reports.stats import SpeakerGroups
 from robustness.errors import BadInput
 from robustness.store import Store
 
@@ -34,9 +34,9 @@ class Run:
         return self.config.get("curves", {})
 
     @property
-    def groups(self) -> dict[str, TestGroups | None]:
+    def groups(self) -> dict[str, SpeakerGroups | None]:
         """Model path -> its test examples' speakers (None: unknown, or a run stored before them)."""
-        return {m["path"]: TestGroups.from_dict(m.get("test_groups")) for m in self.models}
+        return {m["path"]: SpeakerGroups.from_dict(m.get("test_groups")) for m in self.models}
 
 
 @dataclass

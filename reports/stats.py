@@ -8,7 +8,14 @@ Two sources of uncertainty are kept apart:
   when the examples' speakers are known the bootstrap resamples whole speakers (a cluster
   bootstrap: each resample draws as many speakers as the test set has, with replacement,
   and averages over their clips); otherwise it resamples examples, which assumes they
-  are independent (`TestGroups` says which).
+  are independent (`SpeakerGroups` says which).
+
+With few speakers the cluster bootstrap is too narrow: the spread of C resampled speaker
+means underestimates the variance by (C - 1)/C, and C values estimate it poorly (3 test
+voices can agree by chance). So its deviations are scaled by sqrt(C / (C - 1)), and the
+interval is never narrower than the one over independent examples (their sampling noise
+is part of any speaker's mean): the wider of the two is reported, and a paired test calls
+a difference only when both resamplings exclude zero.
 """
 
 from __future__ import annotations
@@ -72,7 +79,7 @@ def holm(ps: list[float]) -> list[float]:
 
 
 @dataclass(frozen=True)
-class TestGroups:
+class SpeakerGroups:
     """Which test examples belong together (one speaker's clips), for the bootstrap.
 
     Attributes:
@@ -84,7 +91,7 @@ class TestGroups:
     names: tuple[str, ...]
 
     @classmethod
-    def of(cls, labels: list[str]) -> "TestGroups | None":
+    def of(cls, labels: list[str]) -> "SpeakerGroups | None":
         """Clusters from per-example speaker labels; None when any is unknown."""
         if not labels or any(not g for g in labels):
             return None
@@ -96,17 +103,18 @@ class TestGroups:
         return {"names": list(self.names), "index": list(self.index)}
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "TestGroups | None":
+    def from_dict(cls, d: dict | None) -> "SpeakerGroups | None":
         return None if not d else cls(tuple(int(i) for i in d["index"]), tuple(str(n) for n in d["names"]))
 
 
-def interval_unit(groups: TestGroups | None) -> str:
+def interval_unit(groups: SpeakerGroups | None) -> str:
     """What the test-set interval resamples, in words."""
     if groups is None:
         return "test examples (speakers unknown: assumes independent examples)"
     if len(groups.names) < 2:
         return "test examples of one speaker (assumes independent examples; says nothing about other speakers)"
-    return f"test speakers (cluster bootstrap over {len(groups.names)} speakers)"
+    return (f"test speakers (cluster bootstrap over {len(groups.names)} speakers, never narrower than over "
+            f"independent examples)")
 
 
 @functools.lru_cache(maxsize=8)
@@ -121,7 +129,7 @@ def _resample_counts(n: int, seed: int) -> np.ndarray:
     return counts
 
 
-def _resampled_means(x: np.ndarray, seed: int, groups: TestGroups | None = None) -> np.ndarray:
+def _resampled_means(x: np.ndarray, seed: int, groups: SpeakerGroups | None = None) -> np.ndarray:
     """The mean of `x` over examples in each bootstrap resample [BOOTSTRAP]: of examples, or
     of whole clusters (sum of the drawn clusters' scores over their number of examples).
     One cluster cannot be resampled: its examples are."""
@@ -129,24 +137,37 @@ def _resampled_means(x: np.ndarray, seed: int, groups: TestGroups | None = None)
         return _resample_counts(len(x), seed) @ x.astype(np.float32) / len(x)
     if len(groups.index) != len(x):
         raise ValueError(f"{len(x)} per-example scores but speakers for {len(groups.index)} examples")
-    index = np.asarray(groups.index)
-    sums = np.bincount(index, weights=x, minlength=len(groups.names))
-    sizes = np.bincount(index, minlength=len(groups.names)).astype(np.float64)
-    counts = _resample_counts(len(groups.names), seed).astype(np.float64)
-    return (counts @ sums) / (counts @ sizes)
+    index, c = np.asarray(groups.index), len(groups.names)
+    sums = np.bincount(index, weights=x, minlength=c)
+    sizes = np.bincount(index, minlength=c).astype(np.float64)
+    counts = _resample_counts(c, seed).astype(np.float64)
+    means = (counts @ sums) / (counts @ sizes)
+    centre = float(x.mean())
+    return centre + (means - centre) * math.sqrt(c / (c - 1))  # the spread of C resampled means is C-1/C short
+
+
+def _resamplings(x: np.ndarray, seed: int, groups: SpeakerGroups | None) -> list[np.ndarray]:
+    """The bootstrap distributions an interval is judged on: over examples, and over whole
+    speakers too when they are known (see the module docstring)."""
+    out = [_resampled_means(x, seed)]
+    if groups is not None and len(groups.names) >= 2:
+        out.append(_resampled_means(x, seed, groups))
+    return out
 
 
 def bootstrap_halfwidth(per_example: np.ndarray, seed: int = 0, level: float = 0.95,
-                        groups: TestGroups | None = None) -> float:
-    """Half the width of the percentile bootstrap interval of the mean over examples
-    (over whole clusters of examples when `groups` is given).
+                        groups: SpeakerGroups | None = None) -> float:
+    """Half the width of the percentile bootstrap interval of the mean over examples; with
+    `groups`, the wider of that and the cluster bootstrap over whole speakers.
 
     `per_example` [N] is a per-example score (e.g. correctness averaged over chips).
     A fixed seed makes the interval reproducible.
     """
-    means = _resampled_means(np.asarray(per_example, dtype=np.float64), seed, groups)
-    lo, hi = np.quantile(means, [0.5 - level / 2, 0.5 + level / 2])
-    return float(hi - lo) / 2
+    widths = []
+    for means in _resamplings(np.asarray(per_example, dtype=np.float64), seed, groups):
+        lo, hi = np.quantile(means, [0.5 - level / 2, 0.5 + level / 2])
+        widths.append(float(hi - lo) / 2)
+    return max(widths)
 
 
 @dataclass(frozen=True)
@@ -175,19 +196,21 @@ class PairedDifference:
 
 def paired_difference(a: np.ndarray, b: np.ndarray, chips_a: np.ndarray | None = None,
                       chips_b: np.ndarray | None = None, seed: int = 0,
-                      groups: TestGroups | None = None) -> PairedDifference:
+                      groups: SpeakerGroups | None = None) -> PairedDifference:
     """Paired comparison of two models/modes.
 
     Args:
         a, b: per-example scores [N] on the same examples (seed-averaged).
         chips_a, chips_b: per-seed metric values [S] on common draws (same seeds), optional.
-        groups: the examples' speakers: the bootstrap then resamples whole speakers.
+        groups: the examples' speakers: the bootstrap then resamples whole speakers as well.
     """
     d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    boot = _resampled_means(d, seed, groups)
-    lo, hi = np.quantile(boot, [0.025, 0.975])
-    # two-sided p from the bootstrap distribution of the mean difference
-    p = float(min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean())))
+    lo, hi, p = math.inf, -math.inf, 0.0
+    for boot in _resamplings(d, seed, groups):  # the union of the intervals, the larger p
+        b_lo, b_hi = np.quantile(boot, [0.025, 0.975])
+        lo, hi = min(lo, float(b_lo)), max(hi, float(b_hi))
+        # two-sided p from the bootstrap distribution of the mean difference
+        p = max(p, float(min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean()))))
     p_chips = None
     if chips_a is not None and chips_b is not None and len(chips_a) >= 2:
         p_chips = paired_t_p(np.asarray(chips_a, np.float64) - np.asarray(chips_b, np.float64))

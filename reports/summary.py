@@ -18,7 +18,7 @@ from typing import Mapping
 
 import numpy as np
 
-from reports.stats import TestGroups, bootstrap_halfwidth, interval_unit, paired_difference, t_interval
+from reports.stats import SpeakerGroups, bootstrap_halfwidth, interval_unit, paired_difference, t_interval
 
 DROPS = (0.01, 0.05, 0.10)
 METRICS = ("accuracy", "nll", "ece", "brier", "disagreement", "mutual_information")
@@ -66,7 +66,7 @@ class CurveSummary:
     drop_levels: dict[str, float | None] = field(default_factory=dict)
     increasing_severity: bool = True
     skipped: list[tuple[float, str]] = field(default_factory=list)  # (level, reason): not run, never numbers
-    test_groups: TestGroups | None = None  # the test examples' speakers: what the ±test interval resamples
+    test_groups: SpeakerGroups | None = None  # the test examples' speakers: what the ±test interval resamples
 
     @property
     def mean_accuracy(self) -> float | None:
@@ -139,7 +139,7 @@ def accuracy_points(level_acc: list[tuple[float, float]], clean_acc: float, meta
     return pts
 
 
-def _level_stats(level: float, rows: list[dict], groups: TestGroups | None = None) -> LevelStats:
+def _level_stats(level: float, rows: list[dict], groups: SpeakerGroups | None = None) -> LevelStats:
     ms = {m: t_interval([r[m] for r in rows]) for m in METRICS if all(r.get(m) is not None for r in rows)}
     test = {}
     for m in ("accuracy", "nll"):
@@ -152,7 +152,7 @@ def _level_stats(level: float, rows: list[dict], groups: TestGroups | None = Non
 
 def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None,
               skipped: list[dict] | None = None,
-              speakers: Mapping[str, TestGroups | None] | None = None) -> list[CurveSummary]:
+              speakers: Mapping[str, SpeakerGroups | None] | None = None) -> list[CurveSummary]:
     """Curves per (model, mode, perturbation, layer).
 
     `speakers` maps a model to its test examples' speakers: its test-set intervals then
@@ -201,7 +201,7 @@ def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None,
 
 
 def paired(rows: list[dict], a: tuple[str, str], b: tuple[str, str], perturbation: str, level: float,
-           metric: str = "accuracy", layer: str = "", groups: TestGroups | None = None):
+           metric: str = "accuracy", layer: str = "", groups: SpeakerGroups | None = None):
     """Paired difference A - B of two (model, mode) curves at one level, on the same examples
     and, where both have them, the same chip seeds (see `reports.stats.paired_difference`);
     with `groups` (the examples' speakers) the example test resamples whole speakers."""

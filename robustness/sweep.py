@@ -32,7 +32,7 @@ from perturbations.base import get as get_perturbation
 from perturbations.spec import Spec, apply
 from robustness import __version__
 from robustness.chance import CurveGate, chance_accuracy, severity_order
-from reports.stats import TestGroups
+from reports.stats import SpeakerGroups
 from robustness.data import Dataset, DatasetSpec, Split, load_dataset
 from robustness.errors import BadInput
 from robustness.executors import Failed, LocalExecutor, RayExecutor, Unit
@@ -61,7 +61,7 @@ class SweepResult:
     curves: dict[str, dict] = field(default_factory=dict)  # perturbation label -> what summaries need
     failed: list[dict] = field(default_factory=list)  # units that raised on every attempt (unit, error, attempts)
     skipped: list[dict] = field(default_factory=list)  # levels not run: a milder level was at chance
-    groups: dict[str, TestGroups | None] = field(default_factory=dict)  # model -> its test examples' speakers
+    groups: dict[str, SpeakerGroups | None] = field(default_factory=dict)  # model -> its test examples' speakers
 
 
 def file_hash(path: str) -> str:
@@ -170,7 +170,7 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
         raise BadInput(f"--modes {unused[0]}: no model here has that mode")
     curves = {spec.label: curve_meta(spec, plan, cfg.scale) for spec, plan in zip(specs, cfg.plans)}
     data_hash = ",".join(sorted({d.fingerprint for d in datasets.values()}))
-    groups = {ck.path: TestGroups.of(evaluated(data, cfg).groups) for ck, data in zip(cks, data_of)}
+    groups = {ck.path: SpeakerGroups.of(evaluated(data, cfg).groups) for ck, data in zip(cks, data_of)}
     models_meta = [{**model_meta(ck, m, h), "test_groups": None if groups[ck.path] is None else
                     groups[ck.path].to_dict()} for m, h, ck in zip(cfg.models, hashes, cks)]
     with Store.open(store_path, create=True) as store:

@@ -186,20 +186,22 @@ def test_chips_that_all_agree_are_a_called_difference_not_float_noise():
 
 
 def test_test_set_intervals_resample_whole_speakers_when_they_are_known():
-    from reports.stats import TestGroups, bootstrap_halfwidth, paired_difference
+    from reports.stats import SpeakerGroups, bootstrap_halfwidth, paired_difference
 
     rng = np.random.default_rng(0)
     speakers = np.repeat(np.arange(6), 50)  # 6 speakers, 50 clips each
     x = (rng.random(300) < np.array([0.95, 0.9, 0.6, 0.85, 0.5, 0.8])[speakers]).astype(float)
-    groups = TestGroups.of([f"s{s}" for s in speakers])
+    groups = SpeakerGroups.of([f"s{s}" for s in speakers])
     clustered, independent = bootstrap_halfwidth(x, groups=groups), bootstrap_halfwidth(x)
     assert clustered > 2 * independent  # speaker effects: 6 speakers carry less information than 300 clips
-    singletons = TestGroups.of([f"c{i}" for i in range(300)])
-    assert bootstrap_halfwidth(x, groups=singletons) == pytest.approx(independent, rel=1e-6)
+    singletons = SpeakerGroups.of([f"c{i}" for i in range(300)])
+    assert bootstrap_halfwidth(x, groups=singletons) == pytest.approx(independent, rel=0.01)
+    alike = SpeakerGroups.of([f"s{i % 3}" for i in range(300)])  # 3 speakers that happen to agree
+    assert bootstrap_halfwidth(x, groups=alike) >= independent  # never narrower than over examples
     y = np.clip(x - (rng.random(300) < 0.08), 0, 1)
     assert paired_difference(x, y, groups=groups).p_examples >= paired_difference(x, y).p_examples
-    assert TestGroups.of(["a", ""]) is None  # a speaker unknown
-    one = TestGroups.of(["a"] * 300)  # one speaker: nothing to resample but its clips, and the text says so
+    assert SpeakerGroups.of(["a", ""]) is None  # a speaker unknown
+    one = SpeakerGroups.of(["a"] * 300)  # one speaker: nothing to resample but its clips, and the text says so
     assert bootstrap_halfwidth(x, groups=one) == pytest.approx(independent, rel=1e-6)
 
 
@@ -213,7 +215,7 @@ def test_sweep_output_says_what_the_test_interval_resamples(tiny_checkpoints, tm
     r = CliRunner().invoke(cli, ["sweep", "--model", str(tiny_checkpoints["adam"]), "--noise", "0.1", "--seeds", "2",
                                  "--modes", "point", "--out", str(db), "-q"])
     assert r.exit_code == 0, r.output
-    assert "over test speakers (cluster bootstrap over 3 speakers)" in r.output  # tts-digits: 3 test voices
+    assert "over test speakers (cluster bootstrap over 3 speakers" in r.output  # tts-digits: 3 test voices
     with Store.open(db) as s:
         rows = s.cells()
     assert "assumes independent examples" in format_summary(summarize(rows))  # speakers not given
