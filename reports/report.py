@@ -31,6 +31,7 @@ from reports.verdict import verdict
 
 SCHEMA_VERSION = 1
 FORMATS = ("html", "md", "json")
+REPORT_FILES = ("index.html", "report.md", "summary.json")  # what a report writes besides figures/
 CLEAN_METRICS = (("accuracy", "Acc (%)"), ("nll", "NLL"), ("ece", "ECE"), ("entropy", "Entropy"),
                  ("mutual_information", "MI"), ("brier", "Brier"))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -65,7 +66,7 @@ def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None
     set_kernel(compile)
     from robustness.training import TrainRequest, train_to_checkpoint
 
-    output_path(out, "--out")
+    output_path(out, "--out", inputs=(("data", data_dir),))
     try:
         widths = tuple(int(h) for h in hidden.split(","))
     except ValueError:
@@ -183,7 +184,10 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
     set_kernel(runtime.get("compile"))
     from robustness.executors import make_executor
 
-    store = output_path(runtime.get("out"), "--out") or default_path()
+    inputs = tuple(("checkpoint", m) for m in cfg.models) + (("config file", flags.get("config")),
+                                                             ("checkpoint", cfg.sigma_from))
+    store = output_path(runtime.get("out"), "--out", inputs=inputs) or output_path(default_path(), "the store",
+                                                                                    inputs=inputs)
     device = resolve_device(runtime.get("device") or "cpu")
     command = " ".join(["robust", *sys.argv[1:]])
     executor = make_executor(runtime.get("executor") or "local", runtime.get("address"), str(device))
@@ -244,7 +248,10 @@ def export(store: str | None, fmt: str, out: str | None) -> None:
     """Export every stored cell to CSV, JSON or Parquet (for pandas)."""
     from robustness.store import default_path, export as do_export
 
-    click.echo(f"wrote {do_export(store or default_path(), fmt, output_path(out, '--out'))}")
+    store = store or default_path()
+    target = out if out is not None else str(Path(store).with_suffix(f".{fmt}"))
+    output_path(target, "--out", inputs=(("store", store),))
+    click.echo(f"wrote {do_export(store, fmt, target)}")
 
 
 @cli.group(context_settings=CONTEXT)

@@ -127,13 +127,32 @@ def resolve_device(name: str):
     return dev
 
 
-def output_path(path: str | None, flag: str, kind: str = "file") -> str | None:
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file: by device and inode when both exist (links, other
+    spellings), else by their resolved paths."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+        return os.path.realpath(a) == os.path.realpath(b)
+    except OSError:
+        return False
+
+
+def output_path(path: str | None, flag: str, kind: str = "file",
+                inputs: tuple[tuple[str, str | os.PathLike | None], ...] = ()) -> str | None:
     """Check, before any work starts, that `path` (a file, or with kind='dir' a folder)
-    can be written: a one-line error otherwise, so that no result is lost at the end."""
+    can be written: a one-line error otherwise, so that no result is lost at the end.
+
+    `inputs` names the files the command reads, as (what, path): writing over one of them
+    would destroy it, so an output that is one of them is refused."""
     if path is None:
         return None
     if not str(path).strip():
         raise InputError(f"{flag} '': an empty path")
+    for what, given in inputs:
+        if given is not None and str(given) and same_file(path, given):
+            raise InputError(f"{flag} {path}: is the {what} this command reads ({given}); writing it would destroy "
+                             f"it: give another path")
     p = Path(path)
     if kind == "file" and p.is_dir():
         raise InputError(f"{flag} {path}: is a directory, expected a file path")

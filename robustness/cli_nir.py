@@ -40,7 +40,7 @@ def import_command(graph_path: str, out: str, dataset: str, data_dir: str | None
     from robustness import __version__
     from robustness.data import DatasetSpec, load_dataset
 
-    output_path(out, "--out")
+    output_path(out, "--out", inputs=(("graph", graph_path), ("data", data_dir)))
     if not Path(graph_path).is_file():
         raise InputError(f"{graph_path}: no such file")
     try:
@@ -83,7 +83,7 @@ def export_nir(model: str, out: str, sample: int | None, dt: float | None, data_
     from models.deploy import deploy_tensors
     from models.nir_graph import to_nir
 
-    output_path(out, "--out")
+    output_path(out, "--out", inputs=(("checkpoint", model),))
     if data_dir is not None and not Path(data_dir).is_dir():
         raise InputError(f"--data-dir {data_dir}: no such folder")
     ck = load_checkpoint(model)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from robustness.cli_common import (CONTEXT, SEED, InputError, device_option, domain_errors, output_path, quiet_option,
-                                   resolve_device, setup)
+                                   resolve_device, same_file, setup)
 from robustness.files import atomic_path
 
 
@@ -36,13 +36,15 @@ def report(store: str | None, out_dir: str, models: str | None, perturbations: s
     """Write the comparison report (HTML, Markdown, JSON, figures) from a results store."""
     setup(quiet)
     from reports.records import load_records
-    from reports.report import FORMATS, write_report
+    from reports.report import FORMATS, REPORT_FILES, write_report
 
     output_path(out_dir, "--out", "dir")
     fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
     bad = [f for f in fmts if f not in FORMATS]
     if bad or not fmts:
         raise InputError(f"--format {bad[0] if bad else formats!r}: use any of {', '.join(FORMATS)}")
+    for name in REPORT_FILES:  # the store may sit in the report folder, but not under a report file's name
+        output_path(str(Path(out_dir) / name), "--out", inputs=(("store", _store(store)),))
     split = (lambda s: tuple(x.strip() for x in s.split(",") if x.strip()) if s else ())
     rec = load_records(_store(store), split(models), split(perturbations))
     summary = write_report(rec, out_dir, fmts)
@@ -66,10 +68,13 @@ def check(store: str | None, policy: str, baseline: str | None, junit: str | Non
     from reports import check as gate
 
     path = _store(store)
-    output_path(junit, "--junit")
-    output_path(markdown, "--markdown")
+    inputs = (("store", path), ("baseline store", baseline)) + (() if init else (("policy", policy),))
+    output_path(junit, "--junit", inputs=inputs)
+    output_path(markdown, "--markdown", inputs=inputs)
+    if junit and markdown and same_file(junit, markdown):
+        raise InputError(f"--junit and --markdown name one file ({junit}): give two paths")
     if init:
-        output_path(policy, "--policy")
+        output_path(policy, "--policy", inputs=inputs)
         if Path(policy).exists():
             raise InputError(f"{policy}: already exists (pass another --policy to write a new one)")
         _atomic_write(policy, gate.starter_policy(path))

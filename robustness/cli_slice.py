@@ -69,7 +69,8 @@ def slice_command(**f: Any) -> None:
                       seed=f["seed"], data_dir=f["data_dir"])
     from robustness.executors import make_executor
 
-    store = output_path(f["out"], "--out") or default_path()
+    inputs = tuple(("checkpoint", m) for m in (*cfg.models, *(cfg.between or ())))
+    store = output_path(f["out"], "--out", inputs=inputs) or output_path(default_path(), "the store", inputs=inputs)
     device = resolve_device(f["device"])
     command = " ".join(["robust", *sys.argv[1:]])
     executor = make_executor(f["executor"], f["address"], str(device))
