@@ -31,7 +31,7 @@ import torch
 
 from models.network import ModelConfig, SpikingNet
 from models.posterior import Posterior, diagnose
-from robustness.errors import CheckpointError
+from robustness.errors import CheckpointError, first_line
 from robustness.files import atomic_path
 
 FORMAT = "robust-snn"
@@ -129,6 +129,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise CheckpointError(f"{p}: 'history' is not a list")
     try:
         cfg = ModelConfig.from_dict(obj["model_config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{p}: model_config: {first_line(e)[:200]}") from None
+    try:
         net = SpikingNet(cfg)
         net.load_state_dict(obj["state_dict"], strict=True)
     except (TypeError, ValueError, RuntimeError, KeyError) as e:
@@ -137,6 +140,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     if len(obj["classes"]) != cfg.num_classes:
         raise CheckpointError(f"{p}: {len(obj['classes'])} class names for a network with {cfg.num_classes} outputs")
     _check_finite(p, "weight", obj["state_dict"])
+    _check_bn(p, "", obj["state_dict"])
     posterior = None
     if obj["posterior"] is not None:
         posterior = _posterior(p, obj["posterior"], dict(net.named_parameters()), device)
@@ -156,6 +160,13 @@ def _check_finite(p: Path, what: str, tensors: dict) -> None:
     for n, v in tensors.items():
         if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
             raise CheckpointError(f"{p}: {what} {n} holds NaN or inf values")
+
+
+def _check_bn(p: Path, what: str, tensors: dict) -> None:
+    """BatchNorm running variances are variances: a negative one makes rsqrt NaN downstream."""
+    for n, v in tensors.items():
+        if n.endswith("running_var") and torch.is_tensor(v) and bool((v < 0).any()):
+            raise CheckpointError(f"{p}: {what}{n} holds negative variances")
 
 
 def _posterior(p: Path, post, params: dict[str, torch.Tensor], device) -> Posterior:
@@ -179,8 +190,9 @@ def _posterior(p: Path, post, params: dict[str, torch.Tensor], device) -> Poster
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise CheckpointError(f"{p}: posterior '{key}' is missing or not a finite non-negative number")
         nums[key] = float(v)
-    if nums["ess"] == 0:
-        raise CheckpointError(f"{p}: posterior 'ess' is 0 (no valid posterior width)")
+    if nums["ess"] < 1:  # sigma = 1/sqrt(ess (hess + wd)): below one example the widths overflow
+        raise CheckpointError(f"{p}: posterior 'ess' {nums['ess']:g} is below 1 (an effective sample size of less "
+                              f"than one example: no valid posterior width)")
     args = post.get("ivon_args", {})
     if not isinstance(args, dict):
         raise CheckpointError(f"{p}: posterior 'ivon_args' is not a mapping")
@@ -209,5 +221,6 @@ def _load_members(p: Path, cfg: ModelConfig, members, device) -> list[dict[str, 
             first = str(e).strip().splitlines()[0]
             raise CheckpointError(f"{p}: ensemble member {i} does not match the model config ({first[:160]})") from None
         _check_finite(p, f"ensemble member {i} weight", sd)
+        _check_bn(p, f"ensemble member {i} ", sd)
         out.append({n: v.to(device) for n, v in m.tensors().items()})
     return out

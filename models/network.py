@@ -72,6 +72,24 @@ class ModelConfig:
             raise ValueError(f"reset must be one of {', '.join(RESETS)}, not {self.reset!r}")
         if self.neuron not in NEURONS:
             raise ValueError(f"neuron must be one of {', '.join(NEURONS)}, not {self.neuron!r}")
+        for name in ("input_dim", "num_classes"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise ValueError(f"hidden layer widths must be positive integers, not {list(self.hidden)}")
+        # A NaN or a sign error here passes every shape check and then invents numbers
+        # (a NaN leak answers one class for every input), so each setting is checked.
+        checks = (("dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)"),
+                  ("threshold", 0.0 < self.threshold < math.inf, "a positive finite number"),
+                  ("surrogate_width", 0.0 < self.surrogate_width < math.inf, "a positive finite number"),
+                  ("alpha_min", 0.0 <= self.alpha_min <= 1.0, "in [0, 1]"),
+                  ("alpha_max", self.alpha_min <= self.alpha_max <= 1.0, "in [alpha_min, 1]"),
+                  ("bn_momentum", 0.0 < self.bn_momentum <= 1.0, "in (0, 1]"),
+                  ("bn_eps", 0.0 < self.bn_eps < math.inf, "a positive finite number"))
+        for name, ok, what in checks:
+            if not ok:  # NaN fails every comparison
+                raise ValueError(f"{name} must be {what}, not {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -56,6 +56,7 @@ from perturbations.quantize import grid_step
 
 TARGETS = ("weights", "thresholds", "time_constants", "mismatch", "quantized")
 SEARCH_EXAMPLES = 32  # held-out examples per ascent step unless `examples=` says otherwise
+MAX_STEPS, MAX_EXAMPLES = 1000, 4096  # 100x the default search; past this a sweep unit runs for days
 BUDGETS = ("linf", "logstd")
 
 
@@ -117,11 +118,13 @@ def _option(options: dict, key: str, default: float) -> float:
 def _check(options: dict, level: float) -> None:
     target, budget = options.get("target", "weights"), options.get("budget", "linf")
     steps = _option(options, "steps", 10)
-    if steps != int(steps) or steps < 0:
-        raise PerturbationError(f"adversarial: steps must be a whole number, 0 or more, got {options.get('steps')}")
+    if steps != int(steps) or not 0 <= steps <= MAX_STEPS:
+        raise PerturbationError(f"adversarial: steps must be a whole number from 0 to {MAX_STEPS}, "
+                                f"got {options.get('steps')}")
     examples = _option(options, "examples", SEARCH_EXAMPLES)
-    if examples != int(examples) or examples < 1:
-        raise PerturbationError(f"adversarial: examples must be a whole number, 1 or more, got {options.get('examples')}")
+    if examples != int(examples) or not 1 <= examples <= MAX_EXAMPLES:
+        raise PerturbationError(f"adversarial: examples must be a whole number from 1 to {MAX_EXAMPLES}, "
+                                f"got {options.get('examples')}")
     if not _option(options, "cap", 4) > 0:
         raise PerturbationError("adversarial: cap must be above 0")
     if target not in TARGETS:

@@ -106,7 +106,9 @@ class Perturbation:
         level: what the level means, with units.
         options: option name -> (default, description).
         integer_level: levels must be integers (bits).
-        min_level, max_level: the valid level range (inclusive).
+        min_level, max_level: the valid level range (inclusive); 1e6 unless the level has a
+            natural bound (a fraction, bits): a noise a million times the weights' scale is
+            already far past chance, and larger ones overflow float32.
         version: bump when the numbers a spec gives change (stored with every result).
         zero_is_identity: level 0 leaves the network untouched (not for bits or PCM time); a
             function of the options where that depends on them (`identity_at_zero`).
@@ -126,7 +128,7 @@ class Perturbation:
     options: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     integer_level: bool = False
     min_level: float = 0.0
-    max_level: float = float("inf")
+    max_level: float = 1e6
     version: int = 1
     zero_is_identity: bool | Callable[[Mapping[str, str]], bool] = True
     level_is_bits: bool = False
@@ -139,8 +141,8 @@ class Perturbation:
         return bool(z(dict(options or {}))) if callable(z) else z
 
     def check_level(self, level: float) -> None:
-        if not (self.min_level <= level <= self.max_level):
-            hi = "" if self.max_level == float("inf") else f"..{self.max_level:g}"
+        if not (self.min_level <= level <= self.max_level):  # NaN fails too
+            hi = f"..{self.max_level:g}"
             raise PerturbationError(f"{self.name}: level {level:g} out of range {self.min_level:g}{hi} ({self.level})")
         if self.integer_level and level != int(level):
             raise PerturbationError(f"{self.name}: level must be an integer ({self.level}), got {level:g}")
@@ -150,7 +152,7 @@ PERTURBATIONS: dict[str, Perturbation] = {}
 
 
 def register(name: str, *, meaning: str, level: str, options: Mapping[str, tuple[str, str]] | None = None,
-             integer_level: bool = False, min_level: float = 0.0, max_level: float = float("inf"),
+             integer_level: bool = False, min_level: float = 0.0, max_level: float = 1e6,
              version: int = 1, zero_is_identity: bool | Callable[[Mapping[str, str]], bool] = True,
              level_is_bits: bool = False,
              check: Callable[[Mapping[str, str], float], None] | None = None,

@@ -71,7 +71,7 @@ def drift_compensation(w_prog: Tensor, w_t: Tensor) -> Tensor:
 @register("pcm", meaning="PCM crossbar: conductance-dependent programming noise, drift g0 (t/t0)^-nu with "
                          "device-to-device nu spread, and 1/f read noise (Nandakumar et al. 2019)",
           level="time since programming, seconds (0 = just programmed; 3600 = one hour, 86400 = one day)",
-          zero_is_identity=False, version=2,
+          zero_is_identity=False, version=2, max_level=3.2e9,  # a century, in seconds
           options={"compensation": ("global", "global (drift compensation, as aihwkit) | none")})
 def pcm(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
     compensate = ctx.opt("compensation", "global", ("global", "none")) == "global"

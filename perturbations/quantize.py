@@ -41,8 +41,15 @@ def quantize_tensor(w: Tensor, bits: int, *, per_channel: bool = False, stochast
 
 
 def _check_quantize(options: Mapping[str, str], level: float) -> None:
-    """1 bit is binarisation (sign(w) * mean|w|): no rounding choice and no clipping range exist."""
-    if level == 1 and (options.get("rounding", "nearest") != "nearest" or float(options.get("clip", 100)) != 100):
+    """1 bit is binarisation (sign(w) * mean|w|): no rounding choice and no clipping range exist.
+    `clip` is a percentile of |w| in (0, 100]."""
+    try:
+        clip = float(options.get("clip", 100))
+    except ValueError:
+        raise PerturbationError(f"quantize: clip={options.get('clip')!r} is not a number") from None
+    if not 0 < clip <= 100:  # NaN fails too
+        raise PerturbationError(f"quantize: clip must be a percentile of |w| in (0, 100], got {options.get('clip')}")
+    if level == 1 and (options.get("rounding", "nearest") != "nearest" or clip != 100):
         raise PerturbationError("quantize at 1 bit binarises (sign(w) * mean|w|): rounding and clip do not apply; "
                                 "use 2 bits or more, or drop those options")
 
@@ -52,7 +59,7 @@ def _check_bitflip(options: Mapping[str, str], level: float) -> None:
         bits = float(options.get("bits", 8))
     except ValueError:
         raise PerturbationError(f"bitflip: bits={options.get('bits')!r} is not a number") from None
-    if bits != int(bits) or not 2 <= bits <= 16:
+    if not 2 <= bits <= 16 or bits != int(bits):  # NaN fails the range first
         raise PerturbationError(f"bitflip: bits must be an integer from 2 to 16 (a signed code needs a sign bit "
                                 f"and a magnitude bit), got {options.get('bits')}")
 

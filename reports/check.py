@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
 from reports.records import Records, load_records
 from reports.summary import CurveSummary, LevelStats, summarize
 from robustness.errors import BadInput
+from robustness.tomlfile import load_toml
 
 KINDS = ("min_accuracy", "max_drop", "max_ece_increase", "min_auc", "at_least_as_robust", "baseline")
 BASELINE_METRICS = {"accuracy": 1, "nll": -1, "ece": -1, "brier": -1}  # +1: higher is better
@@ -136,15 +136,7 @@ def validate_rule(rule: dict, i: int) -> str:
 
 
 def load_policy(path: str) -> list[dict]:
-    try:
-        with open(path, "rb") as f:
-            policy = tomllib.load(f)
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such policy file") from None
-    except IsADirectoryError:
-        raise BadInput(f"{path}: is a directory, expected a TOML policy") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise BadInput(f"{path}: not valid TOML ({e})") from None
+    policy = load_toml(path, "policy file")
     rules = policy.get("rule")
     if not isinstance(rules, list) or not rules:
         raise BadInput(f"{path}: no [[rule]] tables in the policy")

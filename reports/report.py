@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -25,8 +26,8 @@ from reports.landscape import landscape_section
 from reports.provenance import provenance_section
 from reports.records import Records, Run
 from reports.stats import holm, interval_unit, paired_t_p
-from reports.summary import (CurveSummary, accuracy_points, attack_gaps, normalised_auc, paired, skipped_note,
-                             summarize)
+from reports.summary import (CurveSummary, accuracy_points, attack_gaps, normalised_auc, overflow_note, paired,
+                             skipped_note, summarize)
 from reports.verdict import verdict
 
 SCHEMA_VERSION = 1
@@ -212,9 +213,13 @@ class _Builder:
     def leader(self, run: Run, curves: list[CurveSummary], pert: str, level: float) -> dict | None:
         """The most accurate model/mode at `level`, paired against every other one there."""
         acc = {id(c): next((s.metrics["accuracy"][0] for s in c.levels if s.level == level), None) for c in curves}
-        ranked = sorted([c for c in curves if acc[id(c)] is not None], key=lambda c: -acc[id(c)])
+        # a curve whose networks overflowed at this level has no accuracy there: it is named, never ranked
+        ranked = sorted([c for c in curves if acc[id(c)] is not None and math.isfinite(acc[id(c)])],
+                        key=lambda c: -acc[id(c)])
+        overflowed = [{"model": c.model, "mode": c.mode, "note": overflow_note(s)} for c in curves
+                      for s in c.levels if s.level == level and s.nonfinite]
         if not ranked:
-            return None
+            return {"overflowed": overflowed} if overflowed else None
         top = ranked[0]
         comps, tests = [], []
         for other in ranked[1:]:
@@ -232,7 +237,8 @@ class _Builder:
         for c, d, adjusted in zip(comps, tests, holm([max(d.p_examples, d.p_chips or 0.0) for d in tests])):
             c.update(p_holm=adjusted, significant=d.significant and adjusted < 0.05)
         return {"model": top.model, "mode": top.mode, "compute": top.compute, "accuracy": acc[id(top)],
-                "versus": comps, "separable": bool(comps) and all(c["significant"] for c in comps)}
+                "versus": comps, "separable": bool(comps) and all(c["significant"] for c in comps),
+                "overflowed": overflowed}
 
     def calibration(self, run: Run, pert: str, curves: list[CurveSummary], stem: str, js: list,
                     diagrams: bool = True) -> list:

@@ -49,6 +49,7 @@ class LevelStats:
     metrics: dict[str, tuple[float, float | None]]  # name -> (mean, chip-interval half-width or None)
     test_ci: dict[str, float] = field(default_factory=dict)  # name -> test-set interval half-width
     zero_spread: bool = False  # several draws, identical accuracy: the chip interval says nothing
+    nonfinite: int = 0  # chips whose network overflowed (NaN outputs): the level has no number, is never ranked
 
 
 @dataclass
@@ -86,7 +87,7 @@ class CurveSummary:
                         **{f"{k}_mean": v[0] for k, v in s.metrics.items()},
                         **{f"{k}_ci": v[1] for k, v in s.metrics.items()},
                         **{f"{k}_test_ci": v for k, v in s.test_ci.items()},
-                        "zero_spread": s.zero_spread,
+                        "zero_spread": s.zero_spread, "nonfinite_chips": s.nonfinite,
                         "d_ece": s.metrics["ece"][0] - self.clean["ece"],
                         "d_nll": s.metrics["nll"][0] - self.clean["nll"]} for s in self.levels],
         }
@@ -147,7 +148,8 @@ def _level_stats(level: float, rows: list[dict], groups: SpeakerGroups | None = 
         if per is not None:
             test[m] = bootstrap_halfwidth(per, groups=groups)
     accs = [r["accuracy"] for r in rows]
-    return LevelStats(level, len(rows), ms, test, len(rows) > 1 and min(accs) == max(accs))
+    bad = sum(1 for a in accs if a is None or not math.isfinite(a))
+    return LevelStats(level, len(rows), ms, test, len(rows) > 1 and not bad and min(accs) == max(accs), bad)
 
 
 def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None,
@@ -189,11 +191,14 @@ def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None,
         cs.levels = [_level_stats(level, by_level[level], cs.test_groups) for level in sorted(by_level)]
         cs.increasing_severity = not meta.get("bits", False)
         pts = accuracy_points([(s.level, s.metrics["accuracy"][0]) for s in cs.levels], cs.clean["accuracy"], meta)
+        overflow = next((i for i, (_, a) in enumerate(pts) if not math.isfinite(a)), None)
+        if overflow is not None:  # what lies past an overflowing level is unknown: no drop beyond it, no area
+            pts = pts[:overflow]
         monotone = bool(meta.get("monotone", not meta.get("bits", False)))  # runs before the flag: bits were not
         cs.drop_levels = {f"{int(d * 100)}pt": drop_level(pts, cs.clean["accuracy"], d, axis, monotone)
                           for d in DROPS}
         cs.skipped = sorted(skips.get((model, mode, pert, layer), []), reverse=not cs.increasing_severity)
-        cs.auc = None if cs.skipped else normalised_auc(pts, cs.clean["accuracy"], axis)
+        cs.auc = None if cs.skipped or overflow is not None else normalised_auc(pts, cs.clean["accuracy"], axis)
         out.append(cs)
     order = {m: i for i, m in enumerate(dict.fromkeys(r["model"] for r in rows))}
     out.sort(key=lambda c: (order[c.model], MODE_ORDER.get(c.mode, 9), c.perturbation, c.layer))
@@ -293,6 +298,11 @@ def format_attack_gaps(gaps: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def overflow_note(s: LevelStats) -> str:
+    """Why a level has no number: its networks overflowed."""
+    return f"{s.nonfinite} of {s.n} chips gave non-finite outputs (the network overflowed): no number, not ranked"
+
+
 def skipped_note(cs: CurveSummary) -> str:
     """One line: which levels were not run, and why."""
     levels = ", ".join(f"{lv:g}" for lv, _ in cs.skipped)
@@ -312,6 +322,8 @@ def format_summary(curves: list[CurveSummary]) -> str:
         for s in cs.levels:
             a, ci = s.metrics["accuracy"]
             note = "  (all draws identical)" if s.zero_spread else ""
+            if s.nonfinite:
+                note = f"  ({overflow_note(s)})"
             lines.append(f"  {s.level:>10.4g}  {s.n:>3}  {a:>8.4f} {_pm(ci):>7} {_pm(s.test_ci.get('accuracy')):>7}  "
                          f"{s.metrics['nll'][0]:>8.4f} {_pm(s.test_ci.get('nll'), '.3f'):>7}  "
                          f"{s.metrics['ece'][0]:>7.4f}  {s.metrics['ece'][0] - cs.clean['ece']:>+8.4f}  "

@@ -40,6 +40,11 @@ def _degradation(summary: dict, labels: dict[str, str]) -> list[str]:
         top = d.get("leader")
         if not top:
             continue
+        for o in top.get("overflowed", []):
+            out.append(f"{d['perturbation']} {d['level']:g}: {labels.get(o['model'], o['model'])} {o['mode']}: "
+                       f"{o['note']}.")
+        if "model" not in top:
+            continue
         name = f"{labels.get(top['model'], top['model'])} {top['mode']}"
         n = len(top["versus"])
         if top.get("separable"):

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import click
 
 from robustness.choices import SWEEP_CHOICES
-from robustness.cli_common import (COUNT, CONTEXT, NON_NEGATIVE, POSITIVE, SEED, InputError, Number, RobustGroup,
+from robustness.cli_common import (COUNT, CONTEXT, MC_SAMPLES, NON_NEGATIVE, POSITIVE, SEED, InputError, Number, RobustGroup,
                                    compile_option, set_kernel,
                                    data_dir_option, device_option, domain_errors, executor_options, output_path,
                                    quiet_option, report_failures, resolve_device, setup)
@@ -40,7 +40,7 @@ def cli() -> None:
 @click.option("--beta2", type=Number(integer=False, low=0.0, high=1.0, low_open=True, high_open=True), default=None,
               help="IVON Hessian EMA rate; its horizon 1/(1-beta2) steps decides whether the posterior adapts [0.99999].")
 @click.option("--ess", type=POSITIVE, default=None, help="IVON effective sample size [number of training examples].")
-@click.option("--ensemble", type=COUNT, default=1, show_default=True,
+@click.option("--ensemble", type=Number(integer=True, low=1, high=1000), default=1, show_default=True,
               help="Adam: train a deep ensemble of M members (seeds SEED..SEED+M-1) into one checkpoint.")
 @click.option("--train-perturbation", default=None,
               help="Hardware-aware training: a fresh draw of this spec at every step, e.g. gaussian:0.05, "
@@ -81,7 +81,7 @@ def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None
 
 @cli.command("eval", context_settings=CONTEXT)
 @click.option("--model", "model", type=click.Path(), required=True, multiple=True, help="Checkpoint (.pt); repeatable.")
-@click.option("--mc-samples", type=COUNT, default=10, show_default=True, help="Posterior samples for BMA (IVON).")
+@click.option("--mc-samples", type=MC_SAMPLES, default=10, show_default=True, help="Posterior samples for BMA (IVON).")
 @click.option("--bn", type=click.Choice(["recalibrate", "mean"]), default="recalibrate", show_default=True,
               help="BN statistics of posterior samples: re-estimated per sample, or those of the mean.")
 @click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)

@@ -16,7 +16,7 @@ import click
 
 from robustness.choices import SWEEP_CHOICES
 
-from robustness.errors import BadInput
+from robustness.errors import BadInput, first_line
 from robustness.ranges import out_of_bounds
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -44,11 +44,6 @@ class RobustGroup(click.Group):
             click.echo(f"Error: {first_line(e)}", err=True)
             sys.exit(2)
         sys.exit(rv if isinstance(rv, int) else 0)
-
-
-def first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
 
 
 def domain_errors(fn: Callable) -> Callable:
@@ -105,7 +100,9 @@ class Number(click.ParamType):
 
 
 COUNT = Number(integer=True, low=1)  # sizes, counts, epochs
-SEED = Number(integer=True, low=0)
+SEED_MAX = 2**63 - 1  # what torch.Generator.manual_seed and the int64 seed tensors hold
+SEED = Number(integer=True, low=0, high=SEED_MAX)
+MC_SAMPLES = Number(integer=True, low=1, high=10_000)  # networks per prediction: each is a copy of the model
 POSITIVE = Number(integer=False, low=0.0, low_open=True)
 NON_NEGATIVE = Number(integer=False, low=0.0)
 DEVICE_TYPES = ("cpu", "cuda", "mps")

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from robustness.cli_common import (COUNT, CONTEXT, NON_NEGATIVE, SEED, InputError, compile_option, data_dir_option,
+from robustness.cli_common import (COUNT, CONTEXT, MC_SAMPLES, NON_NEGATIVE, SEED, InputError, compile_option,
+                                   data_dir_option,
                                    device_option, set_kernel,
                                    domain_errors, executor_options, output_path, quiet_option, report_failures,
                                    resolve_device, setup)
@@ -37,7 +38,7 @@ def _span(text: str | None) -> tuple[float, float] | None:
 @click.option("--batches", type=COUNT, default=4, show_default=True, help="Fixed, seeded minibatches the loss is on.")
 @click.option("--batch-size", type=COUNT, default=128, show_default=True)
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="train", show_default=True)
-@click.option("--mc-samples", type=COUNT, default=10, show_default=True, help="M posterior samples for bma.")
+@click.option("--mc-samples", type=MC_SAMPLES, default=10, show_default=True, help="M posterior samples for bma.")
 @click.option("--bn", type=click.Choice(["mean", "recalibrate"]), default="mean", show_default=True,
               help="BMA: stored BN statistics (as the other curves) or re-estimated per sample and point (slow).")
 @click.option("--include-bn", is_flag=True, help="Also move BatchNorm scale/shift and the readout bias.")

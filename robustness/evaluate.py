@@ -159,6 +159,17 @@ def compute(mode: Mode, k: int) -> int:
     return k if mode in AVERAGING else 1
 
 
+def require_finite(ck: Checkpoint, mode: Mode, slp: Tensor, tensors: Mapping[str, Tensor]) -> None:
+    """An unperturbed network whose outputs overflow is an unusable checkpoint, not a result:
+    its NaN log-probabilities would print as an accuracy. (Under a perturbation such a network
+    is a NaN cell, named as such in summaries.)"""
+    if bool(torch.isfinite(slp).all()):
+        return
+    weights = [v.abs().max().item() for n, v in tensors.items() if n.endswith("weight") and v.numel()]
+    raise BadInput(f"{ck.path}: mode {mode.value} gives non-finite outputs on clean inputs (largest |weight| "
+                   f"{max(weights, default=float('nan')):.3g}): the checkpoint's numbers overflow")
+
+
 def evaluate(ck: Checkpoint, data: Dataset, mode: Mode, ecfg: EvalConfig,
              device: torch.device | str = "cpu") -> EvalResult:
     """Score one mode of a checkpoint on `ecfg.split` of `data`."""
@@ -170,6 +181,7 @@ def evaluate(ck: Checkpoint, data: Dataset, mode: Mode, ecfg: EvalConfig,
         raise BadInput(f"features have {split.x.shape[-1]} dims but the model expects {cfg.input_dim}")
     t = mode_tensors(ck, data, mode, ecfg.mc_samples, ecfg.bn, ecfg.seed, ecfg)
     slp, rates = stacked_logp(cfg, t, split.x, device)
+    require_finite(ck, mode, slp, t)
     logp = log_mean_exp(slp)
     averaged = mode in AVERAGING
     metrics = compute_metrics(logp, split.y, slp if averaged else None)

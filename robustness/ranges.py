@@ -10,6 +10,8 @@ import numpy as np
 from robustness.errors import BadInput
 
 DEFAULT_POINTS = 10
+MAX_LEVELS = 1000  # levels one range may expand to: each is a sweep unit, and a typo should not be a week of work
+SIGNIFICANT = 12   # digits kept of a computed level (relative: 1e-15 keeps its digits, 0.1 + 2e-17 becomes 0.1)
 
 
 def out_of_bounds(v: float, low: float | None = None, high: float | None = None, low_open: bool = False,
@@ -74,17 +76,23 @@ def parse_levels(text: str, *, integer: bool = False, minimum: float = 0.0, name
             num = int(n_text)
         else:
             num = int(stop - start) + 1 if integer else DEFAULT_POINTS
+        if num > MAX_LEVELS:
+            raise BadInput(f"{name} {text!r} expands to {num} levels; at most {MAX_LEVELS} per range")
         if log:
             if start <= 0:
                 raise BadInput(f"malformed {name} {text!r}: a log range needs START > 0")
             vals = np.geomspace(start, stop, num)
         else:
             vals = np.linspace(start, stop, num)
-        levels = [float(round(v, 12)) for v in vals]
+        # rounded to significant digits, not decimals: a range of bit error rates near 1e-12 keeps its levels
+        levels = [float(f"{v:.{SIGNIFICANT}g}") for v in vals]
+        levels[0], levels[-1] = start, stop  # the end points exactly as typed
     else:
         levels = [_num(p, text) for p in text.split(",") if p.strip() != ""]
         if not levels:
             raise BadInput(f"empty {name} {text!r}")
+        if len(levels) > MAX_LEVELS:
+            raise BadInput(f"{name} {text!r} lists {len(levels)} levels; at most {MAX_LEVELS}")
     if integer:
         bad = [v for v in levels if v != int(v)]
         if bad:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -45,6 +46,9 @@ from robustness.run_meta import model_meta
 from robustness.sweep import file_hash
 
 LINE = "line"  # the mode name of a `between` curve
+# Bounds on what one slice may ask for: each is far past any published slice, and past them
+# the work or the memory no longer fits a machine (the error says the bound).
+MAX_SPAN, MAX_GRID, MAX_DIRECTIONS, MAX_SAMPLES, MAX_BATCHES, MAX_BATCH_SIZE = 1e3, 100_000, 1000, 1000, 1000, 65536
 
 
 @dataclass(frozen=True)
@@ -117,16 +121,21 @@ def validate(cfg: SliceConfig) -> None:
     """One-line errors for every bad option, before anything is loaded or written."""
     if cfg.dims not in (1, 2):
         raise BadInput(f"--dims must be 1 or 2, got {cfg.dims}")
-    if cfg.span is not None and not cfg.span[0] < cfg.span[1]:
-        raise BadInput(f"--span start must be below its end, got {cfg.span[0]:g}:{cfg.span[1]:g}")
+    if cfg.span is not None:
+        if not all(math.isfinite(v) and abs(v) <= MAX_SPAN for v in cfg.span):
+            raise BadInput(f"--span ends must be finite numbers within +-{MAX_SPAN:g} (steps along a direction of "
+                           f"the weights' own scale), got {cfg.span[0]:g}:{cfg.span[1]:g}")
+        if not cfg.span[0] < cfg.span[1]:
+            raise BadInput(f"--span start must be below its end, got {cfg.span[0]:g}:{cfg.span[1]:g}")
     if cfg.points < 3:
         raise BadInput(f"--points must be at least 3 (smoothness needs second differences), got {cfg.points}")
-    if cfg.directions < 1:
-        raise BadInput(f"--directions must be at least 1, got {cfg.directions}")
-    if cfg.batches < 1 or cfg.batch_size < 1:
-        raise BadInput("--batches and --batch-size must be at least 1")
-    if cfg.mc_samples < 1:
-        raise BadInput(f"--mc-samples must be at least 1, got {cfg.mc_samples}")
+    if cfg.points ** cfg.dims > MAX_GRID:
+        raise BadInput(f"--points {cfg.points} with --dims {cfg.dims} is {cfg.points ** cfg.dims:,} grid points per "
+                       f"direction; at most {MAX_GRID:,}")
+    for flag, v, most in (("--directions", cfg.directions, MAX_DIRECTIONS), ("--mc-samples", cfg.mc_samples, MAX_SAMPLES),
+                          ("--batches", cfg.batches, MAX_BATCHES), ("--batch-size", cfg.batch_size, MAX_BATCH_SIZE)):
+        if not 1 <= v <= most:
+            raise BadInput(f"{flag} must be from 1 to {most:,}, got {v}")
     if cfg.sigmoid < 0:
         raise BadInput(f"--sigmoid-control must be a positive temperature, got {cfg.sigmoid:g}")
     if cfg.direction not in KINDS:

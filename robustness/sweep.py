@@ -36,7 +36,7 @@ from reports.stats import SpeakerGroups
 from robustness.data import Dataset, DatasetSpec, Split, load_dataset
 from robustness.errors import BadInput
 from robustness.executors import Failed, LocalExecutor, RayExecutor, Unit
-from robustness.evaluate import Mode, compute, mode_tensors, modes_for, stacked_logp
+from robustness.evaluate import Mode, compute, mode_tensors, modes_for, require_finite, stacked_logp
 from robustness.metrics import log_mean_exp
 from robustness.progress import progress as progress_bar
 from robustness.store import Store
@@ -121,6 +121,7 @@ def _prepare(ck: Checkpoint, data: Dataset, mode: Mode, cfg: SweepConfig, x: tor
     for n, s in (sigma or {}).items():
         base[f"sigma:{n}"] = s.detach().to(device).unsqueeze(0).expand(k0, *s.shape).contiguous()
     slp, rates = stacked_logp(net_cfg, base, x, device, ForwardOptions(clamp_alpha=False))
+    require_finite(ck, mode, slp, base)
     m = _cell(slp, y, mode, None)
     row = {"mode": mode.value, "perturbation": CLEAN, "layer": "", "level": 0.0, "seed": 0,
            "samples": compute(mode, k0), "n": len(y), **m, "spike_rates": rates.mean(0).tolist()}
@@ -173,16 +174,20 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
     groups = {ck.path: SpeakerGroups.of(evaluated(data, cfg).groups) for ck, data in zip(cks, data_of)}
     models_meta = [{**model_meta(ck, m, h), "test_groups": None if groups[ck.path] is None else
                     groups[ck.path].to_dict()} for m, h, ck in zip(cfg.models, hashes, cks)]
+    # every (model, mode) is prepared and scored clean before the store opens: a checkpoint
+    # whose clean outputs overflow is refused without leaving an empty run behind
+    preps = {(i, mode): _prepare(ck, data, mode, cfg, *_xy(evaluated(data, cfg)), device, sigma)
+             for i, (ck, data, sigma) in enumerate(zip(cks, data_of, sigmas)) for mode in _modes(ck, cfg)}
     with Store.open(store_path, create=True) as store:
         run_id, resumed = store.run_for(spec_hash(cfg, hashes, specs), {**cfg.to_dict(), "curves": curves}, models_meta,
                                         data_hash, __version__, command)
         store.clear_failures("sweep", run_id)
         state = _RunState(store, store.done_keys(run_id), cfg, specs, device, executor, run_id)
         state.bar = progress_bar(total=_planned_cells(cfg, cks), desc="sweep", unit="cell", enabled=progress)
-        for ck, mhash, data, sigma in zip(cks, hashes, data_of, sigmas):
+        for i, (ck, mhash, data) in enumerate(zip(cks, hashes, data_of)):
             common = {"run_id": run_id, "model": ck.path, "model_hash": mhash, "optimizer": ck.optimizer}
             for mode in _modes(ck, cfg):
-                state.sweep_mode(ck, data, mode, common, sigma)
+                state.sweep_mode(ck, data, preps[(i, mode)], common)
         state.bar.close()
         if not state.failed:
             store.finish_run(run_id)
@@ -214,15 +219,13 @@ class _RunState:
             self.new += 1
         self.done[key] = row["accuracy"]
 
-    def sweep_mode(self, ck: Checkpoint, data: Dataset, mode: Mode, common: dict,
-                   sigma: dict[str, torch.Tensor] | None) -> None:
+    def sweep_mode(self, ck: Checkpoint, data: Dataset, prep: _Prepared, common: dict) -> None:
         cfg = self.cfg
-        split = evaluated(data, cfg)
-        x, y = split.x, split.y
+        x, y = _xy(evaluated(data, cfg))
+        mode = prep.mode
         searches: dict[int, tuple] = {}  # examples -> the worst-case search batch (x, y)
         layers, hidden = _layers(ck, cfg.layers)
         mhash = common["model_hash"]
-        prep = _prepare(ck, data, mode, cfg, x, y, self.device, sigma)
         self.add((mhash, mode.value, CLEAN, "", 0.0, 0), {**common, **prep.clean_row, "versions": {}, "time_s": 0.0})
         self.bar.update(1)
         scopes = [(layer,) for layer in layers] if cfg.per_layer else [layers]
@@ -300,6 +303,10 @@ class _RunState:
                 commit(curve)
         for curve in gates:  # levels never started because their curve was already at chance
             commit(curve)
+
+
+def _xy(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    return split.x, split.y
 
 
 def evaluated(data: Dataset, cfg: SweepConfig) -> Split:

@@ -19,8 +19,8 @@ A `sweep.toml` holds any option under its flag name (dashes or underscores), and
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from perturbations.spec import Spec, get_profile, parse_spec
 from reports.summary import SEARCH_OPTIONS, searches
 from robustness.choices import SWEEP_CHOICES
 from robustness.errors import BadInput
+from robustness.tomlfile import load_toml
 from robustness.evaluate import BNMode, Mode
 from robustness.ranges import level_axis, out_of_bounds, parse_levels
 
@@ -170,9 +171,12 @@ TOML_TYPES: dict[str, tuple[type, ...]] = {
     "bits": _STR + _INT + _LIST, "profile": _STR, "perturbation": _STR + _LIST, "models": _STR + _LIST,
     "model": _STR + _LIST, "out": _STR, "device": _STR, "workers": _INT, "compile": _BOOL, "modes": _STR + _LIST,
     "sigma_from": _STR, "executor": _STR, "address": _STR, "skip_at_chance": _BOOL}
-# Bounds of the numeric options, whether given as flags or in a file: (least value, strictly above it).
-BOUNDS = {"ci_width": (0.0, True), "max_seeds": (1, False), "auto_batch": (1, False), "mc_samples": (1, False),
-          "limit": (1, False), "seed": (0, False), "workers": (1, False)}
+# Bounds of the numeric options, whether given as flags or in a file: (least value, strictly above it, most).
+# The most is what one sweep can hold: each seed and sample is a network evaluated per level.
+MAX_SEEDS = 100_000
+BOUNDS = {"ci_width": (0.0, True, 100.0), "max_seeds": (1, False, MAX_SEEDS), "auto_batch": (1, False, 1000),
+          "mc_samples": (1, False, 10_000), "limit": (1, False, None), "seed": (0, False, 2**63 - 1),
+          "workers": (1, False, 1024)}
 
 
 def _check_value(key: str, v: Any, where: str) -> None:
@@ -190,26 +194,21 @@ def _check_value(key: str, v: Any, where: str) -> None:
 
 def check_bounds(values: dict[str, Any], where: str = "") -> None:
     """Numbers in range and finite (NaN passes no comparison, so it is refused by name)."""
-    for key, (low, strict) in BOUNDS.items():
+    for key, (low, strict, high) in BOUNDS.items():
         v = values.get(key)
         if v is None:
             continue
         flag = f"{where}{key}" if where else "--" + key.replace("_", "-")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise BadInput(f"{flag} must be a finite number, got {v!r}")
-        why = out_of_bounds(v, low, low_open=strict)
+        why = out_of_bounds(v, low, high, low_open=strict)
         if why:
             raise BadInput(f"{flag} {why}, got {v!r}")
 
 
 def read_toml(path: str) -> dict:
     p = Path(path)
-    if not p.is_file():
-        raise BadInput(f"{p}: no such config file")
-    try:
-        raw = tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise BadInput(f"{p}: not valid TOML ({e})") from None
+    raw = load_toml(p, "config file")
     out = {}
     for k, v in raw.items():
         key = k.replace("-", "_")
@@ -269,18 +268,7 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
     cli_pert = bool({"perturbation", "profile", "noise", "bits"} & explicit)
     if toml_plans is not None and not cli_pert:
         for t in toml_plans:
-            if "spec" not in t:
-                raise BadInput("each [[perturbation]] needs a spec")
-            lv = t.get("levels")
-            if isinstance(lv, list):
-                levels, axis = tuple(sorted({float(x) for x in lv})), str(t.get("axis", "linear"))
-            else:
-                is_bits = get(parse_spec(t["spec"]).swept_name).level_is_bits
-                levels, axis = levels_for(t["spec"], None if is_bits else lv, lv if is_bits else None)
-                axis = str(t.get("axis", axis))
-            if axis not in ("linear", "log"):
-                raise BadInput(f"[[perturbation]] {t['spec']}: axis must be linear or log, got {axis!r}")
-            plans.append(PerturbationPlan(t["spec"], levels, axis))
+            plans.append(_toml_plan(t))
     else:
         specs = merged.get("perturbation") or ()
         if isinstance(specs, str):
@@ -312,6 +300,8 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
             seeds = int(seeds)
         else:
             raise BadInput(f"--seeds must be a positive integer or 'auto', got {seeds!r}")
+    if seeds is not None and not (isinstance(seeds, int) and 1 <= seeds <= MAX_SEEDS):
+        raise BadInput(f"--seeds must be from 1 to {MAX_SEEDS:,} or 'auto', got {seeds!r}")
     check_bounds(merged)
     for key in ("layers", "modes"):
         given = merged.get(key)
@@ -332,6 +322,43 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
         data_dir=merged.get("data_dir"), skip_at_chance=bool(merged.get("skip_at_chance", True)))
     runtime = {k: merged.get(k) for k in ("out", "device", "workers", "compile", "executor", "address")}
     return cfg, runtime
+
+
+PLAN_KEYS = ("spec", "levels", "axis")
+
+
+def _toml_plan(t: Any) -> PerturbationPlan:
+    """One `[[perturbation]]` table, checked as the flags are: the same level parser (finite,
+    in range, at most MAX_LEVELS), bit widths as integers, unknown keys refused by name."""
+    if not isinstance(t, dict):
+        raise BadInput(f"[[perturbation]] entries must be tables (spec = ..., levels = ...), got {t!r}")
+    unknown_keys = [k for k in t if k not in PLAN_KEYS]
+    if unknown_keys:
+        close = difflib.get_close_matches(unknown_keys[0], PLAN_KEYS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (a table holds {', '.join(PLAN_KEYS)})"
+        raise BadInput(f"[[perturbation]]: unknown key {unknown_keys[0]!r}{hint}")
+    spec = t.get("spec")
+    if not isinstance(spec, str) or not spec.strip():
+        raise BadInput(f"[[perturbation]]: spec = {spec!r} must be a spec string, e.g. \"gaussian\"")
+    lv = t.get("levels")
+    if isinstance(lv, list):
+        bad = [x for x in lv if isinstance(x, bool) or not isinstance(x, (int, float))]
+        if bad or not lv:
+            raise BadInput(f"[[perturbation]] {spec}: levels = {lv!r} must be a list of numbers" if lv else
+                           f"[[perturbation]] {spec}: levels = [] holds no level")
+        lv = ",".join(repr(float(x)) for x in lv)
+    elif lv is not None and (isinstance(lv, bool) or not isinstance(lv, (str, int, float))):
+        raise BadInput(f"[[perturbation]] {spec}: levels = {lv!r} must be a range string or a list of numbers")
+    try:
+        is_bits = get(parse_spec(spec).swept_name).level_is_bits
+    except PerturbationError as e:
+        raise BadInput(str(e)) from None
+    given = None if lv is None else str(lv)
+    levels, axis = levels_for(spec, None if is_bits else given, given if is_bits else None)
+    axis = t.get("axis", axis)
+    if axis not in ("linear", "log"):
+        raise BadInput(f"[[perturbation]] {spec}: axis must be linear or log, got {axis!r}")
+    return PerturbationPlan(spec, levels, axis)
 
 
 def _attack(spec_text: str) -> tuple[str, bool, str] | None:

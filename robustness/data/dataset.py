@@ -14,6 +14,7 @@ from robustness.errors import BadInput
 from robustness.registry import Registry
 
 SPLITS = ("train", "validation", "test")
+MAX_FRAMES = 10_000  # frames T per utterance: 100 s of speech; beyond it one split's features stop fitting memory
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,8 @@ DATASETS: Registry[DatasetInfo] = Registry("dataset")
 
 def load_dataset(spec: DatasetSpec, *, workers: int | None = None, progress: bool = True) -> Dataset:
     """Load a dataset by spec; unknown names and unusable folders raise `BadInput`."""
-    if spec.frames is not None and spec.frames < 1:
-        raise BadInput(f"frames must be positive, got {spec.frames}")
+    if spec.frames is not None and not 1 <= spec.frames <= MAX_FRAMES:
+        raise BadInput(f"frames must be from 1 to {MAX_FRAMES} ({MAX_FRAMES // 100} s at a 10 ms hop), got {spec.frames}")
     if spec.speaker_pattern is not None:
         if spec.name not in ("audiofolder", "manifest"):
             raise BadInput(f"--speaker-pattern applies to audiofolder and manifest, not {spec.name!r} (its release "
