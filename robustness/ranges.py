@@ -18,10 +18,13 @@ def out_of_bounds(v: float, low: float | None = None, high: float | None = None,
                   high_open: bool = False) -> str | None:
     """Why `v` breaks its bounds ("must be > 0"), or None when it keeps them: one wording for
     command-line flags and config files."""
+    def show(b: float) -> str:  # integers in full (a seed bound of 2^63 - 1 is not 9.2e+18)
+        return str(b) if isinstance(b, int) else f"{b:g}"
+
     if low is not None and (v < low or (low_open and v == low)):
-        return f"must be {'>' if low_open else '>='} {low:g}"
+        return f"must be {'>' if low_open else '>='} {show(low)}"
     if high is not None and (v > high or (high_open and v == high)):
-        return f"must be {'<' if high_open else '<='} {high:g}"
+        return f"must be {'<' if high_open else '<='} {show(high)}"
     return None
 
 

@@ -266,9 +266,9 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
     toml_plans = merged.get("perturbation") if isinstance(merged.get("perturbation"), list) and \
         merged["perturbation"] and isinstance(merged["perturbation"][0], dict) else None
     cli_pert = bool({"perturbation", "profile", "noise", "bits"} & explicit)
+    file_plans = [_toml_plan(t) for t in toml_plans] if toml_plans is not None else []  # checked even when flags win
     if toml_plans is not None and not cli_pert:
-        for t in toml_plans:
-            plans.append(_toml_plan(t))
+        plans += file_plans
     else:
         specs = merged.get("perturbation") or ()
         if isinstance(specs, str):

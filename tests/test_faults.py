@@ -72,3 +72,110 @@ def test_no_command_writes_over_its_own_input(files, case):
     r = run(*args(files))
     one_error_line(r, "this command reads")
     assert digest(files[key]) == before
+
+
+# --- numbers invented with exit 0 ------------------------------------------------------------
+
+def test_level_ranges_keep_tiny_and_huge_levels_as_asked():
+    from robustness.ranges import parse_levels
+
+    assert parse_levels("1e-15:1e-9:7log") == [1e-15, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9]
+    assert parse_levels("1.5e-12:2.6e-12:3") == [1.5e-12, 2.05e-12, 2.6e-12]
+    assert parse_levels("1e200:1e300:3log") == [1e200, 1e250, 1e300]
+    assert parse_levels("0.01:0.1:4") == [0.01, 0.04, 0.07, 0.1]  # and decimals still come out clean
+
+
+def _edited_checkpoint(src, dst, edit):
+    import torch
+
+    obj = torch.load(src, weights_only=True)
+    edit(obj)
+    torch.save(obj, dst)
+    return dst
+
+
+@pytest.mark.parametrize("what,edit,match", [
+    ("nan alpha_min", lambda o: o["model_config"].update(alpha_min=float("nan")), "alpha_min must be in [0, 1]"),
+    ("nan threshold", lambda o: o["model_config"].update(threshold=float("nan")), "threshold must be a positive"),
+    ("negative bn_eps", lambda o: o["model_config"].update(bn_eps=-10.0), "bn_eps must be a positive"),
+    ("zero-width layer", lambda o: o["model_config"].update(hidden=[32, 0]), "hidden layer widths must be positive"),
+    ("negative variance", lambda o: o["state_dict"]["blocks.0.bn.running_var"].fill_(-1.0),
+     "blocks.0.bn.running_var holds negative variances"),
+    ("weights x 1e38", lambda o: [v.mul_(1e38) for k, v in o["state_dict"].items() if k.endswith("linear.weight")],
+     "non-finite outputs on clean inputs"),
+])
+def test_checkpoints_that_would_invent_numbers_are_refused(tiny_checkpoints, tmp_path, what, edit, match):
+    bad = _edited_checkpoint(tiny_checkpoints["adam"], tmp_path / "bad.pt", edit)
+    one_error_line(run("eval", "--model", bad, "--limit", "20"), match)
+    store = tmp_path / "s.db"
+    one_error_line(run("sweep", "--model", bad, "--noise", "0.1", "--seeds", "1", "--limit", "20", "--out", store,
+                       "-q"), match)
+    assert not store.exists()  # refused before the store opened
+
+
+def test_an_ivon_ess_below_one_example_is_refused(tiny_checkpoints, tmp_path):
+    bad = _edited_checkpoint(tiny_checkpoints["ivon"], tmp_path / "bad.pt", lambda o: o["posterior"].update(ess=1e-300))
+    one_error_line(run("eval", "--model", bad, "--limit", "20"), "'ess' 1e-300 is below 1")
+
+
+@pytest.mark.parametrize("body,match", [
+    ("levels = [inf]", "is not finite"),
+    ('levels = ["abc"]', "must be a list of numbers"),
+    ("levels = [{a = 1}]", "must be a list of numbers"),
+    ("levels = []", "holds no level"),
+    ("levels = [0.1]\nlevles = 2", "unknown key 'levles'; did you mean 'levels'?"),
+])
+def test_perturbation_tables_are_checked_like_flags(files, tmp_path, body, match):
+    toml = tmp_path / "s.toml"
+    toml.write_text(f'[[perturbation]]\nspec = "gaussian"\n{body}\n')
+    one_error_line(run("sweep", "--model", files["model"], "--config", toml, "--out", tmp_path / "x.db"), match)
+    assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("body,match", [
+    ('[[perturbation]]\nspec = 5\nlevels = [0.1]', "spec = 5 must be a spec string"),
+    ("seeds = 99999999999", "--seeds must be from 1 to 100,000"),
+    ("mc_samples = 99999999999", "mc_samples must be <= 10000"),
+    ("workers = 99999999999", "workers must be <= 1024"),
+    ("seed = 99999999999999999999", "seed must be <= 9223372036854775807"),
+    ("layers = " + "[" * 5000 + "]" * 5000, "nested too deep"),
+])
+def test_config_values_that_cannot_run_are_refused(files, tmp_path, body, match):
+    toml = tmp_path / "s.toml"
+    toml.write_text(body + "\n")
+    one_error_line(run("sweep", "--model", files["model"], "--noise", "0.1", "--config", toml,
+                       "--out", tmp_path / "x.db"), match)
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_a_policy_nested_too_deep_is_one_line(files, tmp_path):
+    policy = tmp_path / "deep.toml"
+    policy.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    one_error_line(run("check", files["store"], "--policy", policy), "nested too deep")
+
+
+# --- values that exhaust memory or never end -------------------------------------------------
+
+@pytest.mark.parametrize("args,match", [
+    (["sweep", "--noise", "0:1:99999999999"], "at most 1000 per range"),
+    (["sweep", "--perturbation", "quantize", "--bits", "1:99999999999"], "at most 1000 per range"),
+    (["sweep", "--perturbation", "read-noise", "--noise", "1e300"], "out of range 0..1e+06"),
+    (["sweep", "--perturbation", "adversarial(steps=99999999999)", "--noise", "0.1"], "from 0 to 1000"),
+    (["sweep", "--perturbation", "bitflip(bits=nan)", "--noise", "0.1"], "bits must be an integer from 2 to 16"),
+    (["sweep", "--perturbation", "quantize(clip=nan)", "--bits", "4"], "clip must be a percentile"),
+    (["slice", "--points", "100000", "--dims", "2"], "at most 100,000"),
+    (["slice", "--span", "-inf:inf"], "must be finite numbers within +-1000"),
+    (["slice", "--span", "-1e300:1e300"], "must be finite numbers within +-1000"),
+    (["train", "--seed", str(2**63), "--epochs", "1"], "must be <= 9223372036854775807"),
+    (["eval", "--seed", str(2**64)], "must be <= 9223372036854775807"),
+    (["slice", "--seed", str(2**63)], "must be <= 9223372036854775807"),
+])
+def test_counts_are_bounded_by_what_a_machine_can_hold(files, tmp_path, args, match):
+    model_flag = [] if args[0] == "train" else ["--model", files["model"]]
+    out = ["--out", tmp_path / "o.db"] if args[0] in ("sweep", "slice") else ["--out", tmp_path / "o.pt"] \
+        if args[0] == "train" else []
+    one_error_line(run(*args, *model_flag, *out), match)
+
+
+def test_frames_beyond_memory_are_refused():
+    one_error_line(run("data", "info", "--frames", "999999999"), "frames must be from 1 to 10000")
