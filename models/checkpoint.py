@@ -19,6 +19,7 @@ width, uniform, prior width or learnt), kept so that reports need not recompute 
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import math
 import os
 import pickle
@@ -32,7 +33,7 @@ import torch
 from models.network import ModelConfig, SpikingNet
 from models.posterior import Posterior, diagnose
 from robustness.errors import CheckpointError, first_line
-from robustness.files import atomic_path
+from robustness.files import write_bytes
 
 FORMAT = "robust-snn"
 VERSION = 1
@@ -93,8 +94,9 @@ def save_checkpoint(path: str | os.PathLike, net: SpikingNet, *, train_config: d
     if members:
         obj["members"] = [{k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for m in members]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:

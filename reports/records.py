@@ -74,7 +74,7 @@ class Records:
 
 def load_records(path: str, models: tuple[str, ...] = (), perturbations: tuple[str, ...] = ()) -> Records:
     """Read a store; `models` / `perturbations` keep only those (by path or file name)."""
-    with Store.open(path) as st:
+    with Store.open(path, readonly=True) as st:
         runs = []
         for r in st.runs():
             rows = st.cells(r["id"])

@@ -29,6 +29,7 @@ from reports.stats import holm, interval_unit, paired_t_p
 from reports.summary import (CurveSummary, accuracy_points, attack_gaps, normalised_auc, overflow_note, paired,
                              skipped_note, summarize)
 from reports.verdict import verdict
+from robustness.errors import BadInput
 
 SCHEMA_VERSION = 1
 FORMATS = ("html", "md", "json")
@@ -392,8 +393,23 @@ def write_report(rec: Records, out_dir: str | os.PathLike, formats: tuple[str, .
     so an interrupted report leaves no half-written file). Returns the summary JSON."""
     summary, lines, sections, pngs, svgs = build(rec)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    made = [p for p in (out, *out.parents) if not p.exists()]  # the folders this report creates
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+        _write_files(out, tmp, formats, summary, lines, sections, pngs, svgs)
+    except OSError as e:
+        for p in made:  # leave no empty folder behind (only those made here, innermost first)
+            if p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+        raise BadInput(f"{out}: the report could not be written ({e.strerror or e}); nothing was left behind") \
+            from None
+    return summary
+
+
+def _write_files(out: Path, tmp: Path, formats: tuple[str, ...], summary: dict, lines: list[str],
+                 sections: list[Section], pngs: dict[str, bytes], svgs: dict[str, str]) -> None:
+    """Every report file into `tmp`, then moved into `out` (a reader never sees half a report)."""
     try:
         (tmp / "figures").mkdir()
         for name in pngs:
@@ -412,7 +428,6 @@ def write_report(rec: Records, out_dir: str | os.PathLike, formats: tuple[str, .
                 os.replace(f, out / f.relative_to(tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return summary
 
 
 def _jsonable(o):

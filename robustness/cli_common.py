@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import math
@@ -17,9 +18,14 @@ import click
 from robustness.choices import SWEEP_CHOICES
 
 from robustness.errors import BadInput, first_line
+from robustness.files import NAME_MAX
 from robustness.ranges import out_of_bounds
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+# OS errors that come from the paths and the machine a user gives, not from a bug: one line, exit 2.
+USER_ERRNOS = {errno.ENAMETOOLONG, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+               errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP}
+PATH_MAX = 4096  # bytes in a whole path (Linux)
 
 
 class InputError(click.ClickException):
@@ -42,6 +48,13 @@ class RobustGroup(click.Group):
             sys.exit(2 if isinstance(e, click.UsageError) else e.exit_code)
         except BadInput as e:  # only the library's own input errors: any other exception is a bug
             click.echo(f"Error: {first_line(e)}", err=True)
+            sys.exit(2)
+        except OSError as e:
+            if e.errno not in USER_ERRNOS:
+                raise
+            # the machine refused a path the user gave (too long, no space, read-only, denied)
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"Error: {where}{e.strerror or e}", err=True)
             sys.exit(2)
         sys.exit(rv if isinstance(rv, int) else 0)
 
@@ -146,6 +159,13 @@ def output_path(path: str | None, flag: str, kind: str = "file",
         return None
     if not str(path).strip():
         raise InputError(f"{flag} '': an empty path")
+    long = next((c for c in Path(path).parts if len(os.fsencode(c)) > NAME_MAX), None)
+    if long is not None:
+        raise InputError(f"{flag} {str(path)[:80]}...: a path component of {len(os.fsencode(long))} bytes (the file "
+                         f"system allows {NAME_MAX})")
+    if len(os.fsencode(os.path.abspath(path))) >= PATH_MAX:
+        raise InputError(f"{flag} {str(path)[:80]}...: a path of {len(os.fsencode(os.path.abspath(path)))} bytes "
+                         f"(the system allows {PATH_MAX - 1})")
     for what, given in inputs:
         if given is not None and str(given) and same_file(path, given):
             raise InputError(f"{flag} {path}: is the {what} this command reads ({given}); writing it would destroy "

@@ -12,12 +12,15 @@ from robustness.cli_common import CONTEXT, COUNT, POSITIVE, InputError, data_dir
 
 
 def _write_graph(graph, out: str) -> None:
+    import io
+
     import nir
 
-    from robustness.files import atomic_path
+    from robustness.files import write_bytes
 
-    with atomic_path(out, ".nir.tmp") as tmp:
-        nir.write(tmp, graph)
+    buf = io.BytesIO()  # HDF5 segfaults on a full disk: serialise in memory, then write the bytes ourselves
+    nir.write(buf, graph)
+    write_bytes(out, buf.getvalue(), ".nir.tmp")
 
 
 @click.command("import", context_settings=CONTEXT)

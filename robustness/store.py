@@ -39,6 +39,7 @@ import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterable
@@ -84,10 +85,15 @@ class Store:
         self.conn = conn
 
     @classmethod
-    def open(cls, path: str | os.PathLike, create: bool = False, timeout: float | None = None) -> "Store":
+    def open(cls, path: str | os.PathLike, create: bool = False, timeout: float | None = None,
+             readonly: bool = False) -> "Store":
         """Open (or with `create`, create) a store; anything else is a one-line BadInput.
         A write waits up to `timeout` s (default $ROBUST_STORE_TIMEOUT or 30) for another
-        process's write to finish before the store counts as locked."""
+        process's write to finish before the store counts as locked.
+
+        `readonly` (report, check, export) never writes the file: it opens it read-only,
+        on a read-only mount too, and reads a store of an older schema through a migrated
+        copy in memory instead of migrating it in place."""
         if timeout is None:
             try:
                 timeout = float(os.environ.get("ROBUST_STORE_TIMEOUT", "30"))
@@ -115,6 +121,8 @@ class Store:
         pause = 0.01
         while True:
             try:
+                if readonly:
+                    return cls(str(p), cls._connect_readonly(p, max(deadline - time.monotonic(), 0.0)))
                 return cls(str(p), cls._connect(p, create, max(deadline - time.monotonic(), 0.0), new_file))
             except _Locked:
                 if time.monotonic() + pause > deadline:
@@ -123,11 +131,41 @@ class Store:
                 pause = min(pause * 2, 0.5)
 
     @staticmethod
+    def _connect_readonly(p: Path, timeout: float) -> sqlite3.Connection:
+        """A connection that only reads. Where the file can be written, a plain connection
+        that issues no write (SQLite then removes its WAL files on close, as after a sweep);
+        on a read-only mount, or where even the WAL's shared-memory file cannot be made (a
+        full disk), a read-only one, and failing that an immutable one: nobody can be
+        writing such a file."""
+        uri = "file:" + urllib.parse.quote(str(p.resolve()))
+        attempts = ([str(p), False] if os.access(p, os.W_OK) and os.access(p.parent, os.W_OK) else []) + \
+            [uri + "?mode=ro", True, uri + "?mode=ro&immutable=1", True]
+        for target, as_uri in zip(attempts[::2], attempts[1::2]):
+            conn = None
+            try:
+                conn = sqlite3.connect(target, uri=as_uri, timeout=timeout, isolation_level=None)
+                conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+                break
+            except sqlite3.OperationalError as e:
+                if conn is not None:
+                    conn.close()
+                if "locked" in str(e) or "busy" in str(e):
+                    raise _Locked from None
+        else:
+            raise BadInput(f"{p}: cannot open results store for reading")
+        return Store._checked(conn, p, create=False, new_file=False, readonly=True)
+
+    @staticmethod
     def _connect(p: Path, create: bool, timeout: float, new_file: bool) -> sqlite3.Connection:
         """One attempt at opening: the checked connection, `_Locked`, or a one-line BadInput."""
-        conn = None
+        return Store._checked(sqlite3.connect(str(p), timeout=timeout, isolation_level=None), p, create, new_file)
+
+    @staticmethod
+    def _checked(conn: sqlite3.Connection, p: Path, create: bool, new_file: bool,
+                 readonly: bool = False) -> sqlite3.Connection:
+        """The connection once the file is known to be a store of this schema (created when
+        empty and `create`); `_Locked`, or a one-line BadInput naming what is wrong."""
         try:
-            conn = sqlite3.connect(str(p), timeout=timeout, isolation_level=None)
             conn.row_factory = sqlite3.Row
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if tables and "meta" not in tables:
@@ -139,6 +177,12 @@ class Store:
                     conn.close()
                     raise BadInput(f"{p}: an SQLite file but not a robust results store")
                 if meta.get("schema_version") in ("1", "2"):
+                    if readonly:  # the file stays as it is: its migrated copy lives in memory
+                        memory = sqlite3.connect(":memory:", isolation_level=None)
+                        conn.backup(memory)
+                        conn.close()
+                        conn = memory
+                        conn.row_factory = sqlite3.Row
                     _migrate(conn)
                     meta["schema_version"] = str(SCHEMA_VERSION)
                 if meta.get("schema_version") != str(SCHEMA_VERSION):
@@ -356,7 +400,7 @@ def export(store_path: str, fmt: str, out: str | None) -> str:
 
     from robustness.files import atomic_path
 
-    with closing(Store.open(store_path)) as st:
+    with closing(Store.open(store_path, readonly=True)) as st:
         rows = [{c: r[c] for c in CELL_COLUMNS} for r in st.cells()]  # per-example blobs stay in the store
     target = Path(out or Path(store_path).with_suffix(f".{fmt}"))
     for r in rows:

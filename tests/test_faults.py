@@ -179,3 +179,97 @@ def test_counts_are_bounded_by_what_a_machine_can_hold(files, tmp_path, args, ma
 
 def test_frames_beyond_memory_are_refused():
     one_error_line(run("data", "info", "--frames", "999999999"), "frames must be from 1 to 10000")
+
+
+# --- a full disk and paths the file system refuses -------------------------------------------
+
+def _limited(args, limit_bytes, cwd):
+    """The command in a process whose writes past `limit_bytes` fail (EFBIG), as on a full disk."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def lim():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run([sys.executable, "-m", "robustness.cli", *map(str, args)], preexec_fn=lim, cwd=cwd,
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("case", ["train", "report", "export", "check --init", "export-nir"])
+def test_a_full_disk_is_one_line_and_leaves_nothing_behind(files, tmp_path, case):
+    out = tmp_path / "out"
+    out.mkdir()
+    target = {"train": out / "m.pt", "report": out / "rep", "export": out / "e.csv", "check --init": out / "p.toml",
+              "export-nir": out / "m.nir"}[case]
+    args = {"train": ["train", "--epochs", "1", "--limit-train", "40", "--hidden", "8", "--out", target, "-q"],
+            "report": ["report", files["store"], "--out", target, "-q"],
+            "export": ["export", files["store"], "--out", target],
+            "check --init": ["check", files["store"], "--init", "--policy", target],
+            "export-nir": ["export-nir", files["model"], "--out", target]}[case]
+    r = _limited(args, 64, tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.startswith("Error:") and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, \
+        r.stderr[-800:]
+    assert list(out.iterdir()) == []  # no temporary file, no empty report folder
+
+
+LONG = "x" * 300
+
+
+@pytest.mark.parametrize("case", ["eval", "sweep", "train", "report", "export", "export-nir", "check --junit"])
+def test_paths_the_file_system_refuses_are_one_line(files, tmp_path, case):
+    deep = tmp_path / "/".join(["d" * 200] * 25) / "f"
+    args = {"eval": ["eval", "--model", tmp_path / f"{LONG}.pt"],
+            "sweep": ["sweep", "--model", files["model"], "--noise", "0.1", "--out", tmp_path / f"{LONG}.db"],
+            "train": ["train", "--epochs", "1", "--out", deep],
+            "report": ["report", files["store"], "--out", tmp_path / LONG],
+            "export": ["export", files["store"], "--out", tmp_path / f"{LONG}.csv"],
+            "export-nir": ["export-nir", files["model"], "--out", deep],
+            "check --junit": ["check", files["store"], "--policy", files["policy"], "--junit", tmp_path / LONG]}[case]
+    one_error_line(run(*args))
+
+
+# --- read-only stores ------------------------------------------------------------------------
+
+def _v2_copy(store, dst):
+    """The store as an older schema (v2 lacks the example_confidence column)."""
+    import sqlite3
+    from contextlib import closing
+
+    shutil.copy(store, dst)
+    with closing(sqlite3.connect(dst)) as c, c:
+        c.execute("ALTER TABLE cells DROP COLUMN example_confidence")
+        c.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    return dst
+
+
+def test_reading_commands_never_write_the_store_and_read_an_old_schema_through_a_copy(files, tmp_path):
+    old = _v2_copy(files["store"], tmp_path / "old.db")
+    before, mtime = digest(old), os.stat(old).st_mtime_ns
+    assert run("report", old, "--out", tmp_path / "rep", "-q").exit_code == 0
+    assert run("check", old, "--policy", files["policy"]).exit_code in (0, 1)
+    assert run("export", old, "--out", tmp_path / "e.csv").exit_code == 0
+    assert digest(old) == before and os.stat(old).st_mtime_ns == mtime  # not migrated in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv", "old.db", "rep"]  # no -wal / -shm left
+
+
+def test_a_store_on_a_read_only_mount_is_readable(files, tmp_path):
+    import subprocess
+
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    shutil.copy(files["store"], mnt / "s.db")
+    if subprocess.run(["mount", "--bind", str(mnt), str(mnt)], capture_output=True).returncode != 0 or \
+            subprocess.run(["mount", "-o", "remount,ro,bind", str(mnt)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+        pytest.skip("needs mount privileges to make a read-only mount")
+    try:
+        for args in (["report", mnt / "s.db", "--out", tmp_path / "rep", "-q"], ["export", mnt / "s.db", "--out",
+                     tmp_path / "e.csv"], ["check", mnt / "s.db", "--policy", files["policy"]]):
+            r = run(*args)
+            assert r.exit_code in (0, 1) and "Error" not in r.output, r.output
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
