@@ -23,6 +23,7 @@ import io
 import math
 import os
 import pickle
+import pickletools
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -110,10 +111,17 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
             warnings.simplefilter("ignore")
             obj = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError,
-            zipfile.BadZipFile, AttributeError, TypeError, KeyError, IndexError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{p}: not a readable checkpoint ({first[:160]})") from None
+    except pickle.UnpicklingError as e:
+        code = _foreign_globals(p)
+        if code:  # the file pickles code or objects a checkpoint never holds
+            raise CheckpointError(f"{p}: holds code or objects ({', '.join(code[:3])}) that a checkpoint never "
+                                  f"holds, so it was not loaded (robust reads tensors and plain values only)") from None
+        raise CheckpointError(f"{p}: not a readable checkpoint: neither torch's zip format nor a pickle") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError, TypeError, KeyError,
+            IndexError) as e:
+        detail = "" if isinstance(e, (KeyError, IndexError)) else f" ({first_line(e)[:120]})"  # those say nothing
+        raise CheckpointError(f"{p}: not a readable checkpoint: neither torch's zip format nor a pickle{detail}") \
+            from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not a robust checkpoint (no '{FORMAT}' format marker)")
     if obj.get("version") != VERSION:
@@ -155,6 +163,28 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         meta["diagnostics"] = obj["posterior"].get("diagnostics")
     return Checkpoint(str(p), net, obj["train_config"], obj["dataset"], obj["features"],
                       list(obj["classes"]), list(obj["history"]), posterior, meta, members)
+
+
+def _foreign_globals(p: Path) -> list[str]:
+    """What a refused file would import when unpickled, read without running it
+    (pickletools only decodes opcodes): names outside torch's tensor machinery."""
+    try:
+        if zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as z:
+                data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+        else:
+            data = p.read_bytes()
+        names, strings = [], []
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(str(arg))
+            elif op.name == "GLOBAL":
+                names.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # not a pickle at all: nothing it would import
+        return []
+    return [n for n in dict.fromkeys(names) if not n.startswith(("torch.", "collections.OrderedDict"))]
 
 
 def _check_finite(p: Path, what: str, tensors: dict) -> None:

@@ -18,11 +18,13 @@ or level the store lacks is unusable (exit 2).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
+from reports.formatting import md_cell
 from reports.records import Records, load_records
 from reports.summary import CurveSummary, LevelStats, summarize
 from robustness.errors import BadInput
@@ -265,10 +267,24 @@ def junit(outcomes: list[Outcome]) -> str:
 def markdown(outcomes: list[Outcome]) -> str:
     fails = sum(not o.passed for o in outcomes)
     head = f"### robust check: {'all ' + str(len(outcomes)) + ' rules pass' if not fails else f'{fails} of {len(outcomes)} rules fail'}"
-    cell = (lambda t: t.replace("|", "\\|"))  # a pipe in a rule name would split the table row
-    rows = [f"| {'✅ PASS' if o.passed else '❌ FAIL'} | {cell(o.name)} | {cell(o.observed)} | {cell(o.threshold)} |"
-            for o in outcomes]
+    rows = [f"| {'✅ PASS' if o.passed else '❌ FAIL'} | {md_cell(o.name)} | {md_cell(o.observed)} | "
+            f"{md_cell(o.threshold)} |" for o in outcomes]
     return "\n".join([head, "", "| result | rule | observed | needs |", "|---|---|---|---|", *rows, ""])
+
+
+def _toml_str(text: str) -> str:
+    """A TOML basic string holding `text` exactly (quotes, backslashes, newlines escaped; JSON's
+    escapes are TOML's). A name that is not valid Unicode cannot be written: refused."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput(f"{text!r}: a name that is not valid UTF-8 cannot be written into a policy; rename the "
+                       f"file") from None
+    return json.dumps(text)
+
+
+def _toml_comment(text: str) -> str:
+    return " ".join(str(text).split())  # a comment ends at the line break
 
 
 def starter_policy(store: str) -> str:
@@ -281,21 +297,25 @@ def starter_policy(store: str) -> str:
            "# Thresholds sit below what the store shows (by the chip interval, at least 1 point), so",
            "# this passes on it; tighten them as your models improve. Kinds: " + ", ".join(KINDS) + ".", ""]
     for (model, mode, pert), cs in curves.items():
-        lv = cs.levels[len(cs.levels) // 2] if cs.increasing_severity else cs.levels[::-1][len(cs.levels) // 2]
+        measured = [s for s in (cs.levels if cs.increasing_severity else cs.levels[::-1])
+                    if math.isfinite(s.metrics["accuracy"][0])]  # an overflowed level has no number to gate on
+        if not measured:
+            out += [f"# {_toml_comment(os.path.basename(model))} {mode} {_toml_comment(pert)}: every level "
+                    f"overflowed (non-finite outputs): no rule derived", ""]
+            continue
+        lv = measured[len(measured) // 2]
         acc, hw = lv.metrics["accuracy"]
         margin = max(hw or 0.0, 0.01)
-        name = os.path.basename(model)
-        out += ["[[rule]]", 'kind = "min_accuracy"', f'model = "{name}"', f'mode = "{mode}"',
-                f'perturbation = "{pert}"', f"level = {lv.level!r}",
+        who = [f"model = {_toml_str(os.path.basename(model))}", f"mode = {_toml_str(mode)}",
+               f"perturbation = {_toml_str(pert)}"]
+        out += ["[[rule]]", 'kind = "min_accuracy"', *who, f"level = {lv.level!r}",
                 f"threshold = {math.floor((acc - margin) * 100) / 100:.2f}  # observed {acc:.4f}", ""]
         drop = cs.clean["accuracy"] - acc
-        out += ["[[rule]]", 'kind = "max_drop"', f'model = "{name}"', f'mode = "{mode}"', f'perturbation = "{pert}"',
-                f"level = {lv.level!r}", f"threshold = {math.ceil((drop + margin) * 100) / 100:.2f}  # observed "
-                f"{drop:.4f}", ""]
+        out += ["[[rule]]", 'kind = "max_drop"', *who, f"level = {lv.level!r}",
+                f"threshold = {math.ceil((drop + margin) * 100) / 100:.2f}  # observed {drop:.4f}", ""]
         if cs.auc is not None:
-            out += ["[[rule]]", 'kind = "min_auc"', f'model = "{name}"', f'mode = "{mode}"',
-                    f'perturbation = "{pert}"', f"threshold = {math.floor((cs.auc - 0.02) * 100) / 100:.2f}  "
-                    f"# observed {cs.auc:.4f}", ""]
+            out += ["[[rule]]", 'kind = "min_auc"', *who,
+                    f"threshold = {math.floor((cs.auc - 0.02) * 100) / 100:.2f}  # observed {cs.auc:.4f}", ""]
     out += ["# Against a baseline store (robust check STORE --policy P --baseline old.db):",
             "# [[rule]]", '# kind = "baseline"', '# metric = "accuracy"', "# tolerance = 0.01", ""]
     return "\n".join(out)

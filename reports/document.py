@@ -10,6 +10,8 @@ import base64
 import html
 from dataclasses import dataclass, field
 
+from reports.formatting import md, md_cell
+
 
 @dataclass
 class Table:
@@ -41,18 +43,20 @@ caption{caption-side:bottom;font-size:.85em;color:#555;text-align:left}"""
 
 
 def to_markdown(title: str, verdict: list[str], sections: list[Section]) -> str:
-    out = [f"# {title}", "", "## Verdict", "", *[f"- {v}" for v in verdict], ""]
+    """Markdown with every piece of text escaped (`md`): names from the store are data."""
+    out = [f"# {md(title)}", "", "## Verdict", "", *[f"- {md(v)}" for v in verdict], ""]
     for s in sections:
-        out += [f"## {s.title}", ""]
+        out += [f"## {md(s.title)}", ""]
         for b in s.blocks:
             if isinstance(b, str):
-                out += [b, ""]
+                out += [md(b), ""]
             elif isinstance(b, Table):
-                out += ["| " + " | ".join(b.header) + " |", "|" + "---|" * len(b.header)]
-                out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in b.rows]
-                out += (["", f"*{b.caption}*"] if b.caption else []) + [""]
+                out += ["| " + " | ".join(md_cell(h) for h in b.header) + " |", "|" + "---|" * len(b.header)]
+                out += ["| " + " | ".join(md_cell(c) for c in r) + " |" for r in b.rows]
+                out += (["", f"*{md(b.caption)}*"] if b.caption else []) + [""]
             elif isinstance(b, Figure):
-                out += [f"![{b.caption}](figures/{b.name}.png)", "", f"*{b.caption}*", ""]
+                alt = md(b.caption).replace("[", "(").replace("]", ")")
+                out += [f"![{alt}](figures/{b.name}.png)", "", f"*{md(b.caption)}*", ""]
     return "\n".join(out)
 
 

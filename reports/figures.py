@@ -27,7 +27,8 @@ COLUMN = 3.4  # inches: one column of a two-column paper
 PANEL_METRICS = (("accuracy", "accuracy (%)", 100.0), ("nll", "NLL (nats)", 1.0), ("ece", "ECE", 1.0),
                  ("brier", "Brier score", 1.0))
 STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
-         "ytick.labelsize": 7, "figure.dpi": 120, "svg.fonttype": "none"}
+         "ytick.labelsize": 7, "figure.dpi": 120, "svg.fonttype": "none",
+         "text.parse_math": False}  # labels carry file names: a `$` in one is a dollar, not mathtext
 
 
 def palette(keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:

@@ -35,7 +35,7 @@ from models import native
 from models.checkpoint import Checkpoint, load_checkpoint
 from robustness import __version__
 from robustness.data import Dataset, DatasetSpec, load_dataset
-from robustness.errors import BadInput
+from robustness.errors import BadInput, require_utf8
 from robustness.evaluate import Mode
 from robustness.executors import Failed, LocalExecutor, RayExecutor
 from robustness.progress import progress as progress_bar
@@ -119,6 +119,8 @@ class SliceResult:
 
 def validate(cfg: SliceConfig) -> None:
     """One-line errors for every bad option, before anything is loaded or written."""
+    for m in (*cfg.models, *(cfg.between or ())):
+        require_utf8(m)
     if cfg.dims not in (1, 2):
         raise BadInput(f"--dims must be 1 or 2, got {cfg.dims}")
     if cfg.span is not None:

@@ -29,7 +29,7 @@ from perturbations.base import PerturbationError, Scale, get
 from perturbations.spec import Spec, get_profile, parse_spec
 from reports.summary import SEARCH_OPTIONS, searches
 from robustness.choices import SWEEP_CHOICES
-from robustness.errors import BadInput
+from robustness.errors import BadInput, require_utf8
 from robustness.tomlfile import load_toml
 from robustness.evaluate import BNMode, Mode
 from robustness.ranges import level_axis, out_of_bounds, parse_levels
@@ -120,6 +120,8 @@ def validate(cfg: SweepConfig) -> list[Spec]:
     """Check everything that can be checked before touching the store; returns parsed specs."""
     if not cfg.models:
         raise BadInput("no --model given")
+    for m in (*cfg.models, *([cfg.sigma_from] if cfg.sigma_from else [])):
+        require_utf8(m)
     if not cfg.plans:
         raise BadInput("no perturbation levels given (use --noise, --bits or --profile)")
     if cfg.seeds is not None and cfg.seeds < 1:

@@ -273,3 +273,61 @@ def test_a_store_on_a_read_only_mount_is_readable(files, tmp_path):
             assert r.exit_code in (0, 1) and "Error" not in r.output, r.output
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+# --- names that are data, not markup ------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["cost $5$ model.pt", 'a "quoted" \\ name.pt', "two\nlines.pt", "<img src=x onerror=alert(1)>.pt"])
+def test_model_names_are_data_in_reports_and_policies(tiny_checkpoints, tmp_path, name):
+    model = tmp_path / name
+    shutil.copy(tiny_checkpoints["adam"], model)
+    store = tmp_path / "s.db"
+    assert run("sweep", "--model", model, "--noise", "0.1", "--seeds", "2", "--limit", "20", "--modes", "point",
+               "--out", store, "-q").exit_code == 0
+    r = run("report", store, "--out", tmp_path / "rep", "-q")
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "<img" not in md and "&lt;img" in md if "<img" in name else True
+    policy = tmp_path / "p.toml"
+    assert run("check", store, "--init", "--policy", policy).exit_code == 0
+    r = run("check", store, "--policy", policy, "--markdown", tmp_path / "gate.md")
+    assert r.exit_code == 0, r.output  # the written policy parses and names the model exactly
+    assert "<img" not in (tmp_path / "gate.md").read_text()
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_before_the_store(tiny_checkpoints, tmp_path):
+    model = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.pt")
+    shutil.copy(tiny_checkpoints["adam"], model)
+    store = tmp_path / "s.db"
+    one_error_line(run("sweep", "--model", model, "--noise", "0.1", "--out", store, "-q"), "not valid UTF-8")
+    assert not store.exists()
+
+
+def test_check_init_skips_a_curve_whose_levels_overflowed(files, tmp_path):
+    import sqlite3
+    from contextlib import closing
+
+    store = tmp_path / "nan.db"
+    shutil.copy(files["store"], store)
+    with closing(sqlite3.connect(store)) as c, c:
+        c.execute("UPDATE cells SET accuracy = NULL, nll = NULL WHERE perturbation != 'clean'")
+    policy = tmp_path / "p.toml"
+    r = run("check", store, "--init", "--policy", policy)
+    assert r.exit_code == 0, r.output
+    assert "every level overflowed" in policy.read_text()
+
+
+def test_outputs_follow_the_umask(files, tmp_path):
+    old = os.umask(0o022)
+    try:
+        outs = {"checkpoint": tmp_path / "m.pt", "nir": tmp_path / "m.nir", "export": tmp_path / "e.csv",
+                "junit": tmp_path / "j.xml", "policy": tmp_path / "p.toml"}
+        assert run("train", "--epochs", "1", "--limit-train", "40", "--hidden", "8", "--out", outs["checkpoint"],
+                   "-q").exit_code == 0
+        assert run("export-nir", files["model"], "--out", outs["nir"]).exit_code == 0
+        assert run("export", files["store"], "--out", outs["export"]).exit_code == 0
+        assert run("check", files["store"], "--init", "--policy", outs["policy"]).exit_code == 0
+        assert run("check", files["store"], "--policy", outs["policy"], "--junit", outs["junit"]).exit_code == 0
+    finally:
+        os.umask(old)
+    assert {k: oct(p.stat().st_mode & 0o777) for k, p in outs.items()} == {k: "0o644" for k in outs}
