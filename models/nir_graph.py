@@ -98,6 +98,9 @@ def _chain(graph: Any) -> list[tuple[str, Any]]:
     """The graph's nodes in order from its input, refusing anything but a simple chain."""
     nxt: dict[str, str] = {}
     for a, b in graph.edges:
+        missing = next((n for n in (a, b) if n not in graph.nodes), None)
+        if missing is not None:
+            raise BadInput(f"NIR edge {a!r} -> {b!r} names a node the graph does not have ({missing!r})")
         if a in nxt:
             raise BadInput(f"NIR node {a!r} feeds two nodes: only feedforward chains are supported")
         nxt[a] = b
@@ -115,18 +118,46 @@ def _chain(graph: Any) -> list[tuple[str, Any]]:
     return order[:-1]
 
 
+def _finite(name: str, field: str, x: np.ndarray) -> np.ndarray:
+    """A graph's numbers become a checkpoint every command refuses if one is NaN or inf."""
+    if not np.all(np.isfinite(x)):
+        raise BadInput(f"NIR node {name!r}: {field} holds NaN or inf values")
+    return x
+
+
 def _affine(name: str, node: Any) -> tuple[np.ndarray, np.ndarray]:
-    w = _np(node.weight)
+    try:
+        w = _np(node.weight)
+        b = _np(node.bias) if type(node).__name__ == "Affine" else np.zeros(w.shape[0] if w.ndim else 0)
+    except (TypeError, ValueError):
+        raise BadInput(f"NIR node {name!r}: weight or bias is not an array of numbers") from None
     if w.ndim != 2:
         raise BadInput(f"NIR node {name!r}: weight of shape {w.shape}, expected a matrix")
-    b = _np(node.bias) if type(node).__name__ == "Affine" else np.zeros(w.shape[0])
-    return w, b
+    if 0 in w.shape:
+        raise BadInput(f"NIR node {name!r}: weight of shape {w.shape} has a zero-width side")
+    if b.shape != (w.shape[0],):
+        raise BadInput(f"NIR node {name!r}: bias of shape {b.shape} for {w.shape[0]} outputs")
+    return _finite(name, "weight", w), _finite(name, "bias", b)
+
+
+def graph_dt(meta: Mapping) -> float:
+    """The time step a graph's metadata states (seconds), else NIR's and Norse's default."""
+    value = meta.get("dt", DEFAULT_DT)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BadInput(f"the NIR graph's metadata dt = {value!r} is not a number") from None
+    if arr.size != 1:
+        raise BadInput(f"the NIR graph's metadata dt holds {arr.size} values; expected one number of seconds")
+    return float(arr.reshape(()))
 
 
 def from_nir(graph: Any, dt: float | None = None) -> tuple[ModelConfig, dict[str, torch.Tensor], float]:
     """A config and state dict of our network for an NIR graph; also the dt used."""
     meta = getattr(graph, "metadata", None) or {}
-    dt = float(dt if dt is not None else meta.get("dt", DEFAULT_DT))
+    if dt is None:
+        dt = graph_dt(meta)
+    dt = float(dt)
     if not (dt > 0 and math.isfinite(dt)):
         raise BadInput(f"--dt {dt}: must be a positive number of seconds")
     layers, readout, pending, pending_scale = [], None, None, None
@@ -137,7 +168,10 @@ def from_nir(graph: Any, dt: float | None = None) -> tuple[ModelConfig, dict[str
                 raise BadInput(f"NIR node {name!r}: two Affine/Linear nodes in a row")
             pending, pending_scale = (name, *_affine(name, node)), None
         elif kind == "Scale" and pending is not None:
-            pending_scale = _np(node.scale)
+            pending_scale = _finite(name, "scale", _np(node.scale))
+            if pending_scale.shape not in ((), (1,), (pending[1].shape[0],)):
+                raise BadInput(f"NIR node {name!r}: scale of shape {pending_scale.shape} for the "
+                               f"{pending[1].shape[0]} outputs of {pending[0]!r}")
         elif kind in NEURONS and pending is not None:
             layers.append((pending, pending_scale, name, node))
             pending = None
@@ -157,11 +191,18 @@ def _affine_bn(prefix: str, scale: np.ndarray, shift: np.ndarray) -> dict[str, t
     return {**bn, f"{prefix}.num_batches_tracked": torch.tensor(0)}
 
 
-def _vec(node: Any, field: str, h: int, default: float | None = None) -> np.ndarray:
+def _vec(name: str, node: Any, field: str, h: int, default: float | None = None) -> np.ndarray:
+    """A neuron parameter for the layer's h neurons (a scalar is shared): finite, and one per neuron."""
     value = getattr(node, field, None)
     if value is None:
         value = default
-    return _np(value) * np.ones(h)
+    try:
+        v = _np(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"NIR node {name!r}: {field} is not an array of numbers") from None
+    if v.size not in (1, h):
+        raise BadInput(f"NIR node {name!r}: {field} holds {v.size} values for {h} neurons")
+    return _finite(name, field, v.reshape(-1) * np.ones(h))
 
 
 def _reset(name: str, node: Any, h: int) -> str:
@@ -169,7 +210,7 @@ def _reset(name: str, node: Any, h: int) -> str:
     meta = getattr(node, "metadata", None) or {}
     reset = meta.get("reset", "zero")
     reset = reset.decode() if isinstance(reset, bytes) else str(reset)
-    if reset not in ("subtract", "zero") or (reset == "zero" and np.any(_vec(node, "v_reset", h, 0.0) != 0)):
+    if reset not in ("subtract", "zero") or (reset == "zero" and np.any(_vec(name, node, "v_reset", h, 0.0) != 0)):
         raise BadInput(f"NIR node {name!r}: reset to v_reset != 0 is not supported (only to 0, or by subtraction)")
     return reset
 
@@ -185,18 +226,18 @@ def _neuron(name: str, node: Any, w: np.ndarray, b: np.ndarray, dt: float) -> di
     kind, h = NEURONS[type(node).__name__], w.shape[0]
     if type(node).__name__ == "Threshold":  # z = H(I - theta) each step: v = 0 v + 1 I
         return {"w": w, "scale": np.ones(h), "shift": b, "alpha": np.zeros(h, np.float32),
-                "v_th": _vec(node, "threshold", h)}
-    r = _vec(node, "r", h, 1.0)
-    out = {"v_th": _vec(node, "v_threshold", h)}
+                "v_th": _vec(name, node, "threshold", h)}
+    r = _vec(name, node, "r", h, 1.0)
+    out = {"v_th": _vec(name, node, "v_threshold", h)}
     if kind == "if":  # v += r (W x + b) per step
         return {**out, "w": w, "scale": r, "shift": r * b, "alpha": np.ones(h, np.float32)}
     if kind == "lif":
-        return {**out, "w": w, "scale": r, "shift": r * b + _vec(node, "v_leak", h, 0.0),
-                "alpha": _decay(name, _vec(node, "tau", h), dt, "tau")}
-    w_in = _vec(node, "w_in", h, 1.0)
-    return {**out, "w": w * w_in.reshape(-1, 1), "bias": b * w_in, "scale": r, "shift": _vec(node, "v_leak", h, 0.0),
-            "alpha": _decay(name, _vec(node, "tau_mem", h), dt, "tau_mem"),
-            "beta": _decay(name, _vec(node, "tau_syn", h), dt, "tau_syn")}
+        return {**out, "w": w, "scale": r, "shift": r * b + _vec(name, node, "v_leak", h, 0.0),
+                "alpha": _decay(name, _vec(name, node, "tau", h), dt, "tau")}
+    w_in = _vec(name, node, "w_in", h, 1.0)
+    return {**out, "w": w * w_in.reshape(-1, 1), "bias": b * w_in, "scale": r, "shift": _vec(name, node, "v_leak", h, 0.0),
+            "alpha": _decay(name, _vec(name, node, "tau_mem", h), dt, "tau_mem"),
+            "beta": _decay(name, _vec(name, node, "tau_syn", h), dt, "tau_syn")}
 
 
 def _state(layers: list, readout: tuple, dt: float) -> tuple[ModelConfig, dict[str, torch.Tensor], float]:

@@ -331,3 +331,58 @@ def test_outputs_follow_the_umask(files, tmp_path):
     finally:
         os.umask(old)
     assert {k: oct(p.stat().st_mode & 0o777) for k, p in outs.items()} == {k: "0o644" for k in outs}
+
+
+# --- NIR graphs that cannot be a checkpoint ------------------------------------------------
+
+def _graph(h=4, **edit):
+    """A one-layer LIF graph (40 inputs, 20 classes); `edit` replaces a node or the edges or metadata."""
+    import nir
+    import numpy as np
+
+    nodes = {"input": nir.Input(input_type=np.array([40])),
+             "fc": nir.Affine(weight=np.ones((h, 40)) * 0.1, bias=np.zeros(h)),
+             "lif": nir.LIF(tau=np.full(h, 0.05), r=np.ones(h), v_leak=np.zeros(h), v_threshold=np.ones(h),
+                            v_reset=np.zeros(h)),
+             "out": nir.Affine(weight=np.ones((20, h)), bias=np.zeros(20)),
+             "output": nir.Output(output_type=np.array([20]))}
+    edges = [("input", "fc"), ("fc", "lif"), ("lif", "out"), ("out", "output")]
+    nodes.update({k: v for k, v in edit.items() if k in nodes or k == "scale"})
+    if "scale" in edit:
+        edges = [("input", "fc"), ("fc", "scale"), ("scale", "lif"), ("lif", "out"), ("out", "output")]
+    g = nir.NIRGraph(nodes=nodes, edges=edit.get("edges", edges), type_check=False)
+    if "metadata" in edit:
+        g.metadata = edit["metadata"]
+    return g
+
+
+def _nir_cases(case):
+    import nir
+    import numpy as np
+
+    return {
+        "bias length": lambda: (dict(fc=nir.Affine(weight=np.ones((4, 40)), bias=np.zeros(3))), "bias of shape (3,) for 4"),
+        "scale length": lambda: (dict(scale=nir.Scale(scale=np.ones(7))), "scale of shape (7,)"),
+        "missing node": lambda: (dict(edges=[("input", "fc"), ("fc", "ghost"), ("lif", "out"), ("out", "output")]),
+                                 "names a node the graph does not have ('ghost')"),
+        "text dt": lambda: (dict(metadata={"dt": "fast"}), "metadata dt = 'fast' is not a number"),
+        "array dt": lambda: (dict(metadata={"dt": np.array([0.001, 0.002])}), "metadata dt holds 2 values"),
+        "zero-width layer": lambda: (dict(fc=nir.Affine(weight=np.ones((0, 40)), bias=np.zeros(0))), "zero-width side"),
+        "nan weight": lambda: (dict(fc=nir.Affine(weight=np.full((4, 40), np.nan), bias=np.zeros(4))),
+                               "weight holds NaN"),
+        "inf threshold": lambda: (dict(lif=nir.LIF(tau=np.full(4, 0.05), r=np.ones(4), v_leak=np.zeros(4),
+                                                   v_threshold=np.full(4, np.inf), v_reset=np.zeros(4))),
+                                  "v_threshold holds NaN or inf"),
+    }[case]()
+
+
+@pytest.mark.parametrize("case", ["bias length", "scale length", "missing node", "text dt", "array dt",
+                                  "zero-width layer", "nan weight", "inf threshold"])
+def test_nir_graphs_that_cannot_be_a_checkpoint_are_refused_at_import(tmp_path, case):
+    import nir
+
+    edit, match = _nir_cases(case)
+    path = tmp_path / "g.nir"
+    nir.write(str(path), _graph(**edit))
+    one_error_line(run("import", path, "--out", tmp_path / "m.pt", "-q"), match)
+    assert not (tmp_path / "m.pt").exists()
