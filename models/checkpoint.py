@@ -19,6 +19,7 @@ width, uniform, prior width or learnt), kept so that reports need not recompute 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import io
 import math
 import os
@@ -57,6 +58,7 @@ class Checkpoint:
     posterior: Posterior | None
     meta: dict = field(default_factory=dict)
     members: list[dict[str, torch.Tensor]] | None = None  # ensemble: every member's tensors (member 0 = net)
+    content_hash: str = ""  # of what determines the model (`content_hash`), not of when the file was written
 
     @property
     def optimizer(self) -> str:
@@ -162,7 +164,46 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         meta["sigma_summary"] = obj["posterior"].get("sigma_summary", {})
         meta["diagnostics"] = obj["posterior"].get("diagnostics")
     return Checkpoint(str(p), net, obj["train_config"], obj["dataset"], obj["features"],
-                      list(obj["classes"]), list(obj["history"]), posterior, meta, members)
+                      list(obj["classes"]), list(obj["history"]), posterior, meta, members, content_hash(obj))
+
+
+# Entries that say where or when a file was written, not what model it holds.
+NOT_CONTENT = ("created", "package_version")
+NOT_CONTENT_IN = {"dataset": ("data_dir",), "train_config": ("source",)}
+
+
+def content_hash(obj: dict) -> str:
+    """A hash of what determines a checkpoint's model: every entry and tensor but the time it
+    was written, the package version and where its data or source lived. The same training
+    run (same seed, data and settings) gives the same hash, so a sweep resumes across a
+    retrained file, and a changed weight gives another."""
+    h = hashlib.sha256()
+
+    def feed(x: object) -> None:
+        if torch.is_tensor(x):
+            t = x.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(x, dict):
+            h.update(b"{")
+            for k in sorted(x, key=str):
+                feed(str(k))
+                feed(x[k])
+            h.update(b"}")
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[")
+            for v in x:
+                feed(v)
+            h.update(b"]")
+        else:
+            h.update(f"{type(x).__name__}:{x!r}".encode())
+
+    kept = {k: v for k, v in obj.items() if k not in NOT_CONTENT}
+    for key, drop in NOT_CONTENT_IN.items():
+        if isinstance(kept.get(key), dict):
+            kept[key] = {k: v for k, v in kept[key].items() if k not in drop}
+    feed(kept)
+    return h.hexdigest()[:16]
 
 
 def _foreign_globals(p: Path) -> list[str]:

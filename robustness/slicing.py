@@ -43,7 +43,6 @@ from robustness.slice_curves import SIGMOID, _CurveJob, _grid, _slice_units
 from robustness.slice_directions import KINDS, RANDOM_KINDS, moved_names
 from robustness.store import Store
 from robustness.run_meta import model_meta
-from robustness.sweep import file_hash
 
 LINE = "line"  # the mode name of a `between` curve
 # Bounds on what one slice may ask for: each is far past any published slice, and past them
@@ -207,7 +206,7 @@ def run_slice(cfg: SliceConfig, store_path: str, *, device: str | torch.device =
     device = torch.device(device)
     paths = list(cfg.between or cfg.models)
     cks = [load_checkpoint(p, device) for p in paths]
-    hashes = [file_hash(p) for p in paths]
+    hashes = [ck.content_hash for ck in cks]
     if cfg.between or len(cks) > 1:
         _same_architecture(cks, "--between" if cfg.between else "sharing directions")
     if cfg.direction == "posterior":

@@ -64,14 +64,6 @@ class SweepResult:
     groups: dict[str, SpeakerGroups | None] = field(default_factory=dict)  # model -> its test examples' speakers
 
 
-def file_hash(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def _layers(ck: Checkpoint, wanted: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     hidden = tuple(f"blocks.{i}" for i in range(len(ck.net.cfg.hidden)))
     every = hidden + ("readout",)
@@ -151,7 +143,7 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
     specs = validate(cfg)
     device = torch.device(device)
     cks = [load_checkpoint(m, device) for m in cfg.models]
-    hashes = [file_hash(m) for m in cfg.models]
+    hashes = [ck.content_hash for ck in cks]
     sigmas = _sigmas(cks, cfg, device)
     datasets: dict[DatasetSpec, Dataset] = {}
     data_of: list[Dataset] = []

@@ -386,3 +386,26 @@ def test_nir_graphs_that_cannot_be_a_checkpoint_are_refused_at_import(tmp_path, 
     nir.write(str(path), _graph(**edit))
     one_error_line(run("import", path, "--out", tmp_path / "m.pt", "-q"), match)
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_retrained_checkpoint_keeps_its_hash_and_the_sweep_resumes(files, tmp_path):
+    import torch
+
+    from models.checkpoint import load_checkpoint
+
+    def later(o):
+        o["created"] = "2031-01-01T00:00:00+00:00"  # written again, later, by another version
+        o["package_version"] = "9.9"
+
+    again = _edited_checkpoint(files["model"], tmp_path / "again.pt", later)
+    changed = _edited_checkpoint(files["model"], tmp_path / "changed.pt",
+                                 lambda o: o["state_dict"]["readout.linear.bias"].add_(1e-3))
+    a, b, c = (load_checkpoint(p).content_hash for p in (files["model"], again, changed))
+    assert a == b != c and digest(files["model"]) != digest(again)
+    store = tmp_path / "s.db"
+    args = ["--noise", "0.1", "--seeds", "2", "--limit", "20", "--modes", "point", "--out", store]
+    assert run("sweep", "--model", files["model"], *args).exit_code == 0
+    r = run("sweep", "--model", again, *args)
+    assert r.exit_code == 0 and "0 new cell(s)" in r.output and "resumed" in r.output
+    assert "0 new cell(s)" not in run("sweep", "--model", changed, *args).output
+    assert torch.load(again, weights_only=True)["created"].startswith("2031")
