@@ -409,3 +409,26 @@ def test_a_retrained_checkpoint_keeps_its_hash_and_the_sweep_resumes(files, tmp_
     assert r.exit_code == 0 and "0 new cell(s)" in r.output and "resumed" in r.output
     assert "0 new cell(s)" not in run("sweep", "--model", changed, *args).output
     assert torch.load(again, weights_only=True)["created"].startswith("2031")
+
+
+# --- audio ------------------------------------------------------------------------------------
+
+def test_audio_of_huge_finite_amplitude_is_named_and_skippable(tmp_path, monkeypatch):
+    import numpy as np
+    import soundfile as sf
+
+    from tests.test_datasets import tone
+
+    monkeypatch.setenv("ROBUST_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    for c in ("yes", "no"):
+        (root / c).mkdir(parents=True)
+        for i in range(4):
+            sf.write(str(root / c / f"{c}_s{i}_0.wav"), tone(300 if c == "yes" else 700, seed=i), 16000,
+                     subtype="FLOAT")
+    loud = root / "yes" / "yes_s9_0.wav"
+    sf.write(str(loud), np.full(4800, 3.4e38, np.float32), 16000, subtype="FLOAT")
+    r = run("data", "info", "--dataset", "audiofolder", "--data-dir", root, "-q")
+    one_error_line(r, "yes_s9_0.wav: samples reach 3.4e+38")
+    r = run("data", "info", "--dataset", "audiofolder", "--data-dir", root, "--skip-bad", "--json", "-q")
+    assert r.exit_code == 0 and '"skipped_files": 1' in r.output, r.output

@@ -13,12 +13,13 @@ from typing import Sequence
 import numpy as np
 
 from robustness.data.features import FeatureConfig, atomic_save_npz, default_cache_dir, featurize
-from robustness.errors import BadInput
+from robustness.errors import BadInput, first_line
 from robustness.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
+MAX_AMPLITUDE = 1e6  # 120 dB above full scale: beyond it a float file is corrupt, and Kaldi's power spectrum overflows
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,10 @@ def read_audio(path: str, sample_rate: int) -> np.ndarray:
         raise BadInput(f"{path}: zero-length audio")
     if not np.all(np.isfinite(audio)):
         raise BadInput(f"{path}: audio contains NaN or inf samples")
+    peak = float(np.abs(audio).max())
+    if peak > MAX_AMPLITUDE:  # float files can hold anything; the filterbank's energies overflow past this
+        raise BadInput(f"{path}: samples reach {peak:.3g}, not a waveform in [-1, 1] (at most {MAX_AMPLITUDE:g} is "
+                       f"read; a corrupt or mis-scaled float file?)")
     audio = audio.mean(1)
     if sr != sample_rate:
         g = np.gcd(int(sr), int(sample_rate))
@@ -58,7 +63,15 @@ def _featurize_one(args: tuple[str, FeatureConfig]) -> tuple[np.ndarray | None, 
     path, cfg = args
     try:
         audio = read_audio(path, cfg.sample_rate)
-        return featurize(audio, cfg), len(audio) / cfg.sample_rate, None
+        try:
+            feats = featurize(audio, cfg)
+        except BadInput:
+            raise
+        except Exception as e:  # the C++ filterbank raises plain RuntimeErrors ("mel energy is nan")
+            raise BadInput(f"{path}: no features ({first_line(e)[:120]})") from None
+        if not np.all(np.isfinite(feats)):
+            raise BadInput(f"{path}: its features are not finite")
+        return feats, len(audio) / cfg.sample_rate, None
     except BadInput as e:
         msg = str(e)
         return None, 0.0, msg if msg.startswith(path) else f"{path}: {msg}"
