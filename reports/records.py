@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from reports.stats import SpeakerGroups
 from robustness.errors import BadInput
+from robustness.store_rows import damaged
 from robustness.store import Store
 
 
@@ -78,15 +79,21 @@ def load_records(path: str, models: tuple[str, ...] = (), perturbations: tuple[s
         runs = []
         for r in st.runs():
             rows = st.cells(r["id"])
-            runs.append(Run(r["id"], json.loads(r["config"]), json.loads(r["models"]), r["command"] or "",
+            runs.append(Run(r["id"], r["config"], r["models"], r["command"] or "",
                             r["started"], r["finished"], r["package_version"] or "", r["data_hash"] or "", rows,
                             st.skipped(r["id"])))
         slices = []
-        for s in st.conn.execute("SELECT * FROM slices ORDER BY id").fetchall():
-            slices.append(SliceRun(s["id"], json.loads(s["config"]), json.loads(s["models"]), s["command"] or "",
+        for s in st.slices():
+            slices.append(SliceRun(s["id"], s["config"], s["models"], s["command"] or "",
                                    s["started"], s["package_version"] or "", st.curves(s["id"])))
     if not runs and not slices:
         raise BadInput(f"{path}: the store holds no runs (run `robust sweep` or `robust slice` first)")
+    for r in runs:
+        listed = {m["path"] for m in r.models}
+        stray = next((x for x in r.rows if x["model"] not in listed), None)
+        if stray is not None:
+            raise damaged(path, "cells", stray.get("rowid", "?"), "model",
+                          f"{stray['model']!r} is not among run {r.id}'s models")
     rec = Records(path, runs, slices)
     if models:
         known = {p for r in runs for p in (m["path"] for m in r.models)} | {c["model"] for s in slices for c in s.curves}

@@ -246,7 +246,8 @@ def perturbations(as_json: bool) -> None:
 @domain_errors
 def export(store: str | None, fmt: str, out: str | None) -> None:
     """Export every stored cell to CSV, JSON or Parquet (for pandas)."""
-    from robustness.store import default_path, export as do_export
+    from robustness.store import default_path
+    from robustness.store_export import export as do_export
 
     store = store or default_path()
     target = out if out is not None else str(Path(store).with_suffix(f".{fmt}"))

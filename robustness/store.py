@@ -46,6 +46,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from robustness import store_rows
 from robustness.errors import BadInput
 
 from robustness.store_schema import (CELL_COLUMNS, DEFAULT_STORE, KEY_COLUMNS, METRIC_COLUMNS, SCHEMA_VERSION,
@@ -261,7 +262,13 @@ class Store:
         self._write("UPDATE runs SET finished = ? WHERE id = ?", (_now(), run_id))
 
     def runs(self) -> list[dict]:
-        return [dict(r) for r in self.conn.execute("SELECT * FROM runs ORDER BY id")]
+        """Every sweep run, its config and models parsed (damage is a one-line BadInput)."""
+        return [store_rows.run(self.path, "runs", dict(r)) for r in self.conn.execute("SELECT * FROM runs ORDER BY id")]
+
+    def slices(self) -> list[dict]:
+        """Every slice run, its config and models parsed."""
+        return [store_rows.run(self.path, "slices", dict(r))
+                for r in self.conn.execute("SELECT * FROM slices ORDER BY id")]
 
     # --- cells --------------------------------------------------------------------------------
 
@@ -283,18 +290,10 @@ class Store:
         return cur.rowcount == 1
 
     def cells(self, run_id: int | None = None) -> list[dict]:
-        sql = "SELECT * FROM cells" + (" WHERE run_id = ?" if run_id is not None else "") + \
+        """Every cell (of one run), decoded and checked field by field (`store_rows.cell`)."""
+        sql = "SELECT rowid, * FROM cells" + (" WHERE run_id = ?" if run_id is not None else "") + \
               " ORDER BY run_id, model, mode, perturbation, layer, level, seed"
-        out = []
-        for r in self.conn.execute(sql, () if run_id is None else (run_id,)):
-            d = dict(r)
-            for c in METRIC_COLUMNS:  # SQLite stores NaN as NULL: a metric of a non-finite network
-                if d[c] is None and c not in _OPTIONAL_METRICS:
-                    d[c] = float("nan")
-            d["spike_rates"] = json.loads(d["spike_rates"]) if d["spike_rates"] else []
-            d["versions"] = json.loads(d["versions"]) if d["versions"] else {}
-            out.append(d)
-        return out
+        return [store_rows.cell(self.path, dict(r)) for r in self.conn.execute(sql, () if run_id is None else (run_id,))]
 
 
     # --- failures (units that raised on every attempt; created on first use) ------------------
@@ -382,46 +381,5 @@ class Store:
 
     def curves(self, slice_id: int) -> list[dict]:
         """Every curve of a slice run, arrays decoded and shaped, in (model, mode, direction) order."""
-        out = []
-        for r in self.conn.execute("SELECT * FROM slice_curves WHERE slice_id = ? ORDER BY model, mode, direction",
-                                   (slice_id,)):
-            d = dict(r)
-            d["coords"], d["shape"] = json.loads(d["coords"]), json.loads(d["shape"])
-            d["eigenvalues"] = json.loads(d["eigenvalues"]) if d["eigenvalues"] else None
-            for k in ("loss", "accuracy"):
-                d[k] = np.frombuffer(d[k], dtype=np.float64).reshape(d["shape"])
-            out.append(d)
-        return out
-
-
-def export(store_path: str, fmt: str, out: str | None) -> str:
-    """Write every cell (with its run's config) as CSV, JSON or Parquet; returns the path."""
-    import csv
-
-    from robustness.files import atomic_path
-
-    with closing(Store.open(store_path, readonly=True)) as st:
-        rows = [{c: r[c] for c in CELL_COLUMNS} for r in st.cells()]  # per-example blobs stay in the store
-    target = Path(out or Path(store_path).with_suffix(f".{fmt}"))
-    for r in rows:
-        r["spike_rates"] = json.dumps(r["spike_rates"])
-        r["versions"] = json.dumps(r["versions"])
-    with atomic_path(target) as tmp:
-        if fmt == "csv":
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(CELL_COLUMNS))
-                w.writeheader()
-                w.writerows(rows)
-        elif fmt == "json":
-            with open(tmp, "w") as f:
-                json.dump(rows, f, indent=1)
-        elif fmt == "parquet":
-            try:
-                import pandas as pd
-
-                pd.DataFrame(rows, columns=list(CELL_COLUMNS)).to_parquet(tmp)
-            except ImportError:
-                raise BadInput("parquet export needs pyarrow: pip install 'robust-snn[parquet]'") from None
-        else:
-            raise BadInput(f"unknown export format {fmt!r} (csv, json, parquet)")
-    return str(target)
+        return [store_rows.curve(self.path, dict(r)) for r in self.conn.execute(
+            "SELECT rowid, * FROM slice_curves WHERE slice_id = ? ORDER BY model, mode, direction", (slice_id,))]

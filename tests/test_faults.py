@@ -432,3 +432,42 @@ def test_audio_of_huge_finite_amplitude_is_named_and_skippable(tmp_path, monkeyp
     one_error_line(r, "yes_s9_0.wav: samples reach 3.4e+38")
     r = run("data", "info", "--dataset", "audiofolder", "--data-dir", root, "--skip-bad", "--json", "-q")
     assert r.exit_code == 0 and '"skipped_files": 1' in r.output, r.output
+
+
+# --- damaged values in an intact store ----------------------------------------------------
+
+DAMAGE = {
+    "spike_rates JSON": ("UPDATE cells SET spike_rates = '[0.1,' WHERE rowid = 2", "table cells, row 2, field "
+                         "spike_rates: not valid JSON"),
+    "versions JSON": ("UPDATE cells SET versions = '{bad' WHERE rowid = 2", "table cells, row 2, field versions"),
+    "runs.config JSON": ("UPDATE runs SET config = 'nope'", "table runs, row 1, field config: not valid JSON"),
+    "runs.models JSON": ("UPDATE runs SET models = '[1, 2]'", "table runs, row 1, field models"),
+    "text level": ("UPDATE cells SET level = 'abc' WHERE rowid = 2", "table cells, row 2, field level: 'abc' is not"),
+    "text accuracy": ("UPDATE cells SET accuracy = 'high' WHERE rowid = 2", "field accuracy: 'high' is not a number"),
+    "short blob": ("UPDATE cells SET example_nll = x'0000' WHERE rowid = 2", "field example_nll: 2 bytes where"),
+    "huge blob": ("UPDATE cells SET example_correct = zeroblob(2000000) WHERE rowid = 2",
+                  "field example_correct: 2000000 bytes where"),
+    "n = 0": ("UPDATE cells SET n = 0 WHERE rowid = 2", "field n: 0 examples"),
+    "infinite level": ("UPDATE cells SET level = 9e999 WHERE rowid = 2", "field level: inf is not finite"),
+    "foreign model": ("UPDATE cells SET model = 'other.pt' WHERE rowid = 2", "field model: 'other.pt' is not among"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+@pytest.mark.parametrize("command", ["report", "check --init", "export"])
+def test_damaged_values_are_one_line_naming_table_row_and_field(files, tmp_path, case, command):
+    import sqlite3
+    from contextlib import closing
+
+    sql, match = DAMAGE[case]
+    store = tmp_path / "d.db"
+    shutil.copy(files["store"], store)
+    with closing(sqlite3.connect(store)) as c, c:
+        c.execute(sql)
+    if command == "export" and case in ("foreign model", "runs.config JSON", "runs.models JSON"):
+        pytest.skip("export writes the cells' columns; it reads no run's config or model list")
+    args = {"report": ["report", store, "--out", tmp_path / "rep", "-q"],
+            "check --init": ["check", store, "--init", "--policy", tmp_path / "p.toml"],
+            "export": ["export", store, "--out", tmp_path / "e.csv"]}[command]
+    one_error_line(run(*args), match)
+    assert not (tmp_path / "p.toml").exists() and not (tmp_path / "e.csv").exists()
