@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from robustness.errors import BadInput
+from robustness.errors import BadInput, first_line
 
 EXECUTORS = ("local", "ray")
 RETRIES = 2  # a failing Ray task runs at most 1 + RETRIES times before it is recorded as failed
@@ -71,6 +72,7 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None = None, retries: int = RETRIES, num_gpus: float = 0.0):
+        check_address(address)
         try:
             import ray
         except ImportError:
@@ -82,8 +84,9 @@ class RayExecutor:
                 ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
                          log_to_driver=False, configure_logging=True,
                          runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
-            except ConnectionError as e:
-                raise BadInput(f"--address {address}: no Ray cluster there ({str(e).splitlines()[0]})") from None
+            except Exception as e:  # Ray raises ConnectionError, RuntimeError, ValueError, TimeoutError, ...
+                raise BadInput(f"--address {address or '(local)'}: Ray could not start or join a cluster "
+                               f"({first_line(e)[:200]})") from None
             self.started = True
         self.retries = retries
         self._remote = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=retries, retry_exceptions=True)(_call)
@@ -105,7 +108,11 @@ class RayExecutor:
         self._pending = {self._remote.remote(u.fn, native.mode(), *u.args): u for u in units}
         try:
             while self._pending:
-                done, _ = ray.wait(list(self._pending), num_returns=1)
+                try:
+                    done, _ = ray.wait(list(self._pending), num_returns=1)
+                except Exception as e:  # the cluster itself went away (a killed raylet or head)
+                    raise BadInput(f"the Ray cluster stopped answering ({first_line(e)[:200]}); stored cells are "
+                                   f"kept: rerun to resume") from None
                 for ref in done:
                     u = self._pending.pop(ref)
                     try:
@@ -126,6 +133,25 @@ class RayExecutor:
         self._shared.clear()
         if self.started:
             self.ray.shutdown()
+
+
+CONNECT_TIMEOUT = 5.0  # seconds to wait for a cluster address to answer before saying nothing is there
+
+
+def check_address(address: str | None) -> None:
+    """`auto`, `HOST:PORT` or `ray://HOST:PORT`, and something listening there: Ray itself
+    retries an unanswered address for minutes, and reports a malformed one with a traceback."""
+    if address in (None, "", "auto", "local"):
+        return
+    text = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or "/" in host or " " in text or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadInput(f"--address {address!r}: give auto, HOST:PORT or ray://HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as e:
+        raise BadInput(f"--address {address}: nothing answers there within {CONNECT_TIMEOUT:g} s "
+                       f"({e.strerror or e}); is the Ray head running (`ray start --head`)?") from None
 
 
 def _cause(e: BaseException) -> str:

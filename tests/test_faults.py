@@ -471,3 +471,18 @@ def test_damaged_values_are_one_line_naming_table_row_and_field(files, tmp_path,
             "export": ["export", store, "--out", tmp_path / "e.csv"]}[command]
     one_error_line(run(*args), match)
     assert not (tmp_path / "p.toml").exists() and not (tmp_path / "e.csv").exists()
+
+
+# --- Ray addresses ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("address,match", [
+    ("garbage", "give auto, HOST:PORT or ray://HOST:PORT"),
+    ("http://x:y", "give auto, HOST:PORT or ray://HOST:PORT"),
+    ("10.0.0.5:99999", "give auto, HOST:PORT or ray://HOST:PORT"),
+    ("127.0.0.1:1", "nothing answers there within 5 s"),
+])
+def test_a_ray_address_that_cannot_work_is_one_line(files, tmp_path, address, match):
+    r = run("sweep", "--model", files["model"], "--noise", "0.1", "--executor", "ray", "--address", address,
+            "--out", tmp_path / "r.db", "-q")
+    one_error_line(r, match)  # refused up front, not left to Ray's own minutes-long reconnect loop
+    assert not (tmp_path / "r.db").exists()
