@@ -112,7 +112,7 @@ def test_different_config_kept_apart_and_export(tiny_checkpoints, tmp_path):
     assert run("sweep", "--model", m, "--bits", "2,4", "--seeds", 5, "--limit", 40, "--out", db, "-q").exit_code == 0
     with Store.open(db) as s:
         runs = s.runs()
-        assert len(runs) == 2 and json.loads(runs[1]["config"])["plans"][0]["spec"] == "quantize"
+        assert len(runs) == 2 and runs[1]["config"]["plans"][0]["spec"] == "quantize"  # parsed on read
         assert {r["run_id"] for r in s.cells()} == {1, 2}
     r = run("export", db, "--format", "csv", "--out", tmp_path / "r.csv")
     assert r.exit_code == 0
