@@ -53,8 +53,9 @@ class Context:
         include_bias: also perturb biases (after BN folding) with the weights.
         include_bn: also perturb BatchNorm scale and shift (gamma, beta) with the weights.
         options: per-perturbation options from the spec (`name(key=value):level`).
-        objective: for worst-case perturbations: the loss of K stacked networks (a scalar
-            summed over them), set by the sweep; None elsewhere.
+        objective: for worst-case perturbations: maps K stacked networks to one loss per
+            prediction ([K / group]: the NLL of each prediction's averaged networks on the
+            search batch), set by the sweep; None elsewhere.
         group: consecutive networks that form one prediction (M samples of one chip).
     """
 

@@ -26,8 +26,8 @@ from reports.landscape import landscape_section
 from reports.provenance import provenance_section
 from reports.records import Records, Run
 from reports.stats import holm, interval_unit, paired_t_p
-from reports.summary import (CurveSummary, accuracy_points, attack_gaps, normalised_auc, overflow_note, paired,
-                             skipped_note, summarize)
+from reports.summary import (CurveSummary, accuracy_points, attack_gaps, format_drop, normalised_auc, overflow_note,
+                             paired, skipped_note, summarize)
 from reports.verdict import verdict
 from robustness.errors import BadInput
 
@@ -151,7 +151,8 @@ class _Builder:
                     f"{curves[0].levels[0].n} chips with its 95% t-interval over chips; dotted: clean.",
                     figures.degradation, curves, self.labels, self.colours, unit, log_x))
                 best, p = self.best_auc(run, curves)
-                mid, last = _mid_last(curves[0])
+                shown = _shown_levels(curves[0])
+                mid = shown[0]
                 rows = []
                 for cs in curves:
                     auc = num(cs.auc)
@@ -159,11 +160,12 @@ class _Builder:
                         auc = f"**{auc}**"
                     d = {s.level: s for s in cs.levels}
                     rows.append([self.labels[cs.model], cs.mode, str(cs.compute), auc, pct(cs.mean_accuracy),
-                                 *[num(cs.drop_levels.get(k), ".3g") for k in ("1pt", "5pt", "10pt")],
+                                 *[format_drop(cs.drop_levels.get(k), cs.drop_below.get(k, False))
+                                   for k in ("1pt", "5pt", "10pt")],
                                  *[num(d[lv].metrics["ece"][0] - cs.clean["ece"], "+.3f") if lv in d else "-"
-                                   for lv in (mid, last)],
+                                   for lv in shown],
                                  *[num(d[lv].metrics["nll"][0] - cs.clean["nll"], "+.3f") if lv in d else "-"
-                                   for lv in (mid, last)]])
+                                   for lv in shown]])
                 axis_note = (f"norm. AUC: area under accuracy against level on a {meta.get('axis', 'linear')} axis, "
                              f"relative to the curve's own clean accuracy; mean acc.: the same area in absolute "
                              f"accuracy (accuracy averaged over the level range)")
@@ -174,8 +176,8 @@ class _Builder:
                        + (f"; largest p = {p:.2g})" if p is not None else "; too few common chips to test)"))
                 deg.blocks.append(Table(["model", "mode", "compute", "norm. AUC", "mean acc.", "1-pt drop at",
                                          "5-pt drop at",
-                                         "10-pt drop at", f"dECE (chip mean) @{mid:g}", f"dECE (chip mean) @{last:g}",
-                                         f"dNLL @{mid:g}", f"dNLL @{last:g}"], rows,
+                                         "10-pt drop at", *[f"dECE (chip mean) @{lv:g}" for lv in shown],
+                                         *[f"dNLL @{lv:g}" for lv in shown]], rows,
                                         f"{pert}: {axis_note}; dECE: the mean over chips of each chip's ECE, minus "
                                         f"the clean ECE (section 3's pooled ECE bins all chips' predictions "
                                         f"together instead); {sig}."))
@@ -243,14 +245,14 @@ class _Builder:
 
     def calibration(self, run: Run, pert: str, curves: list[CurveSummary], stem: str, js: list,
                     diagrams: bool = True) -> list:
-        mid, last = _mid_last(curves[0])
-        conditions = ["clean", f"{pert} {mid:g}", f"{pert} {last:g}"]
+        shown = _shown_levels(curves[0])
+        conditions = ["clean", *[f"{pert} {lv:g}" for lv in shown]]
+        selectors = [lambda r: r["perturbation"] == "clean",
+                     *[(lambda r, lv=lv: r["perturbation"] == pert and r["level"] == lv) for lv in shown]]
         series, table = [], []
         for cs in curves:
             panels = {}
-            for title, sel in zip(conditions, (lambda r: r["perturbation"] == "clean",
-                                               lambda r: r["perturbation"] == pert and r["level"] == mid,
-                                               lambda r: r["perturbation"] == pert and r["level"] == last)):
+            for title, sel in zip(conditions, selectors):
                 rows = [r for r in run.rows if r["model"] == cs.model and r["mode"] == cs.mode and not r["layer"]
                         and sel(r)]
                 data = pooled(rows)
@@ -310,7 +312,7 @@ class _Builder:
         for run in self.rec.runs:
             for pert, curves in self.run_curves(run).items():
                 bmas = [c for c in curves if c.mode == "bma"]
-                mid, _ = _mid_last(curves[0])
+                mid = _shown_levels(curves[0])[0]
                 rows = []
                 for b in bmas:
                     for other in curves:
@@ -365,11 +367,12 @@ class _Builder:
         return sec
 
 
-def _mid_last(cs: CurveSummary) -> tuple[float, float]:
-    """The middle and the most severe level of a curve (bit widths: fewest bits is most severe)."""
+def _shown_levels(cs: CurveSummary) -> list[float]:
+    """The levels a table or diagram shows: a middle one and the most severe (bit widths:
+    fewest bits is most severe), distinct; with two levels, both; with one, that one."""
     lv = [s.level for s in cs.levels]
     order = lv if cs.increasing_severity else lv[::-1]
-    return order[len(order) // 2], order[-1]
+    return list(dict.fromkeys([order[(len(order) - 1) // 2], order[-1]]))
 
 
 def build(rec: Records) -> tuple[dict, list[str], list[Section], dict[str, bytes], dict[str, str]]:

@@ -65,6 +65,7 @@ class CurveSummary:
     levels: list[LevelStats] = field(default_factory=list)
     auc: float | None = None
     drop_levels: dict[str, float | None] = field(default_factory=dict)
+    drop_below: dict[str, bool] = field(default_factory=dict)  # reached already at the first level: "< level"
     increasing_severity: bool = True
     skipped: list[tuple[float, str]] = field(default_factory=list)  # (level, reason): not run, never numbers
     test_groups: SpeakerGroups | None = None  # the test examples' speakers: what the ±test interval resamples
@@ -81,6 +82,7 @@ class CurveSummary:
             "model": self.model, "optimizer": self.optimizer, "mode": self.mode, "compute": self.compute,
             "perturbation": self.perturbation, "layer": self.layer, "clean": self.clean, "axis": self.axis,
             "auc": self.auc, "mean_accuracy": self.mean_accuracy, "drop_levels": self.drop_levels,
+            "drop_below_first_level": self.drop_below,
             "test_interval": interval_unit(self.test_groups),
             "skipped": [{"level": lv, "reason": why} for lv, why in self.skipped],
             "levels": [{"level": s.level, "n": s.n,
@@ -98,21 +100,34 @@ def _x(level: float, axis: str) -> float:
 
 
 def drop_level(points: list[tuple[float, float]], clean: float, drop: float, axis: str = "linear",
-               monotone: bool = True) -> float | None:
-    """First level (in severity order) where accuracy <= clean - drop, interpolated on `axis`
-    between it and the level before, where harm is declared monotone in the level; otherwise
-    the first measured level that reaches the drop (no curve shape between levels is assumed)."""
+               monotone: bool = True) -> tuple[float | None, bool]:
+    """Where accuracy first falls to clean - drop, over the measured (level, accuracy) points
+    in severity order: (level, below_first).
+
+    Reached between two measured levels: interpolated on `axis` where harm is declared
+    monotone in the level, else the first level that reaches it (no curve shape is assumed
+    between levels). Reached already at the first measured level: (that level, True), read
+    "below the first level", since nothing was measured between the clean network and it.
+    Not reached: (None, False).
+    """
     target = clean - drop
-    prev = None
-    for level, acc in points:
+    for i, (level, acc) in enumerate(points):
         if acc <= target:
-            if prev is None or prev[1] == acc or (axis == "log" and prev[0] <= 0) or not monotone:
-                return level
-            (l0, a0) = prev
+            if i == 0:
+                return level, True
+            l0, a0 = points[i - 1]
+            if not monotone or a0 == acc or (axis == "log" and l0 <= 0):
+                return level, False
             x = _x(l0, axis) + (a0 - target) / (a0 - acc) * (_x(level, axis) - _x(l0, axis))
-            return math.exp(x) if axis == "log" else x
-        prev = (level, acc)
-    return None
+            return (math.exp(x) if axis == "log" else x), False
+    return None, False
+
+
+def format_drop(level: float | None, below: bool) -> str:
+    """A drop level as text: `< 0.05` below the first measured level, `not reached`, or the level."""
+    if level is None:
+        return "not reached"
+    return f"< {level:.4g}" if below else f"{level:.4g}"
 
 
 def normalised_auc(pts: list[tuple[float, float]], clean: float, axis: str) -> float | None:
@@ -195,8 +210,12 @@ def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None,
         if overflow is not None:  # what lies past an overflowing level is unknown: no drop beyond it, no area
             pts = pts[:overflow]
         monotone = bool(meta.get("monotone", not meta.get("bits", False)))  # runs before the flag: bits were not
-        cs.drop_levels = {f"{int(d * 100)}pt": drop_level(pts, cs.clean["accuracy"], d, axis, monotone)
-                          for d in DROPS}
+        measured = sorted(((s.level, s.metrics["accuracy"][0]) for s in cs.levels), reverse=bool(meta.get("bits")))
+        stop = next((i for i, (_, a) in enumerate(measured) if not math.isfinite(a)), len(measured))
+        for d in DROPS:  # past an overflowing level nothing is known
+            key = f"{int(d * 100)}pt"
+            cs.drop_levels[key], cs.drop_below[key] = drop_level(measured[:stop], cs.clean["accuracy"], d, axis,
+                                                                 monotone)
         cs.skipped = sorted(skips.get((model, mode, pert, layer), []), reverse=not cs.increasing_severity)
         cs.auc = None if cs.skipped or overflow is not None else normalised_auc(pts, cs.clean["accuracy"], axis)
         out.append(cs)
@@ -328,7 +347,7 @@ def format_summary(curves: list[CurveSummary]) -> str:
                          f"{s.metrics['nll'][0]:>8.4f} {_pm(s.test_ci.get('nll'), '.3f'):>7}  "
                          f"{s.metrics['ece'][0]:>7.4f}  {s.metrics['ece'][0] - cs.clean['ece']:>+8.4f}  "
                          f"{s.metrics['nll'][0] - cs.clean['nll']:>+8.4f}{note}")
-        drops = ", ".join(f"{k}: {'not reached' if v is None else f'{v:.4g}'}" for k, v in cs.drop_levels.items())
+        drops = ", ".join(f"{k}: {format_drop(v, cs.drop_below.get(k, False))}" for k, v in cs.drop_levels.items())
         if cs.skipped:
             lines.append(f"  {skipped_note(cs)}")
         lines.append(f"  normalised AUC ({cs.axis} level axis) {_pm(cs.auc)}; accuracy drop at level {drops}")

@@ -29,7 +29,7 @@ def cli() -> None:
 @click.option("--optimizer", type=click.Choice(["adam", "ivon"]), default="adam", show_default=True,
               help="Adam (deterministic) or IVON (variational, Bayesian).")
 @click.option("--dataset", default="tts-digits", show_default=True, help="Dataset name (see `robust data list`).")
-@data_dir_option
+@data_dir_option(help="Local folder of --dataset (a manifest: the CSV or its folder; the built-in corpus needs none).")
 @click.option("--epochs", type=COUNT, default=None, help="Epochs [30].")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--lr", type=POSITIVE, default=None, help="Learning rate [adam 1e-2, ivon 0.3].")
@@ -128,7 +128,7 @@ def posterior(model: str, as_json: bool) -> None:
 @click.option("--profile", default=None, help="Named hardware profile (see `robust perturbations`).")
 @click.option("--seeds", default="10", show_default=True, help="Draws per level, or 'auto' (see --ci-width).")
 @click.option("--ci-width", type=float, default=0.5, show_default=True,
-              help="With --seeds auto: draw until the 95%% interval of accuracy is narrower than this (points).")
+              help="With --seeds auto: draw until the 95% interval of accuracy is narrower than this (points).")
 @click.option("--max-seeds", type=int, default=100, show_default=True, help="Cap for --seeds auto.")
 @click.option("--mc-samples", type=int, default=10, show_default=True,
               help="M: posterior samples for BMA, perturbed copies for chips.")

@@ -78,12 +78,15 @@ def quiet_option(fn: Callable) -> Callable:
 
 def device_option(fn: Callable) -> Callable:
     return click.option("--device", default="cpu", show_default=True,
-                        help="Torch device: cpu, cuda, cuda:1, ...")(fn)
+                        help="Torch device: cpu, cuda, cuda:1, ..., mps.")(fn)
 
 
-def data_dir_option(fn: Callable) -> Callable:
-    return click.option("--data-dir", type=click.Path(), default=None,
-                        help="Local folder of the dataset (overrides the checkpoint's).")(fn)
+def data_dir_option(fn: Callable = None, *, help: str = "Local folder of the dataset (overrides the checkpoint's)."
+                    ) -> Callable:
+    """--data-dir; commands with no checkpoint to override pass their own help."""
+    def deco(f: Callable) -> Callable:
+        return click.option("--data-dir", type=click.Path(), default=None, help=help)(f)
+    return deco(fn) if fn is not None else deco
 
 
 class Number(click.ParamType):

@@ -27,7 +27,7 @@ def _write_graph(graph, out: str) -> None:
 @click.argument("graph_path", metavar="MODEL.nir", type=click.Path())
 @click.option("--out", type=click.Path(), required=True, help="Checkpoint file to write (.pt).")
 @click.option("--dataset", default="tts-digits", show_default=True, help="Data the model is evaluated on.")
-@data_dir_option
+@data_dir_option(help="Local folder of --dataset (the built-in corpus needs none).")
 @click.option("--dt", type=POSITIVE, default=None,
               help="Simulation time step in seconds [the graph's metadata, else 0.001 as in NIR and Norse].")
 @quiet_option

@@ -44,7 +44,7 @@ def _span(text: str | None) -> tuple[float, float] | None:
 @click.option("--include-bn", is_flag=True, help="Also move BatchNorm scale/shift and the readout bias.")
 @click.option("--modes", default=None, help="Restrict to modes, e.g. mean,bma [every mode of each model].")
 @click.option("--sigmoid-control", "sigmoid", type=NON_NEGATIVE, default=0.0,
-              help="Add mode `sigmoid`: the network with sigmoid(v - v_th / T) instead of spikes, at temperature T.")
+              help="Add mode `sigmoid`: the network with sigmoid((v - v_th) / T) instead of spikes, at temperature T.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds directions, batches, posterior draws.")
 @data_dir_option
 @device_option

@@ -86,8 +86,9 @@ def test_auc_is_integrated_on_the_log_axis_for_log_spaced_levels():
     assert log_curve.auc == pytest.approx(area / (x[-1] - x[0]))
     lin_curve = summarize(rows, {"pcm": {"axis": "linear", "clean_at_zero": False}})[0]
     assert lin_curve.auc < 0.5 < log_curve.auc  # linear: the last interval carries ~97% of the weight
-    # 0.9 at the first level is already a 5- and 10-point drop: no interpolation from level 0 on a log axis
+    # 0.9 at the first level is already a 5- and 10-point drop: "below 60 s", no interpolation from level 0
     assert log_curve.drop_levels["5pt"] == log_curve.drop_levels["10pt"] == 60.0
+    assert log_curve.drop_below["5pt"] and log_curve.drop_below["10pt"]
     assert lin_curve.levels[0].metrics["accuracy"][1] is None  # one draw: no interval, not +-0
 
 

@@ -134,8 +134,8 @@ def test_drop_levels_are_interpolated_only_along_monotone_axes():
     from reports.summary import drop_level, summarize
 
     pts = [(8, 0.9), (4, 0.8), (2, 0.1), (1, 0.2)]
-    assert drop_level(pts, 0.9, 0.05, monotone=True) == pytest.approx(6.0)
-    assert drop_level(pts, 0.9, 0.05, monotone=False) == 4
+    assert drop_level(pts, 0.9, 0.05, monotone=True) == (pytest.approx(6.0), False)
+    assert drop_level(pts, 0.9, 0.05, monotone=False) == (4, False)
     rows = [{"model": "m", "mode": "point", "perturbation": "clean", "layer": "", "level": 0.0, "seed": 0,
              "accuracy": 0.9, "nll": 0.1, "ece": 0.0, "brier": 0.0, "samples": 1, "n": 10}]
     rows += [{**rows[0], "perturbation": "quantize", "level": float(b), "accuracy": a} for b, a in pts]

@@ -183,10 +183,12 @@ def test_seeds_auto_stops_when_interval_is_narrow(tiny_checkpoints, tmp_path):
 
 
 def test_drop_level_interpolation():
-    pts = [(0.0, 0.9), (0.1, 0.88), (0.2, 0.80), (0.3, 0.5)]
-    assert drop_level(pts, 0.9, 0.01) == pytest.approx(0.05)
-    assert drop_level(pts, 0.9, 0.05) == pytest.approx(0.1 + 0.1 * (0.88 - 0.85) / (0.88 - 0.80))
-    assert drop_level(pts[:2], 0.9, 0.10) is None
+    pts = [(0.1, 0.88), (0.2, 0.80), (0.3, 0.5)]  # measured levels; clean 0.9
+    # a 1-point drop is there already at the first level: below it, never extrapolated toward 0
+    assert drop_level(pts, 0.9, 0.01) == (0.1, True)
+    level, below = drop_level(pts, 0.9, 0.05)
+    assert level == pytest.approx(0.1 + 0.1 * (0.88 - 0.85) / (0.88 - 0.80)) and not below
+    assert drop_level(pts[:2], 0.9, 0.20) == (None, False)
 
 
 @pytest.mark.parametrize("args,match", [
