@@ -85,7 +85,8 @@ def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None
 @click.option("--bn", type=click.Choice(["recalibrate", "mean"]), default="recalibrate", show_default=True,
               help="BN statistics of posterior samples: re-estimated per sample, or those of the mean.")
 @click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)
-@click.option("--limit", type=COUNT, default=None, help="Score only the first N examples.")
+@click.option("--limit", type=COUNT, default=None,
+              help="Score a class-stratified, seeded subset of N examples (every class keeps its share).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @data_dir_option
 @device_option
@@ -97,11 +98,11 @@ def eval_cmd(model: tuple[str, ...], mc_samples: int, bn: str, split: str, limit
     """Accuracy, NLL, ECE, Brier, entropy (and for IVON: BMA with expected entropy and MI)."""
     setup(quiet)
     from robustness.evaluate import EvalConfig
-    from robustness.training import evaluate_checkpoints, format_table
+    from robustness.training import evaluate_checkpoints, format_table, results_file
 
     ecfg = EvalConfig(mc_samples=mc_samples, bn=bn, seed=seed, split=split, limit=limit)
     rows = evaluate_checkpoints(list(model), ecfg, data_dir=data_dir, device=resolve_device(device))
-    click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))
+    click.echo(json.dumps(results_file(rows, ecfg), indent=2) if as_json else format_table(rows))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -147,7 +148,8 @@ def posterior(model: str, as_json: bool) -> None:
 @click.option("--fold-bn", is_flag=True, help="Fold BatchNorm into weights and bias currents before perturbing.")
 @click.option("--include-bias", is_flag=True, help="Perturb biases too (they exist after --fold-bn).")
 @click.option("--include-bn", is_flag=True, help="Perturb BatchNorm scale and shift too (unfolded BN).")
-@click.option("--limit", type=int, default=None, help="Evaluate on the first N examples (for CI).")
+@click.option("--limit", type=int, default=None,
+              help="Evaluate on a class-stratified, seeded subset of N examples (for CI).")
 @click.option("--split", type=click.Choice(SWEEP_CHOICES["split"]), default="test", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Base seed of every draw.")
 @data_dir_option
@@ -198,11 +200,13 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
     curves = summarize(res.rows, res.curves, res.skipped, res.groups)
     if flags["as_json"]:
         click.echo(json.dumps({"store": store, "run": res.run_id, "resumed": res.resumed, "new_cells": res.new_cells,
+                               "scored": res.scored,
                                "perturbed_tensors": [{"perturbation": p, "layer": l, "tensors": ts}
                                                      for (p, l), ts in res.touched.items()],
                                "curves": [c.to_dict() for c in curves]}, indent=2))
     else:
         click.echo(format_summary(curves))
+        click.echo(f"scored on {'; '.join(res.scored)}")
         for (p, l), ts in res.touched.items():
             click.echo(f"{p}{' [' + l + ']' if l else ''} perturbs: {', '.join(ts) or 'nothing in scope'}")
         click.echo(f"\n{res.new_cells} new cell(s) in {store} (run {res.run_id}{', resumed' if res.resumed else ''})")

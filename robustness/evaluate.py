@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Mapping
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -23,7 +24,7 @@ from models.network import ForwardOptions, ModelConfig, forward_stacked
 from models.train import bn_statistics
 from robustness.data import Dataset
 from robustness.errors import BadInput
-from robustness.metrics import compute_metrics, log_mean_exp
+from robustness.metrics import per_example_nll, compute_metrics, log_mean_exp
 
 
 
@@ -103,6 +104,17 @@ def with_bn_statistics(cfg: ModelConfig, tensors: Mapping[str, Tensor], x_calib:
 
 @dataclass
 class EvalResult:
+    """One mode of a checkpoint scored on a split.
+
+    Attributes:
+        mode, n, samples (networks per prediction), bn (BMA's BN treatment).
+        metrics: accuracy, NLL, ECE, Brier, entropy (+ expected entropy and MI when averaging).
+        spike_rates: mean spike rate per hidden layer.
+        probs: predicted class probabilities [N, C].
+        correct, nll: per example [N] (float64), for the test-set intervals.
+        groups: each example's speaker ('' when unknown).
+    """
+
     mode: str
     n: int
     metrics: dict[str, float]
@@ -110,6 +122,9 @@ class EvalResult:
     samples: int
     bn: str | None
     probs: Tensor = dataclasses.field(repr=False)
+    correct: np.ndarray = dataclasses.field(repr=False, default_factory=lambda: np.zeros(0))
+    nll: np.ndarray = dataclasses.field(repr=False, default_factory=lambda: np.zeros(0))
+    groups: list[str] = dataclasses.field(repr=False, default_factory=list)
 
     def row(self) -> dict:
         return {"mode": self.mode, "n": self.n, "compute": self.samples, "bn": self.bn,
@@ -175,7 +190,7 @@ def evaluate(ck: Checkpoint, data: Dataset, mode: Mode, ecfg: EvalConfig,
     """Score one mode of a checkpoint on `ecfg.split` of `data`."""
     if ecfg.mc_samples < 1:
         raise BadInput(f"--mc-samples must be at least 1, got {ecfg.mc_samples}")
-    split = data.split(ecfg.split).head(ecfg.limit)
+    split = data.split(ecfg.split).stratified(ecfg.limit)
     cfg = ck.net.cfg
     if split.x.shape[-1] != cfg.input_dim:
         raise BadInput(f"features have {split.x.shape[-1]} dims but the model expects {cfg.input_dim}")
@@ -186,4 +201,6 @@ def evaluate(ck: Checkpoint, data: Dataset, mode: Mode, ecfg: EvalConfig,
     averaged = mode in AVERAGING
     metrics = compute_metrics(logp, split.y, slp if averaged else None)
     return EvalResult(mode.value, len(split), metrics, rates.mean(0).tolist(), compute(mode, slp.shape[0]),
-                      ecfg.bn if mode is Mode.BMA else None, logp.exp())
+                      ecfg.bn if mode is Mode.BMA else None, logp.exp(),
+                      (logp.argmax(-1) == split.y).double().numpy(), per_example_nll(logp, split.y).numpy(),
+                      list(split.groups))

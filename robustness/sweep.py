@@ -34,6 +34,7 @@ from robustness import __version__
 from robustness.chance import CurveGate, chance_accuracy, severity_order
 from reports.stats import SpeakerGroups
 from robustness.data import Dataset, DatasetSpec, Split, load_dataset
+from robustness.data.dataset import subset_note
 from robustness.errors import BadInput
 from robustness.executors import Failed, LocalExecutor, RayExecutor, Unit
 from robustness.evaluate import Mode, compute, mode_tensors, modes_for, require_finite, stacked_logp
@@ -62,6 +63,7 @@ class SweepResult:
     failed: list[dict] = field(default_factory=list)  # units that raised on every attempt (unit, error, attempts)
     skipped: list[dict] = field(default_factory=list)  # levels not run: a milder level was at chance
     groups: dict[str, SpeakerGroups | None] = field(default_factory=dict)  # model -> its test examples' speakers
+    scored: list[str] = field(default_factory=list)  # what each dataset's cells were scored on (all, or a subset)
 
 
 def _layers(ck: Checkpoint, wanted: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -184,7 +186,8 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
         if not state.failed:
             store.finish_run(run_id)
         rows, skipped = store.cells(run_id), store.skipped(run_id)
-    return SweepResult(run_id, resumed, state.new, rows, state.touched, curves, state.failed, skipped, groups)
+    scored = sorted({subset_note(len(evaluated(d, cfg)), len(d.split(cfg.split)), cfg.split) for d in data_of})
+    return SweepResult(run_id, resumed, state.new, rows, state.touched, curves, state.failed, skipped, groups, scored)
 
 
 @dataclass
@@ -302,8 +305,8 @@ def _xy(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def evaluated(data: Dataset, cfg: SweepConfig) -> Split:
-    """The examples a sweep scores: its split, cut to `--limit`."""
-    return data.split(cfg.split).head(cfg.limit)
+    """The examples a sweep scores: its split, or a class-stratified, seeded subset of `--limit`."""
+    return data.split(cfg.split).stratified(cfg.limit)
 
 
 def _planned_cells(cfg: SweepConfig, cks: list[Checkpoint]) -> int:

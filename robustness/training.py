@@ -17,8 +17,10 @@ from models.posterior import diagnose
 from models.train import PRESETS, Perturb, TrainConfig, train
 from perturbations.base import Context, PerturbationError
 from perturbations.spec import apply, parse_spec
+from reports.stats import SpeakerGroups, bootstrap_halfwidth, interval_unit
 from robustness import __version__
 from robustness.data import DatasetSpec, load_dataset
+from robustness.data.dataset import subset_note
 from robustness.errors import BadInput
 from robustness.evaluate import EvalConfig, evaluate, modes_for
 
@@ -166,20 +168,62 @@ def evaluate_checkpoints(paths: list[str], ecfg: EvalConfig, data_dir: str | Non
         with native.for_work(work):
             for mode in modes_for(ck):
                 r = evaluate(ck, cache[spec], mode, ecfg, device)
-                rows.append({"model": path, "optimizer": ck.optimizer, "split": ecfg.split, **r.row()})
+                groups = SpeakerGroups.of(r.groups)
+                rows.append({"model": path, "optimizer": ck.optimizer, "split": ecfg.split, **r.row(),
+                             "model_hash": ck.content_hash, "data_hash": cache[spec].fingerprint,
+                             "split_size": len(split), "test_interval": interval_unit(groups),
+                             "accuracy_test_ci": bootstrap_halfwidth(r.correct, groups=groups),
+                             "nll_test_ci": bootstrap_halfwidth(r.nll, groups=groups)})
     return rows
 
 
-_COLUMNS = [("model", "{}"), ("mode", "{}"), ("compute", "{}"), ("n", "{}"), ("accuracy", "{:.4f}"), ("nll", "{:.4f}"),
-            ("ece", "{:.4f}"), ("brier", "{:.4f}"), ("entropy", "{:.4f}"), ("expected_entropy", "{:.4f}"),
-            ("mutual_information", "{:.4f}")]
+EVAL_FORMAT, EVAL_VERSION = "robust-eval", 1
+_METRICS = ("accuracy", "nll", "ece", "brier", "entropy", "expected_entropy", "mutual_information")
+
+
+def results_file(rows: list[dict], ecfg: EvalConfig) -> dict:
+    """`robust eval --json`: what was scored, on what, by which code, and each metric (accuracy
+    and NLL with their 95% test-set half-width). Keys:
+
+    - format, version, package_version; split, limit, subset (all, or the stratified subset), seed,
+      mc_samples, bn (BMA's BatchNorm treatment);
+    - models: per checkpoint path, model_hash, data_hash, optimizer, and its modes: mode, compute
+      (networks per prediction), n, metrics {name: {value, test_ci95}} (test_ci95: the half-width,
+      for accuracy and NLL; null elsewhere), test_interval (what it resamples), spike_rates.
+    """
+    models: dict[str, dict] = {}
+    for r in rows:
+        m = models.setdefault(r["model"], {"path": r["model"], "model_hash": r["model_hash"],
+                                           "data_hash": r["data_hash"], "optimizer": r["optimizer"], "modes": []})
+        m["modes"].append({
+            "mode": r["mode"], "compute": r["compute"], "n": r["n"], "bn": r["bn"],
+            "metrics": {k: {"value": r.get(k), "test_ci95": r.get(f"{k}_test_ci")} for k in _METRICS},
+            "test_interval": r["test_interval"],
+            "spike_rates": [r[k] for k in sorted(r) if k.startswith("rate_l")]})
+    n, size = (rows[0]["n"], rows[0]["split_size"]) if rows else (0, 0)
+    return {"format": EVAL_FORMAT, "version": EVAL_VERSION, "package_version": __version__, "split": ecfg.split,
+            "limit": ecfg.limit, "subset": subset_note(n, size, ecfg.split), "seed": ecfg.seed,
+            "mc_samples": ecfg.mc_samples, "bn": ecfg.bn, "models": list(models.values())}
+
+
+
+_COLUMNS = [("model", "model", "{}"), ("mode", "mode", "{}"), ("compute", "compute", "{}"), ("n", "n", "{}"),
+            ("accuracy", "accuracy", "{:.4f}"), ("accuracy_test_ci", "±test", "{:.4f}"), ("nll", "nll", "{:.4f}"),
+            ("nll_test_ci", "±test", "{:.3f}"), ("ece", "ece", "{:.4f}"), ("brier", "brier", "{:.4f}"),
+            ("entropy", "entropy", "{:.4f}"), ("expected_entropy", "expected_entropy", "{:.4f}"),
+            ("mutual_information", "mutual_information", "{:.4f}")]
 
 
 def format_table(rows: list[dict]) -> str:
     """A fixed-width text table of evaluation rows ('-' where a metric does not apply);
-    `compute` is the networks evaluated per prediction."""
-    cells = [[h for h, _ in _COLUMNS]]
+    `compute` is the networks evaluated per prediction; then what was scored and what the
+    ±test intervals resample."""
+    cells = [[h for _, h, _ in _COLUMNS]]
     for r in rows:
-        cells.append([fmt.format(r[h]) if r.get(h) is not None else "-" for h, fmt in _COLUMNS])
+        cells.append([fmt.format(r[k]) if r.get(k) is not None else "-" for k, _, fmt in _COLUMNS])
     widths = [max(len(row[i]) for row in cells) for i in range(len(_COLUMNS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    if rows:
+        lines += ["", f"scored on {subset_note(rows[0]['n'], rows[0]['split_size'], rows[0]['split'])}; ±test: "
+                      f"95% bootstrap half-width over {' / '.join(sorted({r['test_interval'] for r in rows}))}"]
+    return "\n".join(lines)

@@ -32,9 +32,15 @@ def test_train_then_eval_json(tmp_path):
     assert out.exists() and "IVON posterior" in r.output
     r = run("eval", "--model", out, "--mc-samples", 3, "--limit", 60, "--json", "--quiet")
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.output)
+    results = json.loads(r.output)  # the shape of a results file
+    assert results["format"] == "robust-eval" and results["limit"] == 60 and "stratified" in results["subset"]
+    (model,) = results["models"]
+    assert model["path"] == str(out) and len(model["model_hash"]) == 16 and model["data_hash"]
+    rows = model["modes"]
     assert [x["mode"] for x in rows] == ["mean", "bma"]
-    assert rows[1]["compute"] == 3 and rows[0]["compute"] == 1 and rows[1]["mutual_information"] >= 0 and rows[0]["n"] == 60
+    assert rows[1]["compute"] == 3 and rows[0]["compute"] == 1 and rows[0]["n"] == 60
+    assert rows[1]["metrics"]["mutual_information"]["value"] >= 0
+    assert rows[0]["metrics"]["accuracy"]["test_ci95"] > 0 and "speakers" in rows[0]["test_interval"]
     r = run("eval", "--model", out, "--mc-samples", 2, "--limit", 60, "--quiet")
     assert r.exit_code == 0 and re.search(r"bma\s+2\s+60\s+0\.\d{4}", r.output)
 
@@ -102,5 +108,5 @@ def test_train_on_a_folder_then_eval_from_elsewhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = run("eval", "--model", "proj/m.pt", "--json", "--quiet")
     assert r.exit_code == 0, r.output
-    row = json.loads(r.output)[0]
-    assert row["n"] == 6 and row["accuracy"] > 0.6  # one held-out speaker, chance is 0.5
+    row = json.loads(r.output)["models"][0]["modes"][0]
+    assert row["n"] == 6 and row["metrics"]["accuracy"]["value"] > 0.6  # one held-out speaker, chance is 0.5

@@ -58,9 +58,9 @@ def test_ensemble_members_equal_separately_seeded_models(tmp_path):
     for n, v in s4.net.tensors().items():
         assert torch.equal(ens.members[1][n], v), n
     r = run("eval", "--model", tmp_path / "ens.pt", "--limit", 40, "--json", "--quiet")
-    rows = json.loads(r.output)
+    rows = json.loads(r.output)["models"][0]["modes"]
     assert [(x["mode"], x["compute"]) for x in rows] == [("point", 1), ("ensemble", 2)]
-    assert rows[1]["mutual_information"] > 0
+    assert rows[1]["metrics"]["mutual_information"]["value"] > 0
     r = run("sweep", "--model", tmp_path / "ens.pt", "--noise", "0.2", "--seeds", 2, "--limit", 30,
             "--mc-samples", 2, "--out", tmp_path / "e.db", "-q", "--json")
     assert {c["mode"] for c in json.loads(r.output)["curves"]} == {"point", "chips", "ensemble"}

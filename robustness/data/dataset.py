@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 
 from robustness.data.features import FeatureConfig
@@ -57,9 +58,47 @@ class Split:
         return len(self.y)
 
     def head(self, n: int | None) -> "Split":
+        """The first n examples (training subsets: `--limit-train`)."""
         if n is None or n >= len(self):
             return self
         return Split(self.x[:n], self.y[:n], self.groups[:n])
+
+    def stratified(self, n: int | None, seed: int = 0) -> "Split":
+        """A class-stratified, seeded subset of n examples, in split order (`--limit`).
+
+        Splits are often sorted by class or speaker, so their first n examples can miss
+        whole classes (the first 100 test clips of tts-digits hold 12 of 20). Each class
+        gets its share of n (largest remainders; at least one while n allows), drawn by
+        a permutation fixed by `seed`.
+        """
+        if n is None or n >= len(self):
+            return self
+        y = self.y.numpy()
+        classes, counts = np.unique(y, return_counts=True)
+        quota = n * counts / len(y)
+        take = np.floor(quota).astype(int)
+        if n >= len(classes):
+            take = np.maximum(take, 1)
+        order = np.argsort(-(quota - np.floor(quota)), kind="stable")
+        i = 0
+        while take.sum() < n:
+            c = order[i % len(order)]
+            if take[c] < counts[c]:
+                take[c] += 1
+            i += 1
+        while take.sum() > n:  # the at-least-one rule overshot: trim the largest classes
+            take[int(np.argmax(take))] -= 1
+        rng = np.random.default_rng(seed)
+        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, take)]))
+        idx = torch.from_numpy(keep)
+        return Split(self.x[idx], self.y[idx], [self.groups[i] for i in keep] if self.groups else [])
+
+
+def subset_note(n: int, size: int, split: str) -> str:
+    """What was scored: the whole split, or a stratified subset of it (`Split.stratified`)."""
+    if n >= size:
+        return f"all {size} {split} examples"
+    return f"a class-stratified, seeded subset of {n} of the {size} {split} examples (--limit)"
 
 
 @dataclass

@@ -1,0 +1,28 @@
+"""A newcomer's tour: each number or sentence the report and the CLI print says what was measured."""
+
+import collections
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from robustness.cli import cli
+from robustness.data import DatasetSpec, load_dataset
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_limit_takes_a_stratified_seeded_subset_and_says_so(tiny_checkpoints, tmp_path):
+    test = load_dataset(DatasetSpec()).split("test")
+    assert len(set(test.head(100).y.tolist())) == 12  # the first 100 clips: 12 of 20 classes
+    sub = test.stratified(100)
+    counts = collections.Counter(sub.y.tolist())
+    assert len(counts) == 20 and set(counts.values()) == {5}
+    assert sub.y.tolist() == test.stratified(100).y.tolist() and (sub.x == test.stratified(100).x).all()  # seeded
+    r = run("sweep", "--model", tiny_checkpoints["adam"], "--noise", "0.1", "--seeds", 1, "--limit", 100,
+            "--modes", "point", "--out", tmp_path / "s.db", "-q")
+    assert r.exit_code == 0 and "scored on a class-stratified, seeded subset of 100 of the 540 test" in r.output
+    r = run("eval", "--model", tiny_checkpoints["adam"], "--limit", 100)
+    assert r.exit_code == 0 and "class-stratified, seeded subset of 100" in r.output
