@@ -152,9 +152,19 @@ def graph_dt(meta: Mapping) -> float:
     return float(arr.reshape(()))
 
 
-def from_nir(graph: Any, dt: float | None = None) -> tuple[ModelConfig, dict[str, torch.Tensor], float]:
-    """A config and state dict of our network for an NIR graph; also the dt used."""
+def from_nir(graph: Any, dt: float | None = None, override_dt: bool = False
+             ) -> tuple[ModelConfig, dict[str, torch.Tensor], float]:
+    """A config and state dict of our network for an NIR graph; also the dt used.
+
+    The leaks follow from tau and dt (alpha = 1 - dt / tau), so a dt other than the one the
+    graph was made for is another network: a `dt` that contradicts the graph's metadata is
+    refused unless `override_dt` (the caller then says so)."""
     meta = getattr(graph, "metadata", None) or {}
+    if dt is not None and "dt" in meta and not override_dt:
+        own = graph_dt(meta)
+        if not math.isclose(float(dt), own, rel_tol=1e-9):
+            raise BadInput(f"--dt {float(dt):g} s contradicts the graph's own time step of {own:g} s (its metadata): "
+                           f"its leaks would change; drop --dt, or add --override-dt to simulate it at {float(dt):g} s")
     if dt is None:
         dt = graph_dt(meta)
     dt = float(dt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -29,17 +30,19 @@ def _write_graph(graph, out: str) -> None:
 @click.option("--dataset", default="tts-digits", show_default=True, help="Data the model is evaluated on.")
 @data_dir_option(help="Local folder of --dataset (the built-in corpus needs none).")
 @click.option("--dt", type=POSITIVE, default=None,
-              help="Simulation time step in seconds [the graph's metadata, else 0.001 as in NIR and Norse].")
+              help="Simulation time step in seconds [the graph's metadata, else 0.001 as in NIR and Norse]; "
+                   "one that contradicts the metadata needs --override-dt.")
+@click.option("--override-dt", is_flag=True, help="Simulate at --dt even where the graph states another time step.")
 @quiet_option
 @domain_errors
 def import_command(graph_path: str, out: str, dataset: str, data_dir: str | None, dt: float | None,
-                   quiet: bool) -> None:
+                   override_dt: bool, quiet: bool) -> None:
     """Turn a feedforward NIR graph (Affine/Linear, Scale, LIF/CubaLIF/IF) into a checkpoint robust evaluates."""
     setup(quiet)
     import nir
 
     from models.checkpoint import save_checkpoint
-    from models.nir_graph import from_nir, network
+    from models.nir_graph import from_nir, graph_dt, network
     from robustness import __version__
     from robustness.data import DatasetSpec, load_dataset
 
@@ -50,7 +53,11 @@ def import_command(graph_path: str, out: str, dataset: str, data_dir: str | None
         graph = nir.read(graph_path, type_check=False)
     except Exception as e:  # h5py raises many kinds for a file that is not NIR
         raise InputError(f"{graph_path}: not a readable NIR graph ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
-    cfg, sd, dt = from_nir(graph, dt)
+    cfg, sd, dt = from_nir(graph, dt, override_dt)
+    own = (getattr(graph, "metadata", None) or {}).get("dt")
+    if override_dt and own is not None and not math.isclose(dt, graph_dt(graph.metadata), rel_tol=1e-9):
+        click.echo(f"warning: simulating at dt {dt:g} s, not the graph's own {graph_dt(graph.metadata):g} s: the "
+                   f"leaks differ from the network the graph describes", err=True)
     spec = DatasetSpec(dataset, str(Path(data_dir).expanduser().resolve()) if data_dir else None)
     data = load_dataset(spec, progress=not quiet)
     width = data.split("test").x.shape[-1]

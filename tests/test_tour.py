@@ -26,3 +26,14 @@ def test_limit_takes_a_stratified_seeded_subset_and_says_so(tiny_checkpoints, tm
     assert r.exit_code == 0 and "scored on a class-stratified, seeded subset of 100 of the 540 test" in r.output
     r = run("eval", "--model", tiny_checkpoints["adam"], "--limit", 100)
     assert r.exit_code == 0 and "class-stratified, seeded subset of 100" in r.output
+
+
+def test_a_dt_that_contradicts_the_graph_is_refused_unless_overridden(tiny_checkpoints, tmp_path):
+    graph = tmp_path / "m.nir"
+    assert run("export-nir", tiny_checkpoints["adam"], "--out", graph).exit_code == 0  # dt 10 ms in its metadata
+    r = run("import", graph, "--out", tmp_path / "a.pt", "--dt", "0.001", "-q")
+    assert r.exit_code == 2 and "--dt 0.001 s contradicts the graph's own time step of 0.01 s" in r.output
+    assert not (tmp_path / "a.pt").exists()
+    r = run("import", graph, "--out", tmp_path / "b.pt", "--dt", "0.001", "--override-dt", "-q")
+    assert r.exit_code == 0 and "warning: simulating at dt 0.001 s, not the graph's own 0.01 s" in r.output
+    assert run("import", graph, "--out", tmp_path / "c.pt", "--dt", "0.01", "-q").exit_code == 0  # agrees: fine
