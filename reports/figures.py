@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -105,8 +106,10 @@ class Drawer:
         self.close()
 
 
-def degradation(curves: list[CurveSummary], labels: dict[str, str], colours: dict, unit: str, log_x: bool):
-    """Accuracy, NLL, ECE and Brier against level: mean and 95% band over chips, clean marked."""
+def degradation(curves: list[CurveSummary], labels: dict[str, str], colours: dict, unit: str, log_x: bool,
+                integer_x: bool = False):
+    """Accuracy, NLL, ECE and Brier against level: mean and 95% band over chips, clean marked;
+    `integer_x` (bit widths) puts ticks on whole levels only."""
     with plt.rc_context(STYLE):
         fig, axes = _panels(2, 2, (2.6, 1.65), (0.65, 0.15), len(curves), sharex=True)
         for ax, (metric, ylabel, scale) in zip(axes.flat, PANEL_METRICS):
@@ -125,6 +128,8 @@ def degradation(curves: list[CurveSummary], labels: dict[str, str], colours: dic
             ax.set_ylabel(ylabel)
             if log_x:
                 ax.set_xscale("log")
+            if integer_x:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         for ax in axes[1]:
             ax.set_xlabel(unit)

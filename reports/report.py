@@ -145,11 +145,16 @@ class _Builder:
                 unit = meta.get("unit", "level")
                 log_x = meta.get("axis") == "log"
                 stem = f"run{run.id}-{slug(pert)}"
+                chips = curves[0].levels[0].n
+                spread = ("deterministic: one network per level, so no interval over chips and no chips control"
+                          if meta.get("deterministic") else
+                          f"mean over {chips} chips with its 95% t-interval over chips" if chips > 1 else
+                          "one chip: no interval over chips")
                 deg.blocks.append(self.figure(
                     f"{stem}-degradation",
-                    f"{pert} (run {run.id}): accuracy, NLL, ECE and Brier against level ({unit}); mean over "
-                    f"{curves[0].levels[0].n} chips with its 95% t-interval over chips; dotted: clean.",
-                    figures.degradation, curves, self.labels, self.colours, unit, log_x))
+                    f"{pert} (run {run.id}): accuracy, NLL, ECE and Brier against level ({unit}); {spread}; "
+                    f"dotted: clean.",
+                    figures.degradation, curves, self.labels, self.colours, unit, log_x, bool(meta.get("bits"))))
                 best, p = self.best_auc(run, curves)
                 shown = _shown_levels(curves[0])
                 mid = shown[0]

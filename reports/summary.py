@@ -69,6 +69,7 @@ class CurveSummary:
     increasing_severity: bool = True
     skipped: list[tuple[float, str]] = field(default_factory=list)  # (level, reason): not run, never numbers
     test_groups: SpeakerGroups | None = None  # the test examples' speakers: what the ±test interval resamples
+    deterministic: bool = False  # the perturbation draws nothing: one network per level, no chip interval
 
     @property
     def mean_accuracy(self) -> float | None:
@@ -83,7 +84,7 @@ class CurveSummary:
             "perturbation": self.perturbation, "layer": self.layer, "clean": self.clean, "axis": self.axis,
             "auc": self.auc, "mean_accuracy": self.mean_accuracy, "drop_levels": self.drop_levels,
             "drop_below_first_level": self.drop_below,
-            "test_interval": interval_unit(self.test_groups),
+            "test_interval": interval_unit(self.test_groups), "deterministic": self.deterministic,
             "skipped": [{"level": lv, "reason": why} for lv, why in self.skipped],
             "levels": [{"level": s.level, "n": s.n,
                         **{f"{k}_mean": v[0] for k, v in s.metrics.items()},
@@ -205,6 +206,7 @@ def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None,
             by_level[r["level"]].append(r)
         cs.levels = [_level_stats(level, by_level[level], cs.test_groups) for level in sorted(by_level)]
         cs.increasing_severity = not meta.get("bits", False)
+        cs.deterministic = bool(meta.get("deterministic", False))
         pts = accuracy_points([(s.level, s.metrics["accuracy"][0]) for s in cs.levels], cs.clean["accuracy"], meta)
         overflow = next((i for i, (_, a) in enumerate(pts) if not math.isfinite(a)), None)
         if overflow is not None:  # what lies past an overflowing level is unknown: no drop beyond it, no area
@@ -333,7 +335,8 @@ def format_summary(curves: list[CurveSummary]) -> str:
     lines = []
     for cs in curves:
         title = f"{cs.model} [{cs.mode}, {cs.compute} network{'s' if cs.compute > 1 else ''}/prediction] " \
-                f"{cs.perturbation}" + (f" layer={cs.layer}" if cs.layer else "")
+                f"{cs.perturbation}" + (f" layer={cs.layer}" if cs.layer else "") + \
+                (" (deterministic: one network per level, no interval over chips)" if cs.deterministic else "")
         lines.append(title)
         lines.append(f"  clean: accuracy {cs.clean['accuracy']:.4f}  nll {cs.clean['nll']:.4f}  ece {cs.clean['ece']:.4f}")
         lines.append(f"  {'level':>10}  {'n':>3}  {'accuracy':>8} {'±chips':>7} {'±test':>7}  {'nll':>8} {'±test':>7}  "

@@ -172,11 +172,16 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
     # whose clean outputs overflow is refused without leaving an empty run behind
     preps = {(i, mode): _prepare(ck, data, mode, cfg, *_xy(evaluated(data, cfg)), device, sigma)
              for i, (ck, data, sigma) in enumerate(zip(cks, data_of, sigmas)) for mode in _modes(ck, cfg)}
+    base = next(iter(preps.values())).base
+    layers, hidden = _layers(cks[0], cfg.layers)
+    ctx = Context(layers, hidden, Scale(cfg.scale), cfg.include_bias, cfg.include_bn)
+    for spec, plan in zip(specs, cfg.plans):  # a perturbation that draws nothing: one network per level, no chips
+        curves[spec.label]["deterministic"] = all(draws_nothing(spec, lv, base, cfg.seed, ctx) for lv in plan.levels)
     with Store.open(store_path, create=True) as store:
         run_id, resumed = store.run_for(spec_hash(cfg, hashes, specs), {**cfg.to_dict(), "curves": curves}, models_meta,
                                         data_hash, __version__, command)
         store.clear_failures("sweep", run_id)
-        state = _RunState(store, store.done_keys(run_id), cfg, specs, device, executor, run_id)
+        state = _RunState(store, store.done_keys(run_id), cfg, specs, device, executor, run_id, curves)
         state.bar = progress_bar(total=_planned_cells(cfg, cks), desc="sweep", unit="cell", enabled=progress)
         for i, (ck, mhash, data) in enumerate(zip(cks, hashes, data_of)):
             common = {"run_id": run_id, "model": ck.path, "model_hash": mhash, "optimizer": ck.optimizer}
@@ -201,6 +206,7 @@ class _RunState:
     device: torch.device
     executor: LocalExecutor | RayExecutor
     run_id: int
+    curves: dict[str, dict]  # perturbation label -> what summaries need (deterministic included)
     new: int = 0
     failed: list[dict] = field(default_factory=list)
     touched: dict[tuple[str, str], list[str]] = field(default_factory=dict)
@@ -230,6 +236,8 @@ class _RunState:
         planned, labels, cells, gates = [], {}, {}, {}  # unit name -> (curve, level) -> (store key, columns)
         chance = chance_accuracy(y)
         for spec, plan in zip(self.specs, cfg.plans):
+            if mode is Mode.CHIPS and self.curves[spec.label]["deterministic"]:
+                continue  # M copies of one network, each "perturbed" the same way: the point curve again
             swept = get_perturbation(spec.swept_name)
             for scope in scopes:
                 layer_label = scope[0] if cfg.per_layer else ("" if not cfg.layers else ",".join(scope))

@@ -117,10 +117,11 @@ def test_different_config_kept_apart_and_export(tiny_checkpoints, tmp_path):
     r = run("export", db, "--format", "csv", "--out", tmp_path / "r.csv")
     assert r.exit_code == 0
     lines = (tmp_path / "r.csv").read_text().splitlines()
-    # two modes (point, chips), each: clean + 2 cells
-    assert lines[0].startswith("run_id,model,model_hash") and len(lines) == 1 + 2 * ((1 + 2) + (1 + 2))
+    # gaussian: two modes (point, chips), each clean + 2 cells; quantize draws nothing, so its chips control
+    # (M identical copies) is not run: point clean + 2 cells, chips clean only
+    assert lines[0].startswith("run_id,model,model_hash") and len(lines) == 1 + 2 * (1 + 2) + (1 + 2) + 1
     r = run("export", db, "--format", "json")
-    assert r.exit_code == 0 and len(json.loads((tmp_path / "r.json").read_text())) == 12
+    assert r.exit_code == 0 and len(json.loads((tmp_path / "r.json").read_text())) == 10
     r = run("export", db, "--format", "parquet", "--out", tmp_path / "r.parquet")
     try:
         import pyarrow  # noqa: F401

@@ -37,3 +37,16 @@ def test_a_dt_that_contradicts_the_graph_is_refused_unless_overridden(tiny_check
     r = run("import", graph, "--out", tmp_path / "b.pt", "--dt", "0.001", "--override-dt", "-q")
     assert r.exit_code == 0 and "warning: simulating at dt 0.001 s, not the graph's own 0.01 s" in r.output
     assert run("import", graph, "--out", tmp_path / "c.pt", "--dt", "0.01", "-q").exit_code == 0  # agrees: fine
+
+
+def test_a_deterministic_perturbation_runs_no_chips_control_and_says_so(tiny_checkpoints, tmp_path):
+    db = tmp_path / "q.db"
+    r = run("sweep", "--model", tiny_checkpoints["adam"], "--perturbation", "quantize", "--bits", "3,6", "--seeds", 4,
+            "--limit", 40, "--out", db, "-q", "--json")
+    assert r.exit_code == 0, r.output
+    curves = json.loads(r.output)["curves"]
+    assert [c["mode"] for c in curves] == ["point"] and curves[0]["deterministic"]
+    assert all(lv["n"] == 1 for lv in curves[0]["levels"])  # one network per level, whatever --seeds says
+    r = run("report", db, "--out", tmp_path / "rep", "-q")
+    assert r.exit_code == 0
+    assert "deterministic: one network per level, so no interval over chips" in (tmp_path / "rep" / "report.md").read_text()
