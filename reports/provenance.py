@@ -11,8 +11,8 @@ def provenance_section(b) -> Section:
     sec = Section("provenance", "7. Provenance")
     runs = [[f"sweep {r.id}", r.command or "-", r.started or "-", r.finished or "unfinished",
              r.package_version, r.data_hash[:16]] for r in b.rec.runs]
-    runs += [[f"slice {s.id}", s.command or "-", s.started or "-", "-", s.package_version, "-"]
-             for s in b.rec.slices]
+    runs += [[f"slice {s.id}", s.command or "-", s.started or "-", s.finished or "unfinished", s.package_version,
+              s.data_hash[:16] or "-"] for s in b.rec.slices]
     sec.blocks.append(Table(["run", "command", "started", "finished", "robust", "data hash"], runs))
     models = []
     for path, m in b.rec.model_meta().items():
@@ -26,7 +26,8 @@ def provenance_section(b) -> Section:
     b.json["provenance"] = {"runs": [{k: v for k, v in vars(r).items() if k != "rows"} | {"cells": len(r.rows)}
                                         for r in b.rec.runs],
                                "slices": [{"id": s.id, "config": s.config, "command": s.command,
-                                           "started": s.started, "package_version": s.package_version}
+                                           "started": s.started, "finished": s.finished, "data_hash": s.data_hash,
+                                           "package_version": s.package_version, "curves": len(s.curves)}
                                           for s in b.rec.slices],
                                "models": b.rec.model_meta()}
     return sec

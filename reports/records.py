@@ -49,6 +49,8 @@ class SliceRun:
     started: str
     package_version: str
     curves: list[dict] = field(default_factory=list)
+    finished: str | None = None
+    data_hash: str = ""
 
 
 @dataclass
@@ -85,7 +87,8 @@ def load_records(path: str, models: tuple[str, ...] = (), perturbations: tuple[s
         slices = []
         for s in st.slices():
             slices.append(SliceRun(s["id"], s["config"], s["models"], s["command"] or "",
-                                   s["started"], s["package_version"] or "", st.curves(s["id"])))
+                                   s["started"], s["package_version"] or "", st.curves(s["id"]), s["finished"],
+                                   s["data_hash"] or ""))
     if not runs and not slices:
         raise BadInput(f"{path}: the store holds no runs (run `robust sweep` or `robust slice` first)")
     for r in runs:

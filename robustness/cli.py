@@ -297,11 +297,11 @@ def data_info(dataset: str, data_dir: str | None, frames: int | None, skip_bad: 
     """Classes, split sizes, speakers, feature shape and cache location of a dataset."""
     setup(quiet)
     from robustness.data import DatasetSpec, load_dataset
-    from robustness.data.summary import describe
+    from robustness.data.summary import describe, format_description
 
     info = describe(load_dataset(DatasetSpec(dataset, data_dir, frames, skip_bad, speaker_pattern),
                                  progress=not quiet))
-    click.echo(json.dumps(info, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+    click.echo(json.dumps(info, indent=2) if as_json else format_description(info))
 
 
 @data.command("prepare", context_settings=CONTEXT)

@@ -42,7 +42,7 @@ def test_label_speaker_index_names_give_the_speaker(tmp_path):
     train, test = set(d.splits["train"].groups), set(d.splits["test"].groups)
     assert not train & test, "held out by whole speakers"
     out = info("--dataset", "audiofolder", "--data-dir", str(root))
-    assert sum(int(out[s].split(", ")[1].split()[0]) for s in ("train", "validation", "test")) == len(SPEAKERS)
+    assert sum(out["splits"][s]["speakers"] for s in ("train", "validation", "test")) == len(SPEAKERS)  # numbers
 
 
 def test_speaker_pattern(tmp_path):
@@ -69,7 +69,7 @@ def test_train_and_test_lists_without_validation_carve_whole_speakers(tmp_path):
     again = load_dataset(DatasetSpec("audiofolder", str(root)))
     assert again.splits["validation"].groups == d.splits["validation"].groups, "deterministic"
     out = info("--dataset", "audiofolder", "--data-dir", str(root))
-    assert "carved from train" in out["validation_chosen"]
+    assert "carved from train" in out["chosen"]["validation"]
     ck = tmp_path / "m.pt"
     r = CliRunner().invoke(cli, ["train", "--dataset", "audiofolder", "--data-dir", str(root), "--epochs", "1",
                                  "--hidden", "8", "--out", str(ck), "-q"])
@@ -92,8 +92,11 @@ def test_manifest_without_validation_rows(tmp_path):
 def test_class_balance_and_few_examples_warned(tmp_path):
     root = make_fsdd(tmp_path / "fsdd", takes=1)
     out = info("--dataset", "audiofolder", "--data-dir", str(root))
-    assert out["class_balance"].startswith("train examples per class: min ")
-    assert "2 class(es) with fewer than 10 training examples" in out["warning"]
+    assert out["class_balance"]["min"] == out["class_balance"]["max"] == 4  # 6 speakers x 1 take, 2 carved
+    assert out["few_examples"] == ["0", "1"]
+    text = CliRunner().invoke(cli, ["data", "info", "--dataset", "audiofolder", "--data-dir", str(root), "-q"]).output
+    assert "class_balance: train examples per class: min 4 (0), max 4 (0)" in text
+    assert "warning: 2 class(es) with fewer than 10 training examples" in text
 
 
 def test_frames_follow_short_clips_unless_given(tmp_path):
@@ -105,7 +108,7 @@ def test_frames_follow_short_clips_unless_given(tmp_path):
     forced = load_dataset(DatasetSpec("audiofolder", str(root), frames=50))
     assert forced.splits["train"].x.shape[1] == 50 and "frames" not in forced.notes
     out = info("--dataset", "audiofolder", "--data-dir", str(root))
-    assert out["features"].startswith("[T=44,") and "95th percentile" in out["frames_chosen"]
+    assert out["features"]["frames"] == 44 and "95th percentile" in out["chosen"]["frames"]
 
 
 def test_validation_mirrors_test_when_test_speakers_are_also_training_speakers(tmp_path):
@@ -124,7 +127,7 @@ def test_validation_mirrors_test_when_test_speakers_are_also_training_speakers(t
     assert "per class within speakers" in note and "test speakers are also training speakers (6 of 6)" in note
     assert f"{len(val)} utterances, {len(val) / (len(val) + len(train)):.1%} of train" in note
     out = info("--dataset", "audiofolder", "--data-dir", str(root))
-    assert out["validation_chosen"] == note
+    assert out["chosen"]["validation"] == note
 
 
 def test_held_out_test_speakers_give_a_whole_speaker_validation_with_its_share_and_names(tmp_path):
