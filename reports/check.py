@@ -248,12 +248,16 @@ def check(store: str, policy: str, baseline: str | None = None) -> list[Outcome]
     return [run_rule(r, i, curves, base) for i, r in enumerate(rules)]
 
 
-def junit(outcomes: list[Outcome]) -> str:
+def junit(outcomes: list[Outcome], seconds: float = 0.0) -> str:
+    """JUnit XML: one testcase per rule (a failure where it fails), with the suite's counts
+    (tests, failures, errors, skipped) and its time in seconds, as CI dashboards read them."""
     fails = sum(not o.passed for o in outcomes)
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
-           f'<testsuites><testsuite name="robust check" tests="{len(outcomes)}" failures="{fails}">']
+           f'<testsuites tests="{len(outcomes)}" failures="{fails}" errors="0" skipped="0" time="{seconds:.3f}">',
+           f'<testsuite name="robust check" tests="{len(outcomes)}" failures="{fails}" errors="0" skipped="0" '
+           f'time="{seconds:.3f}">']
     for o in outcomes:
-        out.append(f'<testcase classname="robust.check" name={quoteattr(o.name)}>')
+        out.append(f'<testcase classname="robust.check" name={quoteattr(o.name)} time="0">')
         msg = f"{o.observed} (needs {o.threshold})"
         if o.passed:
             out.append(f"<system-out>{escape(msg)}</system-out>")
@@ -262,6 +266,18 @@ def junit(outcomes: list[Outcome]) -> str:
         out.append("</testcase>")
     out.append("</testsuite></testsuites>")
     return "\n".join(out)
+
+
+def junit_error(message: str, seconds: float = 0.0) -> str:
+    """JUnit XML for a gate that could not run (an unusable policy or store, exit 2): one
+    testcase in error saying why, so that a CI dashboard shows the failure, not nothing."""
+    return "\n".join(['<?xml version="1.0" encoding="UTF-8"?>',
+                      f'<testsuites tests="1" failures="0" errors="1" skipped="0" time="{seconds:.3f}">',
+                      f'<testsuite name="robust check" tests="1" failures="0" errors="1" skipped="0" '
+                      f'time="{seconds:.3f}">',
+                      '<testcase classname="robust.check" name="robust check could run" time="0">',
+                      f"<error message={quoteattr(message)}>{escape(message)}</error>",
+                      "</testcase>", "</testsuite></testsuites>"])
 
 
 def markdown(outcomes: list[Outcome]) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
 
 from robustness.cli_common import (CONTEXT, SEED, InputError, device_option, domain_errors, output_path, quiet_option,
                                    resolve_device, same_file, setup)
+from robustness.errors import BadInput, first_line
 from robustness.files import atomic_path
 
 
@@ -80,13 +82,19 @@ def check(store: str | None, policy: str, baseline: str | None, junit: str | Non
         _atomic_write(policy, gate.starter_policy(path))
         click.echo(f"wrote {policy} (derived from {path}; it passes on it)")
         return
-    outcomes = gate.check(path, policy, baseline)
+    t0 = time.perf_counter()
+    try:
+        outcomes = gate.check(path, policy, baseline)
+    except BadInput as e:
+        if junit:  # a dashboard should show why the gate could not run, not an absent report
+            _atomic_write(junit, gate.junit_error(first_line(e), time.perf_counter() - t0))
+        raise
     for o in outcomes:
         click.echo(o.line())
     fails = sum(not o.passed for o in outcomes)
     click.echo(f"\n{len(outcomes) - fails} passed, {fails} failed")
     if junit:
-        _atomic_write(junit, gate.junit(outcomes))
+        _atomic_write(junit, gate.junit(outcomes, time.perf_counter() - t0))
     if markdown:
         _atomic_write(markdown, gate.markdown(outcomes))
     if fails:

@@ -50,3 +50,24 @@ def test_a_deterministic_perturbation_runs_no_chips_control_and_says_so(tiny_che
     r = run("report", db, "--out", tmp_path / "rep", "-q")
     assert r.exit_code == 0
     assert "deterministic: one network per level, so no interval over chips" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_an_unusable_gate_still_writes_junit_saying_why(tiny_checkpoints, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    db = tmp_path / "s.db"
+    assert run("sweep", "--model", tiny_checkpoints["adam"], "--noise", "0.1", "--seeds", 2, "--limit", 20,
+               "--modes", "point", "--out", db, "-q").exit_code == 0
+    policy = tmp_path / "bad.toml"
+    policy.write_text('[[rule]]\nkind = "min_accuracy"\nthreshold = "high"\n')
+    junit = tmp_path / "j.xml"
+    r = run("check", db, "--policy", policy, "--junit", junit)
+    assert r.exit_code == 2
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("errors") == "1" and suite.get("skipped") == "0" and float(suite.get("time")) >= 0
+    assert "rule 1 (min_accuracy): missing level, model, perturbation" in suite.find("testcase/error").get("message")
+    good = tmp_path / "good.toml"
+    assert run("check", db, "--init", "--policy", good).exit_code == 0
+    assert run("check", db, "--policy", good, "--junit", junit).exit_code == 0
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("failures") == "0" and suite.get("skipped") == "0" and suite.get("time") is not None
