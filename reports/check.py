@@ -288,6 +288,9 @@ def markdown(outcomes: list[Outcome]) -> str:
     return "\n".join([head, "", "| result | rule | observed | needs |", "|---|---|---|---|", *rows, ""])
 
 
+MIN_MARGIN = 0.01  # starter thresholds sit at least a point from what the store shows
+
+
 def _toml_str(text: str) -> str:
     """A TOML basic string holding `text` exactly (quotes, backslashes, newlines escaped; JSON's
     escapes are TOML's). A name that is not valid Unicode cannot be written: refused."""
@@ -309,7 +312,7 @@ def starter_policy(store: str) -> str:
     curves = _curves(rec)
     if not curves:
         raise BadInput(f"{store}: no sweep curves in the store to derive a policy from")
-    out = [f"# robust check policy, derived from {store} by `robust check --init`.",
+    out = [f"# robust check policy, derived from {_toml_comment(store)} by `robust check --init`.",
            "# Thresholds sit below what the store shows (by the chip interval, at least 1 point), so",
            "# this passes on it; tighten them as your models improve. Kinds: " + ", ".join(KINDS) + ".", ""]
     for (model, mode, pert), cs in curves.items():
@@ -319,19 +322,25 @@ def starter_policy(store: str) -> str:
             out += [f"# {_toml_comment(os.path.basename(model))} {mode} {_toml_comment(pert)}: every level "
                     f"overflowed (non-finite outputs): no rule derived", ""]
             continue
-        lv = measured[len(measured) // 2]
+        lv = measured[(len(measured) - 1) // 2]
         acc, hw = lv.metrics["accuracy"]
-        margin = max(hw or 0.0, 0.01)
+        margin = max(hw or 0.0, MIN_MARGIN)
+        why = f"the 95% chip interval ±{hw:.4f}" if hw and hw > MIN_MARGIN else f"{MIN_MARGIN:g} (at least)"
         who = [f"model = {_toml_str(os.path.basename(model))}", f"mode = {_toml_str(mode)}",
                f"perturbation = {_toml_str(pert)}"]
         out += ["[[rule]]", 'kind = "min_accuracy"', *who, f"level = {lv.level!r}",
-                f"threshold = {math.floor((acc - margin) * 100) / 100:.2f}  # observed {acc:.4f}", ""]
+                f"# chosen: observed accuracy {acc:.4f} minus {why}, rounded down to a whole point",
+                f"threshold = {math.floor((acc - margin) * 100) / 100:.2f}", ""]
         drop = cs.clean["accuracy"] - acc
+        # a drop below 0 (the perturbed network scored higher) must not become a demand to improve
         out += ["[[rule]]", 'kind = "max_drop"', *who, f"level = {lv.level!r}",
-                f"threshold = {math.ceil((drop + margin) * 100) / 100:.2f}  # observed {drop:.4f}", ""]
+                f"# chosen: observed drop {drop:+.4f}{' (counted as 0: accuracy rose)' if drop < 0 else ''} plus "
+                f"{why}, rounded up to a whole point",
+                f"threshold = {math.ceil((max(drop, 0.0) + margin) * 100) / 100:.2f}", ""]
         if cs.auc is not None:
             out += ["[[rule]]", 'kind = "min_auc"', *who,
-                    f"threshold = {math.floor((cs.auc - 0.02) * 100) / 100:.2f}  # observed {cs.auc:.4f}", ""]
+                    f"# chosen: observed normalised AUC {cs.auc:.4f} minus 0.02, rounded down",
+                    f"threshold = {math.floor((cs.auc - 0.02) * 100) / 100:.2f}", ""]
     out += ["# Against a baseline store (robust check STORE --policy P --baseline old.db):",
             "# [[rule]]", '# kind = "baseline"', '# metric = "accuracy"', "# tolerance = 0.01", ""]
     return "\n".join(out)

@@ -71,3 +71,23 @@ def test_an_unusable_gate_still_writes_junit_saying_why(tiny_checkpoints, tmp_pa
     assert run("check", db, "--policy", good, "--junit", junit).exit_code == 0
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite.get("failures") == "0" and suite.get("skipped") == "0" and suite.get("time") is not None
+
+
+def test_a_starter_policy_never_demands_improvement_and_says_how_each_threshold_was_chosen(tiny_checkpoints, tmp_path):
+    import sqlite3
+    import tomllib
+    from contextlib import closing
+
+    db = tmp_path / "q.db"
+    assert run("sweep", "--model", tiny_checkpoints["adam"], "--perturbation", "quantize", "--bits", "3,6",
+               "--limit", 60, "--out", db, "-q").exit_code == 0
+    with closing(sqlite3.connect(db)) as c, c:  # quantization that happened to help: accuracy above clean
+        clean = c.execute("SELECT accuracy FROM cells WHERE perturbation = 'clean' AND mode = 'point'").fetchone()[0]
+        c.execute("UPDATE cells SET accuracy = ? WHERE perturbation = 'quantize'", (clean + 0.05,))
+    policy = tmp_path / "p.toml"
+    assert run("check", db, "--init", "--policy", policy).exit_code == 0
+    text = policy.read_text()
+    drops = [r for r in tomllib.loads(text)["rule"] if r["kind"] == "max_drop"]
+    assert drops and all(r["threshold"] >= 0.01 for r in drops)  # never a negative allowance
+    assert "(counted as 0: accuracy rose)" in text and text.count("# chosen:") == len(tomllib.loads(text)["rule"])
+    assert run("check", db, "--policy", policy).exit_code == 0  # and it passes on the store it came from
