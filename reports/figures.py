@@ -232,3 +232,34 @@ def spike_rates(series: list[tuple[tuple[str, str], list[float], np.ndarray]], c
             ax.grid(alpha=0.3)
         _legend(fig, axes[0, 0])
         return render(fig)
+
+
+LAYER_STYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1)))
+
+
+def per_layer(curves: list[CurveSummary], labels: dict[str, str], colours: dict, unit: str, log_x: bool,
+              integer_x: bool = False) -> tuple[bytes, str]:
+    """Layer sensitivity: accuracy against level with one layer perturbed at a time; one panel
+    per model/mode (its colour), one line style per layer, the clean accuracy dotted."""
+    keys = list(dict.fromkeys((c.model, c.mode) for c in curves))
+    layers = list(dict.fromkeys(c.layer for c in curves))
+    with plt.rc_context(STYLE):
+        fig, axes = _panels(1, len(keys), (2.6, 1.8), (0.6, 0), len(layers), titles=True, sharey=True)
+        for ax, (model, mode) in zip(axes[0], keys):
+            key = (labels[model], mode)
+            for cs in (c for c in curves if (c.model, c.mode) == (model, mode)):
+                lv = [s.level for s in cs.levels]
+                acc = [100 * s.metrics["accuracy"][0] for s in cs.levels]
+                ax.plot(lv, acc, marker="o", ms=2.5, lw=1.1, color=colours[key],
+                        ls=LAYER_STYLES[layers.index(cs.layer) % len(LAYER_STYLES)], label=cs.layer)
+                ax.axhline(100 * cs.clean["accuracy"], color=colours[key], lw=0.8, ls=":")
+            ax.set_title(f"{key[0]} {key[1]}")
+            ax.set_xlabel(unit)
+            if log_x:
+                ax.set_xscale("log")
+            if integer_x:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+        axes[0, 0].set_ylabel("accuracy (%), one layer perturbed")
+        _legend(fig, axes[0, 0])
+        return render(fig)

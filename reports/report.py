@@ -46,7 +46,7 @@ class _Builder:
         keys = [(self.labels[r["model"]], r["mode"]) for run in rec.runs for r in run.rows]
         keys += [(self.labels.get(c["model"], c["model"]), c["mode"]) for s in rec.slices for c in s.curves]
         self.colours = figures.palette(keys)
-        self._curves: dict[int, dict[str, list[CurveSummary]]] = {}
+        self._curves: dict[int, tuple[dict, dict]] = {}
         self.json: dict = {"schema_version": SCHEMA_VERSION, "store": rec.path,
                            "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
@@ -85,14 +85,22 @@ class _Builder:
     # --- (2) degradation, (3) calibration, (5) hardware cost --------------------------------------
 
     def run_curves(self, run: Run) -> dict[str, list[CurveSummary]]:
+        """Whole-network curves of a run by perturbation (per-layer ones: `layer_curves`)."""
+        return self._summaries(run)[0]
+
+    def layer_curves(self, run: Run) -> dict[str, list[CurveSummary]]:
+        """Per-layer (`--per-layer`, `--layers`) curves of a run by perturbation."""
+        return self._summaries(run)[1]
+
+    def _summaries(self, run: Run) -> tuple[dict, dict]:
         if run.id in self._curves:  # summaries bootstrap over examples: compute them once
             return self._curves[run.id]
-        by_pert: dict[str, list[CurveSummary]] = defaultdict(list)
+        whole: dict[str, list[CurveSummary]] = defaultdict(list)
+        layered: dict[str, list[CurveSummary]] = defaultdict(list)
         for cs in summarize(run.rows, run.curves_meta, run.skipped, run.groups):
-            if not cs.layer:
-                by_pert[cs.perturbation].append(cs)
-        self._curves[run.id] = by_pert
-        return by_pert
+            (layered if cs.layer else whole)[cs.perturbation].append(cs)
+        self._curves[run.id] = (whole, layered)
+        return whole, layered
 
     def seed_aucs(self, run: Run, cs: CurveSummary) -> dict[int, float]:
         """Normalised AUC of each chip (seed) alone: draw s is the same chip at every level."""
@@ -197,11 +205,39 @@ class _Builder:
                 cal_done[run.id] = True
                 cost.blocks += self.spikes(run, pert, curves, stem, unit, log_x, js_cost)
         js_gaps = self.attack_table(deg)
+        js_layers = self.layer_sensitivity(deg)
         for sec in (deg, cal, cost):
             if not sec.blocks:
-                sec.blocks.append("No sweep in this store: nothing to show here.")
+                sec.blocks.append("Only per-layer sweeps in this store: see section 2's layer sensitivity."
+                                  if js_layers else "No sweep in this store: nothing to show here.")
+        self.json["layer_sensitivity"] = js_layers
         self.json.update(degradation=js_deg, calibration=js_cal, hardware_cost=js_cost, attack_gaps=js_gaps)
         return deg, cal, cost
+
+    def layer_sensitivity(self, deg: Section) -> list[dict]:
+        """Per-layer sweeps: accuracy against level with one layer perturbed at a time, a
+        figure and a table per run and perturbation."""
+        js = []
+        for run in self.rec.runs:
+            for pert, curves in self.layer_curves(run).items():
+                meta = run.curves_meta.get(pert, {})
+                unit = meta.get("unit", "level")
+                deg.blocks.append(f"Layer sensitivity, {pert} (run {run.id}): one layer perturbed at a time.")
+                deg.blocks.append(self.figure(
+                    f"run{run.id}-{slug(pert)}-layers",
+                    f"{pert} (run {run.id}): accuracy against level ({unit}) with only the named layer perturbed; "
+                    f"one panel per model/mode, one line style per layer; dotted: clean.",
+                    figures.per_layer, curves, self.labels, self.colours, unit, meta.get("axis") == "log",
+                    bool(meta.get("bits"))))
+                rows = [[self.labels[cs.model], cs.mode, cs.layer, str(cs.compute), num(cs.auc), pct(cs.mean_accuracy),
+                         *[format_drop(cs.drop_levels.get(k), cs.drop_below.get(k, False))
+                           for k in ("1pt", "5pt", "10pt")]] for cs in curves]
+                deg.blocks.append(Table(["model", "mode", "layer", "compute", "norm. AUC", "mean acc.", "1-pt drop at",
+                                         "5-pt drop at", "10-pt drop at"], rows,
+                                        f"{pert}, one layer at a time (a lower AUC or an earlier drop: the more "
+                                        f"sensitive layer)."))
+                js.append({"run": run.id, "perturbation": pert, "unit": unit, "curves": [c.to_dict() for c in curves]})
+        return js
 
     def attack_table(self, deg: Section) -> list[dict]:
         """Worst case against the random draw of the same budget, every run: one table."""

@@ -91,3 +91,26 @@ def test_a_starter_policy_never_demands_improvement_and_says_how_each_threshold_
     assert drops and all(r["threshold"] >= 0.01 for r in drops)  # never a negative allowance
     assert "(counted as 0: accuracy rose)" in text and text.count("# chosen:") == len(tomllib.loads(text)["rule"])
     assert run("check", db, "--policy", policy).exit_code == 0  # and it passes on the store it came from
+
+
+def test_a_per_layer_sweep_is_reported_as_layer_sensitivity(tiny_checkpoints, tmp_path):
+    db = tmp_path / "l.db"
+    assert run("sweep", "--model", tiny_checkpoints["adam"], "--noise", "0.1,0.3", "--per-layer", "--seeds", 2,
+               "--limit", 40, "--modes", "point", "--out", db, "-q").exit_code == 0
+    out = tmp_path / "rep"
+    assert run("report", db, "--out", out, "-q").exit_code == 0
+    md = (out / "report.md").read_text()
+    assert "No sweep in this store" not in md and "Layer sensitivity, gaussian" in md
+    assert "figures/run1-gaussian-layers.png" in md and (out / "figures" / "run1-gaussian-layers.png").exists()
+    layers = json.loads((out / "summary.json").read_text())["layer_sensitivity"][0]["curves"]
+    assert sorted(c["layer"] for c in layers) == ["blocks.0", "blocks.1", "readout"]
+
+
+def test_two_levels_show_both_in_the_tables_and_diagrams(tiny_checkpoints, tmp_path):
+    db = tmp_path / "two.db"
+    assert run("sweep", "--model", tiny_checkpoints["adam"], "--noise", "0.05,0.1", "--seeds", 2, "--limit", 40,
+               "--modes", "point", "--out", db, "-q").exit_code == 0
+    assert run("report", db, "--out", tmp_path / "rep", "-q").exit_code == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "dECE (chip mean) @0.05 | dECE (chip mean) @0.1" in md and "@0.1 | dECE (chip mean) @0.1" not in md
+    assert "| gaussian 0.05 |" in md and "| gaussian 0.1 |" in md  # both reliability conditions
