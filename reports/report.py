@@ -369,8 +369,8 @@ class _Builder:
                         rows.append([f"{self.labels[b.model]} bma (x{b.compute})",
                                      f"{self.labels[other.model]} {other.mode} (x{other.compute})",
                                      f"{100 * acc.diff:+.1f} [{100 * acc.lo:+.1f}, {100 * acc.hi:+.1f}]",
-                                     "yes" if acc.significant else "no",
-                                     f"{nll.diff:+.3f} [{nll.lo:+.3f}, {nll.hi:+.3f}]",
+                                     _tests(acc), "yes" if acc.significant else "no",
+                                     f"{nll.diff:+.3f} [{nll.lo:+.3f}, {nll.hi:+.3f}]", _tests(nll),
                                      "yes" if nll.significant else "no"])
                         js.append({"run": run.id, "perturbation": pert, "level": mid,
                                    "a": {"model": b.model, "mode": "bma", "compute": b.compute},
@@ -378,12 +378,17 @@ class _Builder:
                                    "accuracy": vars(acc) | {"significant": acc.significant},
                                    "nll": vars(nll) | {"significant": nll.significant}})
                 if rows:
-                    sec.blocks.append(Table(["IVON BMA", "minus", "Δ accuracy (points) [95%]", "significant",
-                                             "Δ NLL [95%]", "significant"], rows,
+                    one_chip = any(r[3].endswith("no chip test") for r in rows)
+                    sec.blocks.append(Table(["IVON BMA", "minus", "Δ accuracy (points) [95%]", "p examples / chips",
+                                             "significant", "Δ NLL [95%]", "p examples / chips", "significant"], rows,
                                             f"{pert} {mid:g} (run {run.id}): paired on the same test examples "
-                                            f"(bootstrap over {interval_unit(bmas[0].test_groups)}) and chips "
-                                            f"(t-test); significant = both agree (p < 0.05). "
-                                            f"Controls at the same compute: chips, ensemble."))
+                                            f"(bootstrap over {interval_unit(bmas[0].test_groups)}: the interval "
+                                            f"and its p) and on the same chips (paired t-test); significant = both "
+                                            f"tests give p < 0.05 and the interval excludes 0"
+                                            + ("; with fewer than 2 common chips there is no chip test and the "
+                                               "call rests on the examples alone" if one_chip else "")
+                                            + ". Not corrected for the table's several comparisons. Controls at "
+                                              "the same compute: chips, ensemble."))
         if not js:
             sec.blocks.append("No IVON BMA curve beside other models in a sweep: no controls comparison.")
         post_rows, post_js = [], []
@@ -406,6 +411,12 @@ class _Builder:
         self.json["controls"] = js
         self.json["posterior"] = post_js
         return sec
+
+
+def _tests(d) -> str:
+    """The p-values behind a paired call: over examples and over chips (or that there was no chip test)."""
+    chips = "no chip test" if d.p_chips is None else f"{d.p_chips:.2g}"
+    return f"{d.p_examples:.2g} / {chips}"
 
 
 def _shown_levels(cs: CurveSummary) -> list[float]:

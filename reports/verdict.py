@@ -22,16 +22,33 @@ def _net(compute: int) -> str:
 
 
 def _pick(versus: list[dict], top: dict) -> list[dict]:
-    """Who the leader is compared with: the runner-up, the best single network of another
-    model, and (when the leader averages networks) the best rival at the same compute."""
+    """Who the leader is compared with (versus is in accuracy order): the runner-up, and when
+    the leader averages networks, the best single network (any model or mode) and the best
+    rival at the same compute."""
     picks = versus[:1]
-    others = [v for v in versus if v["model"] != top["model"]]
-    single = next((v for v in others if v["compute"] == 1), None)
-    same = next((v for v in others if v["compute"] == top["compute"]), None) if top["compute"] > 1 else None
-    for v in (single, same):
-        if v is not None and v not in picks:
-            picks.append(v)
+    if top["compute"] > 1:
+        single = next((v for v in versus if v["compute"] == 1), None)
+        same = next((v for v in versus if v["compute"] == top["compute"]), None)
+        for v in (single, same):
+            if v is not None and v not in picks:
+                picks.append(v)
     return picks
+
+
+def _controls(summary: dict, labels: dict[str, str], pert: str, level: float) -> list[str]:
+    """IVON BMA against its compute-matched controls (chips, ensemble) at this level, with the
+    tests that decided each call (the controls table of section 6)."""
+    out = []
+    for c in summary.get("controls", []):
+        if c["perturbation"] != pert or c["level"] != level or c["b"]["compute"] != c["a"]["compute"]:
+            continue
+        acc = c["accuracy"]
+        chips = "no chip test" if acc["p_chips"] is None else f"chips p = {acc['p_chips']:.2g}"
+        call = "significant" if acc["significant"] else "inside the noise"
+        out.append(f"{labels.get(c['a']['model'], c['a']['model'])} bma vs {labels.get(c['b']['model'], c['b']['model'])}"
+                   f" {c['b']['mode']} at the same compute ({_net(c['a']['compute'])}): {100 * acc['diff']:+.1f} "
+                   f"points, {call} (examples p = {acc['p_examples']:.2g}, {chips})")
+    return out
 
 
 def _degradation(summary: dict, labels: dict[str, str]) -> list[str]:
@@ -63,6 +80,7 @@ def _degradation(summary: dict, labels: dict[str, str]) -> list[str]:
             else:
                 comps.append(f"{100 * v['diff']:+.1f} vs {other}, inside the noise (Holm {_p(p)})")
         comps += _auc_lines(d, labels)
+        comps += [c for c in _controls(summary, labels, d["perturbation"], d["level"]) if c not in comps]
         out.append(head + ("; " + "; ".join(comps) if comps else "") + ".")
     return out
 

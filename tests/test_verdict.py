@@ -88,3 +88,21 @@ def test_slice_table_controls_its_family_and_says_when_directions_are_too_few():
     rough = next(p for p in many["pairs"] if p["metric"] == "roughness" and (p["a"]["model"], p["b"]["model"]) == ("a", "d"))
     assert rough["significant"] and rough["family"] == 30 and rough["p_holm"] <= 30 * rough["p"]
     assert "none can be called" not in many["multiplicity"]
+
+
+def test_the_best_single_network_is_any_model_and_bma_meets_its_compute_matched_control():
+    def v(model, mode, compute, acc, diff, sig=True):
+        return {"model": model, "mode": mode, "compute": compute, "accuracy": acc, "diff": diff, "lo": diff - 0.01,
+                "hi": diff + 0.01, "p_examples": 0.01, "p_chips": 0.01, "p_holm": 0.02, "significant": sig}
+
+    top = {"model": "ens.pt", "mode": "ensemble", "compute": 10, "accuracy": 0.93, "separable": True,
+           "versus": [v("ivon.pt", "bma", 10, 0.925, 0.005, sig=False), v("ens.pt", "point", 1, 0.919, 0.011),
+                      v("ivon.pt", "mean", 1, 0.90, 0.03)]}
+    controls = [{"perturbation": "gaussian", "level": 0.1, "a": {"model": "ivon.pt", "mode": "bma", "compute": 10},
+                 "b": {"model": "ens.pt", "mode": "chips", "compute": 10},
+                 "accuracy": {"diff": -0.024, "p_examples": 0.001, "p_chips": 0.003, "significant": True}}]
+    line = verdict({"degradation": [{"perturbation": "gaussian", "level": 0.1, "leader": top}], "controls": controls},
+                   {})[0]
+    assert "vs ens.pt point (1 network)" in line  # the actual best single network, though the leader's own model
+    assert "ivon.pt bma vs ens.pt chips at the same compute (10 networks): -2.4 points, significant" in line
+    assert "examples p = 0.001, chips p = 0.003" in line
