@@ -21,6 +21,12 @@ class Table:
 
 
 @dataclass
+class Heading:
+    """A sub-heading inside a section (one per perturbation)."""
+    text: str
+
+
+@dataclass
 class Figure:
     name: str  # file stem under figures/
     caption: str
@@ -30,7 +36,7 @@ class Figure:
 class Section:
     id: str
     title: str
-    blocks: list = field(default_factory=list)  # str (a paragraph), Table, Figure
+    blocks: list = field(default_factory=list)  # str (a paragraph), Heading, Table, Figure
 
 
 CSS = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -38,7 +44,8 @@ padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{border-bottom:1p
 margin-top:2em}table{border-collapse:collapse;margin:.8em 0;font-size:.85em}th,td{border:1px solid #ccc;
 padding:.25em .5em;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 figure{margin:1em 0}figure img{max-width:min(100%,900px)}figcaption{font-size:.85em;color:#555}
-.verdict{background:#f5f8ff;border-left:4px solid #3b6fd8;padding:.6em 1em}.note{color:#777;font-style:italic}
+.verdict{background:#f5f8ff;border-left:4px solid #3b6fd8;padding:.6em 1em}.verdict h2{margin-top:0;border:0}
+h3{font-size:1.1em;margin:1.6em 0 .4em}.note{color:#777;font-style:italic}
 caption{caption-side:bottom;font-size:.85em;color:#555;text-align:left}"""
 
 
@@ -50,6 +57,8 @@ def to_markdown(title: str, verdict: list[str], sections: list[Section]) -> str:
         for b in s.blocks:
             if isinstance(b, str):
                 out += [md(b), ""]
+            elif isinstance(b, Heading):
+                out += [f"### {md(b.text)}", ""]
             elif isinstance(b, Table):
                 out += ["| " + " | ".join(md_cell(h) for h in b.header) + " |", "|" + "---|" * len(b.header)]
                 out += ["| " + " | ".join(md_cell(c) for c in r) + " |" for r in b.rows]
@@ -72,6 +81,8 @@ def to_html(title: str, verdict: list[str], sections: list[Section], pngs: dict[
             if isinstance(b, str):
                 cls = " class=note" if b.startswith("No ") or b.startswith("Not ") else ""
                 out.append(f"<p{cls}>{e(b)}</p>")
+            elif isinstance(b, Heading):
+                out.append(f"<h3>{e(b.text)}</h3>")
             elif isinstance(b, Table):
                 out.append("<table>" + (f"<caption>{e(b.caption)}</caption>" if b.caption else ""))
                 out.append("<tr>" + "".join(f"<th>{e(h)}</th>" for h in b.header) + "</tr>")

@@ -11,12 +11,14 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
@@ -32,10 +34,38 @@ STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fonts
          "text.parse_math": False}  # labels carry file names: a `$` in one is a dollar, not mathtext
 
 
+# One hue per mode (Okabe & Ito's colour-blind-safe set, without orange, which sits too close
+# to vermilion under a confidence band), so that a mode has its colour in every report.
+MODE_COLOURS = {"point": "#0072B2", "mean": "#009E73", "chips": "#D55E00", "bma": "#CC79A7", "ensemble": "#000000",
+                "sigmoid": "#999999", "line": "#8C564B"}
+SHADES = (0.0, 0.35, -0.35)  # models of one mode: the hue, lighter, darker
+
+
+def _shade(colour: str, amount: float) -> tuple[float, float, float]:
+    """`colour` mixed toward white (amount > 0) or black (amount < 0), by seaborn's blend."""
+    if amount == 0:
+        return tuple(float(c) for c in mcolors.to_rgb(colour))
+    steps = sns.blend_palette([colour, "white" if amount > 0 else "black"], 101)
+    return tuple(float(c) for c in steps[round(abs(amount) * 100)])
+
+
 def palette(keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
-    """A fixed colour per (model label, mode), in first-seen order."""
-    colours = sns.color_palette("colorblind", max(len(keys), 1))
-    return {k: colours[i % len(colours)] for i, k in enumerate(dict.fromkeys(keys))}
+    """A colour per (model label, mode) that does not depend on what else the report holds:
+    the mode's hue, shaded by a stable hash of the model's label (so the same model and mode
+    look the same in every report); a shade two models of one mode would share is taken by
+    the next free one."""
+    out, used = {}, set()
+    for key in dict.fromkeys(keys):
+        model, mode = key
+        base = MODE_COLOURS.get(mode, "#7F7F7F")
+        start = zlib.crc32(model.encode()) % len(SHADES)
+        for i in range(len(SHADES)):
+            shade = SHADES[(start + i) % len(SHADES)]
+            if (mode, shade) not in used or i == len(SHADES) - 1:
+                break
+        used.add((mode, shade))
+        out[key] = _shade(base, shade)
+    return out
 
 
 def _panels(nrow: int, ncol: int, panel: tuple[float, float], gap: tuple[float, float], entries: int = 0,
@@ -173,12 +203,13 @@ def reliability(conditions: list[str], series: list[tuple[str, tuple, dict[str, 
 
 
 def slice_lines(groups: dict[tuple[str, str], list[dict]], colours: dict, xlabel: str) -> tuple[bytes, str]:
-    """1D slices overlaid per direction (small multiples), one line per model/mode."""
+    """1D slices overlaid per direction (small multiples), one line per model/mode; the panels
+    share their loss scale, so that directions compare by eye."""
     directions = sorted({c["direction"] for cs in groups.values() for c in cs})
     ncol = min(4, len(directions))
     nrow = -(-len(directions) // ncol)
     with plt.rc_context(STYLE):
-        fig, axes = _panels(nrow, ncol, (1.5, 1.2), (0.6, 0.35), len(groups), titles=True, sharex=True)
+        fig, axes = _panels(nrow, ncol, (1.5, 1.2), (0.6, 0.35), len(groups), titles=True, sharex=True, sharey=True)
         for ax, d in zip(axes.flat, directions):
             for key, cs in groups.items():
                 for c in cs:

@@ -20,7 +20,7 @@ import numpy as np
 
 from reports import figures
 from reports.calibration import pooled, reliability
-from reports.document import Figure, Section, Table, to_html, to_markdown
+from reports.document import Figure, Heading, Section, Table, to_html, to_markdown
 from reports.formatting import fmt_ci, num, pct, slug
 from reports.landscape import landscape_section
 from reports.provenance import provenance_section
@@ -153,6 +153,7 @@ class _Builder:
                 unit = meta.get("unit", "level")
                 log_x = meta.get("axis") == "log"
                 stem = f"run{run.id}-{slug(pert)}"
+                deg.blocks.append(Heading(f"{pert} (run {run.id})"))
                 chips = curves[0].levels[0].n
                 spread = ("deterministic: one network per level, so no interval over chips and no chips control"
                           if meta.get("deterministic") else

@@ -36,5 +36,10 @@ def curve_meta(spec: Spec, plan: PerturbationPlan, scale: str = "max") -> dict:
     monotone in the level, units, and that every metric but accuracy is better when lower."""
     p = get_perturbation(spec.swept_name)
     unit = UNITS.get(spec.swept_name, "level").format(scale=SCALE_NAMES.get(scale, scale))
+    if spec.swept_name == "adversarial":  # the budget's unit follows its options
+        opts = spec.swept_options
+        unit = ("budget, LSBs of the stored codes" if opts.get("target") == "quantized" else
+                "budget, log-std of the random model" if opts.get("budget") == "logstd" else
+                "budget, relative |delta| per parameter")
     return {"bits": p.level_is_bits, "axis": plan.axis, "clean_at_zero": p.identity_at_zero(spec.swept_options),
             "monotone": p.monotone, "level": p.level, "unit": unit, "higher_is_better": ["accuracy"]}
