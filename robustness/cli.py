@@ -13,7 +13,7 @@ from typing import Any, Callable
 import click
 
 from robustness.choices import SWEEP_CHOICES
-from robustness.cli_common import (COUNT, CONTEXT, MC_SAMPLES, NON_NEGATIVE, POSITIVE, SEED, InputError, Number, RobustGroup,
+from robustness.cli_common import (COUNT, CONTEXT, MC_SAMPLES, model_argument, renamed, store_argument, store_option, NON_NEGATIVE, POSITIVE, SEED, InputError, Number, RobustGroup,
                                    compile_option, set_kernel,
                                    data_dir_option, device_option, domain_errors, executor_options, output_path,
                                    quiet_option, report_failures, resolve_device, setup)
@@ -106,15 +106,19 @@ def eval_cmd(model: tuple[str, ...], mc_samples: int, bn: str, split: str, limit
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("model", type=click.Path())
+@model_argument
 @click.option("--json", "as_json", is_flag=True, help="Print the diagnosis as JSON.")
+@quiet_option
 @domain_errors
-def posterior(model: str, as_json: bool) -> None:
+def posterior(model_arg: str | None, model: str | None, as_json: bool, quiet: bool) -> None:
     """What an IVON model's posterior is: sigma per tensor, how far it moved from hess_init, a verdict."""
     setup(True)
     from models.checkpoint import load_checkpoint
     from robustness.posterior_info import format_posterior, posterior_report
 
+    model = renamed(model, model_arg, "--model", "a positional MODEL")
+    if model is None:
+        raise InputError("give the IVON checkpoint: --model ivon.pt")
     d = posterior_report(load_checkpoint(model))
     click.echo(json.dumps(d, indent=2) if as_json else format_posterior(d))
 
@@ -154,10 +158,12 @@ def posterior(model: str, as_json: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Base seed of every draw.")
 @data_dir_option
 @device_option
-@click.option("--workers", type=int, default=None, help="CPU threads for the batched passes [torch default].")
+@click.option("--threads", type=int, default=None, help="CPU threads for the batched passes [torch default].")
+@click.option("--workers", type=int, default=None, hidden=True)  # old name of --threads
 @compile_option
 @executor_options
-@click.option("--out", default=None, help="Results store [robust-results.db, or $ROBUST_STORE].")
+@store_option
+@click.option("--out", default=None, hidden=True)  # old name of --store
 @click.option("--config", type=click.Path(), default=None, help="sweep.toml with any of these options.")
 @click.option("--print-config", is_flag=True, help="Print the resolved configuration (TOML) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -179,17 +185,18 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
     if flags["print_config"]:
         click.echo(to_toml(cfg, runtime), nl=False)
         return
-    if runtime.get("workers"):
+    threads = renamed(runtime.get("threads"), runtime.get("workers"), "--threads", "--workers (threads)")
+    if threads:
         import torch
 
-        torch.set_num_threads(int(runtime["workers"]))
+        torch.set_num_threads(int(threads))
     set_kernel(runtime.get("compile"))
     from robustness.executors import make_executor
 
     inputs = tuple(("checkpoint", m) for m in cfg.models) + (("config file", flags.get("config")),
                                                              ("checkpoint", cfg.sigma_from))
-    store = output_path(runtime.get("out"), "--out", inputs=inputs) or output_path(default_path(), "the store",
-                                                                                    inputs=inputs)
+    given = renamed(runtime.get("store"), runtime.get("out"), "--store", "--out (the store)")
+    store = output_path(given, "--store", inputs=inputs) or output_path(default_path(), "the store", inputs=inputs)
     device = resolve_device(runtime.get("device") or "cpu")
     command = " ".join(["robust", *sys.argv[1:]])
     executor = make_executor(runtime.get("executor") or "local", runtime.get("address"), str(device))
@@ -244,16 +251,18 @@ def perturbations(as_json: bool) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("store", required=False)
+@store_argument
+@store_option
 @click.option("--format", "fmt", type=click.Choice(["csv", "json", "parquet"]), default="csv", show_default=True)
-@click.option("--out", default=None, help="Output file [STORE with the format's extension].")
+@click.option("--out", default=None, help="Output file [the store's path with the format's extension].")
+@quiet_option
 @domain_errors
-def export(store: str | None, fmt: str, out: str | None) -> None:
-    """Export every stored cell to CSV, JSON or Parquet (for pandas)."""
+def export(store_arg: str | None, store: str | None, fmt: str, out: str | None, quiet: bool) -> None:
+    """Export every stored cell's columns to CSV, JSON or Parquet (for pandas)."""
     from robustness.store import default_path
     from robustness.store_export import export as do_export
 
-    store = store or default_path()
+    store = renamed(store, store_arg, "--store", "a positional STORE") or default_path()
     target = out if out is not None else str(Path(store).with_suffix(f".{fmt}"))
     output_path(target, "--out", inputs=(("store", store),))
     click.echo(f"wrote {do_export(store, fmt, target)}")

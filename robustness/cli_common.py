@@ -72,6 +72,34 @@ def domain_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def renamed(new_value: Any, old_value: Any, new: str, old: str) -> Any:
+    """The value of an option given under its shared name `new` or its old spelling `old`
+    (kept for scripts, with a deprecation line on stderr); both, differing: refused."""
+    if old_value is None or old_value == ():
+        return new_value
+    click.echo(f"warning: {old} is deprecated here; use {new} (the same meaning)", err=True)
+    if new_value not in (None, ()) and new_value != old_value:
+        raise InputError(f"{new} {new_value} and {old} {old_value}: give one")
+    return old_value
+
+
+def store_option(fn: Callable) -> Callable:
+    """--store: the results store a command reads or writes, under one name in every command."""
+    return click.option("--store", "store", default=None, type=click.Path(),
+                        help="Results store [robust-results.db, or $ROBUST_STORE].")(fn)
+
+
+def store_argument(fn: Callable) -> Callable:
+    """The old positional STORE of report, check and export (deprecated: --store)."""
+    return click.argument("store_arg", metavar="[STORE]", required=False)(fn)
+
+
+def model_argument(fn: Callable) -> Callable:
+    """The old positional MODEL of posterior and export-nir (deprecated: --model)."""
+    fn = click.argument("model_arg", metavar="[MODEL]", required=False, type=click.Path())(fn)
+    return click.option("--model", "model", default=None, type=click.Path(), help="Checkpoint (.pt).")(fn)
+
+
 def quiet_option(fn: Callable) -> Callable:
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines.")(fn)
 

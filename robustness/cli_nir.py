@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from robustness.cli_common import CONTEXT, COUNT, POSITIVE, InputError, data_dir_option, domain_errors, output_path, \
-    quiet_option, setup
+from robustness.cli_common import (CONTEXT, COUNT, POSITIVE, InputError, data_dir_option, domain_errors,
+                                   model_argument, output_path, quiet_option, renamed, setup)
 
 
 def _write_graph(graph, out: str) -> None:
@@ -75,7 +75,7 @@ def import_command(graph_path: str, out: str, dataset: str, data_dir: str | None
 
 
 @click.command("export-nir", context_settings=CONTEXT)
-@click.argument("model", type=click.Path())
+@model_argument
 @click.option("--out", type=click.Path(), required=True, help="NIR file to write (.nir).")
 @click.option("--sample", type=COUNT, default=None,
               help="IVON: write K posterior samples (BN re-estimated per sample, as BMA does) as OUT-0.nir ... "
@@ -85,10 +85,13 @@ def import_command(graph_path: str, out: str, dataset: str, data_dir: str | None
 @data_dir_option
 @quiet_option
 @domain_errors
-def export_nir(model: str, out: str, sample: int | None, dt: float | None, data_dir: str | None,
-               quiet: bool) -> None:
+def export_nir(model_arg: str | None, model: str | None, out: str, sample: int | None, dt: float | None,
+               data_dir: str | None, quiet: bool) -> None:
     """Write a checkpoint as an NIR graph (BatchNorm folded; a chip toolchain can read it)."""
     setup(quiet)
+    model = renamed(model, model_arg, "--model", "a positional MODEL")
+    if model is None:
+        raise InputError("give the checkpoint to export: --model m.pt")
     from models.checkpoint import load_checkpoint
     from models.deploy import deploy_tensors
     from models.nir_graph import to_nir

@@ -8,9 +8,11 @@ from pathlib import Path
 import click
 
 from robustness.cli_common import (CONTEXT, SEED, InputError, device_option, domain_errors, output_path, quiet_option,
-                                   resolve_device, same_file, setup)
+                                   renamed, resolve_device, same_file, setup, store_argument, store_option)
 from robustness.errors import BadInput, first_line
 from robustness.files import atomic_path
+
+FAST_EPOCHS, FAST_MINUTES = 3, "about 3 minutes"  # robustness.demo.FAST; measured with `time robust demo --fast`
 
 
 def _atomic_write(path: str, text: str) -> None:
@@ -25,7 +27,8 @@ def _store(store: str | None) -> str:
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("store", required=False)
+@store_argument
+@store_option
 @click.option("--out", "out_dir", default="report", show_default=True, type=click.Path(file_okay=False),
               help="Folder for index.html, report.md, summary.json and figures/.")
 @click.option("--models", default=None, help="Only these models (paths or file names, comma-separated).")
@@ -33,10 +36,11 @@ def _store(store: str | None) -> str:
 @click.option("--format", "formats", default="html,md,json", show_default=True, help="Any of html, md, json.")
 @quiet_option
 @domain_errors
-def report(store: str | None, out_dir: str, models: str | None, perturbations: str | None, formats: str,
-           quiet: bool) -> None:
+def report(store_arg: str | None, store: str | None, out_dir: str, models: str | None, perturbations: str | None,
+           formats: str, quiet: bool) -> None:
     """Write the comparison report (HTML, Markdown, JSON, figures) from a results store."""
     setup(quiet)
+    store = renamed(store, store_arg, "--store", "a positional STORE")
     from reports.records import load_records
     from reports.report import FORMATS, REPORT_FILES, write_report
 
@@ -56,19 +60,22 @@ def report(store: str | None, out_dir: str, models: str | None, perturbations: s
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("store", required=False)
+@store_argument
+@store_option
 @click.option("--policy", default="robust.toml", show_default=True, type=click.Path(), help="TOML policy of rules.")
 @click.option("--baseline", default=None, type=click.Path(), help="A baseline results store to compare against.")
 @click.option("--junit", default=None, type=click.Path(dir_okay=False), help="Write JUnit XML here.")
 @click.option("--markdown", default=None, type=click.Path(dir_okay=False), help="Write a Markdown job summary here.")
-@click.option("--init", "init", is_flag=True, help="Write a starter policy derived from STORE to --policy and exit.")
+@click.option("--init", "init", is_flag=True, help="Write a starter policy derived from the store to --policy and exit.")
+@quiet_option
 @domain_errors
-def check(store: str | None, policy: str, baseline: str | None, junit: str | None, markdown: str | None,
-          init: bool) -> None:
+def check(store_arg: str | None, store: str | None, policy: str, baseline: str | None, junit: str | None,
+          markdown: str | None, init: bool, quiet: bool) -> None:
     """The CI gate: apply a policy to a results store; exit 0 pass, 1 fail, 2 unusable input."""
     setup(True)
     from reports import check as gate
 
+    store = renamed(store, store_arg, "--store", "a positional STORE")
     path = _store(store)
     inputs = (("store", path), ("baseline store", baseline)) + (() if init else (("policy", policy),))
     output_path(junit, "--junit", inputs=inputs)
@@ -102,18 +109,22 @@ def check(store: str | None, policy: str, baseline: str | None, junit: str | Non
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("--fast", is_flag=True, help="A one-minute version (2 epochs, fewer levels, chips and points).")
-@click.option("--out-dir", type=click.Path(file_okay=False), default="runs/demo", show_default=True)
+@click.option("--fast", is_flag=True, help=f"A smoke test of every step: a 64-64 network, {FAST_EPOCHS} epochs on "
+              f"800 clips, fewer levels, chips and points (the numbers mean little; {FAST_MINUTES} on 2 cores).")
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Folder for the checkpoints, the store and report/ [runs/demo].")
+@click.option("--out-dir", "out_dir", type=click.Path(file_okay=False), default=None, hidden=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @device_option
 @quiet_option
 @domain_errors
-def demo(fast: bool, out_dir: str, seed: int, device: str, quiet: bool) -> None:
+def demo(fast: bool, out: str | None, out_dir: str | None, seed: int, device: str, quiet: bool) -> None:
     """Train Adam and IVON on the built-in corpus, sweep, slice, and write the report."""
     setup(quiet)
     from robustness.demo import run_demo
 
-    output_path(out_dir, "--out-dir", "dir")
+    out_dir = renamed(out, out_dir, "--out", "--out-dir") or "runs/demo"
+    output_path(out_dir, "--out", "dir")
     res = run_demo(Path(out_dir), fast=fast, seed=seed, device=resolve_device(device), progress=not quiet,
                    log=click.echo)
     click.echo("\nverdict:")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from robustness.cli_common import (COUNT, CONTEXT, MC_SAMPLES, NON_NEGATIVE, SEED, InputError, compile_option,
+from robustness.cli_common import (COUNT, CONTEXT, MC_SAMPLES, renamed, store_option, NON_NEGATIVE, SEED, InputError, compile_option,
                                    data_dir_option,
                                    device_option, set_kernel,
                                    domain_errors, executor_options, output_path, quiet_option, report_failures,
@@ -50,7 +50,8 @@ def _span(text: str | None) -> tuple[float, float] | None:
 @device_option
 @compile_option
 @executor_options
-@click.option("--out", default=None, help="Results store [robust-results.db, or $ROBUST_STORE].")
+@store_option
+@click.option("--out", default=None, hidden=True)  # old name of --store
 @click.option("--json", "as_json", is_flag=True, help="Print the smoothness table as JSON.")
 @quiet_option
 @domain_errors
@@ -71,7 +72,8 @@ def slice_command(**f: Any) -> None:
     from robustness.executors import make_executor
 
     inputs = tuple(("checkpoint", m) for m in (*cfg.models, *(cfg.between or ())))
-    store = output_path(f["out"], "--out", inputs=inputs) or output_path(default_path(), "the store", inputs=inputs)
+    given = renamed(f["store"], f["out"], "--store", "--out (the store)")
+    store = output_path(given, "--store", inputs=inputs) or output_path(default_path(), "the store", inputs=inputs)
     device = resolve_device(f["device"])
     command = " ".join(["robust", *sys.argv[1:]])
     executor = make_executor(f["executor"], f["address"], str(device))

@@ -160,8 +160,8 @@ def validate(cfg: SweepConfig) -> list[Spec]:
 
 SCALAR_KEYS = {"seeds", "ci_width", "max_seeds", "auto_batch", "mc_samples", "bn", "layers", "per_layer", "scale", "fold_bn",
                "include_bias", "include_bn", "limit", "split", "seed", "data_dir", "noise", "bits", "profile", "perturbation",
-               "models", "model", "out", "device", "workers", "compile", "modes", "sigma_from", "executor", "address",
-               "skip_at_chance"}
+               "models", "model", "out", "store", "device", "workers", "threads", "compile", "modes", "sigma_from",
+               "executor", "address", "skip_at_chance"}
 
 
 # What each sweep.toml key may hold (TOML types), checked before anything is converted.
@@ -171,14 +171,15 @@ TOML_TYPES: dict[str, tuple[type, ...]] = {
     "layers": _STR + _LIST, "per_layer": _BOOL, "scale": _STR, "fold_bn": _BOOL, "include_bias": _BOOL,
     "include_bn": _BOOL, "limit": _INT, "split": _STR, "seed": _INT, "data_dir": _STR, "noise": _STR + _NUM + _LIST,
     "bits": _STR + _INT + _LIST, "profile": _STR, "perturbation": _STR + _LIST, "models": _STR + _LIST,
-    "model": _STR + _LIST, "out": _STR, "device": _STR, "workers": _INT, "compile": _BOOL, "modes": _STR + _LIST,
+    "model": _STR + _LIST, "out": _STR, "store": _STR, "device": _STR, "workers": _INT, "threads": _INT,
+    "compile": _BOOL, "modes": _STR + _LIST,
     "sigma_from": _STR, "executor": _STR, "address": _STR, "skip_at_chance": _BOOL}
 # Bounds of the numeric options, whether given as flags or in a file: (least value, strictly above it, most).
 # The most is what one sweep can hold: each seed and sample is a network evaluated per level.
 MAX_SEEDS = 100_000
 BOUNDS = {"ci_width": (0.0, True, 100.0), "max_seeds": (1, False, MAX_SEEDS), "auto_batch": (1, False, 1000),
           "mc_samples": (1, False, 10_000), "limit": (1, False, None), "seed": (0, False, 2**63 - 1),
-          "workers": (1, False, 1024)}
+          "workers": (1, False, 1024), "threads": (1, False, 1024)}
 
 
 def _check_value(key: str, v: Any, where: str) -> None:
@@ -322,7 +323,8 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
         include_bn=bool(merged.get("include_bn", False)),
         limit=merged.get("limit"), split=str(merged.get("split", "test")), seed=int(merged.get("seed", 0)),
         data_dir=merged.get("data_dir"), skip_at_chance=bool(merged.get("skip_at_chance", True)))
-    runtime = {k: merged.get(k) for k in ("out", "device", "workers", "compile", "executor", "address")}
+    runtime = {k: merged.get(k) for k in ("store", "out", "device", "threads", "workers", "compile", "executor",
+                                          "address")}
     return cfg, runtime
 
 

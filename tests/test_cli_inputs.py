@@ -25,7 +25,7 @@ PATH_BAD = {"--model": ["/nonexistent/m.pt"], "--sigma-from": ["/nonexistent/m.p
             "--config": ["/nonexistent/s.toml"], "--between": ["/nonexistent/a.pt /nonexistent/b.pt"],
             "--baseline": ["/nonexistent/b.db"], "--policy": ["/nonexistent/p.toml"], "--junit": ["/proc/x/j.xml"],
             "--markdown": ["/proc/x/m.md"], "--out": ["/proc/x/o"], "--out-dir": ["/proc/x/d"],
-            "--data-dir": ["/nonexistent/folder"]}
+            "--data-dir": ["/nonexistent/folder"], "--store": ["/proc/x/s.db"]}
 # Options every value of which is acceptable (reason given).
 NO_BAD_VALUE = {
     ("data", "info", "--data-dir"): "the built-in corpus has no folder; checked for folder datasets",

@@ -114,3 +114,43 @@ def test_two_levels_show_both_in_the_tables_and_diagrams(tiny_checkpoints, tmp_p
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "dECE (chip mean) @0.05 | dECE (chip mean) @0.1" in md and "@0.1 | dECE (chip mean) @0.1" not in md
     assert "| gaussian 0.05 |" in md and "| gaussian 0.1 |" in md  # both reliability conditions
+
+
+def test_every_command_takes_the_shared_names_and_old_spellings_still_work_with_a_warning(tiny_checkpoints, tmp_path):
+    adam, ivon = tiny_checkpoints["adam"], tiny_checkpoints["ivon"]
+    store = tmp_path / "s.db"
+    new = [["sweep", "--model", adam, "--noise", "0.1", "--seeds", 1, "--limit", 20, "--modes", "point",
+            "--store", store, "--threads", 1, "-q"],
+           ["slice", "--model", adam, "--points", 3, "--directions", 1, "--batches", 1, "--batch-size", 8,
+            "--store", store, "-q"],
+           ["report", "--store", store, "--out", tmp_path / "rep", "-q"],
+           ["check", "--store", store, "--init", "--policy", tmp_path / "p.toml", "-q"],
+           ["check", "--store", store, "--policy", tmp_path / "p.toml", "-q"],
+           ["export", "--store", store, "--out", tmp_path / "e.csv", "-q"],
+           ["posterior", "--model", ivon, "-q"],
+           ["export-nir", "--model", adam, "--out", tmp_path / "m.nir", "-q"],
+           ["eval", "--model", adam, "--limit", 20, "-q"]]
+    for args in new:
+        r = run(*args)
+        assert r.exit_code == 0 and "deprecated" not in r.output, (args[0], r.output[-300:])
+    old = [["sweep", "--model", adam, "--noise", "0.2", "--seeds", 1, "--limit", 20, "--modes", "point",
+            "--out", store, "--workers", 1, "-q"],
+           ["report", store, "--out", tmp_path / "rep2", "-q"],
+           ["export", store, "--out", tmp_path / "e2.csv"],
+           ["posterior", ivon],
+           ["export-nir", adam, "--out", tmp_path / "m2.nir"]]
+    for args in old:
+        r = run(*args)
+        assert r.exit_code == 0 and "is deprecated here; use" in r.output, (args[0], r.output[-300:])
+    r = run("report", store, "--store", tmp_path / "other.db", "--out", tmp_path / "rep3")
+    assert r.exit_code == 2 and "give one" in r.output
+
+
+def test_help_texts_say_what_the_commands_do():
+    from robustness import demo
+    from robustness.cli_report import FAST_EPOCHS
+
+    assert FAST_EPOCHS == demo.FAST.epochs
+    assert "95%%" not in run("sweep", "-h").output and "95% interval" in run("sweep", "-h").output
+    assert "mps" in run("eval", "-h").output
+    assert "sigmoid((v - v_th) / T)" in run("slice", "-h").output.replace("\n", " ").replace("  ", " ")

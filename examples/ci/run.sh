@@ -7,5 +7,5 @@ work="${1:-ci-robustness}"
 mkdir -p "$work"
 cd "$work"
 robust train --optimizer adam --epochs 6 --hidden 64,64 --seed 0 --out model.pt --quiet
-robust sweep --model model.pt --noise 0.05,0.1 --seeds 3 --limit 200 --out results.db --quiet > sweep.txt
-robust check results.db --policy "$here/robust.toml" --junit junit.xml --markdown summary.md
+robust sweep --model model.pt --noise 0.05,0.1 --seeds 3 --limit 200 --store results.db --quiet > sweep.txt
+robust check --store results.db --policy "$here/robust.toml" --junit junit.xml --markdown summary.md
