@@ -21,6 +21,6 @@ for x, y in zip(a, b):
           f"nll cuda {x['nll']:.4f} cpu {y['nll']:.4f}")
 PY
 time r sweep --model "$out/adam.pt" --model "$out/ivon.pt" --noise 0.02:0.2:4 --perturbation gaussian \
-  --perturbation "quantize:4+mismatch" --seeds 5 --device cuda --out "$out/sweep.db" --quiet | tail -30
-time r sweep --model "$out/ivon.pt" --profile pcm-crossbar --seeds 3 --device cuda --out "$out/sweep.db" --quiet | tail -12
+  --perturbation "quantize:4+mismatch" --seeds 5 --device cuda --store "$out/sweep.db" --quiet | tail -30
+time r sweep --model "$out/ivon.pt" --profile pcm-crossbar --seeds 3 --device cuda --store "$out/sweep.db" --quiet | tail -12
 python3 -m benchmarks.bench_forward --device cuda --n 2048 --repeats 5

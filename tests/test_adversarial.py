@@ -68,7 +68,7 @@ def test_sweep_stores_restarts_as_seeds_and_worst_case_is_worse(tiny_checkpoints
     db = tmp_path / "adv.db"
     r = CliRunner().invoke(cli, ["sweep", "--model", str(tiny_checkpoints["adam"]), "--perturbation",
                                  "adversarial", "--noise", "0.1",
-                                 "--seeds", "3", "--modes", "point", "--out", str(db), "-q"])
+                                 "--seeds", "3", "--modes", "point", "--store", str(db), "-q"])
     assert r.exit_code == 0, r.output
     with sqlite3.connect(db) as c:
         acc = dict(c.execute("SELECT perturbation, avg(accuracy) FROM cells WHERE level = 0.1 GROUP BY perturbation"))
@@ -77,7 +77,7 @@ def test_sweep_stores_restarts_as_seeds_and_worst_case_is_worse(tiny_checkpoints
     assert acc["adversarial"] < acc["adversarial(steps=0)"] - 0.02
     # the random baseline of the same budget was added by the sweep; summary, report and JSON show the gap
     assert "Worst case vs random within the same budget" in r.output
-    r = CliRunner().invoke(cli, ["report", str(db), "--out", str(tmp_path / "rep"), "-q"])
+    r = CliRunner().invoke(cli, ["report", "--store", str(db), "--out", str(tmp_path / "rep"), "-q"])
     assert r.exit_code == 0, r.output
     import json
 
@@ -192,7 +192,7 @@ def test_examples_sets_the_search_batch_of_the_sweep(tiny_checkpoints, tmp_path,
     db = tmp_path / "adv.db"
     r = CliRunner().invoke(cli, ["sweep", "--model", str(tiny_checkpoints["adam"]), "--perturbation",
                                  "adversarial(examples=8,steps=2)", "--noise", "0.1", "--seeds", "2", "--modes",
-                                 "point", "--limit", "40", "--out", str(db), "-q"])
+                                 "point", "--limit", "40", "--store", str(db), "-q"])
     assert r.exit_code == 0, r.output
     assert asked == [8]
     with sqlite3.connect(db) as c:

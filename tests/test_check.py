@@ -35,9 +35,9 @@ def rule(**kw) -> str:
 
 def test_init_policy_passes_and_writes_junit_and_markdown(store, tmp_path):
     pol = tmp_path / "robust.toml"
-    assert run("check", store, "--init", "--policy", pol).exit_code == 0
-    assert run("check", store, "--init", "--policy", pol).exit_code == 2  # never overwrites
-    r = run("check", store, "--policy", pol, "--junit", tmp_path / "j.xml", "--markdown", tmp_path / "s.md")
+    assert run("check", "--store", store, "--init", "--policy", pol).exit_code == 0
+    assert run("check", "--store", store, "--init", "--policy", pol).exit_code == 2  # never overwrites
+    r = run("check", "--store", store, "--policy", pol, "--junit", tmp_path / "j.xml", "--markdown", tmp_path / "s.md")
     assert r.exit_code == 0, r.output
     n_rules = pol.read_text().count("\n[[rule]]") + pol.read_text().startswith("[[rule]]")
     assert r.output.count("PASS") == n_rules >= 3
@@ -50,7 +50,7 @@ def test_failing_rule_exits_1_with_the_observed_value(store, tmp_path):
     pol = tmp_path / "p.toml"
     pol.write_text(rule(kind="min_accuracy", model="adam.pt", perturbation="gaussian", level=0.1, threshold=1.01)
                    + rule(kind="max_drop", model="adam.pt", perturbation="gaussian", level=0.05, threshold=1.0))
-    r = run("check", store, "--policy", pol, "--junit", tmp_path / "j.xml")
+    r = run("check", "--store", store, "--policy", pol, "--junit", tmp_path / "j.xml")
     assert r.exit_code == 1
     assert "FAIL  min_accuracy adam.pt gaussian 0.1: accuracy 0." in r.output and "(needs >= 1.01)" in r.output
     assert "PASS  max_drop" in r.output
@@ -73,20 +73,20 @@ def test_unusable_policies_exit_2(store, tmp_path):
     for text, msg in cases:
         pol = tmp_path / "bad.toml"
         pol.write_text(text)
-        r = run("check", store, "--policy", pol)
+        r = run("check", "--store", store, "--policy", pol)
         assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, (text, r.output)
 
 
 def test_baseline_regression_and_architecture(store, tiny_checkpoints, tmp_path):
     pol = tmp_path / "b.toml"
     pol.write_text(rule(kind="baseline", metric="accuracy", tolerance=0.0))
-    assert run("check", store, "--policy", pol, "--baseline", store).exit_code == 0
+    assert run("check", "--store", store, "--policy", pol, "--baseline", store).exit_code == 0
     # A rule with nothing to judge fails, it never passes.
     pol2 = tmp_path / "b2.toml"
     pol2.write_text(rule(kind="baseline", model="adam.pt", perturbation="gaussian", mode="bma"))
-    r = run("check", store, "--policy", pol2, "--baseline", store)
+    r = run("check", "--store", store, "--policy", pol2, "--baseline", store)
     assert r.exit_code == 1 and "no curve in common" in r.output
-    assert run("check", store, "--policy", pol).exit_code == 2  # baseline rule without --baseline
+    assert run("check", "--store", store, "--policy", pol).exit_code == 2  # baseline rule without --baseline
     # The same file name, another architecture: not comparable.
     other = tmp_path / "other" / "adam.pt"
     other.parent.mkdir()
@@ -97,7 +97,7 @@ def test_baseline_regression_and_architecture(store, tiny_checkpoints, tmp_path)
     bdb = tmp_path / "base.db"
     run_sweep(SweepConfig((str(other),), (PerturbationPlan("gaussian", (0.1,)),), seeds=2, limit=40), str(bdb),
               progress=False)
-    r = run("check", store, "--policy", pol, "--baseline", bdb)
+    r = run("check", "--store", store, "--policy", pol, "--baseline", bdb)
     assert r.exit_code == 2 and "another architecture" in r.output
 
 

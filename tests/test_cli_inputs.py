@@ -75,30 +75,30 @@ def base(tiny_checkpoints, tmp_path_factory):
     adam, ivon = str(tiny_checkpoints["adam"]), str(tiny_checkpoints["ivon"])
     store = str(d / "s.db")
     r = CliRunner().invoke(cli, ["sweep", "--model", adam, "--noise", "0.1", "--seeds", "2", "--limit", "20",
-                                 "--modes", "point", "--out", store, "-q"])
+                                 "--modes", "point", "--store", store, "-q"])
     assert r.exit_code == 0, r.output
     policy = str(d / "p.toml")
-    assert CliRunner().invoke(cli, ["check", store, "--policy", policy, "--init"]).exit_code == 0
+    assert CliRunner().invoke(cli, ["check", "--store", store, "--policy", policy, "--init"]).exit_code == 0
     graph = str(d / "m.nir")
-    assert CliRunner().invoke(cli, ["export-nir", adam, "--out", graph]).exit_code == 0
+    assert CliRunner().invoke(cli, ["export-nir", "--model", adam, "--out", graph]).exit_code == 0
     return {
         ("train",): ["train", "--epochs", "1", "--limit-train", "20", "--hidden", "8", "--out", str(d / "t.pt"), "-q"],
         ("eval",): ["eval", "--model", adam, "--limit", "10"],
-        ("posterior",): ["posterior", ivon],
+        ("posterior",): ["posterior", "--model", ivon],
         ("sweep",): ["sweep", "--model", adam, "--noise", "0.1", "--seeds", "1", "--limit", "10", "--modes",
-                     "point", "--out", str(d / "new.db"), "-q"],
+                     "point", "--store", str(d / "new.db"), "-q"],
         ("perturbations",): ["perturbations"],
-        ("export",): ["export", store, "--out", str(d / "e.csv")],
+        ("export",): ["export", "--store", store, "--out", str(d / "e.csv")],
         ("data", "list"): ["data", "list"],
         ("data", "info"): ["data", "info"],
         ("data", "prepare"): ["data", "prepare"],
         ("slice",): ["slice", "--model", adam, "--points", "5", "--directions", "1", "--batches", "1",
-                     "--batch-size", "8", "--out", str(d / "sl.db"), "-q"],
-        ("report",): ["report", store, "--out", str(d / "rep"), "-q"],
-        ("check",): ["check", store, "--policy", policy],
+                     "--batch-size", "8", "--store", str(d / "sl.db"), "-q"],
+        ("report",): ["report", "--store", store, "--out", str(d / "rep"), "-q"],
+        ("check",): ["check", "--store", store, "--policy", policy],
         ("demo",): ["demo", "--fast", "--out-dir", str(d / "demo"), "-q"],
         ("import",): ["import", graph, "--out", str(d / "i.pt"), "-q"],
-        ("export-nir",): ["export-nir", ivon, "--out", str(d / "x.nir"), "-q"],
+        ("export-nir",): ["export-nir", "--model", ivon, "--out", str(d / "x.nir"), "-q"],
     }
 
 

@@ -30,7 +30,7 @@ def test_chips_of_one_copy_is_the_point_model_and_compute_is_reported(tiny_check
     for k in point:  # M = 1: draw k of seed s is the same chip in both modes
         assert [point[k][x] for x in METRICS] == pytest.approx([chips[k][x] for x in METRICS], abs=1e-12)
     r = run("sweep", "--model", m, "--noise", "0.3", "--seeds", 2, "--limit", 60, "--mc-samples", 4,
-            "--out", tmp_path / "b.db", "-q", "--json")
+            "--store", tmp_path / "b.db", "-q", "--json")
     assert r.exit_code == 0, r.output
     curves = {c["mode"]: c for c in json.loads(r.output)["curves"]}
     assert curves["point"]["compute"] == 1 and curves["chips"]["compute"] == 4
@@ -41,9 +41,9 @@ def test_chips_of_one_copy_is_the_point_model_and_compute_is_reported(tiny_check
 def test_modes_option_and_unknown_mode(tiny_checkpoints, tmp_path):
     m = tiny_checkpoints["adam"]
     r = run("sweep", "--model", m, "--noise", "0.1", "--seeds", 1, "--limit", 20, "--modes", "chips",
-            "--mc-samples", 2, "--out", tmp_path / "c.db", "-q", "--json")
+            "--mc-samples", 2, "--store", tmp_path / "c.db", "-q", "--json")
     assert r.exit_code == 0 and {c["mode"] for c in json.loads(r.output)["curves"]} == {"chips"}
-    r = run("sweep", "--model", m, "--noise", "0.1", "--modes", "bma", "--out", tmp_path / "d.db")
+    r = run("sweep", "--model", m, "--noise", "0.1", "--modes", "bma", "--store", tmp_path / "d.db")
     assert r.exit_code == 2 and "no model here has that mode" in r.output and not (tmp_path / "d.db").exists()
 
 
@@ -62,7 +62,7 @@ def test_ensemble_members_equal_separately_seeded_models(tmp_path):
     assert [(x["mode"], x["compute"]) for x in rows] == [("point", 1), ("ensemble", 2)]
     assert rows[1]["metrics"]["mutual_information"]["value"] > 0
     r = run("sweep", "--model", tmp_path / "ens.pt", "--noise", "0.2", "--seeds", 2, "--limit", 30,
-            "--mc-samples", 2, "--out", tmp_path / "e.db", "-q", "--json")
+            "--mc-samples", 2, "--store", tmp_path / "e.db", "-q", "--json")
     assert {c["mode"] for c in json.loads(r.output)["curves"]} == {"point", "chips", "ensemble"}
 
 

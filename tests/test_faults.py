@@ -33,12 +33,12 @@ def files(tiny_checkpoints, tmp_path_factory):
     shutil.copy(tiny_checkpoints["adam"], model)
     store = d / "s.db"
     r = run("sweep", "--model", model, "--noise", "0.1", "--seeds", "2", "--limit", "20", "--modes", "point",
-            "--out", store, "-q")
+            "--store", store, "-q")
     assert r.exit_code == 0, r.output
     policy = d / "p.toml"
-    assert run("check", store, "--policy", policy, "--init").exit_code == 0
+    assert run("check", "--store", store, "--policy", policy, "--init").exit_code == 0
     graph = d / "m.nir"
-    assert run("export-nir", model, "--out", graph).exit_code == 0
+    assert run("export-nir", "--model", model, "--out", graph).exit_code == 0
     json_store = d / "results.json"  # a store whose name is the default export of --format json
     shutil.copy(store, json_store)
     os.link(store, d / "hard.db")
@@ -46,19 +46,19 @@ def files(tiny_checkpoints, tmp_path_factory):
 
 
 OVERWRITES = {
-    "export onto its store": ("store", lambda f: ["export", f["store"], "--out", f["store"]]),
-    "export's default name is its store": ("json_store", lambda f: ["export", f["json_store"], "--format", "json"]),
-    "export onto a hard link of its store": ("store", lambda f: ["export", f["store"], "--out", f["dir"] / "hard.db"]),
-    "junit onto the store": ("store", lambda f: ["check", f["store"], "--policy", f["policy"], "--junit", f["store"]]),
-    "markdown onto the policy": ("policy", lambda f: ["check", f["store"], "--policy", f["policy"], "--markdown",
+    "export onto its store": ("store", lambda f: ["export", "--store", f["store"], "--out", f["store"]]),
+    "export's default name is its store": ("json_store", lambda f: ["export", "--store", f["json_store"], "--format", "json"]),
+    "export onto a hard link of its store": ("store", lambda f: ["export", "--store", f["store"], "--out", f["dir"] / "hard.db"]),
+    "junit onto the store": ("store", lambda f: ["check", "--store", f["store"], "--policy", f["policy"], "--junit", f["store"]]),
+    "markdown onto the policy": ("policy", lambda f: ["check", "--store", f["store"], "--policy", f["policy"], "--markdown",
                                                       f["policy"]]),
     "sweep store onto its checkpoint": ("model", lambda f: ["sweep", "--model", f["model"], "--noise", "0.1",
-                                                            "--seeds", "1", "--limit", "8", "--out", f["model"], "-q"]),
+                                                            "--seeds", "1", "--limit", "8", "--store", f["model"], "-q"]),
     "slice store onto its checkpoint": ("model", lambda f: ["slice", "--model", f["model"], "--points", "3",
-                                                            "--directions", "1", "--out", f["model"], "-q"]),
-    "NIR export onto its checkpoint": ("model", lambda f: ["export-nir", f["model"], "--out", f["model"]]),
+                                                            "--directions", "1", "--store", f["model"], "-q"]),
+    "NIR export onto its checkpoint": ("model", lambda f: ["export-nir", "--model", f["model"], "--out", f["model"]]),
     "NIR import onto its graph": ("graph", lambda f: ["import", f["graph"], "--out", f["graph"]]),
-    "report file onto its store": ("store", lambda f: ["report", f["dir"] / "summary.json", "--out", f["dir"]]),
+    "report file onto its store": ("store", lambda f: ["report", "--store", f["dir"] / "summary.json", "--out", f["dir"]]),
 }
 
 
@@ -108,7 +108,7 @@ def test_checkpoints_that_would_invent_numbers_are_refused(tiny_checkpoints, tmp
     bad = _edited_checkpoint(tiny_checkpoints["adam"], tmp_path / "bad.pt", edit)
     one_error_line(run("eval", "--model", bad, "--limit", "20"), match)
     store = tmp_path / "s.db"
-    one_error_line(run("sweep", "--model", bad, "--noise", "0.1", "--seeds", "1", "--limit", "20", "--out", store,
+    one_error_line(run("sweep", "--model", bad, "--noise", "0.1", "--seeds", "1", "--limit", "20", "--store", store,
                        "-q"), match)
     assert not store.exists()  # refused before the store opened
 
@@ -128,7 +128,7 @@ def test_an_ivon_ess_below_one_example_is_refused(tiny_checkpoints, tmp_path):
 def test_perturbation_tables_are_checked_like_flags(files, tmp_path, body, match):
     toml = tmp_path / "s.toml"
     toml.write_text(f'[[perturbation]]\nspec = "gaussian"\n{body}\n')
-    one_error_line(run("sweep", "--model", files["model"], "--config", toml, "--out", tmp_path / "x.db"), match)
+    one_error_line(run("sweep", "--model", files["model"], "--config", toml, "--store", tmp_path / "x.db"), match)
     assert not (tmp_path / "x.db").exists()
 
 
@@ -144,14 +144,14 @@ def test_config_values_that_cannot_run_are_refused(files, tmp_path, body, match)
     toml = tmp_path / "s.toml"
     toml.write_text(body + "\n")
     one_error_line(run("sweep", "--model", files["model"], "--noise", "0.1", "--config", toml,
-                       "--out", tmp_path / "x.db"), match)
+                       "--store", tmp_path / "x.db"), match)
     assert not (tmp_path / "x.db").exists()
 
 
 def test_a_policy_nested_too_deep_is_one_line(files, tmp_path):
     policy = tmp_path / "deep.toml"
     policy.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
-    one_error_line(run("check", files["store"], "--policy", policy), "nested too deep")
+    one_error_line(run("check", "--store", files["store"], "--policy", policy), "nested too deep")
 
 
 # --- values that exhaust memory or never end -------------------------------------------------
@@ -205,10 +205,10 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_behind(files, tmp_path, case
     target = {"train": out / "m.pt", "report": out / "rep", "export": out / "e.csv", "check --init": out / "p.toml",
               "export-nir": out / "m.nir"}[case]
     args = {"train": ["train", "--epochs", "1", "--limit-train", "40", "--hidden", "8", "--out", target, "-q"],
-            "report": ["report", files["store"], "--out", target, "-q"],
-            "export": ["export", files["store"], "--out", target],
-            "check --init": ["check", files["store"], "--init", "--policy", target],
-            "export-nir": ["export-nir", files["model"], "--out", target]}[case]
+            "report": ["report", "--store", files["store"], "--out", target, "-q"],
+            "export": ["export", "--store", files["store"], "--out", target],
+            "check --init": ["check", "--store", files["store"], "--init", "--policy", target],
+            "export-nir": ["export-nir", "--model", files["model"], "--out", target]}[case]
     r = _limited(args, 64, tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr
     assert r.stderr.startswith("Error:") and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, \
@@ -223,12 +223,12 @@ LONG = "x" * 300
 def test_paths_the_file_system_refuses_are_one_line(files, tmp_path, case):
     deep = tmp_path / "/".join(["d" * 200] * 25) / "f"
     args = {"eval": ["eval", "--model", tmp_path / f"{LONG}.pt"],
-            "sweep": ["sweep", "--model", files["model"], "--noise", "0.1", "--out", tmp_path / f"{LONG}.db"],
+            "sweep": ["sweep", "--model", files["model"], "--noise", "0.1", "--store", tmp_path / f"{LONG}.db"],
             "train": ["train", "--epochs", "1", "--out", deep],
-            "report": ["report", files["store"], "--out", tmp_path / LONG],
-            "export": ["export", files["store"], "--out", tmp_path / f"{LONG}.csv"],
-            "export-nir": ["export-nir", files["model"], "--out", deep],
-            "check --junit": ["check", files["store"], "--policy", files["policy"], "--junit", tmp_path / LONG]}[case]
+            "report": ["report", "--store", files["store"], "--out", tmp_path / LONG],
+            "export": ["export", "--store", files["store"], "--out", tmp_path / f"{LONG}.csv"],
+            "export-nir": ["export-nir", "--model", files["model"], "--out", deep],
+            "check --junit": ["check", "--store", files["store"], "--policy", files["policy"], "--junit", tmp_path / LONG]}[case]
     one_error_line(run(*args))
 
 
@@ -249,9 +249,9 @@ def _v2_copy(store, dst):
 def test_reading_commands_never_write_the_store_and_read_an_old_schema_through_a_copy(files, tmp_path):
     old = _v2_copy(files["store"], tmp_path / "old.db")
     before, mtime = digest(old), os.stat(old).st_mtime_ns
-    assert run("report", old, "--out", tmp_path / "rep", "-q").exit_code == 0
-    assert run("check", old, "--policy", files["policy"]).exit_code in (0, 1)
-    assert run("export", old, "--out", tmp_path / "e.csv").exit_code == 0
+    assert run("report", "--store", old, "--out", tmp_path / "rep", "-q").exit_code == 0
+    assert run("check", "--store", old, "--policy", files["policy"]).exit_code in (0, 1)
+    assert run("export", "--store", old, "--out", tmp_path / "e.csv").exit_code == 0
     assert digest(old) == before and os.stat(old).st_mtime_ns == mtime  # not migrated in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv", "old.db", "rep"]  # no -wal / -shm left
 
@@ -267,8 +267,8 @@ def test_a_store_on_a_read_only_mount_is_readable(files, tmp_path):
         subprocess.run(["umount", str(mnt)], capture_output=True)
         pytest.skip("needs mount privileges to make a read-only mount")
     try:
-        for args in (["report", mnt / "s.db", "--out", tmp_path / "rep", "-q"], ["export", mnt / "s.db", "--out",
-                     tmp_path / "e.csv"], ["check", mnt / "s.db", "--policy", files["policy"]]):
+        for args in (["report", "--store", mnt / "s.db", "--out", tmp_path / "rep", "-q"], ["export", "--store", mnt / "s.db", "--out",
+                     tmp_path / "e.csv"], ["check", "--store", mnt / "s.db", "--policy", files["policy"]]):
             r = run(*args)
             assert r.exit_code in (0, 1) and "Error" not in r.output, r.output
     finally:
@@ -283,14 +283,14 @@ def test_model_names_are_data_in_reports_and_policies(tiny_checkpoints, tmp_path
     shutil.copy(tiny_checkpoints["adam"], model)
     store = tmp_path / "s.db"
     assert run("sweep", "--model", model, "--noise", "0.1", "--seeds", "2", "--limit", "20", "--modes", "point",
-               "--out", store, "-q").exit_code == 0
-    r = run("report", store, "--out", tmp_path / "rep", "-q")
+               "--store", store, "-q").exit_code == 0
+    r = run("report", "--store", store, "--out", tmp_path / "rep", "-q")
     assert r.exit_code == 0, r.output
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "<img" not in md and "&lt;img" in md if "<img" in name else True
     policy = tmp_path / "p.toml"
-    assert run("check", store, "--init", "--policy", policy).exit_code == 0
-    r = run("check", store, "--policy", policy, "--markdown", tmp_path / "gate.md")
+    assert run("check", "--store", store, "--init", "--policy", policy).exit_code == 0
+    r = run("check", "--store", store, "--policy", policy, "--markdown", tmp_path / "gate.md")
     assert r.exit_code == 0, r.output  # the written policy parses and names the model exactly
     assert "<img" not in (tmp_path / "gate.md").read_text()
 
@@ -299,7 +299,7 @@ def test_a_file_name_that_is_not_utf8_is_refused_before_the_store(tiny_checkpoin
     model = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.pt")
     shutil.copy(tiny_checkpoints["adam"], model)
     store = tmp_path / "s.db"
-    one_error_line(run("sweep", "--model", model, "--noise", "0.1", "--out", store, "-q"), "not valid UTF-8")
+    one_error_line(run("sweep", "--model", model, "--noise", "0.1", "--store", store, "-q"), "not valid UTF-8")
     assert not store.exists()
 
 
@@ -312,7 +312,7 @@ def test_check_init_skips_a_curve_whose_levels_overflowed(files, tmp_path):
     with closing(sqlite3.connect(store)) as c, c:
         c.execute("UPDATE cells SET accuracy = NULL, nll = NULL WHERE perturbation != 'clean'")
     policy = tmp_path / "p.toml"
-    r = run("check", store, "--init", "--policy", policy)
+    r = run("check", "--store", store, "--init", "--policy", policy)
     assert r.exit_code == 0, r.output
     assert "every level overflowed" in policy.read_text()
 
@@ -324,10 +324,10 @@ def test_outputs_follow_the_umask(files, tmp_path):
                 "junit": tmp_path / "j.xml", "policy": tmp_path / "p.toml"}
         assert run("train", "--epochs", "1", "--limit-train", "40", "--hidden", "8", "--out", outs["checkpoint"],
                    "-q").exit_code == 0
-        assert run("export-nir", files["model"], "--out", outs["nir"]).exit_code == 0
-        assert run("export", files["store"], "--out", outs["export"]).exit_code == 0
-        assert run("check", files["store"], "--init", "--policy", outs["policy"]).exit_code == 0
-        assert run("check", files["store"], "--policy", outs["policy"], "--junit", outs["junit"]).exit_code == 0
+        assert run("export-nir", "--model", files["model"], "--out", outs["nir"]).exit_code == 0
+        assert run("export", "--store", files["store"], "--out", outs["export"]).exit_code == 0
+        assert run("check", "--store", files["store"], "--init", "--policy", outs["policy"]).exit_code == 0
+        assert run("check", "--store", files["store"], "--policy", outs["policy"], "--junit", outs["junit"]).exit_code == 0
     finally:
         os.umask(old)
     assert {k: oct(p.stat().st_mode & 0o777) for k, p in outs.items()} == {k: "0o644" for k in outs}
@@ -466,9 +466,9 @@ def test_damaged_values_are_one_line_naming_table_row_and_field(files, tmp_path,
         c.execute(sql)
     if command == "export" and case in ("foreign model", "runs.config JSON", "runs.models JSON"):
         pytest.skip("export writes the cells' columns; it reads no run's config or model list")
-    args = {"report": ["report", store, "--out", tmp_path / "rep", "-q"],
-            "check --init": ["check", store, "--init", "--policy", tmp_path / "p.toml"],
-            "export": ["export", store, "--out", tmp_path / "e.csv"]}[command]
+    args = {"report": ["report", "--store", store, "--out", tmp_path / "rep", "-q"],
+            "check --init": ["check", "--store", store, "--init", "--policy", tmp_path / "p.toml"],
+            "export": ["export", "--store", store, "--out", tmp_path / "e.csv"]}[command]
     one_error_line(run(*args), match)
     assert not (tmp_path / "p.toml").exists() and not (tmp_path / "e.csv").exists()
 
@@ -483,6 +483,6 @@ def test_damaged_values_are_one_line_naming_table_row_and_field(files, tmp_path,
 ])
 def test_a_ray_address_that_cannot_work_is_one_line(files, tmp_path, address, match):
     r = run("sweep", "--model", files["model"], "--noise", "0.1", "--executor", "ray", "--address", address,
-            "--out", tmp_path / "r.db", "-q")
+            "--store", tmp_path / "r.db", "-q")
     one_error_line(r, match)  # refused up front, not left to Ray's own minutes-long reconnect loop
     assert not (tmp_path / "r.db").exists()

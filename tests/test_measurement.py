@@ -214,7 +214,7 @@ def test_sweep_output_says_what_the_test_interval_resamples(tiny_checkpoints, tm
 
     db = tmp_path / "g.db"
     r = CliRunner().invoke(cli, ["sweep", "--model", str(tiny_checkpoints["adam"]), "--noise", "0.1", "--seeds", "2",
-                                 "--modes", "point", "--out", str(db), "-q"])
+                                 "--modes", "point", "--store", str(db), "-q"])
     assert r.exit_code == 0, r.output
     assert "over test speakers (cluster bootstrap over 3 speakers" in r.output  # tts-digits: 3 test voices
     with Store.open(db) as s:

@@ -212,6 +212,6 @@ def test_forced_compile_without_a_compiler_exits_2_before_writing_anything(mode,
     monkeypatch.setenv("ROBUST_CACHE_DIR", str(tmp_path / "cache"))
     store = tmp_path / "s.db"
     r = CliRunner().invoke(cli, ["sweep", "--model", str(tiny_checkpoints["adam"]), "--noise", "0.1", "--seeds", "1",
-                                 "--limit", "10", "--compile", "--out", str(store), "-q"])
+                                 "--limit", "10", "--compile", "--store", str(store), "-q"])
     assert r.exit_code == 2 and "compiled LIF kernel is unavailable (no C compiler found" in r.output
     assert len(r.output.strip().splitlines()) == 1 and not store.exists()

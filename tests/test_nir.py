@@ -30,7 +30,7 @@ def logits(ck, x):
 
 def test_export_then_import_gives_the_same_network(tiny_checkpoints, tmp_path, test_x):
     graph, back = tmp_path / "m.nir", tmp_path / "back.pt"
-    r = run("export-nir", tiny_checkpoints["adam"], "--out", graph)
+    r = run("export-nir", "--model", tiny_checkpoints["adam"], "--out", graph)
     assert r.exit_code == 0, r.output
     r = run("import", graph, "--out", back, "--quiet")
     assert r.exit_code == 0, r.output
@@ -43,7 +43,7 @@ def test_export_then_import_gives_the_same_network(tiny_checkpoints, tmp_path, t
     assert (la.argmax(-1) == lb.argmax(-1)).float().mean() >= 0.98
     # Exporting the imported model gives the same graph again.
     g1 = nir.read(str(graph))
-    r = run("export-nir", back, "--out", tmp_path / "again.nir")
+    r = run("export-nir", "--model", back, "--out", tmp_path / "again.nir")
     g2 = nir.read(str(tmp_path / "again.nir"))
     assert list(g1.nodes) == list(g2.nodes)
     for name in ("fc0", "fc1", "readout"):
@@ -52,11 +52,11 @@ def test_export_then_import_gives_the_same_network(tiny_checkpoints, tmp_path, t
 
 
 def test_ivon_posterior_samples_export_as_separate_graphs(tiny_checkpoints, tmp_path):
-    r = run("export-nir", tiny_checkpoints["ivon"], "--sample", 2, "--out", tmp_path / "s.nir", "--quiet")
+    r = run("export-nir", "--model", tiny_checkpoints["ivon"], "--sample", 2, "--out", tmp_path / "s.nir", "--quiet")
     assert r.exit_code == 0, r.output
     a, b = nir.read(str(tmp_path / "s-0.nir")), nir.read(str(tmp_path / "s-1.nir"))
     assert not np.allclose(a.nodes["fc0"].weight, b.nodes["fc0"].weight)
-    r = run("export-nir", tiny_checkpoints["adam"], "--sample", 2, "--out", tmp_path / "x.nir")
+    r = run("export-nir", "--model", tiny_checkpoints["adam"], "--sample", 2, "--out", tmp_path / "x.nir")
     assert r.exit_code == 2 and "no posterior" in r.output
 
 
@@ -142,7 +142,7 @@ def test_cuba_lif_and_if_graphs_from_norse_run_as_norse_runs_them(tmp_path, test
         torch.testing.assert_close(forward_stacked(ck.net.cfg, t, x)[0][0].detach(), logits(ck, x),
                                    atol=1e-5, rtol=1e-5)
         # and our export of it imports back to the same network
-        r = run("export-nir", tmp_path / f"{kind}.pt", "--out", tmp_path / f"{kind}-again.nir", "--dt", 0.001)
+        r = run("export-nir", "--model", tmp_path / f"{kind}.pt", "--out", tmp_path / f"{kind}-again.nir", "--dt", 0.001)
         assert r.exit_code == 0, r.output
         again = nir.read(str(tmp_path / f"{kind}-again.nir"))
         assert type(again.nodes["lif0"]).__name__ == kind

@@ -47,15 +47,15 @@ def test_diagnosis_names_what_the_posterior_is(make_hess, verdict):
 
 
 def test_robust_posterior_on_a_trained_model_and_checkpoint_diagnostics(tiny_checkpoints):
-    r = run("posterior", tiny_checkpoints["ivon"])
+    r = run("posterior", "--model", tiny_checkpoints["ivon"])
     assert r.exit_code == 0, r.output
     assert "blocks.0.linear.weight" in r.output and "verdict:" in r.output and "beta2" in r.output
-    d = json.loads(run("posterior", tiny_checkpoints["ivon"], "--json").output)
+    d = json.loads(run("posterior", "--model", tiny_checkpoints["ivon"], "--json").output)
     ck = load_checkpoint(tiny_checkpoints["ivon"])
     assert ck.meta["diagnostics"]["verdict"] == d["verdict"]  # stored at training time for reports
     s = ck.posterior.sigma()["blocks.0.alpha"]
     assert d["layers"]["blocks.0.alpha"]["median"] == pytest.approx(torch.quantile(s.double(), 0.5).item(), rel=1e-9)
-    r = run("posterior", tiny_checkpoints["adam"])
+    r = run("posterior", "--model", tiny_checkpoints["adam"])
     assert r.exit_code == 2 and "needs an IVON model" in r.output
 
 
@@ -76,15 +76,15 @@ def test_sigma_scale_noise_is_in_units_of_each_weights_sigma():
 def test_sigma_scale_in_sweeps(tiny_checkpoints, tmp_path):
     adam, ivon = tiny_checkpoints["adam"], tiny_checkpoints["ivon"]
     base = ["sweep", "--noise", "1,3", "--seeds", 2, "--limit", 30, "--scale", "sigma", "-q", "--json"]
-    r = run(*base, "--model", ivon, "--mc-samples", 2, "--out", tmp_path / "a.db")
+    r = run(*base, "--model", ivon, "--mc-samples", 2, "--store", tmp_path / "a.db")
     assert r.exit_code == 0, r.output
-    r = run(*base, "--model", adam, "--sigma-from", ivon, "--out", tmp_path / "b.db")
+    r = run(*base, "--model", adam, "--sigma-from", ivon, "--store", tmp_path / "b.db")
     assert r.exit_code == 0, r.output
-    r = run("sweep", "--model", adam, "--noise", "1", "--scale", "sigma", "--out", tmp_path / "c.db")
+    r = run("sweep", "--model", adam, "--noise", "1", "--scale", "sigma", "--store", tmp_path / "c.db")
     assert r.exit_code == 2 and "--scale sigma needs a posterior" in r.output and not (tmp_path / "c.db").exists()
-    r = run("sweep", "--model", ivon, "--noise", "1", "--scale", "sigma", "--fold-bn", "--out", tmp_path / "d.db")
+    r = run("sweep", "--model", ivon, "--noise", "1", "--scale", "sigma", "--fold-bn", "--store", tmp_path / "d.db")
     assert r.exit_code == 2 and "drop --fold-bn" in r.output
-    r = run("sweep", "--model", ivon, "-p", "mismatch", "--noise", "1", "--scale", "sigma", "--out", tmp_path / "e.db")
+    r = run("sweep", "--model", ivon, "-p", "mismatch", "--noise", "1", "--scale", "sigma", "--store", tmp_path / "e.db")
     assert r.exit_code == 2 and "gaussian weight noise only" in r.output
 
 

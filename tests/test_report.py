@@ -50,7 +50,7 @@ class _Html(HTMLParser):
 
 def test_report_is_self_contained_and_complete(store, tmp_path):
     out = tmp_path / "report"
-    r = run("report", store, "--out", out)
+    r = run("report", "--store", store, "--out", out)
     assert r.exit_code == 0, r.output
     html = (out / "index.html").read_text()
     p = _Html()
@@ -74,7 +74,7 @@ def test_missing_sections_say_so(tiny_checkpoints, tmp_path):
     db = tmp_path / "sweep-only.db"
     run_sweep(SweepConfig((str(tiny_checkpoints["adam"]),), (PerturbationPlan("gaussian", (0.1,)),), seeds=2,
                           limit=40), str(db), progress=False)
-    r = run("report", db, "--out", tmp_path / "rep", "--format", "html,json")
+    r = run("report", "--store", db, "--out", tmp_path / "rep", "--format", "html,json")
     assert r.exit_code == 0, r.output
     html = (tmp_path / "rep" / "index.html").read_text()
     assert "No slices in this store" in html and "no controls comparison" in html
@@ -106,7 +106,7 @@ def test_bad_report_input(store, tmp_path):
                       ([store, "--perturbations", "pcm"], "'pcm' is not in"),
                       ([tmp_path / "missing.db"], "no results store here"),
                       ([store, "--format", "pdf"], "--format")):
-        r = run("report", *args, "--out", tmp_path / "never")
+        r = run("report", "--store", *args, "--out", tmp_path / "never")
         assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
     assert not (tmp_path / "never" / "index.html").exists()
 
@@ -114,7 +114,7 @@ def test_bad_report_input(store, tmp_path):
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="headless chromium not installed")
 def test_report_renders_in_chromium(store, tmp_path):
     out = tmp_path / "report"
-    assert run("report", store, "--out", out).exit_code == 0
+    assert run("report", "--store", store, "--out", out).exit_code == 0
     shot = tmp_path / "shot.png"
     subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                     "--window-size=1280,3000", f"--screenshot={shot}", (out / "index.html").as_uri()],

@@ -44,7 +44,7 @@ def test_gate_commits_in_severity_order_whatever_order_results_arrive(monkeypatc
 
 
 def _sweep(ck, db, *extra):
-    r = CliRunner().invoke(cli, ["sweep", "--model", str(ck), *HARSH, "--out", str(db), *extra])
+    r = CliRunner().invoke(cli, ["sweep", "--model", str(ck), *HARSH, "--store", str(db), *extra])
     assert r.exit_code == 0, r.output
     return r.output
 
@@ -107,10 +107,10 @@ def test_report_and_check_say_a_skipped_level_was_not_measured(swept, tiny_check
     policy = d / "robust.toml"
     policy.write_text('[[rule]]\nkind = "min_accuracy"\nmodel = "adam.pt"\nperturbation = "gaussian"\n'
                       f"level = {skipped[-1]}\nthreshold = 0.01\n")
-    r = CliRunner().invoke(cli, ["check", str(db), "--policy", str(policy)])
+    r = CliRunner().invoke(cli, ["check", "--store", str(db), "--policy", str(policy)])
     assert r.exit_code == 1, r.output
     assert "not measured" in r.output and "--no-skip-at-chance" in r.output
-    r = CliRunner().invoke(cli, ["report", str(db), "--out", str(d / "report"), "--quiet"])
+    r = CliRunner().invoke(cli, ["report", "--store", str(db), "--out", str(d / "report"), "--quiet"])
     assert r.exit_code == 0, r.output
     summary = json.loads((d / "report" / "summary.json").read_text())
     curve = summary["degradation"][0]["curves"][0]
@@ -123,7 +123,7 @@ def test_bit_widths_are_not_skipped_past_chance_since_one_bit_can_beat_two(tiny_
     """quantize is not declared monotone (1 bit binarises): a collapsed 2-bit level does not skip 1 bit."""
     db = tmp_path / "q.db"
     r = CliRunner().invoke(cli, ["sweep", "--model", str(tiny_checkpoints["adam"]), "--perturbation", "quantize",
-                                 "--bits", "1,2,8", "--seeds", "1", "--quiet", "--out", str(db)])
+                                 "--bits", "1,2,8", "--seeds", "1", "--quiet", "--store", str(db)])
     assert r.exit_code == 0, r.output
     assert _levels(db, "cells") == [1.0, 2.0, 8.0]
     with sqlite3.connect(db) as c:

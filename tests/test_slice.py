@@ -96,7 +96,7 @@ def test_spiking_loss_is_angular_where_the_sigmoid_control_is_smooth(tiny_checkp
 
 def test_between_two_checkpoints_ends_at_each(tiny_checkpoints, tmp_path):
     adam, ivon = str(tiny_checkpoints["adam"]), str(tiny_checkpoints["ivon"])
-    r = run("slice", "--between", adam, ivon, "--points", 9, "--out", tmp_path / "b.db", "--json", "-q",
+    r = run("slice", "--between", adam, ivon, "--points", 9, "--store", tmp_path / "b.db", "--json", "-q",
             "--split", "validation", "--batches", 3)
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
@@ -113,7 +113,7 @@ def test_between_two_checkpoints_ends_at_each(tiny_checkpoints, tmp_path):
 
 def test_cli_table_and_paired_comparison(tiny_checkpoints, tmp_path):
     r = run("slice", "--model", tiny_checkpoints["adam"], "--model", tiny_checkpoints["ivon"], "--points", 7,
-            "--directions", 3, "--batches", 1, "--batch-size", 32, "--mc-samples", 2, "--out", tmp_path / "s.db", "-q")
+            "--directions", 3, "--batches", 1, "--batch-size", 32, "--mc-samples", 2, "--store", tmp_path / "s.db", "-q")
     assert r.exit_code == 0, r.output
     assert "angularity" in r.output and "Wilcoxon" in r.output and "p = " in r.output
     assert "BN statistics" in r.output
@@ -158,7 +158,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_checkpoints, tmp_path):
         (["--model", tmp_path / "missing.pt"], "missing.pt"),
     ]
     for extra, msg in cases:
-        r = run("slice", *extra, "--out", db, "-q")
+        r = run("slice", *extra, "--store", db, "-q")
         assert r.exit_code == 2, (extra, r.output)
         assert msg in r.output and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1, r.output
         assert not db.exists()

@@ -72,7 +72,7 @@ def _sweep(db, *extra, limit_bytes=None):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
-    return subprocess.run([sys.executable, "-m", "robustness.cli", "sweep", *extra, "--out", str(db), "-q"],
+    return subprocess.run([sys.executable, "-m", "robustness.cli", "sweep", *extra, "--store", str(db), "-q"],
                           preexec_fn=lim if limit_bytes else None, capture_output=True, text=True)
 
 
@@ -113,14 +113,14 @@ def test_store_that_cannot_get_its_tables_is_not_left_behind(tiny_checkpoints, t
 def test_damaged_store_refused_and_untouched(tiny_checkpoints, tmp_path, damage, message):
     db = tmp_path / "d.db"
     args = ("--model", str(tiny_checkpoints["adam"]), "--noise", "0.1", "--seeds", "1", "--limit", "10")
-    assert CliRunner().invoke(cli, ["sweep", *args, "--out", str(db), "-q"]).exit_code == 0
+    assert CliRunner().invoke(cli, ["sweep", *args, "--store", str(db), "-q"]).exit_code == 0
     c = sqlite3.connect(str(db))
     c.execute(damage)
     c.commit()
     c.close()
     before = _dump(db)
-    for cmd in (["sweep", *args, "--noise", "0.2", "--out", str(db)], ["export", str(db)],
-                ["report", str(db), "--out", str(tmp_path / "report")]):
+    for cmd in (["sweep", *args, "--noise", "0.2", "--store", str(db)], ["export", "--store", str(db)],
+                ["report", "--store", str(db), "--out", str(tmp_path / "report")]):
         r = CliRunner().invoke(cli, cmd)
         assert r.exit_code == 2 and message in r.output, (cmd, r.output)
         assert r.exception is None or isinstance(r.exception, SystemExit), r.exception

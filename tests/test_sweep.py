@@ -107,22 +107,22 @@ def test_resume_after_kills_at_random_points_equals_uninterrupted(tiny_checkpoin
 def test_different_config_kept_apart_and_export(tiny_checkpoints, tmp_path):
     db = tmp_path / "r.db"
     m = str(tiny_checkpoints["adam"])
-    assert run("sweep", "--model", m, "--noise", "0.1", "--seeds", 2, "--limit", 40, "--out", db, "-q").exit_code == 0
+    assert run("sweep", "--model", m, "--noise", "0.1", "--seeds", 2, "--limit", 40, "--store", db, "-q").exit_code == 0
     # quantize with nearest rounding draws nothing: one row per level whatever --seeds says
-    assert run("sweep", "--model", m, "--bits", "2,4", "--seeds", 5, "--limit", 40, "--out", db, "-q").exit_code == 0
+    assert run("sweep", "--model", m, "--bits", "2,4", "--seeds", 5, "--limit", 40, "--store", db, "-q").exit_code == 0
     with Store.open(db) as s:
         runs = s.runs()
         assert len(runs) == 2 and runs[1]["config"]["plans"][0]["spec"] == "quantize"  # parsed on read
         assert {r["run_id"] for r in s.cells()} == {1, 2}
-    r = run("export", db, "--format", "csv", "--out", tmp_path / "r.csv")
+    r = run("export", "--store", db, "--format", "csv", "--out", tmp_path / "r.csv")
     assert r.exit_code == 0
     lines = (tmp_path / "r.csv").read_text().splitlines()
     # gaussian: two modes (point, chips), each clean + 2 cells; quantize draws nothing, so its chips control
     # (M identical copies) is not run: point clean + 2 cells, chips clean only
     assert lines[0].startswith("run_id,model,model_hash") and len(lines) == 1 + 2 * (1 + 2) + (1 + 2) + 1
-    r = run("export", db, "--format", "json")
+    r = run("export", "--store", db, "--format", "json")
     assert r.exit_code == 0 and len(json.loads((tmp_path / "r.json").read_text())) == 10
-    r = run("export", db, "--format", "parquet", "--out", tmp_path / "r.parquet")
+    r = run("export", "--store", db, "--format", "parquet", "--out", tmp_path / "r.parquet")
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -152,7 +152,7 @@ levels = "3:4"
     assert r.exit_code == 0, r.output
     assert "seeds = 3" in r.output and 'spec = "quantize"' in r.output and "levels = [3.0, 4.0]" in r.output
     (tmp_path / "resolved.toml").write_text(r.output)
-    r = run("sweep", "--config", tmp_path / "resolved.toml", "--out", tmp_path / "c.db", "-q", "--json")
+    r = run("sweep", "--config", tmp_path / "resolved.toml", "--store", tmp_path / "c.db", "-q", "--json")
     assert r.exit_code == 0, r.output
     curves = json.loads(r.output)["curves"]
     assert {c["perturbation"] for c in curves} == {"gaussian", "quantize"}
@@ -161,12 +161,12 @@ levels = "3:4"
 
 def test_per_layer_reuses_clean_activations_consistently(tiny_checkpoints, tmp_path):
     m = str(tiny_checkpoints["adam"])
-    r = run("sweep", "--model", m, "--noise", "0.3", "--seeds", 2, "--limit", 60, "--per-layer", "--modes", "point", "--out",
+    r = run("sweep", "--model", m, "--noise", "0.3", "--seeds", 2, "--limit", 60, "--per-layer", "--modes", "point", "--store",
             tmp_path / "p.db", "-q", "--json")
     assert r.exit_code == 0, r.output
     curves = json.loads(r.output)["curves"]
     assert [c["layer"] for c in curves] == ["blocks.0", "blocks.1", "readout"]
-    r = run("sweep", "--model", m, "--noise", "0.3", "--seeds", 2, "--limit", 60, "--layers", "blocks.1", "--modes", "point", "--out",
+    r = run("sweep", "--model", m, "--noise", "0.3", "--seeds", 2, "--limit", 60, "--layers", "blocks.1", "--modes", "point", "--store",
             tmp_path / "q.db", "-q", "--json")
     direct = json.loads(r.output)["curves"][0]["levels"][0]["accuracy_mean"]
     reused = curves[1]["levels"][0]["accuracy_mean"]
@@ -176,7 +176,7 @@ def test_per_layer_reuses_clean_activations_consistently(tiny_checkpoints, tmp_p
 def test_seeds_auto_stops_when_interval_is_narrow(tiny_checkpoints, tmp_path):
     m = str(tiny_checkpoints["adam"])
     r = run("sweep", "--model", m, "--noise", "0.001,1.5", "--seeds", "auto", "--ci-width", "5", "--max-seeds", 15,
-            "--limit", 60, "--out", tmp_path / "a.db", "-q", "--json")
+            "--limit", 60, "--store", tmp_path / "a.db", "-q", "--json")
     assert r.exit_code == 0, r.output
     lv = {x["level"]: x for x in json.loads(r.output)["curves"][0]["levels"]}
     assert lv[0.001]["n"] == 5  # tiny noise: the first batch of draws already agrees
@@ -204,7 +204,7 @@ def test_drop_level_interpolation():
 ])
 def test_bad_sweep_input_exit_2_store_untouched(tiny_checkpoints, tmp_path, args, match):
     db = tmp_path / "s.db"
-    r = run("sweep", "--model", tiny_checkpoints["adam"], "--out", db, *args)
+    r = run("sweep", "--model", tiny_checkpoints["adam"], "--store", db, *args)
     assert r.exit_code == 2, r.output
     assert match in r.output and len(r.output.strip().splitlines()) == 1
     assert not db.exists()
@@ -215,14 +215,14 @@ def test_bad_store_and_missing_dataset(tiny_checkpoints, tmp_path, monkeypatch):
     m = tiny_checkpoints["adam"]
     notdb = tmp_path / "notes.db"
     notdb.write_text("hello")
-    r = run("sweep", "--model", m, "--noise", "0.1", "--out", notdb)
+    r = run("sweep", "--model", m, "--noise", "0.1", "--store", notdb)
     assert r.exit_code == 2 and "not a results store" in r.output and notdb.read_text() == "hello"
     locked = tmp_path / "locked.db"
     Store.open(locked, create=True).close()
     holder = sqlite3.connect(str(locked))
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        r = run("sweep", "--model", m, "--noise", "0.1", "--seeds", 1, "--limit", 10, "--out", locked)
+        r = run("sweep", "--model", m, "--noise", "0.1", "--seeds", 1, "--limit", 10, "--store", locked)
         assert r.exit_code == 2 and "locked" in r.output, r.output
     finally:
         holder.rollback()
@@ -234,12 +234,12 @@ def test_bad_store_and_missing_dataset(tiny_checkpoints, tmp_path, monkeypatch):
 def test_sweep_reports_which_tensors_it_perturbs(tiny_checkpoints, tmp_path):
     m = tiny_checkpoints["adam"]
     base = ["sweep", "--model", m, "--noise", "0.1", "--seeds", 1, "--limit", 20, "-q", "--json"]
-    r = run(*base, "--out", tmp_path / "a.db")
+    r = run(*base, "--store", tmp_path / "a.db")
     touched = json.loads(r.output)["perturbed_tensors"][0]["tensors"]
     assert touched == ["blocks.0.linear.weight", "blocks.1.linear.weight", "readout.linear.weight"]
-    r = run(*base, "--include-bn", "--layers", "blocks.1", "--out", tmp_path / "b.db")
+    r = run(*base, "--include-bn", "--layers", "blocks.1", "--store", tmp_path / "b.db")
     touched = json.loads(r.output)["perturbed_tensors"][0]["tensors"]
     assert touched == ["blocks.1.bn.bias", "blocks.1.bn.weight", "blocks.1.linear.weight"]
-    r = run(*base, "--fold-bn", "--include-bias", "--perturbation", "mismatch(targets=vth)", "--out", tmp_path / "c.db")
+    r = run(*base, "--fold-bn", "--include-bias", "--perturbation", "mismatch(targets=vth)", "--store", tmp_path / "c.db")
     touched = json.loads(r.output)["perturbed_tensors"][0]["tensors"]
     assert touched == ["blocks.0.v_th", "blocks.1.v_th"]

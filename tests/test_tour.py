@@ -22,7 +22,7 @@ def test_limit_takes_a_stratified_seeded_subset_and_says_so(tiny_checkpoints, tm
     assert len(counts) == 20 and set(counts.values()) == {5}
     assert sub.y.tolist() == test.stratified(100).y.tolist() and (sub.x == test.stratified(100).x).all()  # seeded
     r = run("sweep", "--model", tiny_checkpoints["adam"], "--noise", "0.1", "--seeds", 1, "--limit", 100,
-            "--modes", "point", "--out", tmp_path / "s.db", "-q")
+            "--modes", "point", "--store", tmp_path / "s.db", "-q")
     assert r.exit_code == 0 and "scored on a class-stratified, seeded subset of 100 of the 540 test" in r.output
     r = run("eval", "--model", tiny_checkpoints["adam"], "--limit", 100)
     assert r.exit_code == 0 and "class-stratified, seeded subset of 100" in r.output
@@ -30,7 +30,7 @@ def test_limit_takes_a_stratified_seeded_subset_and_says_so(tiny_checkpoints, tm
 
 def test_a_dt_that_contradicts_the_graph_is_refused_unless_overridden(tiny_checkpoints, tmp_path):
     graph = tmp_path / "m.nir"
-    assert run("export-nir", tiny_checkpoints["adam"], "--out", graph).exit_code == 0  # dt 10 ms in its metadata
+    assert run("export-nir", "--model", tiny_checkpoints["adam"], "--out", graph).exit_code == 0  # dt 10 ms in its metadata
     r = run("import", graph, "--out", tmp_path / "a.pt", "--dt", "0.001", "-q")
     assert r.exit_code == 2 and "--dt 0.001 s contradicts the graph's own time step of 0.01 s" in r.output
     assert not (tmp_path / "a.pt").exists()
@@ -42,12 +42,12 @@ def test_a_dt_that_contradicts_the_graph_is_refused_unless_overridden(tiny_check
 def test_a_deterministic_perturbation_runs_no_chips_control_and_says_so(tiny_checkpoints, tmp_path):
     db = tmp_path / "q.db"
     r = run("sweep", "--model", tiny_checkpoints["adam"], "--perturbation", "quantize", "--bits", "3,6", "--seeds", 4,
-            "--limit", 40, "--out", db, "-q", "--json")
+            "--limit", 40, "--store", db, "-q", "--json")
     assert r.exit_code == 0, r.output
     curves = json.loads(r.output)["curves"]
     assert [c["mode"] for c in curves] == ["point"] and curves[0]["deterministic"]
     assert all(lv["n"] == 1 for lv in curves[0]["levels"])  # one network per level, whatever --seeds says
-    r = run("report", db, "--out", tmp_path / "rep", "-q")
+    r = run("report", "--store", db, "--out", tmp_path / "rep", "-q")
     assert r.exit_code == 0
     assert "deterministic: one network per level, so no interval over chips" in (tmp_path / "rep" / "report.md").read_text()
 
@@ -57,18 +57,18 @@ def test_an_unusable_gate_still_writes_junit_saying_why(tiny_checkpoints, tmp_pa
 
     db = tmp_path / "s.db"
     assert run("sweep", "--model", tiny_checkpoints["adam"], "--noise", "0.1", "--seeds", 2, "--limit", 20,
-               "--modes", "point", "--out", db, "-q").exit_code == 0
+               "--modes", "point", "--store", db, "-q").exit_code == 0
     policy = tmp_path / "bad.toml"
     policy.write_text('[[rule]]\nkind = "min_accuracy"\nthreshold = "high"\n')
     junit = tmp_path / "j.xml"
-    r = run("check", db, "--policy", policy, "--junit", junit)
+    r = run("check", "--store", db, "--policy", policy, "--junit", junit)
     assert r.exit_code == 2
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite.get("errors") == "1" and suite.get("skipped") == "0" and float(suite.get("time")) >= 0
     assert "rule 1 (min_accuracy): missing level, model, perturbation" in suite.find("testcase/error").get("message")
     good = tmp_path / "good.toml"
-    assert run("check", db, "--init", "--policy", good).exit_code == 0
-    assert run("check", db, "--policy", good, "--junit", junit).exit_code == 0
+    assert run("check", "--store", db, "--init", "--policy", good).exit_code == 0
+    assert run("check", "--store", db, "--policy", good, "--junit", junit).exit_code == 0
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite.get("failures") == "0" and suite.get("skipped") == "0" and suite.get("time") is not None
 
@@ -80,25 +80,25 @@ def test_a_starter_policy_never_demands_improvement_and_says_how_each_threshold_
 
     db = tmp_path / "q.db"
     assert run("sweep", "--model", tiny_checkpoints["adam"], "--perturbation", "quantize", "--bits", "3,6",
-               "--limit", 60, "--out", db, "-q").exit_code == 0
+               "--limit", 60, "--store", db, "-q").exit_code == 0
     with closing(sqlite3.connect(db)) as c, c:  # quantization that happened to help: accuracy above clean
         clean = c.execute("SELECT accuracy FROM cells WHERE perturbation = 'clean' AND mode = 'point'").fetchone()[0]
         c.execute("UPDATE cells SET accuracy = ? WHERE perturbation = 'quantize'", (clean + 0.05,))
     policy = tmp_path / "p.toml"
-    assert run("check", db, "--init", "--policy", policy).exit_code == 0
+    assert run("check", "--store", db, "--init", "--policy", policy).exit_code == 0
     text = policy.read_text()
     drops = [r for r in tomllib.loads(text)["rule"] if r["kind"] == "max_drop"]
     assert drops and all(r["threshold"] >= 0.01 for r in drops)  # never a negative allowance
     assert "(counted as 0: accuracy rose)" in text and text.count("# chosen:") == len(tomllib.loads(text)["rule"])
-    assert run("check", db, "--policy", policy).exit_code == 0  # and it passes on the store it came from
+    assert run("check", "--store", db, "--policy", policy).exit_code == 0  # and it passes on the store it came from
 
 
 def test_a_per_layer_sweep_is_reported_as_layer_sensitivity(tiny_checkpoints, tmp_path):
     db = tmp_path / "l.db"
     assert run("sweep", "--model", tiny_checkpoints["adam"], "--noise", "0.1,0.3", "--per-layer", "--seeds", 2,
-               "--limit", 40, "--modes", "point", "--out", db, "-q").exit_code == 0
+               "--limit", 40, "--modes", "point", "--store", db, "-q").exit_code == 0
     out = tmp_path / "rep"
-    assert run("report", db, "--out", out, "-q").exit_code == 0
+    assert run("report", "--store", db, "--out", out, "-q").exit_code == 0
     md = (out / "report.md").read_text()
     assert "No sweep in this store" not in md and "Layer sensitivity, gaussian" in md
     assert "figures/run1-gaussian-layers.png" in md and (out / "figures" / "run1-gaussian-layers.png").exists()
@@ -109,8 +109,8 @@ def test_a_per_layer_sweep_is_reported_as_layer_sensitivity(tiny_checkpoints, tm
 def test_two_levels_show_both_in_the_tables_and_diagrams(tiny_checkpoints, tmp_path):
     db = tmp_path / "two.db"
     assert run("sweep", "--model", tiny_checkpoints["adam"], "--noise", "0.05,0.1", "--seeds", 2, "--limit", 40,
-               "--modes", "point", "--out", db, "-q").exit_code == 0
-    assert run("report", db, "--out", tmp_path / "rep", "-q").exit_code == 0
+               "--modes", "point", "--store", db, "-q").exit_code == 0
+    assert run("report", "--store", db, "--out", tmp_path / "rep", "-q").exit_code == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "dECE (chip mean) @0.05 | dECE (chip mean) @0.1" in md and "@0.1 | dECE (chip mean) @0.1" not in md
     assert "| gaussian 0.05 |" in md and "| gaussian 0.1 |" in md  # both reliability conditions
