@@ -7,9 +7,10 @@ BIN := $(VENV)/bin
 .PHONY: install demo test bench corpus clean
 
 $(BIN)/robust: pyproject.toml
+	@echo "Installing robust and its dependencies into $(VENV) (torch, norse, ivon-opt, ...): about 1.5 minutes here, longer on a first download"
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,report,datasets]'
+	$(BIN)/pip install -e '.[dev,report,datasets]'  # not -q: pip's lines are the progress
 	touch $(BIN)/robust
 
 install: $(BIN)/robust

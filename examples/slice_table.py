@@ -27,10 +27,13 @@ def main() -> None:
     ap.add_argument("--ivon", required=True)
     ap.add_argument("--out", default="slices.db")
     ap.add_argument("--directions", type=int, default=16)
+    ap.add_argument("--points", type=int, default=41)
+    ap.add_argument("--batches", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args()
-    cfg = SliceConfig(models=(a.ensemble, a.ivon), direction="filter", directions=a.directions, points=41,
-                      batches=4, batch_size=128, modes=("point", "ensemble", "mean", "bma"))
+    cfg = SliceConfig(models=(a.ensemble, a.ivon), direction="filter", directions=a.directions, points=a.points,
+                      batches=a.batches, batch_size=a.batch_size, modes=("point", "ensemble", "mean", "bma"))
     t0 = time.perf_counter()
     res = run_slice(cfg, a.out, progress=not a.quiet)
     wall = time.perf_counter() - t0

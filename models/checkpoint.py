@@ -113,7 +113,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
             warnings.simplefilter("ignore")
             obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+    except pickle.UnpicklingError:
         code = _foreign_globals(p)
         if code:  # the file pickles code or objects a checkpoint never holds
             raise CheckpointError(f"{p}: holds code or objects ({', '.join(code[:3])}) that a checkpoint never "

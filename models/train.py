@@ -222,7 +222,8 @@ def train(net: SpikingNet, cfg: TrainConfig, x_train: Tensor, y_train: Tensor,
                    "val_loss": val_loss, "val_acc": val_acc, "lr": opt.param_groups[0]["lr"]}
             history.append(rec)
             bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val_acc=f"{val_acc:.3f}")
-            log.info("epoch %d %s", epoch + 1, rec)
+            log.info("epoch %d/%d: train loss %.4f acc %.4f, validation loss %.4f acc %.4f, lr %.3g", epoch + 1,
+                     cfg.epochs, rec["train_loss"], rec["train_acc"], val_loss, val_acc, rec["lr"])
             if on_epoch:
                 on_epoch(rec)
     net.eval()

@@ -7,7 +7,6 @@ slice curves. No checkpoint is loaded.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 

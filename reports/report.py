@@ -7,10 +7,8 @@ controls and posterior, provenance; a verdict computed from the numbers heads it
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import os
-import shutil
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -20,14 +18,16 @@ import numpy as np
 
 from reports import figures
 from reports.calibration import pooled, reliability
-from reports.document import Figure, Heading, Section, Table, to_html, to_markdown
+from reports.document import Figure, Heading, Section, Table
+from reports.controls import controls_section
 from reports.formatting import fmt_ci, num, pct, slug
 from reports.landscape import landscape_section
 from reports.provenance import provenance_section
 from reports.records import Records, Run
-from reports.stats import holm, interval_unit, paired_t_p
+from reports.report_files import write_files
+from reports.stats import holm, paired_t_p
 from reports.summary import (CurveSummary, accuracy_points, attack_gaps, format_drop, normalised_auc, overflow_note,
-                             paired, skipped_note, summarize)
+                             paired, shown_levels, skipped_note, summarize)
 from reports.verdict import verdict
 from robustness.errors import BadInput
 
@@ -165,7 +165,7 @@ class _Builder:
                     f"dotted: clean.",
                     figures.degradation, curves, self.labels, self.colours, unit, log_x, bool(meta.get("bits"))))
                 best, p = self.best_auc(run, curves)
-                shown = _shown_levels(curves[0])
+                shown = shown_levels(curves[0])
                 mid = shown[0]
                 rows = []
                 for cs in curves:
@@ -287,7 +287,7 @@ class _Builder:
 
     def calibration(self, run: Run, pert: str, curves: list[CurveSummary], stem: str, js: list,
                     diagrams: bool = True) -> list:
-        shown = _shown_levels(curves[0])
+        shown = shown_levels(curves[0])
         conditions = ["clean", *[f"{pert} {lv:g}" for lv in shown]]
         selectors = [lambda r: r["perturbation"] == "clean",
                      *[(lambda r, lv=lv: r["perturbation"] == pert and r["level"] == lv) for lv in shown]]
@@ -348,85 +348,6 @@ class _Builder:
 
     # --- (6) controls and posterior -------------------------------------------------------------
 
-    def controls(self) -> Section:
-        sec = Section("controls", "6. Controls and posterior")
-        js = []
-        for run in self.rec.runs:
-            for pert, curves in self.run_curves(run).items():
-                bmas = [c for c in curves if c.mode == "bma"]
-                mid = _shown_levels(curves[0])[0]
-                rows = []
-                for b in bmas:
-                    for other in curves:
-                        if other is b:
-                            continue
-                        try:
-                            acc = paired(run.rows, (b.model, b.mode), (other.model, other.mode), pert, mid,
-                                         groups=b.test_groups)
-                            nll = paired(run.rows, (b.model, b.mode), (other.model, other.mode), pert, mid, "nll",
-                                         groups=b.test_groups)
-                        except KeyError:
-                            continue
-                        rows.append([f"{self.labels[b.model]} bma (x{b.compute})",
-                                     f"{self.labels[other.model]} {other.mode} (x{other.compute})",
-                                     f"{100 * acc.diff:+.1f} [{100 * acc.lo:+.1f}, {100 * acc.hi:+.1f}]",
-                                     _tests(acc), "yes" if acc.significant else "no",
-                                     f"{nll.diff:+.3f} [{nll.lo:+.3f}, {nll.hi:+.3f}]", _tests(nll),
-                                     "yes" if nll.significant else "no"])
-                        js.append({"run": run.id, "perturbation": pert, "level": mid,
-                                   "a": {"model": b.model, "mode": "bma", "compute": b.compute},
-                                   "b": {"model": other.model, "mode": other.mode, "compute": other.compute},
-                                   "accuracy": vars(acc) | {"significant": acc.significant},
-                                   "nll": vars(nll) | {"significant": nll.significant}})
-                if rows:
-                    one_chip = any(r[3].endswith("no chip test") for r in rows)
-                    sec.blocks.append(Table(["IVON BMA", "minus", "Δ accuracy (points) [95%]", "p examples / chips",
-                                             "significant", "Δ NLL [95%]", "p examples / chips", "significant"], rows,
-                                            f"{pert} {mid:g} (run {run.id}): paired on the same test examples "
-                                            f"(bootstrap over {interval_unit(bmas[0].test_groups)}: the interval "
-                                            f"and its p) and on the same chips (paired t-test); significant = both "
-                                            f"tests give p < 0.05 and the interval excludes 0"
-                                            + ("; with fewer than 2 common chips there is no chip test and the "
-                                               "call rests on the examples alone" if one_chip else "")
-                                            + ". Not corrected for the table's several comparisons. Controls at "
-                                              "the same compute: chips, ensemble."))
-        if not js:
-            sec.blocks.append("No IVON BMA curve beside other models in a sweep: no controls comparison.")
-        post_rows, post_js = [], []
-        for path, m in self.rec.model_meta().items():
-            d = m.get("posterior")
-            if not d:
-                continue
-            s = d["sigma"]
-            post_rows.append([self.labels.get(path, path), d["verdict"], num(s["q10"], ".3g"),
-                              num(s["median"], ".3g"), num(s["q90"], ".3g"), f"{d['moved']:.0%}",
-                              f"{d['at_prior']:.0%}"])
-            post_js.append({"model": path, **d})
-        if post_rows:
-            sec.blocks.append(Table(["IVON model", "posterior", "sigma q10", "median", "q90", "moved >10%",
-                                     "at prior width"], post_rows,
-                                    "initial: still at 1/sqrt(ess (hess_init + wd)) (isotropic noise); uniform: moved "
-                                    "by one factor; prior: curvature near zero; learnt: a shape per weight."))
-            for d in post_js:
-                sec.blocks.append(f"{self.labels.get(d['model'], d['model'])}: {d['text']}")
-        self.json["controls"] = js
-        self.json["posterior"] = post_js
-        return sec
-
-
-def _tests(d) -> str:
-    """The p-values behind a paired call: over examples and over chips (or that there was no chip test)."""
-    chips = "no chip test" if d.p_chips is None else f"{d.p_chips:.2g}"
-    return f"{d.p_examples:.2g} / {chips}"
-
-
-def _shown_levels(cs: CurveSummary) -> list[float]:
-    """The levels a table or diagram shows: a middle one and the most severe (bit widths:
-    fewest bits is most severe), distinct; with two levels, both; with one, that one."""
-    lv = [s.level for s in cs.levels]
-    order = lv if cs.increasing_severity else lv[::-1]
-    return list(dict.fromkeys([order[(len(order) - 1) // 2], order[-1]]))
-
 
 def build(rec: Records) -> tuple[dict, list[str], list[Section], dict[str, bytes], dict[str, str]]:
     """(summary JSON, verdict lines, sections, PNGs, SVGs) of a report."""
@@ -435,7 +356,7 @@ def build(rec: Records) -> tuple[dict, list[str], list[Section], dict[str, bytes
         clean = b.clean()
         deg, cal, cost = b.degradation()
         land = landscape_section(b)
-        ctrl = b.controls()
+        ctrl = controls_section(b)
         prov = provenance_section(b)
         lines = verdict(b.json, b.labels)
         b.json["verdict"] = lines
@@ -453,7 +374,7 @@ def write_report(rec: Records, out_dir: str | os.PathLike, formats: tuple[str, .
     try:
         out.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
-        _write_files(out, tmp, formats, summary, lines, sections, pngs, svgs)
+        write_files(out, tmp, formats, summary, lines, sections, pngs, svgs)
     except OSError as e:
         for p in made:  # leave no empty folder behind (only those made here, innermost first)
             if p.is_dir() and not any(p.iterdir()):
@@ -461,37 +382,3 @@ def write_report(rec: Records, out_dir: str | os.PathLike, formats: tuple[str, .
         raise BadInput(f"{out}: the report could not be written ({e.strerror or e}); nothing was left behind") \
             from None
     return summary
-
-
-def _write_files(out: Path, tmp: Path, formats: tuple[str, ...], summary: dict, lines: list[str],
-                 sections: list[Section], pngs: dict[str, bytes], svgs: dict[str, str]) -> None:
-    """Every report file into `tmp`, then moved into `out` (a reader never sees half a report)."""
-    try:
-        (tmp / "figures").mkdir()
-        for name in pngs:
-            (tmp / "figures" / f"{name}.png").write_bytes(pngs[name])
-            (tmp / "figures" / f"{name}.svg").write_text(svgs[name])
-        title = "robust report"
-        if "html" in formats:
-            (tmp / "index.html").write_text(to_html(title, lines, sections, pngs))
-        if "md" in formats:
-            (tmp / "report.md").write_text(to_markdown(title, lines, sections))
-        if "json" in formats:
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=1, default=_jsonable))
-        (out / "figures").mkdir(exist_ok=True)
-        for f in sorted(tmp.rglob("*")):
-            if f.is_file():
-                os.replace(f, out / f.relative_to(tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _jsonable(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, bytes):
-        return None  # per-example blobs stay in the store
-    raise TypeError(type(o).__name__)
-

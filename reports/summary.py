@@ -363,3 +363,11 @@ def format_summary(curves: list[CurveSummary]) -> str:
         lines.append("±chips: 95% t-interval over hardware draws (given this test set); ±test: 95% bootstrap "
                      f"interval of the chip-averaged value over {' / '.join(units)}.")
     return "\n".join(lines).rstrip()
+
+
+def shown_levels(cs: CurveSummary) -> list[float]:
+    """The levels a table or diagram shows: a middle one and the most severe (bit widths:
+    fewest bits is most severe), distinct; with two levels, both; with one, that one."""
+    lv = [s.level for s in cs.levels]
+    order = lv if cs.increasing_severity else lv[::-1]
+    return list(dict.fromkeys([order[(len(order) - 1) // 2], order[-1]]))

@@ -178,7 +178,7 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
     from robustness.store import default_path
     from reports.summary import format_summary, summarize
     from robustness.sweep import run_sweep
-    from robustness.sweep_config import resolve, to_toml
+    from robustness.sweep_resolve import resolve, to_toml
 
     explicit = {k for k in flags if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
     cfg, runtime = resolve(flags, explicit)
@@ -278,7 +278,8 @@ def dataset_options(fn: Callable) -> Callable:
                       help="Regex on file names whose group 'speaker' (or first group) is the speaker id.")(fn)
     fn = click.option("--skip-bad", is_flag=True, help="Skip unusable audio files (counted) instead of failing.")(fn)
     fn = click.option("--frames", type=COUNT, default=None, help="Frames T per utterance [dataset default].")(fn)
-    fn = click.option("--data-dir", type=click.Path(), default=None, help="Local folder (or CSV) of the dataset.")(fn)
+    fn = click.option("--data-dir", type=click.Path(), default=None,
+                      help="Local folder of the dataset (manifest: the CSV, or a folder holding manifest.csv).")(fn)
     return click.option("--dataset", default="tts-digits", show_default=True, help="Dataset name.")(fn)
 
 

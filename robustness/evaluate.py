@@ -55,7 +55,7 @@ class EvalConfig:
         calib_batches, calib_batch_size: training batches used to recalibrate BN.
         seed: seeds the posterior draws and the calibration batches.
         split: which split to score.
-        limit: score only the first N examples of the split.
+        limit: score a class-stratified, seeded subset of N examples of the split.
     """
 
     mc_samples: int = 10

@@ -40,7 +40,6 @@ import os
 import sqlite3
 import time
 import urllib.parse
-from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -48,10 +47,8 @@ import numpy as np
 
 from robustness import store_rows
 from robustness.errors import BadInput
-
-from robustness.store_schema import (CELL_COLUMNS, DEFAULT_STORE, KEY_COLUMNS, METRIC_COLUMNS, SCHEMA_VERSION,
-                                     SLICE_COLUMNS, STORED_COLUMNS, _OPTIONAL_METRICS, _create, _discard, _migrate,
-                                     _schema_damage)
+from robustness.store_schema import (DEFAULT_STORE, KEY_COLUMNS, SCHEMA_VERSION, SLICE_COLUMNS, STORED_COLUMNS,
+                                     _create, _discard, _migrate, _schema_damage)
 
 
 def default_path() -> str:

@@ -182,7 +182,8 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
                                         data_hash, __version__, command)
         store.clear_failures("sweep", run_id)
         state = _RunState(store, store.done_keys(run_id), cfg, specs, device, executor, run_id, curves)
-        state.bar = progress_bar(total=_planned_cells(cfg, cks), desc="sweep", unit="cell", enabled=progress)
+        state.bar = progress_bar(total=_planned_cells(cfg, cks, specs, curves), desc="sweep", unit="cell",
+                                 enabled=progress)
         for i, (ck, mhash, data) in enumerate(zip(cks, hashes, data_of)):
             common = {"run_id": run_id, "model": ck.path, "model_hash": mhash, "optimizer": ck.optimizer}
             for mode in _modes(ck, cfg):
@@ -275,6 +276,11 @@ class _RunState:
 
         held: dict[tuple, list[dict]] = {}
 
+        def per_level(curve: tuple) -> int:  # cells a level counts for on the bar, as _planned_cells counts them
+            if self.curves[curve[0]]["deterministic"]:
+                return 1
+            return cfg.seeds or max(cfg.auto_batch, MIN_AUTO_SEEDS)
+
         def commit(curve: tuple) -> None:  # in severity order, as far as the results allow
             gate = gates[curve]
             for level, status in gate.commit():
@@ -286,7 +292,7 @@ class _RunState:
                 elif status == "skip":
                     self.store.add_skipped(self.run_id, ck.path, mhash, mode.value, curve[0], curve[1], level,
                                            gate.reason())
-                    self.bar.update(0 if rows else (cfg.seeds or max(cfg.auto_batch, MIN_AUTO_SEEDS)))
+                    self.bar.update(0 if rows else per_level(curve))
 
         with native.for_work(len(planned) * (cfg.seeds or MIN_AUTO_SEEDS) * prep.k0 * x.shape[0] * x.shape[1]
                              * sum(ck.net.cfg.hidden)):
@@ -302,7 +308,7 @@ class _RunState:
                     held[(curve, level)] = rows
                     stored = list(by_prefix.get(prefix, {}).values())
                     gates[curve].put(level, stored + [r["accuracy"] for r in rows])
-                    self.bar.update(len(rows) if cfg.seeds is None else cfg.seeds)
+                    self.bar.update(len(rows) if cfg.seeds is None else per_level(curve))
                 commit(curve)
         for curve in gates:  # levels never started because their curve was already at chance
             commit(curve)
@@ -317,13 +323,20 @@ def evaluated(data: Dataset, cfg: SweepConfig) -> Split:
     return data.split(cfg.split).stratified(cfg.limit)
 
 
-def _planned_cells(cfg: SweepConfig, cks: list[Checkpoint]) -> int:
+def _planned_cells(cfg: SweepConfig, cks: list[Checkpoint], specs: list[Spec], curves: dict[str, dict]) -> int:
+    """Cells the progress bar counts: per model and mode a clean cell and, per scope, level
+    and seed, a perturbed one; a deterministic perturbation has one seed and no chips."""
+    seeds = cfg.seeds or max(cfg.auto_batch, MIN_AUTO_SEEDS)
     total = 0
     for ck in cks:
-        modes = len(_modes(ck, cfg))
+        modes = _modes(ck, cfg)
         scopes = len(_layers(ck, cfg.layers)[0]) if cfg.per_layer else 1
-        levels = sum(len(p.levels) for p in cfg.plans)
-        total += modes * (1 + scopes * levels * (cfg.seeds or max(cfg.auto_batch, MIN_AUTO_SEEDS)))
+        total += len(modes)
+        for spec, plan in zip(specs, cfg.plans):
+            if curves[spec.label]["deterministic"]:
+                total += sum(m is not Mode.CHIPS for m in modes) * scopes * len(plan.levels)
+            else:
+                total += len(modes) * scopes * len(plan.levels) * seeds
     return total
 
 

@@ -3,7 +3,6 @@
 import collections
 import json
 
-import pytest
 from click.testing import CliRunner
 
 from robustness.cli import cli
@@ -154,3 +153,29 @@ def test_help_texts_say_what_the_commands_do():
     assert "95%%" not in run("sweep", "-h").output and "95% interval" in run("sweep", "-h").output
     assert "mps" in run("eval", "-h").output
     assert "sigmoid((v - v_th) / T)" in run("slice", "-h").output.replace("\n", " ").replace("  ", " ")
+
+
+def test_the_sweep_bar_counts_the_cells_it_runs(tiny_checkpoints, tmp_path, monkeypatch):
+    """A deterministic perturbation runs one network per level and no chips: the bar's total
+    says so, and it ends full (the demo's bar used to stop at 161 of 185)."""
+    import robustness.sweep as sweep
+    from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
+
+    seen = {}
+
+    class Bar:
+        def __init__(self, total=None, **_):
+            seen["total"], seen["done"] = total, 0
+
+        def update(self, n=1):
+            seen["done"] += n
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(sweep, "progress_bar", Bar)
+    cfg = SweepConfig((str(tiny_checkpoints["adam"]), str(tiny_checkpoints["ivon"])),
+                      (PerturbationPlan("gaussian", (0.05, 0.1)), PerturbationPlan("quantize", (3.0, 6.0), "linear")),
+                      seeds=3, mc_samples=2, limit=30, skip_at_chance=False)
+    res = run_sweep(cfg, tmp_path / "s.db", progress=True)
+    assert seen["done"] == seen["total"] == res.new_cells

@@ -1,0 +1,69 @@
+"""The scripts that produce the README's tables still run and print their tables.
+
+Each runs on tiny checkpoints with few chips and a small test subset: what is checked is
+that the script works against today's API and prints every row the README shows, not the
+figures themselves (those need the 30-epoch models).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script(name: str, *args, cwd: Path) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / name), *map(str, args)], cwd=cwd, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def controls(tmp_path_factory):
+    """A 2-member Adam ensemble and a hardware-aware Adam model, as tiny as the others."""
+    from robustness.training import TrainRequest, train_to_checkpoint
+
+    d = tmp_path_factory.mktemp("controls")
+    common = dict(optimizer="adam", epochs=2, hidden=(32, 32), limit_train=400, seed=1)
+    train_to_checkpoint(TrainRequest(ensemble=2, **common), d / "ens.pt", progress=False)
+    train_to_checkpoint(TrainRequest(train_perturbation="gaussian:0.05", **common), d / "hwa.pt", progress=False)
+    return {"ensemble": d / "ens.pt", "hwa": d / "hwa.pt"}
+
+
+def test_trained_models_table(tiny_checkpoints, tmp_path):
+    out = script("trained_models_table.py", "--adam", tiny_checkpoints["adam"], "--ivon", tiny_checkpoints["ivon"],
+                 "--seeds", 2, "--limit", 40, "--out", tmp_path / "t.db", "--quiet", cwd=tmp_path)
+    for row in ("| Adam |", "| IVON, posterior mean |", "| IVON, BMA (10 samples) |", "| gaussian 0.05 / 0.1 / 0.2",
+                "| mismatch 0.1 / 0.2 / 0.3 |", "| quantize 3 / 4 bits |", "| level of a 5-point drop"):
+        assert row in out, out
+    assert "nan" not in out.lower()
+
+
+def test_compare_controls(tiny_checkpoints, controls, tmp_path):
+    out = script("compare_controls.py", "--ensemble", controls["ensemble"], "--hwa", controls["hwa"],
+                 "--ivon", tiny_checkpoints["ivon"], "--seeds", 2, "--limit", 40, "--out", tmp_path / "c.db",
+                 cwd=tmp_path)
+    for name in ("Adam point", "hardware-aware Adam", "IVON mean chips", "IVON BMA", "Adam ensemble"):
+        assert f"| {name} |" in out, out
+    assert out.count("| Adam ensemble | gaussian |") == 2  # both levels of the paired table
+
+
+def test_worst_case_table(tiny_checkpoints, tmp_path):
+    out = script("worst_case_table.py", "--adam", tiny_checkpoints["adam"], "--ivon", tiny_checkpoints["ivon"],
+                 "--seeds", 1, "--limit", 40, "--out", tmp_path / "w.db", "--quiet", cwd=tmp_path)
+    for row in ("| mismatch, 1% box |", "| mismatch, 5% box |", "| mismatch, log-std 2% |", "| thresholds, 10% box |"):
+        assert row in out, out
+
+
+def test_slice_table(tiny_checkpoints, controls, tmp_path):
+    out = script("slice_table.py", "--ensemble", controls["ensemble"], "--ivon", tiny_checkpoints["ivon"],
+                 "--directions", 2, "--points", 5, "--batches", 1, "--batch-size", 16, "--out", tmp_path / "s.db",
+                 "--quiet", cwd=tmp_path)
+    for name in ("Adam point", "Adam ensemble", "IVON mean", "IVON BMA"):
+        assert f"| {name} |" in out, out
+    assert "Holm" in out or "too few" in out, out
