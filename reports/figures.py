@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -39,6 +39,15 @@ STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fonts
 MODE_COLOURS = {"point": "#0072B2", "mean": "#009E73", "chips": "#D55E00", "bma": "#CC79A7", "ensemble": "#000000",
                 "sigmoid": "#999999", "line": "#8C564B"}
 SHADES = (0.0, 0.35, -0.35)  # models of one mode: the hue, lighter, darker
+
+
+def _log_scale(ax, axis: str = "y") -> None:
+    """A log axis whose ticks read 0.001, 0.01, 1 in plain text: matplotlib's default
+    labels are mathtext ($10^{-3}$), which this module turns off for the sake of file names."""
+    getattr(ax, f"set_{axis}scale")("log")
+    target = getattr(ax, f"{axis}axis")
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())
 
 
 def _shade(colour: str, amount: float) -> tuple[float, float, float]:
@@ -157,7 +166,7 @@ def degradation(curves: list[CurveSummary], labels: dict[str, str], colours: dic
                     ax.axhline(cs.clean[metric] * scale, color=colours[key], lw=0.8, ls=":")
             ax.set_ylabel(ylabel)
             if log_x:
-                ax.set_xscale("log")
+                _log_scale(ax, "x")
             if integer_x:
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
@@ -193,7 +202,7 @@ def reliability(conditions: list[str], series: list[tuple[str, tuple, dict[str, 
             top.set_xticks((0, 0.5, 1))
             top.set_ylim(0, 1)
             top.grid(alpha=0.3)
-            bottom.set_yscale("log")
+            _log_scale(bottom)
             bottom.set_ylim(1e-3, 1.5)
             bottom.set_xlabel("confidence")
         axes[0, 0].set_ylabel("accuracy")
@@ -216,7 +225,7 @@ def slice_lines(groups: dict[tuple[str, str], list[dict]], colours: dict, xlabel
                     if c["direction"] == d:
                         ax.plot(c["coords"], c["loss"], lw=1.0, color=colours[key], label=f"{key[0]} {key[1]}")
             ax.set_title(f"direction {d}")
-            ax.set_yscale("log")
+            _log_scale(ax)
             ax.grid(alpha=0.3)
         for ax in axes.flat[len(directions):]:
             ax.axis("off")
@@ -245,8 +254,9 @@ def plane(curve: dict, title: str) -> tuple[bytes, str]:
 
 
 def spike_rates(series: list[tuple[tuple[str, str], list[float], np.ndarray]], colours: dict, unit: str,
-                log_x: bool) -> tuple[bytes, str]:
-    """Mean spike rate per hidden layer against level (an energy proxy), one panel per layer."""
+                log_x: bool, integer_x: bool = False) -> tuple[bytes, str]:
+    """Mean spike rate per hidden layer against level (an energy proxy), one panel per layer;
+    `integer_x` (bit widths) puts ticks on whole levels only."""
     layers = max(r.shape[1] for _, _, r in series)
     with plt.rc_context(STYLE):
         fig, axes = _panels(1, layers, (2.2, 1.6), (0.75, 0), len(series), titles=True)
@@ -259,7 +269,9 @@ def spike_rates(series: list[tuple[tuple[str, str], list[float], np.ndarray]], c
             ax.set_xlabel(unit)
             ax.set_ylabel("spikes / neuron / step")
             if log_x:
-                ax.set_xscale("log")
+                _log_scale(ax, "x")
+            if integer_x:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         _legend(fig, axes[0, 0])
         return render(fig)
@@ -287,7 +299,7 @@ def per_layer(curves: list[CurveSummary], labels: dict[str, str], colours: dict,
             ax.set_title(f"{key[0]} {key[1]}")
             ax.set_xlabel(unit)
             if log_x:
-                ax.set_xscale("log")
+                _log_scale(ax, "x")
             if integer_x:
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)

@@ -339,10 +339,12 @@ class _Builder:
                        "spike_rates": rates.tolist()})
         if not series:
             return []
+        over = "one network per level (deterministic)" if curves[0].deterministic else "averaged over chips"
         return [self.figure(f"{stem}-spikes",
-                            f"Mean spike rate per hidden layer under {pert} (run {run.id}), averaged over chips: "
+                            f"Mean spike rate per hidden layer under {pert} (run {run.id}), {over}: "
                             f"a proxy for the energy a chip spends (averaging modes: mean over their networks).",
-                            figures.spike_rates, series, self.colours, unit, log_x)]
+                            figures.spike_rates, series, self.colours, unit, log_x,
+                            not curves[0].increasing_severity)]
 
     # --- (4) landscape ------------------------------------------------------------------------
 

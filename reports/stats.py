@@ -177,7 +177,7 @@ class PairedDifference:
     Attributes:
         diff: mean difference of the seed-averaged metric.
         lo, hi: 95% paired bootstrap interval over examples.
-        p_examples: two-sided bootstrap p-value over examples.
+        p_examples: two-sided bootstrap p-value over examples (at least 2 / (B + 1)).
         p_chips: paired t-test over the common draws (None with fewer than 2 common seeds).
         significant: the example interval excludes 0 and, when there is one, the chip test has p < 0.05.
     """
@@ -209,8 +209,10 @@ def paired_difference(a: np.ndarray, b: np.ndarray, chips_a: np.ndarray | None =
     for boot in _resamplings(d, seed, groups):  # the union of the intervals, the larger p
         b_lo, b_hi = np.quantile(boot, [0.025, 0.975])
         lo, hi = min(lo, float(b_lo)), max(hi, float(b_hi))
-        # two-sided p from the bootstrap distribution of the mean difference
-        p = max(p, float(min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean()))))
+        # two-sided p from the bootstrap distribution of the mean difference, counted as
+        # (k + 1) / (B + 1): B resamples cannot show a p below 1 / (B + 1), so never 0
+        tail = min(int((boot <= 0).sum()), int((boot >= 0).sum()))
+        p = max(p, min(1.0, 2 * (tail + 1) / (len(boot) + 1)))
     p_chips = None
     if chips_a is not None and chips_b is not None and len(chips_a) >= 2:
         p_chips = paired_t_p(np.asarray(chips_a, np.float64) - np.asarray(chips_b, np.float64))

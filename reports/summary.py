@@ -128,7 +128,7 @@ def format_drop(level: float | None, below: bool) -> str:
     """A drop level as text: `< 0.05` below the first measured level, `not reached`, or the level."""
     if level is None:
         return "not reached"
-    return f"< {level:.4g}" if below else f"{level:.4g}"
+    return f"< {level:.3g}" if below else f"{level:.3g}"  # interpolated between levels: 3 digits are plenty
 
 
 def normalised_auc(pts: list[tuple[float, float]], clean: float, axis: str) -> float | None:

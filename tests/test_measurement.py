@@ -220,3 +220,14 @@ def test_sweep_output_says_what_the_test_interval_resamples(tiny_checkpoints, tm
     with Store.open(db) as s:
         rows = s.cells()
     assert "assumes independent examples" in format_summary(summarize(rows))  # speakers not given
+
+
+def test_a_bootstrap_p_value_is_never_zero():
+    """Every resample favouring one side shows p < 1 / (B + 1), not p = 0: the report prints
+    the bound ("p = 0.001"), never "p = 0"."""
+    from reports.stats import BOOTSTRAP, paired_difference
+
+    a, b = np.ones(200), np.zeros(200)
+    a[::10] = 0.0
+    d = paired_difference(a, b)
+    assert d.p_examples == pytest.approx(2 / (BOOTSTRAP + 1)) and d.significant

@@ -64,6 +64,8 @@ def test_report_is_self_contained_and_complete(store, tmp_path):
     assert summary["landscape"][0]["pairs"], "models sliced on shared directions are compared"
     figs = {f.stem for f in (out / "figures").glob("*.png")}
     assert figs == {f.stem for f in (out / "figures").glob("*.svg")} and len(figs) == len(p.imgs)
+    for svg in (out / "figures").glob("*.svg"):  # log-axis ticks in plain text, not raw mathtext ($10^{-3}$)
+        assert "^{" not in svg.read_text(), svg.name
     md = (out / "report.md").read_text()
     assert "## 4. Loss landscape" in md and "![" in md
     for line in summary["verdict"]:
