@@ -67,9 +67,11 @@ def _checkpoint(opt: str, plan: DemoPlan, seed: int, path: Path, device, progres
         except CheckpointError:
             pass  # unreadable: train afresh
     t0 = time.perf_counter()
-    log(train_to_checkpoint(TrainRequest(optimizer=opt, epochs=plan.epochs_for(opt), seed=seed, hidden=plan.hidden,
-                                         limit_train=plan.limit_train), path, device, progress)
-        + f" [{time.perf_counter() - t0:.0f} s]")
+    summary = train_to_checkpoint(TrainRequest(optimizer=opt, epochs=plan.epochs_for(opt), seed=seed,
+                                               hidden=plan.hidden, limit_train=plan.limit_train), path, device,
+                                  progress)
+    first, *rest = summary.split("\n")  # the time on the line that says what was written, not after the diagnosis
+    log("\n".join([f"{first} [{time.perf_counter() - t0:.0f} s]", *rest]))
     return str(path)
 
 
