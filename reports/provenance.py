@@ -8,7 +8,7 @@ from reports.formatting import pct
 
 def provenance_section(b) -> Section:
     """(7) Runs (commands, dates, versions) and models (hashes, training settings)."""
-    sec = Section("provenance", "7. Provenance")
+    sec = Section("provenance", "8. Provenance")
     runs = [[f"sweep {r.id}", r.command or "-", r.started or "-", r.finished or "unfinished",
              r.package_version, r.data_hash[:16]] for r in b.rec.runs]
     runs += [[f"slice {s.id}", s.command or "-", s.started or "-", s.finished or "unfinished", s.package_version,

@@ -25,6 +25,7 @@ from reports.landscape import landscape_section
 from reports.provenance import provenance_section
 from reports.records import Records, Run
 from reports.report_files import write_files
+from reports.seeds_section import seeds_section
 from reports.stats import holm, paired_t_p
 from reports.summary import (CurveSummary, accuracy_points, attack_gaps, format_drop, normalised_auc, overflow_note,
                              paired, shown_levels, skipped_note, summarize)
@@ -359,11 +360,12 @@ def build(rec: Records) -> tuple[dict, list[str], list[Section], dict[str, bytes
         deg, cal, cost = b.degradation()
         land = landscape_section(b)
         ctrl = controls_section(b)
+        seeds = seeds_section(b)
         prov = provenance_section(b)
         lines = verdict(b.json, b.labels)
         b.json["verdict"] = lines
         drawn = drawer.results()
-    return (b.json, lines, [clean, deg, cal, land, cost, ctrl, prov], {n: png for n, (png, _) in drawn.items()},
+    return (b.json, lines, [clean, deg, cal, land, cost, ctrl, seeds, prov], {n: png for n, (png, _) in drawn.items()},
             {n: svg for n, (_, svg) in drawn.items()})
 
 

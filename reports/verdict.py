@@ -129,9 +129,35 @@ def _landscape(summary: dict, labels: dict[str, str]) -> list[str]:
     return out
 
 
+def _seeds(summary: dict) -> list[str]:
+    """The seed level first: the paper's claims over training seeds, or that the calls below
+    ignore training variance."""
+    sd = summary.get("seeds")
+    if not sd:
+        return []
+    sets = [s for s in sd["sets"] if len(s["seeds"]) > 1]
+    if not sets:
+        return ["Training seeds: every model is one training run, so the calls below cover chips and test examples "
+                "but ignore training variance."]
+    counts = ", ".join(f"{s['name']} {len(s['seeds'])} seeds" for s in sets)
+    few = [s["name"] for s in sets if len(s["seeds"]) < sd["min_seeds"]]
+    lines = [f"Training seeds: {counts}" + (f"; {', '.join(few)} below {sd['min_seeds']}, so no claim is tested "
+                                            "at the seed level for them" if few else "") + "."]
+    tested = [h for h in sd["hypotheses"] if h["comparison"] is not None]
+    for h in sd["hypotheses"]:
+        c = h["comparison"]
+        if c is None:
+            lines.append(f"Claim: {h['claim']} ({h['a']} vs {h['b']}): not tested (fewer than 2 seeds on a side).")
+            continue
+        lines.append(f"Claim: {h['claim']} ({h['metric']}, {h['a']} vs {h['b']}, {h['compute']}): {h['status']}; "
+                     f"difference {c['diff']:+.3g} [{c['lo']:+.3g}, {c['hi']:+.3g}], {c['test']}, p = {c['p']:.2g}, "
+                     f"Holm over {len(tested)} tests p = {h['p_holm']:.2g}.")
+    return lines
+
+
 def verdict(summary: dict, labels: dict[str, str]) -> list[str]:
     """Plain-language lines, each backed by a number in `summary`."""
-    lines = _degradation(summary, labels) + _landscape(summary, labels)
+    lines = _seeds(summary) + _degradation(summary, labels) + _landscape(summary, labels)
     computes = {c["mode"]: c["compute"] for c in summary.get("clean", []) if c["compute"]}
     costly = [f"{m} costs {k}x the compute of one network" for m, k in computes.items() if k and k > 1]
     if costly:

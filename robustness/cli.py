@@ -32,6 +32,9 @@ def cli() -> None:
 @data_dir_option(help="Local folder of --dataset (a manifest: the CSV or its folder; the built-in corpus needs none).")
 @click.option("--epochs", type=COUNT, default=None, help="Epochs [30].")
 @click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--seeds", default=None,
+              help="Train one checkpoint per seed (0:4 = seeds 0 to 4, or 0,3,7): OUT-seedS.pt each, exactly what "
+                   "--seed S writes, and the manifest OUT.seeds.json for --model; a rerun trains only missing seeds.")
 @click.option("--lr", type=POSITIVE, default=None, help="Learning rate [adam 1e-2, ivon 0.3].")
 @click.option("--batch-size", type=COUNT, default=None, help="Batch size [adam 128, ivon 16].")
 @click.option("--weight-decay", type=NON_NEGATIVE, default=None, help="Weight decay [adam 0, ivon 1e-4].")
@@ -54,14 +57,17 @@ def cli() -> None:
 @click.option("--out", type=click.Path(), required=True, help="Checkpoint file to write (.pt).")
 @device_option
 @compile_option
+@executor_options
 @quiet_option
 @domain_errors
-def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None, seed: int, lr: float | None,
+def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None, seed: int, seeds: str | None,
+          lr: float | None,
           batch_size: int | None, weight_decay: float | None, hess_init: float | None, beta2: float | None,
           ess: float | None, ensemble: int, train_perturbation: str | None, hidden: str,
           frames: int | None, limit_train: int | None, skip_bad: bool, speaker_pattern: str | None, out: str,
-          device: str, compile: bool | None, quiet: bool) -> None:
-    """Train the paper's SNN with Adam or IVON (or an Adam ensemble) and write a checkpoint."""
+          device: str, compile: bool | None, executor: str, address: str | None, quiet: bool) -> None:
+    """Train the paper's SNN with Adam or IVON (or an Adam ensemble) and write a checkpoint
+    (with --seeds, one per training seed)."""
     setup(quiet)
     set_kernel(compile)
     from robustness.training import TrainRequest, train_to_checkpoint
@@ -75,12 +81,25 @@ def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None
                        batch_size=batch_size, weight_decay=weight_decay, hess_init=hess_init, beta2=beta2, ess=ess,
                        hidden=widths, frames=frames, limit_train=limit_train, skip_bad=skip_bad, ensemble=ensemble,
                        train_perturbation=train_perturbation, speaker_pattern=speaker_pattern)
-    summary = train_to_checkpoint(req, out, device=resolve_device(device), progress=not quiet)
-    click.echo(summary)
+    if seeds is None:
+        click.echo(train_to_checkpoint(req, out, device=resolve_device(device), progress=not quiet))
+        return
+    from robustness.ranges import parse_levels
+    from robustness.seed_sets import manifest_path, member_path, train_seed_set
+
+    if seed != 0:
+        raise InputError("give --seed or --seeds, not both")
+    chosen = [int(s) for s in parse_levels(seeds, integer=True, name="--seeds")]
+    for s in chosen:
+        output_path(str(member_path(out, s)), "--out", inputs=(("data", data_dir),))
+    output_path(str(manifest_path(out)), "--out")
+    click.echo(train_seed_set(req, chosen, out, device=resolve_device(device), progress=not quiet,
+                              executor=executor, address=address))
 
 
 @cli.command("eval", context_settings=CONTEXT)
-@click.option("--model", "model", type=click.Path(), required=True, multiple=True, help="Checkpoint (.pt); repeatable.")
+@click.option("--model", "model", type=click.Path(), required=True, multiple=True,
+              help="Checkpoint (.pt), a seed set (OUT.seeds.json) or a glob ('adam-seed*.pt'); repeatable.")
 @click.option("--mc-samples", type=MC_SAMPLES, default=10, show_default=True, help="Posterior samples for BMA (IVON).")
 @click.option("--bn", type=click.Choice(["recalibrate", "mean"]), default="recalibrate", show_default=True,
               help="BN statistics of posterior samples: re-estimated per sample, or those of the mean.")
@@ -101,7 +120,9 @@ def eval_cmd(model: tuple[str, ...], mc_samples: int, bn: str, split: str, limit
     from robustness.training import evaluate_checkpoints, format_table, results_file
 
     ecfg = EvalConfig(mc_samples=mc_samples, bn=bn, seed=seed, split=split, limit=limit)
-    rows = evaluate_checkpoints(list(model), ecfg, data_dir=data_dir, device=resolve_device(device))
+    from robustness.seed_sets import expand_models
+
+    rows = evaluate_checkpoints(list(expand_models(model)), ecfg, data_dir=data_dir, device=resolve_device(device))
     click.echo(json.dumps(results_file(rows, ecfg), indent=2) if as_json else format_table(rows))
 
 
@@ -124,7 +145,8 @@ def posterior(model_arg: str | None, model: str | None, as_json: bool, quiet: bo
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--model", "model", type=click.Path(), multiple=True, help="Checkpoint (.pt); repeatable.")
+@click.option("--model", "model", type=click.Path(), multiple=True,
+              help="Checkpoint (.pt), a seed set (OUT.seeds.json) or a glob ('adam-seed*.pt'); repeatable.")
 @click.option("--perturbation", "-p", "perturbation", multiple=True,
               help="Spec, e.g. gaussian, quantize:4+mismatch (sweeps the last component, or the one marked :?); "
                    "repeatable [gaussian].")

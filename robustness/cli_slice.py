@@ -13,6 +13,7 @@ from robustness.cli_common import (COUNT, CONTEXT, MC_SAMPLES, renamed, store_op
                                    device_option, set_kernel,
                                    domain_errors, executor_options, output_path, quiet_option, report_failures,
                                    resolve_device, setup)
+from robustness.seed_sets import expand_models
 
 
 def _span(text: str | None) -> tuple[float, float] | None:
@@ -63,7 +64,7 @@ def slice_command(**f: Any) -> None:
     from robustness.slicing import SliceConfig, run_slice
     from robustness.store import default_path
 
-    cfg = SliceConfig(models=tuple(f["models"]), between=tuple(f["between"]) if f["between"] else None,
+    cfg = SliceConfig(models=expand_models(f["models"]), between=tuple(f["between"]) if f["between"] else None,
                       dims=f["dims"], direction=f["direction"], span=_span(f["span"]), points=f["points"],
                       directions=f["directions"], batches=f["batches"], batch_size=f["batch_size"], split=f["split"],
                       mc_samples=f["mc_samples"], sigmoid=f["sigmoid"], bn=f["bn"], include_bn=f["include_bn"],

@@ -27,6 +27,7 @@ from perturbations.spec import get_profile, parse_spec
 from robustness.choices import SWEEP_CHOICES
 from robustness.errors import BadInput
 from robustness.ranges import level_axis, parse_levels
+from robustness.seed_sets import expand_models
 from robustness.sweep_config import (MAX_SEEDS, SCALAR_KEYS, PerturbationPlan, SweepConfig, _check_value, check_bounds,
                                      random_baselines)
 from robustness.tomlfile import load_toml
@@ -135,7 +136,7 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
             raise BadInput(f"--{key} {given!r}: names no {key[:-1]} (give e.g. "
                            f"{'blocks.0,readout' if key == 'layers' else 'point,chips'})")
     cfg = SweepConfig(
-        models=tuple(str(m) for m in merged["models"]), plans=tuple(plans), seeds=seeds,
+        models=expand_models(str(m) for m in merged["models"]), plans=tuple(plans), seeds=seeds,
         ci_width=float(merged.get("ci_width", 0.5)), max_seeds=int(merged.get("max_seeds", 100)),
         auto_batch=int(merged.get("auto_batch", 5)),
         mc_samples=int(merged.get("mc_samples", 10)), bn=str(merged.get("bn", "recalibrate")),

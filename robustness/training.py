@@ -171,6 +171,8 @@ def evaluate_checkpoints(paths: list[str], ecfg: EvalConfig, data_dir: str | Non
                 groups = SpeakerGroups.of(r.groups)
                 rows.append({"model": path, "optimizer": ck.optimizer, "split": ecfg.split, **r.row(),
                              "model_hash": ck.content_hash, "data_hash": cache[spec].fingerprint,
+                             "train_config": ck.train_config, "hidden": list(ck.net.cfg.hidden),
+                             "dataset": ck.dataset.get("name"),
                              "split_size": len(split), "test_interval": interval_unit(groups),
                              "accuracy_test_ci": bootstrap_halfwidth(r.correct, groups=groups),
                              "nll_test_ci": bootstrap_halfwidth(r.nll, groups=groups)})
@@ -189,7 +191,9 @@ def results_file(rows: list[dict], ecfg: EvalConfig) -> dict:
       mc_samples, bn (BMA's BatchNorm treatment);
     - models: per checkpoint path, model_hash, data_hash, optimizer, and its modes: mode, compute
       (networks per prediction), n, metrics {name: {value, test_ci95}} (test_ci95: the half-width,
-      for accuracy and NLL; null elsewhere), test_interval (what it resamples), spike_rates.
+      for accuracy and NLL; null elsewhere), test_interval (what it resamples), spike_rates;
+    - seed_sets: models trained alike but for the seed, as one method: name, optimizer, seeds,
+      models, and per mode {metric: {mean, seeds_ci95}} (a t-interval over the seeds' values).
     """
     models: dict[str, dict] = {}
     for r in rows:
@@ -203,7 +207,8 @@ def results_file(rows: list[dict], ecfg: EvalConfig) -> dict:
     n, size = (rows[0]["n"], rows[0]["split_size"]) if rows else (0, 0)
     return {"format": EVAL_FORMAT, "version": EVAL_VERSION, "package_version": __version__, "split": ecfg.split,
             "limit": ecfg.limit, "subset": subset_note(n, size, ecfg.split), "seed": ecfg.seed,
-            "mc_samples": ecfg.mc_samples, "bn": ecfg.bn, "models": list(models.values())}
+            "mc_samples": ecfg.mc_samples, "bn": ecfg.bn, "models": list(models.values()),
+            "seed_sets": seed_summary(rows)}
 
 
 
@@ -226,4 +231,37 @@ def format_table(rows: list[dict]) -> str:
     if rows:
         lines += ["", f"scored on {subset_note(rows[0]['n'], rows[0]['split_size'], rows[0]['split'])}; ±test: "
                       f"95% bootstrap half-width over {' / '.join(sorted({r['test_interval'] for r in rows}))}"]
+    sets = [s for s in seed_summary(rows) if len(s["seeds"]) > 1]
+    if sets:
+        lines += ["", "seed sets (mean over training seeds ± 95% t-interval over the seeds):"]
+        for s in sets:
+            for m in s["modes"]:
+                cells = [f"{k} {v['mean']:.4f}" + ("" if v["seeds_ci95"] is None else f" ±{v['seeds_ci95']:.4f}")
+                         for k, v in m["metrics"].items() if v["mean"] is not None]
+                lines.append(f"  {s['name']} {m['mode']} ({len(s['seeds'])} seeds: {', '.join(map(str, s['seeds']))}): "
+                             + "  ".join(cells))
     return "\n".join(lines)
+
+
+def seed_summary(rows: list[dict]) -> list[dict]:
+    """Evaluation rows grouped into seed sets (see `reports.replicates`), with seed-level metrics."""
+    import math
+
+    from reports.replicates import seed_sets, seed_stat
+
+    metas = {r["model"]: {"path": r["model"], "optimizer": r["optimizer"], "train_config": r.get("train_config"),
+                          "hidden": r.get("hidden"), "dataset": r.get("dataset")} for r in rows}
+    labels = {p: Path(p).name for p in metas}
+    out = []
+    for s in seed_sets(metas.values(), labels):
+        modes = []
+        for mode in dict.fromkeys(r["mode"] for r in rows if r["model"] in s.members.values()):
+            by_seed = {k: next(r for r in rows if r["model"] == p and r["mode"] == mode) for k, p in s.members.items()}
+            metrics = {}
+            for name in ("accuracy", "nll", "ece", "brier"):
+                st = seed_stat({k: r.get(name) for k, r in by_seed.items()})
+                metrics[name] = {"mean": None if math.isnan(st.mean) else st.mean, "seeds_ci95": st.half}
+            modes.append({"mode": mode, "metrics": metrics})
+        out.append({"name": s.name, "optimizer": s.optimizer, "seeds": s.seeds,
+                    "models": [s.members[k] for k in s.seeds], "modes": modes})
+    return out

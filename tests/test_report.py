@@ -14,7 +14,8 @@ from robustness.slicing import SliceConfig, run_slice
 from robustness.store import Store
 from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
 
-SECTIONS = ("verdict", "clean", "degradation", "calibration", "landscape", "hardware-cost", "controls", "provenance")
+SECTIONS = ("verdict", "clean", "degradation", "calibration", "landscape", "hardware-cost", "controls", "seeds",
+            "provenance")
 
 
 def run(*args, **kw):

@@ -1,0 +1,161 @@
+"""The report's training-seed section and the paper's claims tested at the seed level.
+
+Claims, when the store holds an IVON seed set and a plain Adam one (no ensemble, no
+hardware-aware training): IVON BMA has lower clean NLL and Brier than Adam; IVON BMA
+degrades less under each swept perturbation (higher normalised AUC) than Adam, and than
+Adam's compute-matched chips; IVON BMA's loss slices are less angular than Adam's. Each is
+a test over training seeds (see `reports.replicates`), Holm-adjusted over all of them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from reports.document import Section, Table
+from reports.replicates import MIN_SEEDS, Hypothesis, SeedSet, adjust, compare, pairable, seed_sets, seed_stat
+from reports.slices import curve_metrics
+from reports.summary import shown_levels
+
+if TYPE_CHECKING:
+    from reports.report import _Builder
+
+CLEAN = (("accuracy", "Acc (%)", 100.0), ("nll", "NLL", 1.0), ("ece", "ECE", 1.0), ("brier", "Brier", 1.0))
+
+
+def _pm(stat, scale: float = 1.0, fmt: str = ".3f") -> str:
+    if stat.n == 0:
+        return "-"
+    s = f"{stat.mean * scale:{fmt}}"
+    return s if stat.half is None else f"{s} ±{stat.half * scale:{fmt}}"
+
+
+def _plain_adam(s: SeedSet, meta: dict) -> bool:
+    tc = meta.get(s.members[s.seeds[0]], {}).get("train_config") or {}
+    return s.optimizer == "adam" and (tc.get("ensemble") or 1) == 1 and not tc.get("train_perturbation")
+
+
+def seeds_section(b: "_Builder") -> Section:
+    sec = Section("seeds", "7. Training seeds")
+    meta = b.rec.model_meta()
+    sets = seed_sets(meta.values(), b.labels)
+    multi = [s for s in sets if len(s.members) > 1]
+    js: dict = {"sets": [{"name": s.name, "optimizer": s.optimizer, "seeds": s.seeds,
+                          "models": [s.members[k] for k in s.seeds]} for s in sets],
+                "min_seeds": MIN_SEEDS, "curves": [], "hypotheses": []}
+    b.json["seeds"] = js
+    if not multi:
+        sec.blocks.append("Every model here is a single training run: the intervals cover chips and test examples, "
+                          "not the training run, so no call in this report covers training variance (`robust train "
+                          f"--seeds 0:4` trains a seed set; the seed level is used from {MIN_SEEDS} seeds).")
+        return sec
+    of_model = {p: (s, seed) for s in multi for seed, p in s.members.items()}
+    per: dict[tuple, dict] = {}  # (run, set, mode, perturbation) -> {seed: CurveSummary}
+    for run in b.rec.runs:
+        for pert, curves in b.run_curves(run).items():
+            for cs in curves:
+                if cs.model in of_model:
+                    s, seed = of_model[cs.model]
+                    per.setdefault((run.id, s.name, cs.mode, pert), {})[seed] = cs
+    clean_rows, clean_seen = [], set()
+    for (run_id, name, mode, pert), by_seed in per.items():
+        if (name, mode) in clean_seen:
+            continue
+        clean_seen.add((name, mode))
+        stats_ = {m: seed_stat({k: cs.clean.get(m) for k, cs in by_seed.items()}) for m, _, _ in CLEAN}
+        clean_rows.append([name, mode, str(len(by_seed)), *[_pm(stats_[m], sc, ".1f" if m == "accuracy" else ".3f")
+                                                            for m, _, sc in CLEAN]])
+        js["curves"].append({"set": name, "mode": mode, "perturbation": "clean", "seeds": sorted(by_seed),
+                             "metrics": {m: vars(st) for m, st in stats_.items()}})
+    sec.blocks.append(Table(["seed set", "mode", "seeds", *[h for _, h, _ in CLEAN]], clean_rows,
+                            "Clean test metrics: mean over training seeds ± 95% t-interval over the seeds' values."))
+    level_rows = []
+    for (run_id, name, mode, pert), by_seed in per.items():
+        first = next(iter(by_seed.values()))
+        for lv in shown_levels(first):
+            at = {k: next((x for x in cs.levels if x.level == lv), None) for k, cs in by_seed.items()}
+            at = {k: x for k, x in at.items() if x is not None}
+            acc = seed_stat({k: x.metrics["accuracy"][0] for k, x in at.items()})
+            chips = [x.metrics["accuracy"][1] for x in at.values() if x.metrics["accuracy"][1] is not None]
+            tests = [x.test_ci.get("accuracy") for x in at.values() if x.test_ci.get("accuracy") is not None]
+            level_rows.append([name, mode, f"{pert} {lv:g}", str(acc.n), _pm(acc, 100, ".1f"),
+                               f"±{100 * np.mean(chips):.1f}" if chips else "-",
+                               f"±{100 * np.mean(tests):.1f}" if tests else "-"])
+            js["curves"].append({"run": run_id, "set": name, "mode": mode, "perturbation": pert, "level": lv,
+                                 "accuracy": vars(acc), "chip_ci_mean": float(np.mean(chips)) if chips else None,
+                                 "test_ci_mean": float(np.mean(tests)) if tests else None})
+    if level_rows:
+        sec.blocks.append(Table(["seed set", "mode", "level", "seeds", "Acc (%) ± seeds", "± chips", "± test"],
+                                level_rows, "Accuracy under perturbation with its three intervals: over training "
+                                            "seeds (95% t over the seeds' chip means), and, averaged over the seeds, "
+                                            "over chips inside one seed and over test examples inside one seed."))
+    hyps = adjust(_hypotheses(b, multi, meta, per))
+    js["hypotheses"] = [h.to_dict() for h in hyps]
+    if hyps:
+        m = sum(h.cmp is not None for h in hyps)
+        sec.blocks.append(Table(["claim", "metric", "IVON", "against", "compute", "difference [95%]", "test", "p",
+                                 "Holm p", "status"],
+                                [[h.claim, h.metric, h.a, h.b, h.compute,
+                                  "-" if h.cmp is None else f"{h.cmp.diff:+.3g} [{h.cmp.lo:+.3g}, {h.cmp.hi:+.3g}]",
+                                  "-" if h.cmp is None else h.cmp.test, "-" if h.cmp is None else f"{h.cmp.p:.2g}",
+                                  "-" if h.p_holm is None else f"{h.p_holm:.2g}", h.status] for h in hyps],
+                                f"The paper's claims over training seeds, Holm-adjusted over the {m} tests; held = "
+                                f"significant in the claimed direction, inside the noise = not significant."))
+    return sec
+
+
+def _hypotheses(b: "_Builder", sets: list[SeedSet], meta: dict, per: dict) -> list[Hypothesis]:
+    ivons = [s for s in sets if s.optimizer == "ivon" and len(s.members) >= MIN_SEEDS]
+    adams = [s for s in sets if _plain_adam(s, meta) and len(s.members) >= MIN_SEEDS]
+    out: list[Hypothesis] = []
+    for iv in ivons:
+        for ad in adams:
+            pair = pairable(iv, ad)
+            for metric in ("nll", "brier"):
+                a = _clean(per, iv.name, "bma", metric)
+                c = _clean(per, ad.name, "point", metric)
+                if a and c:
+                    out.append(Hypothesis("IVON BMA has lower clean " + metric.upper() + " than Adam", metric,
+                                          f"{iv.name} bma", f"{ad.name} point", "lower", compare(a, c, pair),
+                                          "BMA uses M networks, Adam one"))
+            perts = sorted({k[3] for k in per if k[1] == iv.name})
+            for pert in perts:
+                for mode, compute in (("point", "BMA uses M networks, Adam one"), ("chips", "equal compute")):
+                    a = _aucs(per, iv.name, "bma", pert)
+                    c = _aucs(per, ad.name, mode, pert)
+                    if a and c:
+                        out.append(Hypothesis(f"IVON BMA degrades less under {pert} than Adam", "normalised AUC",
+                                              f"{iv.name} bma", f"{ad.name} {mode}", "higher", compare(a, c, pair),
+                                              compute))
+            a, c = _angularity(b, iv, "bma"), _angularity(b, ad, "point")
+            if a and c:
+                out.append(Hypothesis("IVON BMA's loss slice is less angular than Adam's", "angularity",
+                                      f"{iv.name} bma", f"{ad.name} point", "lower", compare(a, c, pair),
+                                      "BMA uses M networks, Adam one"))
+    return out
+
+
+def _clean(per: dict, name: str, mode: str, metric: str) -> dict[int, float]:
+    for k, by_seed in per.items():
+        if k[1] == name and k[2] == mode:
+            return {s: cs.clean[metric] for s, cs in by_seed.items() if metric in cs.clean}
+    return {}
+
+
+def _aucs(per: dict, name: str, mode: str, pert: str) -> dict[int, float]:
+    for k, by_seed in per.items():
+        if k[1] == name and k[2] == mode and k[3] == pert:
+            return {s: cs.auc for s, cs in by_seed.items() if cs.auc is not None}
+    return {}
+
+
+def _angularity(b: "_Builder", s: SeedSet, mode: str) -> dict[int, float]:
+    """Per seed, the mean over directions of its slices' angularity (1D slices only)."""
+    out: dict[int, list[float]] = {}
+    seed_of = {p: k for k, p in s.members.items()}
+    for sl in b.rec.slices:
+        for c in sl.curves:
+            if c["model"] in seed_of and c["mode"] == mode and np.asarray(c["loss"]).ndim == 1:
+                out.setdefault(seed_of[c["model"]], []).append(curve_metrics(c)["angularity"])
+    return {k: float(np.mean(v)) for k, v in out.items()}
