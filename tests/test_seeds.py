@@ -114,3 +114,21 @@ def test_sets_are_grouped_by_training_configuration_not_by_name():
     got = seed_sets(ms, {m["path"]: m["path"] for m in ms})
     assert [(s.seeds, sorted(s.members.values())) for s in got] == [([0, 1, 5], ["a.pt", "b.pt", "d.pt"]),
                                                                    ([2], ["c.pt"])]
+
+
+def test_check_baseline_against_a_seed_set_judges_by_the_seeds_spread(sets, tmp_path):
+    """A new model of the same method passes while it lies within the baseline seeds' spread
+    (plus the tolerance), even when it is below their mean; outside it, it fails."""
+    d = sets
+    base, new = tmp_path / "base.db", tmp_path / "new.db"
+    common = ["--noise", "0.1", "--seeds", 2, "--limit", 40, "--modes", "point", "-q"]
+    assert run("sweep", "--model", d / "adam.seeds.json", *common, "--store", base).exit_code == 0
+    assert run("train", "--seed", 7, "--out", tmp_path / "adam-seed7.pt", *TINY).exit_code == 0
+    assert run("sweep", "--model", tmp_path / "adam-seed7.pt", *common, "--store", new).exit_code == 0
+    policy = tmp_path / "p.toml"
+    policy.write_text('[[rule]]\nkind = "baseline"\nmetric = "accuracy"\ntolerance = 1.0\n')
+    r = run("check", "--store", new, "--policy", policy, "--baseline", base)
+    assert r.exit_code == 0 and "baseline seeds" in r.output and "(3 seeds)" in r.output, r.output
+    policy.write_text('[[rule]]\nkind = "baseline"\nmetric = "accuracy"\ntolerance = -1.0\n')  # nothing passes
+    r = run("check", "--store", new, "--policy", policy, "--baseline", base)
+    assert r.exit_code == 1 and "baseline seeds" in r.output, r.output
