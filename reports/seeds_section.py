@@ -112,11 +112,11 @@ def _hypotheses(b: "_Builder", sets: list[SeedSet], meta: dict, per: dict) -> li
     for iv in ivons:
         for ad in adams:
             pair = pairable(iv, ad)
-            for metric in ("nll", "brier"):
+            for metric, shown in (("nll", "NLL"), ("brier", "Brier score")):
                 a = _clean(per, iv.name, "bma", metric)
                 c = _clean(per, ad.name, "point", metric)
                 if a and c:
-                    out.append(Hypothesis("IVON BMA has lower clean " + metric.upper() + " than Adam", metric,
+                    out.append(Hypothesis(f"IVON BMA has lower clean {shown} than Adam", metric,
                                           f"{iv.name} bma", f"{ad.name} point", "lower", compare(a, c, pair),
                                           "BMA uses M networks, Adam one"))
             perts = sorted({k[3] for k in per if k[1] == iv.name})

@@ -27,7 +27,8 @@ def _span(text: str | None) -> tuple[float, float] | None:
 
 
 @click.command("slice", context_settings=CONTEXT)
-@click.option("--model", "models", type=click.Path(), multiple=True, help="Checkpoint; repeatable (shared directions).")
+@click.option("--model", "models", type=click.Path(), multiple=True,
+              help="Checkpoint, seed set (OUT.seeds.json) or glob; repeatable (shared directions).")
 @click.option("--between", nargs=2, type=click.Path(), default=None,
               help="Slice the straight line from checkpoint A (a=0) to B (a=1) instead.")
 @click.option("--dims", type=int, default=1, show_default=True, help="1: a line; 2: a plane.")

@@ -75,6 +75,13 @@ def train_seed_set(req, seeds: Iterable[int], out: str | Path, device: torch.dev
         raise BadInput("--seeds names no seed")
     if len(seeds) > MAX_SEEDS:
         raise BadInput(f"--seeds names {len(seeds)} seeds; at most {MAX_SEEDS}")
+    ordered = sorted(seeds)
+    close = [(a, b) for a, b in zip(ordered, ordered[1:]) if b - a < req.ensemble]
+    if close:  # ensemble seed s trains members s..s+M-1: replicates must not share a member
+        m = req.ensemble
+        raise BadInput(f"--seeds {close[0][0]} and {close[0][1]} would share ensemble members (an ensemble of {m} "
+                       f"at seed s trains seeds s..s+{m - 1}): space the seeds {m} apart, e.g. "
+                       f"{','.join(str(i * m) for i in range(min(len(seeds), 5)))}")
     lines, todo = [], []
     for s in seeds:
         p = member_path(out, s)

@@ -47,6 +47,12 @@ def test_train_seeds_writes_each_seed_exactly_and_resumes(sets, tmp_path):
     run("train", "--seeds", "0:2", "--out", d / "adam.pt", *TINY)  # the manifest back to 3 seeds
 
 
+def test_ensemble_replicates_never_share_a_member(tmp_path):
+    r = run("train", "--ensemble", 3, "--seeds", "0:2", "--out", tmp_path / "ens.pt", *TINY)
+    assert r.exit_code == 2 and "would share ensemble members" in r.output and "0,3,6" in r.output
+    assert not list(tmp_path.iterdir())
+
+
 def test_eval_takes_a_set_as_one_method_with_seed_intervals(sets):
     d = sets
     r = run("eval", "--model", d / "adam.seeds.json", "--model", str(d / "ivon-seed*.pt"), "--limit", 60,
