@@ -60,7 +60,7 @@ def seeds_section(b: "_Builder") -> Section:
                     per.setdefault((run.id, s.name, cs.mode, pert), {})[seed] = cs
     clean_rows, clean_seen = [], set()
     for (run_id, name, mode, pert), by_seed in per.items():
-        if (name, mode) in clean_seen:
+        if (name, mode) in clean_seen or mode == "chips":  # clean chips are the point network itself
             continue
         clean_seen.add((name, mode))
         stats_ = {m: seed_stat({k: cs.clean.get(m) for k, cs in by_seed.items()}) for m, _, _ in CLEAN}
