@@ -82,6 +82,8 @@ def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None
                        hidden=widths, frames=frames, limit_train=limit_train, skip_bad=skip_bad, ensemble=ensemble,
                        train_perturbation=train_perturbation, speaker_pattern=speaker_pattern)
     if seeds is None:
+        if executor != "local" or address:
+            raise InputError("--executor and --address run the members of --seeds; one training runs here")
         click.echo(train_to_checkpoint(req, out, device=resolve_device(device), progress=not quiet))
         return
     from robustness.ranges import parse_levels

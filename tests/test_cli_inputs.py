@@ -41,8 +41,14 @@ def commands(group=cli, path=()):
             yield path + (name,), cmd
 
 
+# Where one option name takes other values in one command: train --seeds is a list of seeds.
+COMMAND_BAD = {("train", "--seeds"): ["abc", "3:1", "-1"]}
+
+
 def bad_values(path, opt) -> list[str]:
     name = opt.opts[0]
+    if (*path, name) in COMMAND_BAD:
+        return COMMAND_BAD[(*path, name)]
     t = opt.type
     if isinstance(t, click.Choice):
         return ["bogus"]
