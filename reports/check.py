@@ -251,17 +251,17 @@ def check(store: str, policy: str, baseline: str | None = None) -> list[Outcome]
             if m in theirs and theirs[m] != arch:
                 raise BadInput(f"{baseline}: model {m} has another architecture there (hidden/parameters "
                                f"{theirs[m]} vs {arch})")
-        base = {"curves": _curves(brec), **_seed_sets(rec, brec)}
+        bcurves = _curves(brec)
+        base = {"curves": bcurves, **_seed_sets(rec, brec, bcurves)}
     return [run_rule(r, i, curves, base) for i, r in enumerate(rules)]
 
 
-def _seed_sets(rec: Records, brec: Records) -> dict:
+def _seed_sets(rec: Records, brec: Records, bcurves: dict[tuple[str, str, str], CurveSummary]) -> dict:
     """The baseline's seed sets (two seeds or more) by (training configuration, mode,
     perturbation), and that of each of our models: a model is judged against the seeds of
     its method, whatever the files are called."""
     from reports.replicates import seed_sets
 
-    bcurves = _curves(brec)
     sets: dict[tuple, list[CurveSummary]] = {}
     for st in seed_sets(brec.model_meta().values(), brec.labels()):
         if len(st.members) < 2:

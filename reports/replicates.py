@@ -39,7 +39,6 @@ class SeedSet:
     optimizer: str
     init_key: str  # what decides the initial network besides the seed
     members: dict[int, str] = field(default_factory=dict)  # seed -> model path
-    compute_members: int | None = None  # members of an ensemble checkpoint
 
     @property
     def seeds(self) -> list[int]:
@@ -63,19 +62,17 @@ def seed_sets(models: Iterable[Mapping], labels: Mapping[str, str]) -> list[Seed
     """The store's models grouped into seed sets (sets of one model included), in order of
     first appearance."""
     by_key: dict[str, SeedSet] = {}
-    paths: dict[str, list[str]] = {}
     for m in models:
         tc = m.get("train_config") or {}
         if "seed" not in tc:
             continue  # imported or foreign: no training seed to replicate over
         key = _method_key(m)
         s = by_key.setdefault(key, SeedSet("", key, str(m.get("optimizer")), json.dumps(
-            [m.get("hidden"), m.get("dataset"), tc.get("n_train")], default=str), compute_members=m.get("members")))
-        if int(tc["seed"]) not in s.members:
-            s.members[int(tc["seed"])] = m["path"]
-            paths.setdefault(key, []).append(labels.get(m["path"], os.path.basename(m["path"])))
-    for key, s in by_key.items():
-        s.name = _set_name(paths[key], s.optimizer) if len(s.members) > 1 else paths[key][0]
+            [m.get("hidden"), m.get("dataset"), tc.get("n_train")], default=str)))
+        s.members.setdefault(int(tc["seed"]), m["path"])
+    for s in by_key.values():
+        shown = [labels.get(p, os.path.basename(p)) for p in s.members.values()]
+        s.name = _set_name(shown, s.optimizer) if len(shown) > 1 else shown[0]
     names = [s.name for s in by_key.values()]
     for s in by_key.values():  # two methods whose files share a prefix keep distinct names
         if names.count(s.name) > 1:

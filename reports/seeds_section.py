@@ -136,18 +136,18 @@ def _hypotheses(b: "_Builder", sets: list[SeedSet], meta: dict, per: dict) -> li
     return out
 
 
+def _by_seed(per: dict, name: str, mode: str, pert: str | None = None) -> dict:
+    """Seed -> curve of one set and mode (under `pert`, or under any perturbation: their clean
+    cells are the same)."""
+    return next((v for k, v in per.items() if k[1:3] == (name, mode) and pert in (None, k[3])), {})
+
+
 def _clean(per: dict, name: str, mode: str, metric: str) -> dict[int, float]:
-    for k, by_seed in per.items():
-        if k[1] == name and k[2] == mode:
-            return {s: cs.clean[metric] for s, cs in by_seed.items() if metric in cs.clean}
-    return {}
+    return {s: cs.clean[metric] for s, cs in _by_seed(per, name, mode).items() if metric in cs.clean}
 
 
 def _aucs(per: dict, name: str, mode: str, pert: str) -> dict[int, float]:
-    for k, by_seed in per.items():
-        if k[1] == name and k[2] == mode and k[3] == pert:
-            return {s: cs.auc for s, cs in by_seed.items() if cs.auc is not None}
-    return {}
+    return {s: cs.auc for s, cs in _by_seed(per, name, mode, pert).items() if cs.auc is not None}
 
 
 def _angularity(b: "_Builder", s: SeedSet, mode: str) -> dict[int, float]:

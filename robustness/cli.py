@@ -13,10 +13,10 @@ from typing import Any, Callable
 import click
 
 from robustness.choices import SWEEP_CHOICES
-from robustness.cli_common import (COUNT, CONTEXT, MC_SAMPLES, model_argument, renamed, store_argument, store_option, NON_NEGATIVE, POSITIVE, SEED, InputError, Number, RobustGroup,
-                                   compile_option, set_kernel,
-                                   data_dir_option, device_option, domain_errors, executor_options, output_path,
-                                   quiet_option, report_failures, resolve_device, setup)
+from robustness.cli_common import (COUNT, CONTEXT, MC_SAMPLES, NON_NEGATIVE, POSITIVE, SEED, InputError, Number,
+                                   RobustGroup, compile_option, data_dir_option, device_option, domain_errors,
+                                   executor_options, given_model, model_argument, output_path, quiet_option, renamed,
+                                   report_failures, resolve_device, set_kernel, setup, store_argument, store_option)
 
 
 @click.group(cls=RobustGroup, context_settings=CONTEXT)
@@ -119,11 +119,10 @@ def eval_cmd(model: tuple[str, ...], mc_samples: int, bn: str, split: str, limit
     """Accuracy, NLL, ECE, Brier, entropy (and for IVON: BMA with expected entropy and MI)."""
     setup(quiet)
     from robustness.evaluate import EvalConfig
+    from robustness.seed_sets import expand_models
     from robustness.training import evaluate_checkpoints, format_table, results_file
 
     ecfg = EvalConfig(mc_samples=mc_samples, bn=bn, seed=seed, split=split, limit=limit)
-    from robustness.seed_sets import expand_models
-
     rows = evaluate_checkpoints(list(expand_models(model)), ecfg, data_dir=data_dir, device=resolve_device(device))
     click.echo(json.dumps(results_file(rows, ecfg), indent=2) if as_json else format_table(rows))
 
@@ -139,9 +138,7 @@ def posterior(model_arg: str | None, model: str | None, as_json: bool, quiet: bo
     from models.checkpoint import load_checkpoint
     from robustness.posterior_info import format_posterior, posterior_report
 
-    model = renamed(model, model_arg, "--model", "a positional MODEL")
-    if model is None:
-        raise InputError("give the IVON checkpoint: --model ivon.pt")
+    model = given_model(model, model_arg, "give the IVON checkpoint: --model ivon.pt")
     d = posterior_report(load_checkpoint(model))
     click.echo(json.dumps(d, indent=2) if as_json else format_posterior(d))
 
@@ -302,8 +299,7 @@ def dataset_options(fn: Callable) -> Callable:
                       help="Regex on file names whose group 'speaker' (or first group) is the speaker id.")(fn)
     fn = click.option("--skip-bad", is_flag=True, help="Skip unusable audio files (counted) instead of failing.")(fn)
     fn = click.option("--frames", type=COUNT, default=None, help="Frames T per utterance [dataset default].")(fn)
-    fn = click.option("--data-dir", type=click.Path(), default=None,
-                      help="Local folder of the dataset (manifest: the CSV, or a folder holding manifest.csv).")(fn)
+    fn = data_dir_option(fn, help="Local folder of the dataset (manifest: the CSV, or a folder holding manifest.csv).")
     return click.option("--dataset", default="tts-digits", show_default=True, help="Dataset name.")(fn)
 
 

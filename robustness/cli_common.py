@@ -83,6 +83,15 @@ def renamed(new_value: Any, old_value: Any, new: str, old: str) -> Any:
     return old_value
 
 
+def given_model(model: str | None, model_arg: str | None, missing: str) -> str:
+    """The checkpoint of posterior or export-nir, from --model or the deprecated positional
+    MODEL; `missing` is the one-line error when neither is given."""
+    model = renamed(model, model_arg, "--model", "a positional MODEL")
+    if model is None:
+        raise InputError(missing)
+    return model
+
+
 def store_option(fn: Callable) -> Callable:
     """--store: the results store a command reads or writes, under one name in every command."""
     return click.option("--store", "store", default=None, type=click.Path(),

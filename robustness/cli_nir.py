@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from robustness.cli_common import (CONTEXT, COUNT, POSITIVE, InputError, data_dir_option, domain_errors,
-                                   model_argument, output_path, quiet_option, renamed, setup)
+                                   given_model, model_argument, output_path, quiet_option, setup)
 
 
 def _write_graph(graph, out: str) -> None:
@@ -55,9 +55,10 @@ def import_command(graph_path: str, out: str, dataset: str, data_dir: str | None
         raise InputError(f"{graph_path}: not a readable NIR graph ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
     cfg, sd, dt = from_nir(graph, dt, override_dt)
     own = (getattr(graph, "metadata", None) or {}).get("dt")
-    if override_dt and own is not None and not math.isclose(dt, graph_dt(graph.metadata), rel_tol=1e-9):
-        click.echo(f"warning: simulating at dt {dt:g} s, not the graph's own {graph_dt(graph.metadata):g} s: the "
-                   f"leaks differ from the network the graph describes", err=True)
+    own = None if own is None else graph_dt(graph.metadata)
+    if override_dt and own is not None and not math.isclose(dt, own, rel_tol=1e-9):
+        click.echo(f"warning: simulating at dt {dt:g} s, not the graph's own {own:g} s: the leaks differ from the "
+                   f"network the graph describes", err=True)
     spec = DatasetSpec(dataset, str(Path(data_dir).expanduser().resolve()) if data_dir else None)
     data = load_dataset(spec, progress=not quiet)
     width = data.split("test").x.shape[-1]
@@ -89,9 +90,7 @@ def export_nir(model_arg: str | None, model: str | None, out: str, sample: int |
                data_dir: str | None, quiet: bool) -> None:
     """Write a checkpoint as an NIR graph (BatchNorm folded; a chip toolchain can read it)."""
     setup(quiet)
-    model = renamed(model, model_arg, "--model", "a positional MODEL")
-    if model is None:
-        raise InputError("give the checkpoint to export: --model m.pt")
+    model = given_model(model, model_arg, "give the checkpoint to export: --model m.pt")
     from models.checkpoint import load_checkpoint
     from models.deploy import deploy_tensors
     from models.nir_graph import to_nir

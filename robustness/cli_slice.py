@@ -8,11 +8,10 @@ from typing import Any
 
 import click
 
-from robustness.cli_common import (COUNT, CONTEXT, MC_SAMPLES, renamed, store_option, NON_NEGATIVE, SEED, InputError, compile_option,
-                                   data_dir_option,
-                                   device_option, set_kernel,
-                                   domain_errors, executor_options, output_path, quiet_option, report_failures,
-                                   resolve_device, setup)
+from robustness.cli_common import (COUNT, CONTEXT, MC_SAMPLES, NON_NEGATIVE, SEED, InputError, compile_option,
+                                   data_dir_option, device_option, domain_errors, executor_options, output_path,
+                                   quiet_option, renamed, report_failures, resolve_device, set_kernel, setup,
+                                   store_option)
 from robustness.seed_sets import expand_models
 
 

@@ -277,9 +277,7 @@ class _RunState:
         held: dict[tuple, list[dict]] = {}
 
         def per_level(curve: tuple) -> int:  # cells a level counts for on the bar, as _planned_cells counts them
-            if self.curves[curve[0]]["deterministic"]:
-                return 1
-            return cfg.seeds or max(cfg.auto_batch, MIN_AUTO_SEEDS)
+            return _draws_per_level(cfg, self.curves[curve[0]]["deterministic"])
 
         def commit(curve: tuple) -> None:  # in severity order, as far as the results allow
             gate = gates[curve]
@@ -326,18 +324,22 @@ def evaluated(data: Dataset, cfg: SweepConfig) -> Split:
 def _planned_cells(cfg: SweepConfig, cks: list[Checkpoint], specs: list[Spec], curves: dict[str, dict]) -> int:
     """Cells the progress bar counts: per model and mode a clean cell and, per scope, level
     and seed, a perturbed one; a deterministic perturbation has one seed and no chips."""
-    seeds = cfg.seeds or max(cfg.auto_batch, MIN_AUTO_SEEDS)
     total = 0
     for ck in cks:
         modes = _modes(ck, cfg)
         scopes = len(_layers(ck, cfg.layers)[0]) if cfg.per_layer else 1
         total += len(modes)
         for spec, plan in zip(specs, cfg.plans):
-            if curves[spec.label]["deterministic"]:
-                total += sum(m is not Mode.CHIPS for m in modes) * scopes * len(plan.levels)
-            else:
-                total += len(modes) * scopes * len(plan.levels) * seeds
+            fixed = curves[spec.label]["deterministic"]
+            run = sum(not (fixed and m is Mode.CHIPS) for m in modes)
+            total += run * scopes * len(plan.levels) * _draws_per_level(cfg, fixed)
     return total
+
+
+def _draws_per_level(cfg: SweepConfig, deterministic: bool) -> int:
+    """Draws the bar counts per level: one for a perturbation that draws nothing, else
+    --seeds (with auto, the first round)."""
+    return 1 if deterministic else cfg.seeds or max(cfg.auto_batch, MIN_AUTO_SEEDS)
 
 
 def _reuse(ck: Checkpoint, prep: _Prepared, scope: tuple[str, ...], cfg: SweepConfig, x: torch.Tensor,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from models.posterior import diagnose
 from models.train import PRESETS, Perturb, TrainConfig, train
 from perturbations.base import Context, PerturbationError
 from perturbations.spec import apply, parse_spec
+from reports.replicates import seed_sets, seed_stat
 from reports.stats import SpeakerGroups, bootstrap_halfwidth, interval_unit
 from robustness import __version__
 from robustness.data import DatasetSpec, load_dataset
@@ -211,7 +213,6 @@ def results_file(rows: list[dict], ecfg: EvalConfig) -> dict:
             "seed_sets": seed_summary(rows)}
 
 
-
 _COLUMNS = [("model", "model", "{}"), ("mode", "mode", "{}"), ("compute", "compute", "{}"), ("n", "n", "{}"),
             ("accuracy", "accuracy", "{:.4f}"), ("accuracy_test_ci", "±test", "{:.4f}"), ("nll", "nll", "{:.4f}"),
             ("nll_test_ci", "±test", "{:.3f}"), ("ece", "ece", "{:.4f}"), ("brier", "brier", "{:.4f}"),
@@ -245,10 +246,6 @@ def format_table(rows: list[dict]) -> str:
 
 def seed_summary(rows: list[dict]) -> list[dict]:
     """Evaluation rows grouped into seed sets (see `reports.replicates`), with seed-level metrics."""
-    import math
-
-    from reports.replicates import seed_sets, seed_stat
-
     metas = {r["model"]: {"path": r["model"], "optimizer": r["optimizer"], "train_config": r.get("train_config"),
                           "hidden": r.get("hidden"), "dataset": r.get("dataset")} for r in rows}
     labels = {p: Path(p).name for p in metas}
