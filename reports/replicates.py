@@ -8,8 +8,8 @@ wider one). The chip and example intervals stay what they are inside one seed; h
 are averaged over the seeds to show their size beside the seed interval.
 
 Two sets are compared paired by seed index when the same seed means the same network at
-initialisation (same architecture, dataset and training-set size: `SpikingNet` draws its
-weights from the seed), with a paired t-test over the common seeds; otherwise with Welch's
+initialisation (same architecture, dataset, training-set size and ensemble size: `SpikingNet`
+draws its weights from the seed), with a paired t-test over the common seeds; otherwise with Welch's
 unpaired t-test. Modes of one set (BMA against the posterior mean) are always paired.
 """
 
@@ -67,8 +67,9 @@ def seed_sets(models: Iterable[Mapping], labels: Mapping[str, str]) -> list[Seed
         if "seed" not in tc:
             continue  # imported or foreign: no training seed to replicate over
         key = _method_key(m)
+        # An ensemble starts as M networks, so it pairs only with ensembles of its size.
         s = by_key.setdefault(key, SeedSet("", key, str(m.get("optimizer")), json.dumps(
-            [m.get("hidden"), m.get("dataset"), tc.get("n_train")], default=str)))
+            [m.get("hidden"), m.get("dataset"), tc.get("n_train"), tc.get("ensemble") or 1], default=str)))
         s.members.setdefault(int(tc["seed"]), m["path"])
     for s in by_key.values():
         shown = [labels.get(p, os.path.basename(p)) for p in s.members.values()]

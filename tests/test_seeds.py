@@ -24,6 +24,8 @@ def sets(tmp_path_factory):
     for opt in ("adam", "ivon"):
         r = run("train", "--optimizer", opt, "--seeds", "0:2", "--out", d / f"{opt}.pt", *TINY)
         assert r.exit_code == 0, r.output
+    r = run("train", "--ensemble", 2, "--seeds", "0,2,4", "--out", d / "ens.pt", *TINY)
+    assert r.exit_code == 0, r.output
     return d
 
 
@@ -72,21 +74,27 @@ def test_eval_takes_a_set_as_one_method_with_seed_intervals(sets):
 def test_sweep_and_report_test_the_claims_over_seeds(sets, tmp_path):
     d = sets
     db = tmp_path / "s.db"
-    r = run("sweep", "--model", d / "adam.seeds.json", "--model", d / "ivon.seeds.json", "--noise", "0.05,0.2",
+    r = run("sweep", "--model", d / "adam.seeds.json", "--model", d / "ivon.seeds.json", "--model",
+            d / "ens.seeds.json", "--noise", "0.05,0.2",
             "--seeds", 2, "--limit", 40, "--mc-samples", 2, "--store", db, "-q")
     assert r.exit_code == 0, r.output
     r = run("report", "--store", db, "--out", tmp_path / "rep", "-q")
     assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
     seeds = summary["seeds"]
-    assert [(s["name"], s["seeds"]) for s in seeds["sets"]] == [("adam", [0, 1, 2]), ("ivon", [0, 1, 2])]
+    assert [(s["name"], s["seeds"]) for s in seeds["sets"]] == [("adam", [0, 1, 2]), ("ivon", [0, 1, 2]),
+                                                                ("ens", [0, 2, 4])]
     claims = {(h["metric"], h["b"]): h for h in seeds["hypotheses"]}
-    assert set(claims) >= {("nll", "adam point"), ("brier", "adam point"), ("normalised AUC", "adam point"),
-                           ("normalised AUC", "adam chips")}
+    assert set(claims) == {(m, f"adam {mode}") for m in ("nll", "brier", "normalised AUC") for mode in ("point",)} | \
+        {("normalised AUC", "adam chips")} | {(m, "ens ensemble") for m in ("nll", "brier", "normalised AUC")}
     nll = claims[("nll", "adam point")]
     assert nll["comparison"]["test"] == "paired t over 3 seeds"  # same seed, same initial network
+    assert nll["compute"] == "2 vs 1 networks per prediction"
+    assert claims[("normalised AUC", "adam chips")]["compute"] == "equal compute (2 networks)"
+    # an ensemble starts as two networks: never paired with single networks by seed index
+    assert claims[("nll", "ens ensemble")]["comparison"]["test"] == "Welch t, 3 vs 3 seeds"
     assert nll["status"] in ("held", "inside the noise", "not held (the opposite is significant)")
-    assert summary["verdict"][0] == "Training seeds: adam 3 seeds, ivon 3 seeds."
+    assert summary["verdict"][0] == "Training seeds: adam 3 seeds, ivon 3 seeds, ens 3 seeds."
     assert any(line.startswith("Claim: IVON BMA has lower clean NLL than Adam") for line in summary["verdict"])
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "## 7. Training seeds" in md and "± seeds" in md
