@@ -1,6 +1,9 @@
 """Training seeds as a level of replication: seed sets, their statistics and the claims."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,6 +101,11 @@ def test_sweep_and_report_test_the_claims_over_seeds(sets, tmp_path):
     assert any(line.startswith("Claim: IVON BMA has lower clean NLL than Adam") for line in summary["verdict"])
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "## 7. Training seeds" in md and "± seeds" in md
+    # the README's tables come from this script: every claim the report tested is a row of it
+    script = Path(__file__).resolve().parents[1] / "examples" / "seed_tables.py"
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "rep" / "summary.json")], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.count("| IVON BMA") == len(seeds["hypotheses"]) and "| ens ensemble | 3 |" in out
 
 
 def test_single_runs_say_the_verdict_ignores_training_variance(tiny_checkpoints, tmp_path):
