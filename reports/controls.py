@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from basics.stats import interval_unit
 from reports.document import Section, Table
 from reports.formatting import num
-from reports.stats import interval_unit
 from reports.summary import paired, shown_levels
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ training): IVON BMA has lower clean NLL and Brier than Adam; IVON BMA degrades l
 each swept perturbation (higher normalised AUC) than Adam; IVON BMA's loss slices are less
 angular than Adam's. Adam is each rival present: the single network, its compute-matched
 chips (perturbations only) and a deep ensemble's averaged members; every claim says the
-compute of both sides. Each is a test over training seeds (see `reports.replicates`),
+compute of both sides. Each is a test over training seeds (see `basics.replicates`),
 Holm-adjusted over all of them.
 """
 
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from basics.replicates import MIN_SEEDS, Hypothesis, SeedSet, adjust, compare, pairable, seed_sets, seed_stat
 from reports.document import Section, Table
-from reports.replicates import MIN_SEEDS, Hypothesis, SeedSet, adjust, compare, pairable, seed_sets, seed_stat
 from reports.slices import curve_metrics
 from reports.summary import shown_levels
 

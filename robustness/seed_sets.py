@@ -17,9 +17,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from robustness.errors import BadInput
+from basics.errors import BadInput
+from basics.files import write_bytes
 from robustness.executors import Unit, make_executor
-from robustness.files import write_bytes
 
 if TYPE_CHECKING:
     import torch

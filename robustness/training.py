@@ -10,20 +10,21 @@ from pathlib import Path
 
 import torch
 
+from basics.errors import BadInput
+from basics.replicates import seed_sets, seed_stat
+from basics.stats import SpeakerGroups, bootstrap_halfwidth, interval_unit
 from models import native
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.deploy import deploy_tensors
-from models.network import ModelConfig, SpikingNet
+from models.model_config import ModelConfig
+from models.network import SpikingNet
 from models.posterior import diagnose
 from models.train import PRESETS, Perturb, TrainConfig, train
 from perturbations.base import Context, PerturbationError
 from perturbations.spec import apply, parse_spec
-from reports.replicates import seed_sets, seed_stat
-from reports.stats import SpeakerGroups, bootstrap_halfwidth, interval_unit
 from robustness import __version__
 from robustness.data import DatasetSpec, load_dataset
 from robustness.data.dataset import subset_note
-from robustness.errors import BadInput
 from robustness.evaluate import EvalConfig, evaluate, modes_for
 
 log = logging.getLogger(__name__)
@@ -245,7 +246,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def seed_summary(rows: list[dict]) -> list[dict]:
-    """Evaluation rows grouped into seed sets (see `reports.replicates`), with seed-level metrics."""
+    """Evaluation rows grouped into seed sets (see `basics.replicates`), with seed-level metrics."""
     metas = {r["model"]: {"path": r["model"], "optimizer": r["optimizer"], "train_config": r.get("train_config"),
                           "hidden": r.get("hidden"), "dataset": r.get("dataset")} for r in rows}
     labels = {p: Path(p).name for p in metas}

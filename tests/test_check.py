@@ -10,9 +10,10 @@ import torch
 from click.testing import CliRunner
 
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.network import ModelConfig, SpikingNet
-from robustness.cli import cli
-from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
+from models.model_config import ModelConfig
+from models.network import SpikingNet
+from robustness.cli.main import cli
+from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 

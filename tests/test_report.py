@@ -9,10 +9,10 @@ from html.parser import HTMLParser
 import pytest
 from click.testing import CliRunner
 
-from robustness.cli import cli
-from robustness.slicing import SliceConfig, run_slice
-from robustness.store import Store
-from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
+from robustness.cli.main import cli
+from robustness.slicing.run import SliceConfig, run_slice
+from robustness.store.database import Store
+from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
 
 SECTIONS = ("verdict", "clean", "degradation", "calibration", "landscape", "hardware-cost", "controls", "seeds",
             "provenance")

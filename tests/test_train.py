@@ -3,7 +3,9 @@ import dataclasses
 import pytest
 import torch
 
-from models.network import ModelConfig, SpikingNet
+from models.model_config import ModelConfig
+
+from models.network import SpikingNet
 from models.posterior import ivon_sampled
 from models.train import PRESETS, evaluate_loss, train
 from robustness.data import DatasetSpec, load_dataset

@@ -1,6 +1,6 @@
 """What a sweep is: its perturbation plans and options, their bounds and their checks.
 
-`robustness.sweep_resolve` builds a `SweepConfig` from flags and a TOML file.
+`robustness.sweep.resolve` builds a `SweepConfig` from flags and a TOML file.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from basics.attack_labels import SEARCH_OPTIONS, searches
+from basics.errors import BadInput, require_utf8
 from perturbations.base import PerturbationError, Scale
 from perturbations.spec import Spec, parse_spec
-from reports.summary import SEARCH_OPTIONS, searches
-from robustness.errors import BadInput, require_utf8
 from robustness.evaluate import BNMode, Mode
 from robustness.ranges import out_of_bounds
 
@@ -56,7 +56,7 @@ class SweepConfig:
         seed: base seed of all draws.
         data_dir: overrides the checkpoints' data folder.
         skip_at_chance: do not run the levels of a curve harsher than one where every draw
-            was at chance (stored as skipped, with the reason; see robustness/chance.py).
+            was at chance (stored as skipped, with the reason; see robustness/sweep/chance.py).
     """
 
     models: tuple[str, ...]

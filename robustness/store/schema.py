@@ -1,5 +1,5 @@
 """The results store's schema (version 3): tables, columns, migration of older stores,
-race-free creation, and the check that an opened store is whole. See `robustness.store`
+race-free creation, and the check that an opened store is whole. See `robustness.store.database`
 for what each table holds.
 """
 
@@ -13,7 +13,7 @@ SCHEMA_VERSION = 3
 DEFAULT_STORE = "robust-results.db"
 METRIC_COLUMNS = ("accuracy", "nll", "brier", "ece", "entropy", "expected_entropy", "mutual_information",
                   "disagreement")
-_OPTIONAL_METRICS = ("expected_entropy", "mutual_information")  # averaging modes only: NULL means absent
+OPTIONAL_METRICS = ("expected_entropy", "mutual_information")  # averaging modes only: NULL means absent
 KEY_COLUMNS = ("model_hash", "mode", "perturbation", "layer", "level", "seed")
 EXAMPLE_COLUMNS = ("example_correct", "example_nll", "example_confidence")
 CELL_COLUMNS = ("run_id", "model", "model_hash", "optimizer", "mode", "perturbation", "layer", "level", "seed",

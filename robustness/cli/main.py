@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import click
 
-from robustness.choices import SWEEP_CHOICES
-from robustness.cli_common import (COUNT, CONTEXT, MC_SAMPLES, NON_NEGATIVE, POSITIVE, SEED, InputError, Number,
+from robustness.sweep.choices import SWEEP_CHOICES
+from robustness.cli.common import (COUNT, CONTEXT, MC_SAMPLES, NON_NEGATIVE, POSITIVE, SEED, InputError, Number,
                                    RobustGroup, compile_option, data_dir_option, device_option, domain_errors,
                                    executor_options, given_model, model_argument, output_path, quiet_option, renamed,
                                    report_failures, resolve_device, set_kernel, setup, store_argument, store_option)
@@ -196,10 +196,10 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
     setup(flags["quiet"])
     from click.core import ParameterSource
 
-    from robustness.store import default_path
+    from robustness.store.database import default_path
     from reports.summary import format_summary, summarize
-    from robustness.sweep import run_sweep
-    from robustness.sweep_resolve import resolve, to_toml
+    from robustness.sweep.run import run_sweep
+    from robustness.sweep.resolve import resolve, to_toml
 
     explicit = {k for k in flags if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
     cfg, runtime = resolve(flags, explicit)
@@ -280,8 +280,8 @@ def perturbations(as_json: bool) -> None:
 @domain_errors
 def export(store_arg: str | None, store: str | None, fmt: str, out: str | None, quiet: bool) -> None:
     """Export every stored cell's columns to CSV, JSON or Parquet (for pandas)."""
-    from robustness.store import default_path
-    from robustness.store_export import export as do_export
+    from robustness.store.database import default_path
+    from robustness.store.export import export as do_export
 
     store = renamed(store, store_arg, "--store", "a positional STORE") or default_path()
     target = out if out is not None else str(Path(store).with_suffix(f".{fmt}"))
@@ -357,9 +357,9 @@ def data_prepare(dataset: str, data_dir: str | None, frames: int | None, skip_ba
     click.echo(msg)
 
 
-from robustness.cli_report import check, demo, report  # noqa: E402
-from robustness.cli_nir import export_nir, import_command  # noqa: E402
-from robustness.cli_slice import slice_command  # noqa: E402
+from robustness.cli.nir import export_nir, import_command  # noqa: E402
+from robustness.cli.report import check, demo, report  # noqa: E402
+from robustness.cli.slice import slice_command  # noqa: E402
 
 for _command in (slice_command, report, check, demo, import_command, export_nir):
     cli.add_command(_command)

@@ -22,15 +22,15 @@ import difflib
 from pathlib import Path
 from typing import Any
 
+from basics.errors import BadInput
 from perturbations.base import PerturbationError, get
 from perturbations.spec import get_profile, parse_spec
-from robustness.choices import SWEEP_CHOICES
-from robustness.errors import BadInput
 from robustness.ranges import level_axis, parse_levels
 from robustness.seed_sets import expand_models
-from robustness.sweep_config import (MAX_SEEDS, SCALAR_KEYS, PerturbationPlan, SweepConfig, _check_value, check_bounds,
+from robustness.sweep.choices import SWEEP_CHOICES
+from robustness.sweep.config import (MAX_SEEDS, SCALAR_KEYS, PerturbationPlan, SweepConfig, _check_value, check_bounds,
                                      random_baselines)
-from robustness.tomlfile import load_toml
+from basics.tomlfile import load_toml
 
 
 def read_toml(path: str) -> dict:

@@ -15,10 +15,10 @@ from typing import Any, Callable
 
 import click
 
-from robustness.choices import SWEEP_CHOICES
+from robustness.sweep.choices import SWEEP_CHOICES
 
-from robustness.errors import BadInput, first_line
-from robustness.files import NAME_MAX
+from basics.errors import BadInput, first_line
+from basics.files import NAME_MAX
 from robustness.ranges import out_of_bounds
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

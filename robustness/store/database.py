@@ -45,9 +45,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from robustness import store_rows
-from robustness.errors import BadInput
-from robustness.store_schema import (DEFAULT_STORE, KEY_COLUMNS, SCHEMA_VERSION, SLICE_COLUMNS, STORED_COLUMNS,
+from basics.errors import BadInput
+from robustness.store import rows as store_rows
+from robustness.store.schema import (DEFAULT_STORE, KEY_COLUMNS, SCHEMA_VERSION, SLICE_COLUMNS, STORED_COLUMNS,
                                      _create, _discard, _migrate, _schema_damage)
 
 

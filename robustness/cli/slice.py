@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from robustness.cli_common import (COUNT, CONTEXT, MC_SAMPLES, NON_NEGATIVE, SEED, InputError, compile_option,
+from robustness.cli.common import (COUNT, CONTEXT, MC_SAMPLES, NON_NEGATIVE, SEED, InputError, compile_option,
                                    data_dir_option, device_option, domain_errors, executor_options, output_path,
                                    quiet_option, renamed, report_failures, resolve_device, set_kernel, setup,
                                    store_option)
@@ -61,8 +61,8 @@ def slice_command(**f: Any) -> None:
     setup(f["quiet"])
     set_kernel(f["compile"])
     from reports.slices import format_slices, summarize_slices
-    from robustness.slicing import SliceConfig, run_slice
-    from robustness.store import default_path
+    from robustness.slicing.run import SliceConfig, run_slice
+    from robustness.store.database import default_path
 
     cfg = SliceConfig(models=expand_models(f["models"]), between=tuple(f["between"]) if f["between"] else None,
                       dims=f["dims"], direction=f["direction"], span=_span(f["span"]), points=f["points"],
