@@ -60,7 +60,7 @@ class TrainRequest:
     train_perturbation: str | None = None
 
 
-def _train_config(req: TrainRequest) -> TrainConfig:
+def train_config_of(req: TrainRequest) -> TrainConfig:
     """The preset with the request's overrides, each checked."""
     if req.optimizer not in PRESETS:
         raise BadInput(f"unknown optimizer {req.optimizer!r} (use adam or ivon)")
@@ -114,7 +114,7 @@ def train_to_checkpoint(req: TrainRequest, out: str | Path, device: torch.device
                         progress: bool = True) -> str:
     """Train per `req`, write the checkpoint to `out`, return a short summary (with, for
     IVON, the one-line diagnosis of what the posterior is)."""
-    tcfg = _train_config(req)
+    tcfg = train_config_of(req)
     # An absolute data path, so `robust eval` finds the data from any working directory.
     data_dir = str(Path(req.data_dir).expanduser().resolve()) if req.data_dir else None
     spec = DatasetSpec(req.dataset, data_dir, req.frames, req.skip_bad, req.speaker_pattern)

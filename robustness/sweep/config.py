@@ -165,7 +165,7 @@ BOUNDS = {"ci_width": (0.0, True, 100.0), "max_seeds": (1, False, MAX_SEEDS), "a
           "workers": (1, False, 1024), "threads": (1, False, 1024)}
 
 
-def _check_value(key: str, v: Any, where: str) -> None:
+def check_value(key: str, v: Any, where: str) -> None:
     kinds = TOML_TYPES[key]
     ok = isinstance(v, kinds) and not (isinstance(v, bool) and bool not in kinds)
     if not ok:

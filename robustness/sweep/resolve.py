@@ -28,7 +28,7 @@ from perturbations.spec import get_profile, parse_spec
 from robustness.ranges import level_axis, parse_levels
 from robustness.seed_sets import expand_models
 from robustness.sweep.choices import SWEEP_CHOICES
-from robustness.sweep.config import (MAX_SEEDS, SCALAR_KEYS, PerturbationPlan, SweepConfig, _check_value, check_bounds,
+from robustness.sweep.config import (MAX_SEEDS, SCALAR_KEYS, PerturbationPlan, SweepConfig, check_value, check_bounds,
                                      random_baselines)
 from basics.tomlfile import load_toml
 
@@ -41,7 +41,7 @@ def read_toml(path: str) -> dict:
         key = k.replace("-", "_")
         if key not in SCALAR_KEYS:
             raise BadInput(f"{p}: unknown option {k!r}")
-        _check_value(key, v, str(p))
+        check_value(key, v, str(p))
         if key in SWEEP_CHOICES and v not in SWEEP_CHOICES[key]:
             raise BadInput(f"{p}: {key} = {v!r} is not one of {', '.join(SWEEP_CHOICES[key])}")
         out[key] = v
