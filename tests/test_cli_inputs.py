@@ -181,7 +181,9 @@ def test_only_input_errors_exit_2(monkeypatch, base):
 @pytest.mark.parametrize("key,value", [("split", "train"), ("bn", "median"), ("scale", "rms"), ("executor", "slurm")])
 def test_a_choice_the_flag_refuses_the_file_refuses_and_every_allowed_one_both_accept(base, tmp_path, key, value):
     from perturbations.base import Scale
-    from robustness.sweep.choices import SWEEP_CHOICES
+    from robustness.sweep.config import sweep_fields
+
+    SWEEP_CHOICES = {f.name: f.opt.choices for f in sweep_fields() if f.opt.choices}
     from robustness.evaluate import BNMode
 
     assert SWEEP_CHOICES["bn"] == tuple(m.value for m in BNMode) and SWEEP_CHOICES["scale"] == tuple(m.value for m in Scale)

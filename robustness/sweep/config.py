@@ -1,23 +1,27 @@
-"""What a sweep is: its perturbation plans and options, their bounds and their checks.
+"""What a sweep is: its options (the schema its flags and sweep.toml share), its
+perturbation plans, and the checks that need the perturbation registry.
 
-`robustness.sweep.resolve` builds a `SweepConfig` from flags and a TOML file.
+`robustness.sweep.resolve` builds a `SweepConfig` from flags and a TOML file. This module
+loads no torch at import (the command line builds its options from it at start-up); the
+checks import the registry when they run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from basics.attack_labels import SEARCH_OPTIONS, searches
 from basics.errors import BadInput, require_utf8
-from perturbations.base import PerturbationError, Scale
-from perturbations.spec import Spec, parse_spec
-from robustness.evaluate import BNMode, Mode
-from robustness.ranges import out_of_bounds
+from robustness.schema import Field, check_bounds, fields, option
+
+if TYPE_CHECKING:
+    from perturbations.spec import Spec
 
 MIN_AUTO_SEEDS = 5  # --seeds auto never judges an interval from fewer draws
+# The most draws one sweep can hold per level: each seed and sample is a network evaluated per level.
+MAX_SEEDS = 100_000
 
 
 @dataclass(frozen=True)
@@ -33,53 +37,45 @@ class PerturbationPlan:
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """Everything that determines the numbers of a sweep (hashed to identify its run).
+    """Everything that determines the numbers of a sweep (hashed to identify its run), each
+    option with its flag, bounds and help: the schema the command line and sweep.toml share.
 
-    Attributes:
-        models: checkpoint paths.
-        plans: perturbations with their levels.
-        seeds: independent draws per level; None = auto (until the 95% interval of
-            accuracy is narrower than `ci_width` points, at least `MIN_AUTO_SEEDS`, at most
-            `max_seeds`).
-        ci_width, max_seeds, auto_batch: the auto-seed rule (width in accuracy points).
-        mc_samples: M: posterior samples for BMA, copies for chips.
-        bn: BN statistics for posterior samples (`recalibrate` or `mean`).
-        modes: modes to evaluate (empty: every mode each checkpoint has).
-        layers: layers in scope (empty: all); `per_layer` sweeps each separately.
-        scale: per-layer noise scale `max`, `std`, `abs`, or `sigma` (each weight's posterior std).
-        sigma_from: IVON checkpoint whose posterior sigma scales the noise of non-IVON models.
-        fold_bn: fold BatchNorm into weights and bias currents before perturbing.
-        include_bias: perturb biases along with weights.
-        include_bn: perturb BatchNorm scale and shift along with weights.
-        limit: evaluate on the first N examples of the split.
-        split: `test` or `validation`.
-        seed: base seed of all draws.
-        data_dir: overrides the checkpoints' data folder.
-        skip_at_chance: do not run the levels of a curve harsher than one where every draw
-            was at chance (stored as skipped, with the reason; see robustness/sweep/chance.py).
+    `plans` is resolved from `PlanOptions` (perturbations and their levels). `seeds` None =
+    auto: draw in rounds of `auto_batch` until the 95% interval of accuracy is narrower than
+    `ci_width` points, at least `MIN_AUTO_SEEDS`, at most `max_seeds`.
     """
 
-    models: tuple[str, ...]
-    plans: tuple[PerturbationPlan, ...]
-    seeds: int | None = 10
-    ci_width: float = 0.5
-    max_seeds: int = 100
-    auto_batch: int = 5
-    mc_samples: int = 10
-    bn: str = "recalibrate"
-    modes: tuple[str, ...] = ()
-    layers: tuple[str, ...] = ()
-    per_layer: bool = False
-    scale: str = "max"
-    sigma_from: str | None = None
-    fold_bn: bool = False
-    include_bias: bool = False
-    include_bn: bool = False
-    limit: int | None = None
-    split: str = "test"
-    seed: int = 0
-    data_dir: str | None = None
-    skip_at_chance: bool = True
+    models: tuple[str, ...] = option((), "Checkpoint (.pt), a seed set (OUT.seeds.json) or a glob ('adam-seed*.pt'); "
+                                         "repeatable.", flag="--model", kind="multiple", path=True,
+                                     file_keys=("model",), show_default=False)
+    plans: tuple[PerturbationPlan, ...] = ()
+    seeds: int | None = option(10, "Draws per level, or 'auto' (see --ci-width).", file_types=(int, str))
+    ci_width: float = option(0.5, "With --seeds auto: draw until the 95% interval of accuracy is narrower than this "
+                                  "(points).", number="float", low=0.0, low_open=True, high=100.0,
+                             unit="accuracy points")
+    max_seeds: int = option(100, "Cap for --seeds auto.", number="int", low=1, high=MAX_SEEDS)
+    auto_batch: int = option(5, "With --seeds auto: draws per round.", number="int", low=1, high=1000, hidden=True)
+    mc_samples: int = option(10, "M: posterior samples for BMA, perturbed copies for chips.", number="int", low=1,
+                             high=10_000, unit="networks per prediction")
+    bn: str = option("recalibrate", "BN statistics of posterior samples.", choices=("recalibrate", "mean"))
+    modes: tuple[str, ...] = option((), "Modes to evaluate, e.g. point,chips [every mode of each model: point|mean, "
+                                        "chips, bma, ensemble].", kind="names")
+    layers: tuple[str, ...] = option((), "Restrict to layers, e.g. blocks.0,readout.", kind="names")
+    per_layer: bool = option(False, "Sweep each layer separately (layer sensitivity).", kind="flag")
+    scale: str = option("max", "Noise scale: per-layer max|w|, std(w), absolute, or each weight's IVON posterior "
+                               "sigma.", choices=("max", "std", "abs", "sigma"))
+    sigma_from: str | None = option(None, "With --scale sigma: the IVON checkpoint whose sigma scales noise for "
+                                          "non-IVON models.", path=True)
+    fold_bn: bool = option(False, "Fold BatchNorm into weights and bias currents before perturbing.", kind="flag")
+    include_bias: bool = option(False, "Perturb biases too (they exist after --fold-bn).", kind="flag")
+    include_bn: bool = option(False, "Perturb BatchNorm scale and shift too (unfolded BN).", kind="flag")
+    limit: int | None = option(None, "Evaluate on a class-stratified, seeded subset of N examples (for CI).",
+                               number="int", low=1, unit="examples")
+    split: str = option("test", choices=("test", "validation"))
+    seed: int = option(0, "Base seed of every draw.", number="int", low=0, high=2**63 - 1)
+    data_dir: str | None = option(None, "Local folder of the dataset (overrides the checkpoint's).", path=True)
+    skip_at_chance: bool = option(True, "Skip the levels harsher than one where every draw was at chance (stored "
+                                        "as skipped).", kind="switch")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -99,24 +95,25 @@ class SweepConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def validate(cfg: SweepConfig) -> list[Spec]:
+def validate(cfg: SweepConfig) -> list["Spec"]:
     """Check everything that can be checked before touching the store; returns parsed specs."""
+    from perturbations.base import PerturbationError, Scale
+    from perturbations.spec import parse_spec
+    from robustness.evaluate import BNMode, Mode
+
     if not cfg.models:
         raise BadInput("no --model given")
     for m in (*cfg.models, *([cfg.sigma_from] if cfg.sigma_from else [])):
         require_utf8(m)
     if not cfg.plans:
         raise BadInput("no perturbation levels given (use --noise, --bits or --profile)")
-    if cfg.seeds is not None and cfg.seeds < 1:
-        raise BadInput(f"--seeds must be a positive integer or 'auto', got {cfg.seeds}")
+    if cfg.seeds is not None and not 1 <= cfg.seeds <= MAX_SEEDS:
+        raise BadInput(f"--seeds must be from 1 to {MAX_SEEDS:,} or 'auto', got {cfg.seeds!r}")
     if cfg.sigma_from is not None and cfg.scale != Scale.SIGMA.value:
         raise BadInput("--sigma-from is only read with --scale sigma")
-    if cfg.mc_samples < 1:
-        raise BadInput(f"--mc-samples must be at least 1, got {cfg.mc_samples}")
-    if cfg.limit is not None and cfg.limit < 1:
-        raise BadInput(f"--limit must be positive, got {cfg.limit}")
-    if cfg.ci_width <= 0 or cfg.max_seeds < MIN_AUTO_SEEDS:
-        raise BadInput(f"--ci-width must be positive and --max-seeds at least {MIN_AUTO_SEEDS}")
+    check_bounds(fields(SweepConfig), vars(cfg))  # what the flags and the file were held to, for API callers too
+    if cfg.max_seeds < MIN_AUTO_SEEDS:
+        raise BadInput(f"--max-seeds must be at least {MIN_AUTO_SEEDS}")
     try:
         scale = Scale(cfg.scale)
         BNMode(cfg.bn)
@@ -141,60 +138,54 @@ def validate(cfg: SweepConfig) -> list[Spec]:
     return specs
 
 
-SCALAR_KEYS = {"seeds", "ci_width", "max_seeds", "auto_batch", "mc_samples", "bn", "layers", "per_layer", "scale", "fold_bn",
-               "include_bias", "include_bn", "limit", "split", "seed", "data_dir", "noise", "bits", "profile", "perturbation",
-               "models", "model", "out", "store", "device", "workers", "threads", "compile", "modes", "sigma_from",
-               "executor", "address", "skip_at_chance"}
+@dataclass(frozen=True)
+class PlanOptions:
+    """How a sweep's perturbations and levels are given on the command line or at the top of
+    sweep.toml (`[[perturbation]]` tables are the other way); resolved into `plans`."""
+
+    perturbation: tuple[str, ...] = option((), "Spec, e.g. gaussian, quantize:4+mismatch (sweeps the last "
+                                               "component, or the one marked :?); repeatable [gaussian].",
+                                           short="-p", kind="multiple", show_default=False)
+    noise: str | None = option(None, "Levels: START:STOP (10 points), START:STOP:NUM[log], or a,b,c.",
+                               file_types=(str, int, float, list))
+    bits: str | None = option(None, "Bit widths for quantize, e.g. 2:8.", file_types=(str, int, list))
+    profile: str | None = option(None, "Named hardware profile (see `robust perturbations`).")
 
 
-# What each sweep.toml key may hold (TOML types), checked before anything is converted.
-_STR, _INT, _NUM, _BOOL, _LIST = (str,), (int,), (int, float), (bool,), (list,)
-TOML_TYPES: dict[str, tuple[type, ...]] = {
-    "seeds": _INT + _STR, "ci_width": _NUM, "max_seeds": _INT, "auto_batch": _INT, "mc_samples": _INT, "bn": _STR,
-    "layers": _STR + _LIST, "per_layer": _BOOL, "scale": _STR, "fold_bn": _BOOL, "include_bias": _BOOL,
-    "include_bn": _BOOL, "limit": _INT, "split": _STR, "seed": _INT, "data_dir": _STR, "noise": _STR + _NUM + _LIST,
-    "bits": _STR + _INT + _LIST, "profile": _STR, "perturbation": _STR + _LIST, "models": _STR + _LIST,
-    "model": _STR + _LIST, "out": _STR, "store": _STR, "device": _STR, "workers": _INT, "threads": _INT,
-    "compile": _BOOL, "modes": _STR + _LIST,
-    "sigma_from": _STR, "executor": _STR, "address": _STR, "skip_at_chance": _BOOL}
-# Bounds of the numeric options, whether given as flags or in a file: (least value, strictly above it, most).
-# The most is what one sweep can hold: each seed and sample is a network evaluated per level.
-MAX_SEEDS = 100_000
-BOUNDS = {"ci_width": (0.0, True, 100.0), "max_seeds": (1, False, MAX_SEEDS), "auto_batch": (1, False, 1000),
-          "mc_samples": (1, False, 10_000), "limit": (1, False, None), "seed": (0, False, 2**63 - 1),
-          "workers": (1, False, 1024), "threads": (1, False, 1024)}
+@dataclass(frozen=True)
+class SweepRuntime:
+    """Where and how a sweep runs: never part of its numbers, so not of the run hash."""
+
+    device: str = option("cpu", "Torch device: cpu, cuda, cuda:1, ..., mps.")
+    threads: int | None = option(None, "CPU threads for the batched passes [torch default].", number="int", low=1,
+                                 high=1024)
+    workers: int | None = option(None, "Old name of --threads.", number="int", low=1, high=1024, hidden=True)
+    compile: bool | None = option(None, "Force the compiled LIF kernel (C, built once per machine) on or off "
+                                        "[auto: on when built or when the work pays for a build; $ROBUST_KERNEL].",
+                                  kind="switch")
+    executor: str = option("local", "Run units in this process, or as Ray tasks (pip install 'robust-snn[ray]').",
+                           choices=("local", "ray"))
+    address: str | None = option(None, "With --executor ray: the cluster to join (auto = the running one, or "
+                                       "HOST:PORT) [a local Ray instance; $RAY_ADDRESS].")
+    store: str | None = option(None, "Results store [robust-results.db, or $ROBUST_STORE].", path=True)
+    out: str | None = option(None, "Old name of --store.", hidden=True)
 
 
-def check_value(key: str, v: Any, where: str) -> None:
-    kinds = TOML_TYPES[key]
-    ok = isinstance(v, kinds) and not (isinstance(v, bool) and bool not in kinds)
-    if not ok:
-        words = {"str": "string", "int": "integer", "float": "number", "bool": "true/false", "list": "list"}
-        names = " or ".join(sorted({words[t.__name__] for t in kinds}))
-        raise BadInput(f"{where}: {key} = {v!r} must be {'an' if names[0] in 'aeiou' else 'a'} {names}")
-    if isinstance(v, list):
-        for x in v:
-            if not isinstance(x, (str, int, float, dict)) or isinstance(x, bool):
-                raise BadInput(f"{where}: {key} holds {x!r}, not a string or number")
-
-
-def check_bounds(values: dict[str, Any], where: str = "") -> None:
-    """Numbers in range and finite (NaN passes no comparison, so it is refused by name)."""
-    for key, (low, strict, high) in BOUNDS.items():
-        v = values.get(key)
-        if v is None:
-            continue
-        flag = f"{where}{key}" if where else "--" + key.replace("_", "-")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise BadInput(f"{flag} must be a finite number, got {v!r}")
-        why = out_of_bounds(v, low, high, low_open=strict)
-        if why:
-            raise BadInput(f"{flag} {why}, got {v!r}")
+def sweep_fields() -> list[Field]:
+    """Every option of `robust sweep` in the order its help lists them."""
+    cfg = fields(SweepConfig)
+    gate = next(f for f in cfg if f.name == "skip_at_chance")  # listed beside the other level options
+    cfg.remove(gate)
+    cfg.insert(next(i for i, f in enumerate(cfg) if f.name == "per_layer") + 1, gate)
+    return cfg[:1] + fields(PlanOptions) + cfg[1:] + fields(SweepRuntime)
 
 
 def _attack(spec_text: str) -> tuple[str, bool, str] | None:
     """(what is attacked: the options but the search's, is the random baseline, that
     baseline's spec) of a lone `adversarial` spec; None for anything else."""
+    from perturbations.base import PerturbationError
+    from perturbations.spec import parse_spec
+
     try:
         spec = parse_spec(spec_text)
     except PerturbationError:
