@@ -47,6 +47,9 @@ class Option:
     in_file: bool = True  # a config-file key too
     file_types: tuple[type, ...] | None = None
     file_keys: tuple[str, ...] = ()  # other names the file accepts for it
+    nargs: int = 1
+    after: str | None = None  # listed in --help after this field (its place before the field order was fixed)
+    parse: Callable[[Any], Any] | None = None  # text as typed -> the field's value (ranges, spans)
 
     def types(self) -> tuple[type, ...]:
         """The TOML types a file may give this option as."""
@@ -93,6 +96,15 @@ def fields(*schemas: type) -> list[Field]:
             if "option" in f.metadata:
                 default = f.default if f.default is not dataclasses.MISSING else None
                 out.append(Field(f.name, default, f.metadata["option"]))
+    return out
+
+
+def help_order(schema_fields: list[Field]) -> list[Field]:
+    """The fields as --help lists them: definition order, each `after` field moved behind its anchor."""
+    out = [f for f in schema_fields if f.opt.after is None]
+    for f in schema_fields:
+        if f.opt.after is not None:
+            out.insert(next(i for i, g in enumerate(out) if g.name == f.opt.after) + 1, f)
     return out
 
 
@@ -154,6 +166,43 @@ def read_file(raw: dict[str, Any], schema_fields: list[Field], where: str,
         out[key] = v
     check_bounds(schema_fields, {keys[k].name if k in keys else k: v for k, v in out.items()}, f"{where}: ")
     return out
+
+
+def names(v: Any) -> tuple[str, ...]:
+    """A comma-separated list (flag) or a list (file) as a tuple of names, blanks dropped."""
+    if isinstance(v, str):
+        return tuple(x.strip() for x in v.split(",") if x.strip())
+    return tuple(str(x) for x in (v or ()))
+
+
+def field_value(f: Field, v: Any) -> Any:
+    """A flag's or a file's value as its field holds it (types and bounds checked already)."""
+    o = f.opt
+    if o.kind == "names":
+        got = names(v)
+        if not got and v not in (None, ()):
+            raise BadInput(f"{f.flag} {v!r}: names nothing")
+        return None if not got and f.default is None else got
+    if v is None:
+        return None
+    if o.parse is not None:
+        return o.parse(v)
+    if o.kind in ("flag", "switch"):
+        return bool(v)
+    if o.kind == "multiple" or o.nargs > 1:
+        return tuple(v)
+    if o.number == "int":
+        return int(v)
+    if o.number == "float":
+        return float(v)
+    return str(v) if o.choices else v
+
+
+def build(schema: type, values: dict[str, Any], **resolved: Any) -> Any:
+    """An instance of `schema` from option values by field name (missing: the default), with
+    `resolved` fields (expanded model lists, plans) given as they are."""
+    kw = {f.name: field_value(f, values.get(f.name, f.default)) for f in fields(schema)}
+    return schema(**{**kw, **resolved})
 
 
 def defaults(schema: type) -> dict[str, Any]:

@@ -102,6 +102,7 @@ def test_baseline_regression_and_architecture(store, tiny_checkpoints, tmp_path)
     assert r.exit_code == 2 and "another architecture" in r.output
 
 
+@pytest.mark.slow
 def test_example_ci_workflow_gates(tmp_path):
     env = {**os.environ, "PATH": f"{Path(os.sys.executable).parent}:{os.environ['PATH']}", "PYTHONWARNINGS": "ignore"}
     r = subprocess.run(["bash", str(ROOT / "examples/ci/run.sh"), str(tmp_path / "work")], env=env,

@@ -125,6 +125,7 @@ def test_report_renders_in_chromium(store, tmp_path):
     assert shot.stat().st_size > 50_000  # a rendered page with figures, not a blank one
 
 
+@pytest.mark.slow
 def test_fast_demo_writes_the_report_and_reuses_its_work(tmp_path):
     out = tmp_path / "demo"
     r = run("demo", "--fast", "--out-dir", out, "-q")

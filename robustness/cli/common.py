@@ -283,6 +283,8 @@ def schema_options(schema_fields: list[Field]) -> Callable:
                 kw["is_flag"] = True
             elif o.kind == "multiple":
                 kw["multiple"] = True
+            if o.nargs > 1:
+                kw["nargs"] = o.nargs
             if o.number is not None:
                 kw["type"] = Number(integer=o.number == "int", low=o.low, high=o.high, low_open=o.low_open,
                                     high_open=o.high_open)

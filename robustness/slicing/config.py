@@ -7,6 +7,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from basics.errors import BadInput
+from robustness.schema import option
+
+
+def parse_span(text: str) -> tuple[float, float]:
+    """`START:STOP` of the slice coordinate."""
+    try:
+        lo, hi = (float(v) for v in str(text).split(":"))
+    except ValueError:
+        raise BadInput(f"--span must be START:STOP, e.g. -1:1, got {text!r}") from None
+    return lo, hi
 
 LINE = "line"  # the mode name of a `between` curve
 # Bounds on what one slice may ask for: each is far past any published slice, and past them
@@ -41,23 +52,31 @@ class SliceConfig:
         data_dir: where a real dataset lives (None: the checkpoint's).
     """
 
-    models: tuple[str, ...] = ()
-    between: tuple[str, str] | None = None
-    dims: int = 1
-    direction: str = "filter"
-    span: tuple[float, float] | None = None
-    points: int = 41
-    directions: int = 8
-    batches: int = 4
-    batch_size: int = 128
-    split: str = "train"
-    mc_samples: int = 10
-    sigmoid: float = 0.0
-    bn: str = "mean"
-    include_bn: bool = False
-    modes: tuple[str, ...] | None = None
-    seed: int = 0
-    data_dir: str | None = None
+    models: tuple[str, ...] = option((), "Checkpoint, seed set (OUT.seeds.json) or glob; repeatable (shared "
+                                         "directions).", flag="--model", kind="multiple", path=True)
+    between: tuple[str, str] | None = option(None, "Slice the straight line from checkpoint A (a=0) to B (a=1) "
+                                                   "instead.", nargs=2, path=True)
+    dims: int = option(1, "1: a line; 2: a plane.", number="int")
+    direction: str = option("filter", "unit | filter (Li et al. 2018) | layer | hessian (top eigenvectors) | "
+                                      "posterior (IVON sigma*eps).")
+    span: tuple[float, float] | None = option(None, "START:STOP of the coordinate a [-1:1; -0.5:1.5 with "
+                                                    "--between].", parse=parse_span)
+    points: int = option(41, "Points per axis.", number="int")
+    directions: int = option(8, "Directions (planes) per model.", number="int", low=1)
+    batches: int = option(4, "Fixed, seeded minibatches the loss is on.", number="int", low=1)
+    batch_size: int = option(128, number="int", low=1, unit="examples")
+    split: str = option("train", choices=("train", "validation", "test"))
+    mc_samples: int = option(10, "M posterior samples for bma.", number="int", low=1, high=10_000)
+    sigmoid: float = option(0.0, "Add mode `sigmoid`: the network with sigmoid((v - v_th) / T) instead of spikes, "
+                                 "at temperature T.", flag="--sigmoid-control", number="float", low=0.0,
+                            show_default=False, after="modes")
+    bn: str = option("mean", "BMA: stored BN statistics (as the other curves) or re-estimated per sample and point "
+                             "(slow).", choices=("mean", "recalibrate"))
+    include_bn: bool = option(False, "Also move BatchNorm scale/shift and the readout bias.", kind="flag")
+    modes: tuple[str, ...] | None = option(None, "Restrict to modes, e.g. mean,bma [every mode of each model].",
+                                           kind="names")
+    seed: int = option(0, "Seeds directions, batches, posterior draws.", number="int", low=0, high=2**63 - 1)
+    data_dir: str | None = option(None, "Local folder of the dataset (overrides the checkpoint's).", path=True)
 
     @property
     def coords(self) -> list[float]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from basics.attack_labels import SEARCH_OPTIONS, searches
 from basics.errors import BadInput, require_utf8
-from robustness.schema import Field, check_bounds, fields, option
+from robustness.schema import Field, check_bounds, fields, help_order, option
 
 if TYPE_CHECKING:
     from perturbations.spec import Spec
@@ -75,7 +75,7 @@ class SweepConfig:
     seed: int = option(0, "Base seed of every draw.", number="int", low=0, high=2**63 - 1)
     data_dir: str | None = option(None, "Local folder of the dataset (overrides the checkpoint's).", path=True)
     skip_at_chance: bool = option(True, "Skip the levels harsher than one where every draw was at chance (stored "
-                                        "as skipped).", kind="switch")
+                                        "as skipped).", kind="switch", after="per_layer")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -173,10 +173,7 @@ class SweepRuntime:
 
 def sweep_fields() -> list[Field]:
     """Every option of `robust sweep` in the order its help lists them."""
-    cfg = fields(SweepConfig)
-    gate = next(f for f in cfg if f.name == "skip_at_chance")  # listed beside the other level options
-    cfg.remove(gate)
-    cfg.insert(next(i for i, f in enumerate(cfg) if f.name == "per_layer") + 1, gate)
+    cfg = help_order(fields(SweepConfig))
     return cfg[:1] + fields(PlanOptions) + cfg[1:] + fields(SweepRuntime)
 
 

@@ -27,7 +27,7 @@ from basics.tomlfile import load_toml
 from perturbations.base import PerturbationError, get
 from perturbations.spec import get_profile, parse_spec
 from robustness.ranges import level_axis, parse_levels
-from robustness.schema import Field, check_bounds, fields, read_file
+from robustness.schema import build, check_bounds, fields, names, read_file
 from robustness.seed_sets import expand_models
 from robustness.sweep.config import (MAX_SEEDS, PerturbationPlan, SweepConfig, SweepRuntime, random_baselines,
                                      sweep_fields)
@@ -56,12 +56,6 @@ def levels_for(spec_text: str, noise: str | None, bits: str | None) -> tuple[tup
         return (spec.fixed_level(),), "linear"
     flag = "--bits" if is_bits else "--noise"
     raise BadInput(f"{spec_text}: no levels for {swept} (give {flag} or a level in the spec, e.g. {swept}:0.05)")
-
-
-def _names(v: Any) -> tuple[str, ...]:
-    if isinstance(v, str):
-        return tuple(x.strip() for x in v.split(",") if x.strip())
-    return tuple(str(x) for x in (v or ()))
 
 
 def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dict]:
@@ -120,29 +114,13 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
     check_bounds(sweep_fields(), merged)
     for key in ("layers", "modes"):
         given = merged.get(key)
-        if given is not None and given != () and not _names(given):
+        if given is not None and given != () and not names(given):
             raise BadInput(f"--{key} {given!r}: names no {key[:-1]} (give e.g. "
                            f"{'blocks.0,readout' if key == 'layers' else 'point,chips'})")
-    values = {f.name: _value(f, merged.get(f.name, f.default)) for f in fields(SweepConfig)}
-    values.update(models=expand_models(str(m) for m in merged["models"]), plans=tuple(plans), seeds=seeds)
-    cfg = SweepConfig(**values)
+    cfg = build(SweepConfig, merged, models=expand_models(str(m) for m in merged["models"]), plans=tuple(plans),
+                seeds=seeds)
     runtime = {f.name: merged.get(f.name) for f in fields(SweepRuntime)}
     return cfg, runtime
-
-
-def _value(f: Field, v: Any) -> Any:
-    """A flag's or a file's value as its field holds it (checked already: types and bounds)."""
-    if f.opt.kind == "names":
-        return _names(v)
-    if v is None:
-        return None
-    if f.opt.kind in ("flag", "switch"):
-        return bool(v)
-    if f.opt.number == "int":
-        return int(v)
-    if f.opt.number == "float":
-        return float(v)
-    return str(v) if f.opt.choices else v
 
 
 PLAN_KEYS = ("spec", "levels", "axis")
