@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench corpus clean
+.PHONY: install demo test test-fast bench corpus clean
 
 $(BIN)/robust: pyproject.toml
 	@echo "Installing robust and its dependencies into $(VENV) (torch, norse, ivon-opt, ...): about 1.5 minutes here, longer on a first download"
@@ -20,6 +20,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Everything but the tests marked slow: under 2 minutes on 2 cores, for the edit-test loop.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: install
 	$(BIN)/python -m benchmarks.bench_forward

@@ -24,7 +24,8 @@ from benchmarks.bench_forward import PerStepNorse  # noqa: E402
 from benchmarks.machine import machine_args, machine_setup, peak_rss_mb  # noqa: E402
 from models import native  # noqa: E402
 from models.deploy import deploy_tensors  # noqa: E402
-from models.network import ForwardOptions, SpikingNet, forward_stacked  # noqa: E402
+from models.model_config import ForwardOptions
+from models.network import SpikingNet, forward_stacked  # noqa: E402
 from perturbations.base import Context  # noqa: E402
 from perturbations.spec import apply, parse_spec  # noqa: E402
 

@@ -25,8 +25,8 @@ warnings.filterwarnings("ignore")
 from benchmarks.machine import peak_rss_mb  # noqa: E402
 from robustness.executors import RayExecutor  # noqa: E402
 from robustness.ranges import parse_levels  # noqa: E402
-from robustness.sweep import run_sweep  # noqa: E402
-from robustness.sweep_config import PerturbationPlan, SweepConfig  # noqa: E402
+from robustness.sweep.config import PerturbationPlan, SweepConfig  # noqa: E402
+from robustness.sweep.run import run_sweep  # noqa: E402
 from robustness.training import TrainRequest, train_to_checkpoint  # noqa: E402
 
 COLUMNS = "model_hash, mode, perturbation, layer, level, seed, accuracy, nll, example_correct, example_nll"

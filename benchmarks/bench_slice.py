@@ -24,9 +24,9 @@ from benchmarks.bench_forward import PerStepNorse  # noqa: E402
 from benchmarks.machine import machine_args, machine_setup, matmul_flops, peak_rss_mb, sgemm_gflops  # noqa: E402
 from models import native  # noqa: E402
 from models.network import SpikingNet  # noqa: E402
-from robustness.slice_curves import _curve, _grid, _Networks  # noqa: E402
-from robustness.slice_directions import direction_generator, moved_names, normalise, raw_direction  # noqa: E402
-from robustness.slicing import SliceConfig  # noqa: E402
+from robustness.slicing.curves import curve_losses, grid_points, Networks  # noqa: E402
+from robustness.slicing.directions import direction_generator, moved_names, normalise, raw_direction  # noqa: E402
+from robustness.slicing.run import SliceConfig  # noqa: E402
 
 
 class _Ck:  # the checkpoint fields the engine reads
@@ -64,18 +64,18 @@ def main() -> None:
     print(f"threads {args.threads}; {args.batches} x 128 training clips, hidden {list(net.cfg.hidden)}")
     for dims, points in ((1, 41), (2, 21)):
         cfg = SliceConfig(models=("bench",), dims=dims, points=points, batches=args.batches)
-        from robustness.slicing import fixed_batches
+        from robustness.slicing.run import fixed_batches
 
         x, y = fixed_batches(data, cfg)
         names = moved_names(net.cfg)
         w = net.tensors()
         g = direction_generator(0, 0)
         u = [normalise(raw_direction({n: w[n].shape for n in names}, g), w, "filter") for _ in range(dims)]
-        grid = _grid(cfg)
-        nets = _Networks({n: v.detach().unsqueeze(0) for n, v in w.items()}, [w], False)
+        grid = grid_points(cfg)
+        nets = Networks({n: v.detach().unsqueeze(0) for n, v in w.items()}, [w], False)
         peak = sgemm_gflops()
         t0 = time.perf_counter()
-        loss, _ = _curve(ck, nets, [[d] for d in u], names, grid, x, y, x, cfg, torch.device("cpu"))
+        loss, _ = curve_losses(ck, nets, [[d] for d in u], names, grid, x, y, x, cfg, torch.device("cpu"))
         t_engine = time.perf_counter() - t0
         peak = (peak + sgemm_gflops()) / 2
         flops = matmul_flops([net.cfg.input_dim, *net.cfg.hidden], x.shape[1], len(x) * len(grid))

@@ -29,8 +29,8 @@ from perturbations.base import Context  # noqa: E402
 from perturbations.spec import apply, parse_spec  # noqa: E402
 from robustness.data import DatasetSpec, load_dataset  # noqa: E402
 from robustness.evaluate import Mode  # noqa: E402
-from robustness.sweep import SweepConfig, _prepare  # noqa: E402
-from robustness.sweep_units import _evaluate_draws, _Job  # noqa: E402
+from robustness.sweep.run import SweepConfig, _prepare  # noqa: E402
+from robustness.sweep.units import evaluate_draws, LevelJob  # noqa: E402
 
 
 def main() -> None:
@@ -75,14 +75,14 @@ def main() -> None:
 
     native.set_mode(args.kernel)
     prep = _prepare(ck, data, Mode.POINT, cfg, x, y, dev, None)
-    job = _Job(ck.net.cfg, prep, spec, ctx, x, y, 0, dev, cfg.seed)
+    job = LevelJob(ck.net.cfg, prep, spec, ctx, x, y, 0, dev, cfg.seed)
     t0 = time.perf_counter()
-    _evaluate_draws(job, levels[0], seeds[:2])  # warm-up
+    evaluate_draws(job, levels[0], seeds[:2])  # warm-up
     print(f"warm-up (and kernel build or load) {time.perf_counter() - t0:.1f} s, not counted below")
     acc_engine, t_engine, paces = [], 0.0, [peak]
     for lv in levels:
         t0 = time.perf_counter()
-        rows = _evaluate_draws(job, lv, seeds)
+        rows = evaluate_draws(job, lv, seeds)
         t_engine += time.perf_counter() - t0
         acc_engine.append(sum(r["accuracy"] for r in rows) / len(rows))
         paces.append(sgemm_gflops(reps=2))  # the machine's pace between levels (shared hosts drift)
@@ -126,7 +126,7 @@ def main() -> None:
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        _evaluate_draws(job, levels[-1], seeds)
+        evaluate_draws(job, levels[-1], seeds)
     total = sum(e.self_cpu_time_total for e in prof.key_averages())
     print("engine profile (self CPU time, one level):")
     for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:8]:

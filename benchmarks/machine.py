@@ -39,7 +39,8 @@ def machine_setup(args: argparse.Namespace) -> tuple["Dataset", "SpikingNet"]:
 def benchmark_net(model: str | None, data) -> "SpikingNet":
     """The network a benchmark times, in evaluation mode: the checkpoint `model`, else a
     fresh 256-256 network (seed 0) with BatchNorm statistics calibrated on training clips."""
-    from models.network import ModelConfig, SpikingNet
+    from models.model_config import ModelConfig
+    from models.network import SpikingNet
     from models.train import recalibrate_bn_
 
     if model:

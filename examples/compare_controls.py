@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from reports.summary import paired, summarize
-from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
+from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
 
 
 def main() -> None:

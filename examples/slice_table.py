@@ -15,7 +15,7 @@ import argparse
 import time
 
 from reports.slices import summarize_slices
-from robustness.slicing import SliceConfig, run_slice
+from robustness.slicing.run import SliceConfig, run_slice
 
 NAMES = {"point": "Adam point", "ensemble": "Adam ensemble", "mean": "IVON mean", "bma": "IVON BMA"}
 COLUMNS = ("roughness", "curvature", "lipschitz", "kinks", "angularity")

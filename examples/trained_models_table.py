@@ -16,7 +16,7 @@ import time
 
 from reports.summary import format_drop, summarize
 from robustness.evaluate import EvalConfig
-from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
+from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
 from robustness.training import evaluate_checkpoints
 
 PLANS = (("gaussian", (0.05, 0.1, 0.2), "gaussian {} (x max\\|w\\|)"), ("mismatch", (0.1, 0.2, 0.3), "mismatch {}"),

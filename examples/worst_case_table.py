@@ -16,8 +16,8 @@ import argparse
 import time
 
 from reports.summary import attack_gaps, summarize
-from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
-from robustness.sweep_config import random_baselines
+from robustness.sweep.config import random_baselines
+from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
 
 BUDGETS = (("adversarial(target=mismatch)", (0.01, 0.02, 0.05), "mismatch, {:.0%} box"),
            ("adversarial(target=mismatch,budget=logstd)", (0.01, 0.02), "mismatch, log-std {:.0%}"),

@@ -32,10 +32,12 @@ from pathlib import Path
 
 import torch
 
-from models.network import ModelConfig, SpikingNet
+from models.model_config import ModelConfig
+
+from basics.errors import CheckpointError, first_line
+from basics.files import write_bytes
+from models.network import SpikingNet
 from models.posterior import Posterior, diagnose
-from robustness.errors import CheckpointError, first_line
-from robustness.files import write_bytes
 
 FORMAT = "robust-snn"
 VERSION = 1

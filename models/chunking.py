@@ -19,6 +19,9 @@ TARGET_CHUNK = 4  # time steps per chunk a pass is sized for: measured best on a
 MAX_BATCH = 1024
 MIN_BATCH = 100  # examples per pass below which the matmuls lose more than the cache gains (measured)
 FLOAT = 4  # bytes per element
+# Stacked networks per pass at most, in sweeps and slices alike: bounds the parameter copies
+# and temporaries a pass holds, whatever the cache would allow.
+MAX_NETWORKS_PER_PASS = 100
 
 
 def _size(text: str) -> int:
@@ -65,6 +68,9 @@ def batch_size(k: int, width: int) -> int:
     return max(1, min(MAX_BATCH, chunk_budget() // (k * TARGET_CHUNK * width * FLOAT)))
 
 
-def networks_per_pass(width: int) -> int:
-    """Networks to stack in one pass so that each still gets MIN_BATCH examples within the budget."""
-    return max(1, chunk_budget() // (TARGET_CHUNK * MIN_BATCH * width * FLOAT))
+def networks_per_pass(width: int, group: int = 1) -> int:
+    """Networks to stack in one pass so that each still gets MIN_BATCH examples within the
+    budget (at most MAX_NETWORKS_PER_PASS), as a number of whole groups of `group` networks
+    (the K0 networks of one draw, the M networks of one slice point); at least one group."""
+    fits = chunk_budget() // (TARGET_CHUNK * MIN_BATCH * width * FLOAT)
+    return max(1, min(MAX_NETWORKS_PER_PASS, fits) // group)

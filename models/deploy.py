@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from models.layers import affine_bn
-from models.network import ModelConfig, bn_affine
+from models.layers import bn_affine
+from models.model_config import ModelConfig
 
 
 def _identity_bn(t: dict[str, Tensor], prefix: str, like: Tensor, eps: float, shift: Tensor | None = None) -> None:

@@ -7,7 +7,7 @@ same arithmetic in eager PyTorch. The last layer's spikes are only counted, neve
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 import torch
 from torch import Tensor
@@ -16,9 +16,7 @@ from models.chunking import time_chunk
 from models.hardware import add_read_noise, force_spikes, read_noise_keys
 from models.layers import bn_affine, drive_gain, flatten_input, leak, row_invariant, synaptic_filter
 from models.lif import scan_chunk
-
-if TYPE_CHECKING:
-    from models.network import ForwardOptions, ModelConfig
+from models.model_config import ForwardOptions, ModelConfig
 
 
 def _layer_constants(cfg: ModelConfig, t: Mapping[str, Tensor], opt: ForwardOptions, i: int) -> dict:

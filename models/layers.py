@@ -4,13 +4,12 @@ filter of current-based neurons, and the [B, T, D] -> [T*B, D] layout of inputs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import Callable, Mapping
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from models.network import ForwardOptions, ModelConfig
+from models.model_config import ForwardOptions, ModelConfig
 
 
 GEMM_ROW_BLOCK = 4  # MKL's sgemm computes the last rows mod 4 with other code, which rounds differently (measured)

@@ -32,8 +32,8 @@ from typing import Iterator
 
 import torch
 
-from robustness.errors import BadInput
-from robustness.files import atomic_path
+from basics.errors import BadInput
+from basics.files import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,7 @@ posterior samples) in one batched pass.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import torch
@@ -25,122 +23,7 @@ from models.hardware import add_read_noise, force_spikes, read_noise_keys
 from models.inference import chunked_inference
 from models.layers import bn_affine, drive_gain, flatten_input, leak, row_invariant, synaptic_filter
 from models.lif import lif_scan
-
-
-RESETS = ("subtract", "zero")
-NEURONS = ("lif", "cuba_lif", "if")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Shape and neuron constants of the network.
-
-    Attributes:
-        input_dim: features per frame D (40 log-mel bands).
-        num_classes: output classes.
-        hidden: width of each hidden LIF layer.
-        dropout: dropout probability after each LIF layer and in the readout.
-        threshold: LIF firing threshold v_th (dimensionless, input is BN-normalised).
-        surrogate_width: boxcar half-width a of the surrogate gradient.
-        alpha_min, alpha_max: range of the trainable per-neuron leak alpha per 10 ms step
-            (exp(-1/5) .. exp(-1/25): membrane time constants of 50-250 ms).
-        bn_momentum: BatchNorm running-statistics momentum.
-        bn_eps: BatchNorm epsilon.
-        reset: after a spike the membrane drops by the threshold (`subtract`, trained here)
-            or is set to 0 (`zero`: Norse's LIFBox and NIR's LIF with v_reset = 0, for
-            imported models).
-        neuron: `lif` (trained here), or for imported models `cuba_lif` (a synaptic
-            current with its own decay `blocks.i.beta` between the Linear, which then has a
-            bias, and the BatchNorm) or `if` (no leak: alpha = 1, input added per step).
-    """
-
-    input_dim: int = 40
-    num_classes: int = 20
-    hidden: tuple[int, ...] = (256, 256)
-    dropout: float = 0.1
-    threshold: float = 1.0
-    surrogate_width: float = 0.5
-    alpha_min: float = math.exp(-1 / 5)
-    alpha_max: float = math.exp(-1 / 25)
-    bn_momentum: float = 0.05
-    bn_eps: float = 1e-5
-    reset: str = "subtract"
-    neuron: str = "lif"
-
-    def __post_init__(self) -> None:
-        if self.reset not in RESETS:
-            raise ValueError(f"reset must be one of {', '.join(RESETS)}, not {self.reset!r}")
-        if self.neuron not in NEURONS:
-            raise ValueError(f"neuron must be one of {', '.join(NEURONS)}, not {self.neuron!r}")
-        for name in ("input_dim", "num_classes"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, not {v!r}")
-        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
-            raise ValueError(f"hidden layer widths must be positive integers, not {list(self.hidden)}")
-        # A NaN or a sign error here passes every shape check and then invents numbers
-        # (a NaN leak answers one class for every input), so each setting is checked.
-        checks = (("dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)"),
-                  ("threshold", 0.0 < self.threshold < math.inf, "a positive finite number"),
-                  ("surrogate_width", 0.0 < self.surrogate_width < math.inf, "a positive finite number"),
-                  ("alpha_min", 0.0 <= self.alpha_min <= 1.0, "in [0, 1]"),
-                  ("alpha_max", self.alpha_min <= self.alpha_max <= 1.0, "in [alpha_min, 1]"),
-                  ("bn_momentum", 0.0 < self.bn_momentum <= 1.0, "in (0, 1]"),
-                  ("bn_eps", 0.0 < self.bn_eps < math.inf, "a positive finite number"))
-        for name, ok, what in checks:
-            if not ok:  # NaN fails every comparison
-                raise ValueError(f"{name} must be {what}, not {getattr(self, name)!r}")
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "ModelConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}")  # the loader makes it one line
-        kw = dict(d)
-        if "hidden" in kw:
-            kw["hidden"] = tuple(int(h) for h in kw["hidden"])
-        return cls(**kw)
-
-
-@dataclass
-class ForwardOptions:
-    """How one forward pass treats BatchNorm and dropout.
-
-    Attributes:
-        bn_batch_stats: normalise with the statistics of this batch (training) instead of
-            the running statistics.
-        update_running: also move the running statistics (only for K == 1 in training).
-        bn_momentum: momentum of that update (None: the config's).
-        dropout_generator: when set, apply dropout with masks drawn from it.
-        record_stats: when a dict, receives (sum, sum of squares, count) per BN layer, used to
-            re-estimate running statistics for each posterior sample.
-        clamp_alpha: clamp the leak to its trainable range (off for perturbed hardware
-            constants, which may leave it).
-        example_offset: index of `x[0]` in its split. Read noise (`blocks.i.read_noise`) of
-            draw k at example b, step t and neuron h is a function of
-            (`blocks.i.read_noise_seed[k]`, example_offset + b, t, h) alone, so a draw's noise
-            never depends on how the work is cut (see `models.hardware.add_read_noise`).
-        start: index of the first block to run; `x` is then that block's input spike train
-            [B, T, H] (reuse of clean activations below a perturbed layer).
-        smooth_spikes: when > 0, replace the Heaviside by a sigmoid of the membrane with this
-            temperature: the non-spiking control of loss slices.
-    """
-
-    bn_batch_stats: bool = False
-    update_running: bool = False
-    bn_momentum: float | None = None
-    dropout_generator: torch.Generator | None = None
-    record_stats: dict | None = field(default=None)
-    clamp_alpha: bool = True
-    example_offset: int = 0
-    start: int = 0
-    smooth_spikes: float = 0.0
+from models.model_config import ForwardOptions, ModelConfig
 
 
 def bn_prefixes(cfg: ModelConfig) -> list[str]:

@@ -39,9 +39,10 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from basics.errors import BadInput
 from models.layers import affine_bn, bn_affine
-from models.network import ModelConfig, SpikingNet
-from robustness.errors import BadInput
+from models.model_config import ModelConfig
+from models.network import SpikingNet
 
 DEFAULT_DT = 1e-3  # NIR's and Norse's convention when a graph does not say
 # NIR node -> ModelConfig.neuron; a Threshold node is a memoryless LIF (alpha = 0)

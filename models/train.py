@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from basics.progress import progress as progress_bar
 from models import native
-from models.network import ForwardOptions, SpikingNet, bn_prefixes, forward_stacked
+from models.model_config import ForwardOptions
+from models.network import SpikingNet, bn_prefixes, forward_stacked
 from models.posterior import Posterior, hess_by_name, ivon_sampled
-from robustness.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Mapping
 import torch
 from torch import Tensor
 
-from robustness.errors import BadInput
+from basics.errors import BadInput
 
 Tensors = dict[str, Tensor]
 

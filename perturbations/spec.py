@@ -13,12 +13,12 @@ from typing import Mapping
 
 import torch
 
+from perturbations.base import Context, PerturbationError, Tensors, get, unknown
 import perturbations.faults  # noqa: F401  (registers)
 import perturbations.mismatch  # noqa: F401
 import perturbations.noise  # noqa: F401
 import perturbations.pcm  # noqa: F401
 import perturbations.quantize  # noqa: F401
-from perturbations.base import Context, PerturbationError, Tensors, get, unknown
 
 _COMPONENT = re.compile(r"^\s*([a-z][a-z0-9-]*)\s*(?:\(([^)]*)\))?\s*(?::\s*([^:()+\s]+))?\s*$")
 

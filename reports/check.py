@@ -26,11 +26,11 @@ import os
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
+from basics.errors import BadInput
+from basics.tomlfile import load_toml
 from reports.formatting import md_cell
 from reports.records import Records, load_records
 from reports.summary import CurveSummary, LevelStats, summarize
-from robustness.errors import BadInput
-from robustness.tomlfile import load_toml
 
 KINDS = ("min_accuracy", "max_drop", "max_ece_increase", "min_auc", "at_least_as_robust", "baseline")
 BASELINE_METRICS = {"accuracy": 1, "nll": -1, "ece": -1, "brier": -1}  # +1: higher is better
@@ -260,7 +260,7 @@ def _seed_sets(rec: Records, brec: Records, bcurves: dict[tuple[str, str, str], 
     """The baseline's seed sets (two seeds or more) by (training configuration, mode,
     perturbation), and that of each of our models: a model is judged against the seeds of
     its method, whatever the files are called."""
-    from reports.replicates import seed_sets
+    from basics.replicates import seed_sets
 
     sets: dict[tuple, list[CurveSummary]] = {}
     for st in seed_sets(brec.model_meta().values(), brec.labels()):

@@ -3,18 +3,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from reports.document import Section, Table
+from basics.stats import interval_unit
+from reports.document import Section, SectionInput, Table
 from reports.formatting import num
-from reports.stats import interval_unit
 from reports.summary import paired, shown_levels
 
-if TYPE_CHECKING:
-    from reports.report import _Builder
 
-
-def controls_section(b: "_Builder") -> Section:
+def controls_section(b: SectionInput) -> Section:
     sec = Section("controls", "6. Controls and posterior")
     js = []
     for run in b.rec.runs:

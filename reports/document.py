@@ -9,8 +9,24 @@ from __future__ import annotations
 import base64
 import html
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from reports.formatting import md, md_cell
+
+if TYPE_CHECKING:
+    from reports.records import Records, Run
+    from reports.summary import CurveSummary
+
+
+class SectionInput(Protocol):
+    """What a section built outside `reports.report` reads: the store's records, each
+    model's label, the summary JSON it adds its part to, and a run's curve summaries."""
+
+    rec: "Records"
+    labels: dict[str, str]
+    json: dict
+
+    def run_curves(self, run: "Run") -> "dict[str, list[CurveSummary]]": ...
 
 
 @dataclass

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from reports.stats import SpeakerGroups
-from robustness.errors import BadInput
-from robustness.store_rows import damaged
-from robustness.store import Store
+from basics.errors import BadInput
+from basics.stats import SpeakerGroups
+from robustness.store.database import Store
+from robustness.store.rows import damaged
 
 
 @dataclass

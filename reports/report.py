@@ -16,21 +16,21 @@ from typing import Callable
 
 import numpy as np
 
+from basics.stats import holm, paired_t_p
 from reports import figures
 from reports.calibration import pooled, reliability
-from reports.document import Figure, Heading, Section, Table
 from reports.controls import controls_section
+from reports.document import Figure, Heading, Section, Table
 from reports.formatting import fmt_ci, num, pct, slug
 from reports.landscape import landscape_section
 from reports.provenance import provenance_section
 from reports.records import Records, Run
 from reports.report_files import write_files
 from reports.seeds_section import seeds_section
-from reports.stats import holm, paired_t_p
 from reports.summary import (CurveSummary, accuracy_points, attack_gaps, format_drop, normalised_auc, overflow_note,
                              paired, shown_levels, skipped_note, summarize)
+from basics.errors import BadInput
 from reports.verdict import verdict
-from robustness.errors import BadInput
 
 SCHEMA_VERSION = 1
 FORMATS = ("html", "md", "json")

@@ -5,23 +5,18 @@ training): IVON BMA has lower clean NLL and Brier than Adam; IVON BMA degrades l
 each swept perturbation (higher normalised AUC) than Adam; IVON BMA's loss slices are less
 angular than Adam's. Adam is each rival present: the single network, its compute-matched
 chips (perturbations only) and a deep ensemble's averaged members; every claim says the
-compute of both sides. Each is a test over training seeds (see `reports.replicates`),
+compute of both sides. Each is a test over training seeds (see `basics.replicates`),
 Holm-adjusted over all of them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from reports.document import Section, Table
-from reports.replicates import MIN_SEEDS, Hypothesis, SeedSet, adjust, compare, pairable, seed_sets, seed_stat
+from basics.replicates import MIN_SEEDS, Hypothesis, SeedSet, adjust, compare, pairable, seed_sets, seed_stat
+from reports.document import Section, SectionInput, Table
 from reports.slices import curve_metrics
 from reports.summary import shown_levels
-
-if TYPE_CHECKING:
-    from reports.report import _Builder
 
 CLEAN = (("accuracy", "Acc (%)", 100.0), ("nll", "NLL", 1.0), ("ece", "ECE", 1.0), ("brier", "Brier", 1.0))
 
@@ -40,7 +35,7 @@ def _adam(s: SeedSet, meta: dict, ensemble: bool) -> bool:
             and not tc.get("train_perturbation"))
 
 
-def seeds_section(b: "_Builder") -> Section:
+def seeds_section(b: SectionInput) -> Section:
     sec = Section("seeds", "7. Training seeds")
     meta = b.rec.model_meta()
     sets = seed_sets(meta.values(), b.labels)
@@ -109,7 +104,7 @@ def seeds_section(b: "_Builder") -> Section:
     return sec
 
 
-def _hypotheses(b: "_Builder", sets: list[SeedSet], meta: dict, per: dict) -> list[Hypothesis]:
+def _hypotheses(b: SectionInput, sets: list[SeedSet], meta: dict, per: dict) -> list[Hypothesis]:
     """Each claim against every Adam rival the store holds: the single network, its chips
     (compute-matched to BMA) and a deep ensemble's members (its own compute, said)."""
     ivons = [s for s in sets if s.optimizer == "ivon" and len(s.members) >= MIN_SEEDS]
@@ -167,7 +162,7 @@ def _aucs(per: dict, name: str, mode: str, pert: str) -> dict[int, float]:
     return {s: cs.auc for s, cs in _by_seed(per, name, mode, pert).items() if cs.auc is not None}
 
 
-def _angularity(b: "_Builder", s: SeedSet, mode: str) -> dict[int, float]:
+def _angularity(b: SectionInput, s: SeedSet, mode: str) -> dict[int, float]:
     """Per seed, the mean over directions of its slices' angularity (1D slices only)."""
     out: dict[int, list[float]] = {}
     seed_of = {p: k for k, p in s.members.items()}

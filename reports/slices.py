@@ -17,8 +17,8 @@ import math
 import numpy as np
 from scipy import stats
 
-from reports.stats import holm, t_interval
-from robustness.smoothness import METRICS_1D, METRICS_2D, metrics_1d, metrics_2d
+from basics.stats import holm, t_interval
+from reports.smoothness import METRICS_1D, METRICS_2D, metrics_1d, metrics_2d
 
 # Metrics printed in the paired table (all are in --json).
 PAIRED_METRICS = ("angularity", "roughness", "kinks", "curvature", "lipschitz")

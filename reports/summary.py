@@ -18,7 +18,8 @@ from typing import Mapping
 
 import numpy as np
 
-from reports.stats import SpeakerGroups, bootstrap_halfwidth, interval_unit, paired_difference, t_interval
+from basics.attack_labels import attack_label
+from basics.stats import SpeakerGroups, bootstrap_halfwidth, interval_unit, paired_difference, t_interval
 
 DROPS = (0.01, 0.05, 0.10)
 METRICS = ("accuracy", "nll", "ece", "brier", "disagreement", "mutual_information")
@@ -229,7 +230,7 @@ def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None,
 def paired(rows: list[dict], a: tuple[str, str], b: tuple[str, str], perturbation: str, level: float,
            metric: str = "accuracy", layer: str = "", groups: SpeakerGroups | None = None):
     """Paired difference A - B of two (model, mode) curves at one level, on the same examples
-    and, where both have them, the same chip seeds (see `reports.stats.paired_difference`);
+    and, where both have them, the same chip seeds (see `basics.stats.paired_difference`);
     with `groups` (the examples' speakers) the example test resamples whole speakers."""
     def cells(key: tuple[str, str]) -> dict[int, dict]:
         return {r["seed"]: r for r in rows if (r["model"], r["mode"]) == key and r["perturbation"] == perturbation
@@ -251,35 +252,6 @@ def _pm(v: float | None, fmt: str = ".4f") -> str:
     return "-" if v is None else f"{v:{fmt}}"
 
 
-SEARCH_OPTIONS = ("steps", "examples")  # how hard a worst-case search looks, not what it attacks
-
-
-def searches(options: Mapping[str, str]) -> bool:
-    """An `adversarial` component with these options ascends (steps above 0, 10 by default);
-    with steps=0 it is the random baseline of its budget."""
-    try:
-        return float(options.get("steps", 10)) > 0
-    except ValueError:
-        return True  # not a number: the perturbation's own check refuses it before any run
-
-
-def _attack_label(label: str) -> tuple[str, bool, str] | None:
-    """(what is attacked: target and the options but `steps`, is the random baseline, the key
-    that pairs it with its baseline: without any search option) of an `adversarial(...)`
-    label, read from its text (reports do not import perturbations/)."""
-    if not label.startswith("adversarial") or "+" in label:
-        return None
-    inner = label[len("adversarial"):].split(":")[0].strip("()")
-    opts = {k.strip(): v.strip() for k, v in (kv.split("=", 1) for kv in inner.split(",") if "=" in kv)}
-    target = opts.get("target", "weights")
-
-    def named(skip: tuple[str, ...]) -> str:
-        rest = ", ".join(f"{k}={v}" for k, v in sorted(opts.items()) if k not in ("target", *skip))
-        return target + (f" ({rest})" if rest else "")
-
-    return named(("steps",)), not searches(opts), named(SEARCH_OPTIONS)
-
-
 def attack_gaps(curves: list[CurveSummary]) -> list[dict]:
     """Worst case against the random draw of the same budget, per model/mode/layer, target and level.
 
@@ -288,12 +260,12 @@ def attack_gaps(curves: list[CurveSummary]) -> list[dict]:
     """
     base = {}
     for cs in curves:
-        a = _attack_label(cs.perturbation)
+        a = attack_label(cs.perturbation)
         if a is not None and a[1]:
             base[(cs.model, cs.mode, cs.layer, a[2])] = cs
     out = []
     for cs in curves:
-        a = _attack_label(cs.perturbation)
+        a = attack_label(cs.perturbation)
         b = base.get((cs.model, cs.mode, cs.layer, a[2])) if a is not None and not a[1] else None
         if b is None:
             continue

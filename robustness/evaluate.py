@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from basics.errors import BadInput
 from models.checkpoint import Checkpoint
 from models.chunking import batch_size
-from models.network import ForwardOptions, ModelConfig, forward_stacked
+from models.model_config import ForwardOptions, ModelConfig
+from models.network import forward_stacked
 from models.train import bn_statistics
 from robustness.data import Dataset
-from robustness.errors import BadInput
 from robustness.metrics import per_example_nll, compute_metrics, log_mean_exp
 
 

@@ -15,7 +15,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from robustness.errors import BadInput, first_line
+from basics.errors import BadInput, first_line
 
 EXECUTORS = ("local", "ray")
 RETRIES = 2  # a failing Ray task runs at most 1 + RETRIES times before it is recorded as failed

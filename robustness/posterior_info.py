@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from basics.errors import BadInput
 from models.checkpoint import Checkpoint
 from models.posterior import diagnose
-from robustness.errors import BadInput
 
 
 def posterior_report(ck: Checkpoint) -> dict:

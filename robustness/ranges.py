@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from robustness.errors import BadInput
+from basics.errors import BadInput
 
 DEFAULT_POINTS = 10
 MAX_LEVELS = 1000  # levels one range may expand to: each is a sweep unit, and a typo should not be a week of work

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Generic, Iterator, TypeVar
 
-from robustness.errors import BadInput
+from basics.errors import BadInput
 
 T = TypeVar("T")
 

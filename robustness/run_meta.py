@@ -5,7 +5,7 @@ from __future__ import annotations
 from models.checkpoint import Checkpoint
 from perturbations.base import get as get_perturbation
 from perturbations.spec import Spec
-from robustness.sweep_config import PerturbationPlan
+from robustness.sweep.config import PerturbationPlan
 
 
 def model_meta(ck: Checkpoint, path: str, mhash: str) -> dict:

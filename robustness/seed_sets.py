@@ -17,9 +17,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from robustness.errors import BadInput
+from basics.errors import BadInput
+from basics.files import write_bytes
 from robustness.executors import Unit, make_executor
-from robustness.files import write_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -51,9 +51,9 @@ def _mismatch(tc: dict, want: dict) -> str | None:
 
 def _wanted(req, seed: int) -> dict:
     """The training settings a member for `seed` must carry (those a checkpoint stores)."""
-    from robustness.training import _train_config
+    from robustness.training import train_config_of
 
-    d = _train_config(dataclasses.replace(req, seed=seed)).to_dict()
+    d = train_config_of(dataclasses.replace(req, seed=seed)).to_dict()
     d.update(ensemble=req.ensemble, train_perturbation=req.train_perturbation)
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 

@@ -10,20 +10,21 @@ from pathlib import Path
 
 import torch
 
+from basics.errors import BadInput
+from basics.replicates import seed_sets, seed_stat
+from basics.stats import SpeakerGroups, bootstrap_halfwidth, interval_unit
 from models import native
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.deploy import deploy_tensors
-from models.network import ModelConfig, SpikingNet
+from models.model_config import ModelConfig
+from models.network import SpikingNet
 from models.posterior import diagnose
 from models.train import PRESETS, Perturb, TrainConfig, train
 from perturbations.base import Context, PerturbationError
 from perturbations.spec import apply, parse_spec
-from reports.replicates import seed_sets, seed_stat
-from reports.stats import SpeakerGroups, bootstrap_halfwidth, interval_unit
 from robustness import __version__
 from robustness.data import DatasetSpec, load_dataset
 from robustness.data.dataset import subset_note
-from robustness.errors import BadInput
 from robustness.evaluate import EvalConfig, evaluate, modes_for
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class TrainRequest:
     train_perturbation: str | None = None
 
 
-def _train_config(req: TrainRequest) -> TrainConfig:
+def train_config_of(req: TrainRequest) -> TrainConfig:
     """The preset with the request's overrides, each checked."""
     if req.optimizer not in PRESETS:
         raise BadInput(f"unknown optimizer {req.optimizer!r} (use adam or ivon)")
@@ -113,7 +114,7 @@ def train_to_checkpoint(req: TrainRequest, out: str | Path, device: torch.device
                         progress: bool = True) -> str:
     """Train per `req`, write the checkpoint to `out`, return a short summary (with, for
     IVON, the one-line diagnosis of what the posterior is)."""
-    tcfg = _train_config(req)
+    tcfg = train_config_of(req)
     # An absolute data path, so `robust eval` finds the data from any working directory.
     data_dir = str(Path(req.data_dir).expanduser().resolve()) if req.data_dir else None
     spec = DatasetSpec(req.dataset, data_dir, req.frames, req.skip_bad, req.speaker_pattern)
@@ -245,7 +246,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def seed_summary(rows: list[dict]) -> list[dict]:
-    """Evaluation rows grouped into seed sets (see `reports.replicates`), with seed-level metrics."""
+    """Evaluation rows grouped into seed sets (see `basics.replicates`), with seed-level metrics."""
     metas = {r["model"]: {"path": r["model"], "optimizer": r["optimizer"], "train_config": r.get("train_config"),
                           "hidden": r.get("hidden"), "dataset": r.get("dataset")} for r in rows}
     labels = {p: Path(p).name for p in metas}

@@ -9,7 +9,7 @@ torch.set_num_threads(2)
 
 @pytest.fixture
 def tiny_cfg():
-    from models.network import ModelConfig
+    from models.model_config import ModelConfig
 
     return ModelConfig(input_dim=40, num_classes=20, hidden=(24, 24), dropout=0.1)
 

@@ -11,10 +11,11 @@ from click.testing import CliRunner
 
 from models.checkpoint import load_checkpoint
 from models.deploy import deploy_tensors
-from models.network import ForwardOptions, forward_stacked
+from models.model_config import ForwardOptions
+from models.network import forward_stacked
 from perturbations.base import Context
 from perturbations.spec import apply, parse_spec
-from robustness.cli import cli
+from robustness.cli.main import cli
 from robustness.data import DatasetSpec, load_dataset
 
 W = "blocks.0.linear.weight"
@@ -87,7 +88,7 @@ def test_sweep_stores_restarts_as_seeds_and_worst_case_is_worse(tiny_checkpoints
 
 
 def test_the_random_baseline_is_added_once():
-    from robustness.sweep_config import PerturbationPlan, random_baselines
+    from robustness.sweep.config import PerturbationPlan, random_baselines
 
     plans = [PerturbationPlan("adversarial", (0.1,)), PerturbationPlan("adversarial(target=thresholds,steps=4)", (0.2,)),
              PerturbationPlan("adversarial(steps=3,target=mismatch,budget=logstd)", (0.2,)),
@@ -169,7 +170,7 @@ def test_budgets_that_make_no_sense_are_refused():
 
 
 def test_the_search_runs_on_held_out_examples_of_every_class():
-    from robustness.sweep_units import search_batch
+    from robustness.sweep.units import search_batch
 
     data = load_dataset(DatasetSpec())
     name, x, y = search_batch(data, "test")
@@ -179,8 +180,8 @@ def test_the_search_runs_on_held_out_examples_of_every_class():
 
 
 def test_examples_sets_the_search_batch_of_the_sweep(tiny_checkpoints, tmp_path, monkeypatch):
-    import robustness.sweep as sweep
-    from robustness.sweep_units import search_batch
+    import robustness.sweep.run as sweep
+    from robustness.sweep.units import search_batch
 
     data = load_dataset(DatasetSpec())
     n_val = len(data.split("validation").y)
@@ -205,8 +206,8 @@ def test_examples_sets_the_search_batch_of_the_sweep(tiny_checkpoints, tmp_path,
 def test_the_bma_random_baseline_is_the_search_start_one_chip_per_prediction(tiny_checkpoints, tmp_path, monkeypatch):
     """Under BMA the M posterior samples of a prediction share one chip, in the search and in
     its steps=0 baseline alike (else the baseline is another chip model and the gap is overstated)."""
-    import robustness.sweep_units as sw
-    from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
+    import robustness.sweep.units as sw
+    from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
 
     seen = []
 
@@ -217,7 +218,7 @@ def test_the_bma_random_baseline_is_the_search_start_one_chip_per_prediction(tin
 
     monkeypatch.setattr(sw, "apply", recording)
     m = 3
-    from robustness.sweep_config import random_baselines
+    from robustness.sweep.config import random_baselines
 
     plans = [PerturbationPlan("adversarial(target=thresholds,steps=2)", (0.2,))]
     cfg = SweepConfig((str(tiny_checkpoints["ivon"]),), tuple(plans + random_baselines(plans)),

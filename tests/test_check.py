@@ -10,9 +10,10 @@ import torch
 from click.testing import CliRunner
 
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.network import ModelConfig, SpikingNet
-from robustness.cli import cli
-from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
+from models.model_config import ModelConfig
+from models.network import SpikingNet
+from robustness.cli.main import cli
+from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,6 +102,7 @@ def test_baseline_regression_and_architecture(store, tiny_checkpoints, tmp_path)
     assert r.exit_code == 2 and "another architecture" in r.output
 
 
+@pytest.mark.slow
 def test_example_ci_workflow_gates(tmp_path):
     env = {**os.environ, "PATH": f"{Path(os.sys.executable).parent}:{os.environ['PATH']}", "PYTHONWARNINGS": "ignore"}
     r = subprocess.run(["bash", str(ROOT / "examples/ci/run.sh"), str(tmp_path / "work")], env=env,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from robustness.cli import cli
+from robustness.cli.main import cli
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

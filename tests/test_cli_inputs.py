@@ -9,8 +9,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from robustness.cli import cli
-from robustness.cli_common import Number
+from robustness.cli.common import Number
+from robustness.cli.main import cli
 
 # Known-bad values of free-text options (keyed by command path and option name, or option name).
 TEXT_BAD = {
@@ -168,7 +168,7 @@ def test_config_files_go_through_the_same_validation(base, tmp_path, body, match
 
 def test_only_input_errors_exit_2(monkeypatch, base):
     """A bug (any exception that is not the library's input error) is not dressed up as bad input."""
-    import robustness.sweep as sweep
+    import robustness.sweep.run as sweep
 
     def broken(*a, **k):
         raise ValueError("an internal bug")
@@ -181,7 +181,9 @@ def test_only_input_errors_exit_2(monkeypatch, base):
 @pytest.mark.parametrize("key,value", [("split", "train"), ("bn", "median"), ("scale", "rms"), ("executor", "slurm")])
 def test_a_choice_the_flag_refuses_the_file_refuses_and_every_allowed_one_both_accept(base, tmp_path, key, value):
     from perturbations.base import Scale
-    from robustness.choices import SWEEP_CHOICES
+    from robustness.sweep.config import sweep_fields
+
+    SWEEP_CHOICES = {f.name: f.opt.choices for f in sweep_fields() if f.opt.choices}
     from robustness.evaluate import BNMode
 
     assert SWEEP_CHOICES["bn"] == tuple(m.value for m in BNMode) and SWEEP_CHOICES["scale"] == tuple(m.value for m in Scale)

@@ -7,10 +7,11 @@ import torch
 from click.testing import CliRunner
 
 from models.checkpoint import load_checkpoint
-from models.network import ModelConfig, SpikingNet
-from robustness.cli import cli
-from robustness.store import Store
-from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
+from models.model_config import ModelConfig
+from models.network import SpikingNet
+from robustness.cli.main import cli
+from robustness.store.database import Store
+from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
 from robustness.training import hardware_perturbation
 
 METRICS = ("accuracy", "nll", "brier", "ece", "entropy", "disagreement")

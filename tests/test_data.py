@@ -1,7 +1,7 @@
 import pytest
 
+from basics.errors import BadInput
 from robustness.data import DatasetSpec, load_dataset
-from robustness.errors import BadInput
 
 
 def test_builtin_corpus_splits_and_held_out_voices():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from basics.errors import BadInput
 from robustness.data import DatasetSpec, load_dataset
-from robustness.errors import BadInput
 
 
 @pytest.fixture(autouse=True)

@@ -3,9 +3,9 @@ import dataclasses
 import pytest
 import torch
 
+from basics.errors import BadInput
 from models.checkpoint import load_checkpoint
 from robustness.data import DatasetSpec, load_dataset
-from robustness.errors import BadInput
 from robustness.evaluate import EvalConfig, Mode, evaluate
 
 

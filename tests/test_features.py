@@ -3,8 +3,8 @@ import os
 import numpy as np
 import pytest
 
+from basics.errors import BadInput
 from robustness.data.features import FeatureConfig, cache_key, cached_features, featurize, fit_frames, log_mel
-from robustness.errors import BadInput
 
 
 def _tone(seconds=0.5, f=440.0, sr=16000):

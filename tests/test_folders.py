@@ -7,7 +7,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from robustness.cli import cli
+from robustness.cli.main import cli
 from robustness.data import DatasetSpec, load_dataset
 from tests.test_datasets import tone, write
 

@@ -75,7 +75,7 @@ def test_boxcar_surrogate_gradient():
 
 
 def test_leak_range_is_50_to_250_ms_at_10ms_steps():
-    from models.network import ModelConfig
+    from models.model_config import ModelConfig
 
     c = ModelConfig()
     assert math.isclose(-10 / math.log(c.alpha_min), 50) and math.isclose(-10 / math.log(c.alpha_max), 250)

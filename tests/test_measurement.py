@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-import robustness.sweep_units as sw  # where the pass size lives
+import models.chunking as chunking  # where the pass size lives
 from perturbations.base import PERTURBATIONS, Context, PerturbationError
 from perturbations.pcm import T0, _pair_conductance
 from perturbations.spec import apply, component_generators, parse_spec
 from reports.summary import summarize
-from robustness.store import Store
-from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
+from robustness.store.database import Store
+from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
 
 LEVEL = {"quantize": 4, "pcm": 3600.0, "bitflip": 0.02, "stuck-at": 0.1, "dead-neuron": 0.2,
          "saturated-neuron": 0.1, "read-noise": 0.5}
@@ -29,12 +29,12 @@ def test_a_cell_alone_in_any_batch_and_after_resume_gives_identical_numbers(tiny
     plans = tuple(PerturbationPlan(n, (LEVEL.get(n, 0.1),)) for n in sorted(PERTURBATIONS))
     cfg = SweepConfig((str(tiny_checkpoints["adam"]),), plans, seeds=3, limit=70, mc_samples=2)
     full = {_key(r): r for r in run_sweep(cfg, str(tmp_path / "full.db"), progress=False).rows}
-    monkeypatch.setattr(sw, "MAX_NETWORKS_PER_PASS", 1)  # every network in a pass of its own
+    monkeypatch.setattr(chunking, "MAX_NETWORKS_PER_PASS", 1)  # every network in a pass of its own
     alone = {_key(r): r for r in run_sweep(cfg, str(tmp_path / "alone.db"), progress=False).rows}
     # a resume: drop every second cell, then run the same sweep again
     with sqlite3.connect(str(tmp_path / "alone.db")) as c:
         c.execute("DELETE FROM cells WHERE seed = 1 OR (seed = 0 AND mode = 'chips')")
-    monkeypatch.setattr(sw, "MAX_NETWORKS_PER_PASS", 5)
+    monkeypatch.setattr(chunking, "MAX_NETWORKS_PER_PASS", 5)
     resumed = {_key(r): r for r in run_sweep(cfg, str(tmp_path / "alone.db"), progress=False).rows}
     assert full.keys() == alone.keys() == resumed.keys()
     assert {k[1] for k in full} == set(PERTURBATIONS) | {"clean"}
@@ -156,7 +156,7 @@ def test_mean_preserving_log_normal_option():
 
 def test_progress_off_a_terminal_prints_plain_lines(monkeypatch, capsys):
     """CI logs get a readable line at least every PLAIN_INTERVAL seconds, not a \\r bar."""
-    from robustness import progress as prog
+    from basics import progress as prog
     monkeypatch.setattr(prog, "PLAIN_INTERVAL", 0.0)
     for _ in prog.progress(range(3), desc="sweep", unit="cell"):
         pass
@@ -174,7 +174,7 @@ def test_chips_that_all_agree_are_a_called_difference_not_float_noise():
     # of such chips is undefined (scipy warns and returns noise), and the call must be exact.
     import warnings
 
-    from reports.stats import paired_difference
+    from basics.stats import paired_difference
 
     ex = np.array([1.0, 0.0, 1.0, 1.0])
     with warnings.catch_warnings():
@@ -187,7 +187,7 @@ def test_chips_that_all_agree_are_a_called_difference_not_float_noise():
 
 
 def test_test_set_intervals_resample_whole_speakers_when_they_are_known():
-    from reports.stats import SpeakerGroups, bootstrap_halfwidth, paired_difference
+    from basics.stats import SpeakerGroups, bootstrap_halfwidth, paired_difference
 
     rng = np.random.default_rng(0)
     speakers = np.repeat(np.arange(6), 50)  # 6 speakers, 50 clips each
@@ -210,7 +210,7 @@ def test_sweep_output_says_what_the_test_interval_resamples(tiny_checkpoints, tm
     from click.testing import CliRunner
 
     from reports.summary import format_summary
-    from robustness.cli import cli
+    from robustness.cli.main import cli
 
     db = tmp_path / "g.db"
     r = CliRunner().invoke(cli, ["sweep", "--model", str(tiny_checkpoints["adam"]), "--noise", "0.1", "--seeds", "2",
@@ -225,7 +225,7 @@ def test_sweep_output_says_what_the_test_interval_resamples(tiny_checkpoints, tm
 def test_a_bootstrap_p_value_is_never_zero():
     """Every resample favouring one side shows p < 1 / (B + 1), not p = 0: the report prints
     the bound ("p = 0.001"), never "p = 0"."""
-    from reports.stats import BOOTSTRAP, paired_difference
+    from basics.stats import BOOTSTRAP, paired_difference
 
     a, b = np.ones(200), np.zeros(200)
     a[::10] = 0.0

@@ -9,10 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from basics.errors import BadInput
 from models import native
 from models.deploy import deploy_tensors
-from models.network import ModelConfig, SpikingNet, forward_stacked
-from robustness.errors import BadInput
+from models.model_config import ModelConfig
+from models.network import SpikingNet, forward_stacked
 from perturbations.base import PERTURBATIONS, Context
 from perturbations.spec import apply, parse_spec
 
@@ -204,7 +205,7 @@ def test_forced_compile_without_a_compiler_exits_2_before_writing_anything(mode,
                                                                             tiny_checkpoints):
     from click.testing import CliRunner
 
-    from robustness.cli import cli
+    from robustness.cli.main import cli
 
     monkeypatch.setattr(native, "_lib", None)
     monkeypatch.setattr(native, "_failed", None)

@@ -1,6 +1,8 @@
 import torch
 
-from models.network import ForwardOptions, SpikingNet, forward_stacked
+from models.model_config import ForwardOptions
+
+from models.network import SpikingNet, forward_stacked
 
 
 def _trained_like(cfg):

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from models.checkpoint import load_checkpoint
 from models.network import forward_stacked
-from robustness.cli import cli
+from robustness.cli.main import cli
 from robustness.data import DatasetSpec, load_dataset
 
 

@@ -6,9 +6,9 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from basics.errors import BadInput
 from perturbations.spec import parse_spec
 from reports.check import load_policy
-from robustness.errors import BadInput
 from robustness.ranges import parse_levels
 
 # Text biased towards the grammar's own characters, so that near-misses are common.

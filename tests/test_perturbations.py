@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.deploy import deploy_tensors
-from models.network import ForwardOptions, ModelConfig, SpikingNet, forward_stacked
+from models.model_config import ForwardOptions, ModelConfig
+from models.network import SpikingNet, forward_stacked
 from perturbations.base import PERTURBATIONS, Context, Scale
 from perturbations.quantize import quantize_tensor
 from perturbations.spec import PROFILES, apply, component_generators, parse_spec

@@ -8,11 +8,12 @@ import torch
 from click.testing import CliRunner
 
 from models.checkpoint import load_checkpoint
-from models.network import ModelConfig, SpikingNet
+from models.model_config import ModelConfig
+from models.network import SpikingNet
 from models.posterior import Posterior, diagnose
 from perturbations.base import Context, Scale
 from perturbations.spec import apply, parse_spec
-from robustness.cli import cli
+from robustness.cli.main import cli
 
 ESS, WD, H0 = 1000.0, 1e-3, 0.1
 

@@ -10,10 +10,10 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from robustness.executors import Failed, RayExecutor, Unit  # noqa: E402
-from robustness.slicing import SliceConfig, run_slice  # noqa: E402
-from robustness.store import Store  # noqa: E402
-from robustness.sweep import run_sweep  # noqa: E402
-from robustness.sweep_config import PerturbationPlan, SweepConfig  # noqa: E402
+from robustness.slicing.run import SliceConfig, run_slice  # noqa: E402
+from robustness.store.database import Store  # noqa: E402
+from robustness.sweep.config import PerturbationPlan, SweepConfig  # noqa: E402
+from robustness.sweep.run import run_sweep  # noqa: E402
 from tests.interrupt import count_rows, kill_at, run_to_end  # noqa: E402
 
 COLUMNS = ("model_hash", "mode", "perturbation", "layer", "level", "seed", "samples", "n", "accuracy", "nll", "brier",

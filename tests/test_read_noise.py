@@ -5,10 +5,10 @@ import random
 import pytest
 import torch
 
-import robustness.sweep_units as sw
+import models.chunking as chunking
 from models.counter_rng import _signed, counter_normal, mix64, mix64_reference
 from models.hardware import add_read_noise
-from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
+from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
 
 
 def test_mix64_is_splitmix64_on_any_bit_pattern():
@@ -60,7 +60,7 @@ def test_a_read_noise_cell_is_the_same_number_whatever_cuts_the_work(tiny_checkp
     monkeypatch.setenv("ROBUST_CHUNK_BYTES", str(1 << 30))  # a huge one: the whole sequence in one chunk
     variants.append(_cells(ck, tmp_path / "huge.db", 5))  # and more seeds sharing each pass
     monkeypatch.delenv("ROBUST_CHUNK_BYTES")
-    monkeypatch.setattr(sw, "MAX_NETWORKS_PER_PASS", 1)  # every network in a pass of its own
+    monkeypatch.setattr(chunking, "MAX_NETWORKS_PER_PASS", 1)  # every network in a pass of its own
     variants.append(_cells(ck, tmp_path / "alone.db", 2))
     for other in variants:
         for key, row in ref.items():

@@ -9,10 +9,10 @@ from html.parser import HTMLParser
 import pytest
 from click.testing import CliRunner
 
-from robustness.cli import cli
-from robustness.slicing import SliceConfig, run_slice
-from robustness.store import Store
-from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
+from robustness.cli.main import cli
+from robustness.slicing.run import SliceConfig, run_slice
+from robustness.store.database import Store
+from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
 
 SECTIONS = ("verdict", "clean", "degradation", "calibration", "landscape", "hardware-cost", "controls", "seeds",
             "provenance")
@@ -125,6 +125,7 @@ def test_report_renders_in_chromium(store, tmp_path):
     assert shot.stat().st_size > 50_000  # a rendered page with figures, not a blank one
 
 
+@pytest.mark.slow
 def test_fast_demo_writes_the_report_and_reuses_its_work(tmp_path):
     out = tmp_path / "demo"
     r = run("demo", "--fast", "--out-dir", out, "-q")

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats
 
+from basics.replicates import compare, seed_sets
 from models.checkpoint import load_checkpoint
-from reports.replicates import compare, seed_sets
-from robustness.cli import cli
+from robustness.cli.main import cli
 
 TINY = ["--epochs", "1", "--hidden", "16,16", "--limit-train", "200", "-q"]
 

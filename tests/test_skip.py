@@ -7,9 +7,9 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
-from robustness import chance
-from robustness.chance import CurveGate, at_chance, severity_order
-from robustness.cli import cli
+from robustness.cli.main import cli
+from robustness.sweep import chance
+from robustness.sweep.chance import CurveGate, at_chance, severity_order
 
 HARSH = ["--noise", "0.02,2,4,8", "--seeds", "2", "--quiet"]  # 2x max|w| and beyond: at chance
 

@@ -9,14 +9,15 @@ import torch
 from click.testing import CliRunner
 
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.network import ModelConfig, SpikingNet
+from models.model_config import ModelConfig
+from models.network import SpikingNet
 from reports.slices import summarize_slices
-from robustness.cli import cli
+from robustness.cli.main import cli
 from robustness.data import DatasetSpec, load_dataset
 from robustness.evaluate import EvalConfig, Mode, evaluate
-from robustness.slice_directions import lanczos, moved_names, normalise, raw_direction
-from robustness.slicing import SliceConfig, run_slice
-from robustness.store import Store
+from robustness.slicing.directions import lanczos, moved_names, normalise, raw_direction
+from robustness.slicing.run import SliceConfig, run_slice
+from robustness.store.database import Store
 from tests.interrupt import count_rows, kill_at, run_to_end
 
 # The whole validation split (360 clips) in 3 batches: the slice scores exactly what eval scores.

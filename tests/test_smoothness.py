@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from robustness.smoothness import angularity, kinks, local_minima, metrics_1d, metrics_2d
+from reports.smoothness import angularity, kinks, local_minima, metrics_1d, metrics_2d
 
 X = np.linspace(-1, 1, 41)
 

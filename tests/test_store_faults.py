@@ -10,8 +10,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from robustness.cli import cli
-from robustness.store import Store
+from robustness.cli.main import cli
+from robustness.store.database import Store
 
 
 def _racer(args) -> tuple[int, int]:
@@ -45,7 +45,7 @@ def test_concurrent_runs_create_one_store_one_run_and_count_truly(tmp_path, exis
 def test_open_waits_out_a_lock_sqlite_reports_at_once(tmp_path, monkeypatch):
     # Switching a new file to WAL while another process does the same fails at once with
     # "database is locked" (no busy wait); open retries until its timeout instead of failing.
-    import robustness.store as store
+    import robustness.store.database as store
 
     real, calls = store._create, []
 
@@ -72,7 +72,7 @@ def _sweep(db, *extra, limit_bytes=None):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
-    return subprocess.run([sys.executable, "-m", "robustness.cli", "sweep", *extra, "--store", str(db), "-q"],
+    return subprocess.run([sys.executable, "-m", "robustness.cli.main", "sweep", *extra, "--store", str(db), "-q"],
                           preexec_fn=lim if limit_bytes else None, capture_output=True, text=True)
 
 

@@ -9,12 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from models.checkpoint import load_checkpoint
-from robustness.cli import cli
+from reports.summary import drop_level
+from robustness.cli.main import cli
 from robustness.data import DatasetSpec, load_dataset
 from robustness.evaluate import EvalConfig, Mode, evaluate
-from robustness.store import Store
-from reports.summary import drop_level
-from robustness.sweep import PerturbationPlan, SweepConfig, run_sweep
+from robustness.store.database import Store
+from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
 from tests.interrupt import count_rows, kill_at, run_to_end
 
 METRICS = ("accuracy", "nll", "brier", "ece", "entropy", "expected_entropy", "mutual_information", "disagreement")
@@ -63,14 +63,14 @@ def test_same_seed_identical_rows_and_stacked_equals_separate(tiny_checkpoints, 
     a = run_sweep(cfg, str(tmp_path / "a.db"), progress=False).rows
     b = run_sweep(cfg, str(tmp_path / "b.db"), progress=False).rows
     assert [[r[m] for m in METRICS] for r in a] == [[r[m] for m in METRICS] for r in b]
-    import robustness.sweep_units as sw  # where the pass size lives
+    import models.chunking as chunking  # where the pass size lives
 
-    old = sw.MAX_NETWORKS_PER_PASS
-    sw.MAX_NETWORKS_PER_PASS = 1  # every draw in its own pass
+    old = chunking.MAX_NETWORKS_PER_PASS
+    chunking.MAX_NETWORKS_PER_PASS = 1  # every draw in its own pass
     try:
         c = run_sweep(cfg, str(tmp_path / "c.db"), progress=False).rows
     finally:
-        sw.MAX_NETWORKS_PER_PASS = old
+        chunking.MAX_NETWORKS_PER_PASS = old
     for x, y in zip(a, c):
         assert x["accuracy"] == y["accuracy"] and x["nll"] == pytest.approx(y["nll"], abs=1e-5)
 

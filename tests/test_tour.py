@@ -6,7 +6,7 @@ import re
 
 from click.testing import CliRunner
 
-from robustness.cli import cli
+from robustness.cli.main import cli
 from robustness.data import DatasetSpec, load_dataset
 
 

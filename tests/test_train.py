@@ -3,7 +3,9 @@ import dataclasses
 import pytest
 import torch
 
-from models.network import ModelConfig, SpikingNet
+from models.model_config import ModelConfig
+
+from models.network import SpikingNet
 from models.posterior import ivon_sampled
 from models.train import PRESETS, evaluate_loss, train
 from robustness.data import DatasetSpec, load_dataset
@@ -23,6 +25,7 @@ def _net(seed=0):
     return SpikingNet(ModelConfig(hidden=(32, 32), num_classes=4), torch.Generator().manual_seed(seed))
 
 
+@pytest.mark.slow
 def test_adam_learns_and_is_deterministic(small_data):
     xt, yt, xv, yv = small_data
     cfg = dataclasses.replace(PRESETS["adam"], epochs=8, batch_size=32, seed=3)
@@ -36,6 +39,7 @@ def test_adam_learns_and_is_deterministic(small_data):
     assert a.history[-1]["train_loss"] < a.history[0]["train_loss"]
 
 
+@pytest.mark.slow
 def test_ivon_learns_and_keeps_a_posterior(small_data):
     xt, yt, xv, yv = small_data
     cfg = dataclasses.replace(PRESETS["ivon"], epochs=4, seed=0)

@@ -56,7 +56,7 @@ def test_a_leader_tied_with_the_runner_up_is_not_separable_though_it_beats_the_t
 
 
 def test_holm_adjusts_the_leader_family():
-    from reports.stats import holm
+    from basics.stats import holm
 
     top = _summary({"a.pt": 0.80, "b.pt": 0.77, "c.pt": 0.76, "d.pt": 0.40})["leader"]
     raw = [max(v["p_examples"], v["p_chips"] or 0.0) for v in top["versus"]]

@@ -12,9 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
+from basics.errors import BadInput, first_line
+from basics.progress import progress as progress_bar
 from robustness.data.features import FeatureConfig, atomic_save_npz, default_cache_dir, featurize
-from robustness.errors import BadInput, first_line
-from robustness.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from basics.errors import BadInput
 from robustness.data.features import FeatureConfig
-from robustness.errors import BadInput
 from robustness.registry import Registry
 
 SPLITS = ("train", "validation", "test")

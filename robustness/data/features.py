@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from robustness.errors import BadInput
+from basics.errors import BadInput
 
 
 @dataclass(frozen=True)

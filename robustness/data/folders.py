@@ -20,10 +20,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from basics.errors import BadInput
 from robustness.data.audio import AUDIO_EXTENSIONS, Item, featurize_items
 from robustness.data.dataset import DATASETS, SPLITS, Dataset, DatasetInfo, DatasetSpec, Split
 from robustness.data.features import FeatureConfig
-from robustness.errors import BadInput
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
                  "val": "validation", "dev": "validation", "test": "test", "testing": "test"}
@@ -40,7 +40,7 @@ def require_dir(spec: DatasetSpec) -> Path:
     return root
 
 
-def _stable_fraction(text: str, seed: int) -> float:
+def stable_fraction(text: str, seed: int) -> float:
     """A number in [0, 1) fixed by `text` and `seed` (no RNG state, so splits never drift)."""
     return int(hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()[:12], 16) / 16**12
 
@@ -56,10 +56,10 @@ def carve_validation(items: Sequence[Item], fraction: float = 0.1, seed: int = 0
     out = list(items)
     for idxs in by_label.values():
         by_speaker: dict[str, list[int]] = defaultdict(list)
-        for i in sorted(idxs, key=lambda i: _stable_fraction(items[i].path, seed)):
+        for i in sorted(idxs, key=lambda i: stable_fraction(items[i].path, seed)):
             by_speaker[items[i].speaker].append(i)
         # the j-th of a speaker's n clips sits at (j + 0.5) / n: taking the lowest positions takes each speaker's share
-        position = {i: ((j + 0.5) / len(group), _stable_fraction(items[i].path, seed))
+        position = {i: ((j + 0.5) / len(group), stable_fraction(items[i].path, seed))
                     for group in by_speaker.values() for j, i in enumerate(group)}
         ranked = sorted(idxs, key=position.__getitem__)
         for i in ranked[: max(1, round(fraction * len(idxs))) if len(idxs) > 1 else 0]:
@@ -86,7 +86,7 @@ def carve_validation_by_speaker(items: Sequence[Item], fraction: float = 0.1,
         for it in train:
             count[it.speaker] += 1
         chosen, n = [], 0
-        for sp in sorted(speakers, key=lambda s: _stable_fraction(s, seed)):
+        for sp in sorted(speakers, key=lambda s: stable_fraction(s, seed)):
             if len(chosen) == len(speakers) - 1:
                 break
             if chosen and abs(n + count[sp] - fraction * len(train)) >= abs(n - fraction * len(train)):
@@ -139,7 +139,7 @@ def stratified_split(items: Sequence[Item], seed: int = 0, fractions=(0.8, 0.1, 
     out = []
     if use_speaker:
         # Whole speakers go to test / validation (at least one each), the rest to train.
-        ranked = sorted(speakers, key=lambda s: _stable_fraction(s, seed))
+        ranked = sorted(speakers, key=lambda s: stable_fraction(s, seed))
         n_test = max(1, round(fractions[2] * len(ranked)))
         n_val = max(1, round(fractions[1] * len(ranked)))
         where = {s: "test" if j < n_test else "validation" if j < n_test + n_val else "train"
@@ -149,7 +149,7 @@ def stratified_split(items: Sequence[Item], seed: int = 0, fractions=(0.8, 0.1, 
     for it in items:
         by_label[it.label].append(it)
     for group in by_label.values():
-        ranked = sorted(group, key=lambda it: _stable_fraction(it.path, seed))
+        ranked = sorted(group, key=lambda it: stable_fraction(it.path, seed))
         n = len(ranked)
         n_val = max(1, round(fractions[1] * n)) if n >= 3 else 0
         n_test = max(1, round(fractions[2] * n)) if n >= 3 else 0

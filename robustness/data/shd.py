@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from basics.errors import BadInput
 from robustness.data.dataset import DATASETS, Dataset, DatasetInfo, DatasetSpec, Split
 from robustness.data.features import FeatureConfig
-from robustness.data.folders import HD_CLASSES, _stable_fraction, require_dir
-from robustness.errors import BadInput
+from robustness.data.folders import HD_CLASSES, stable_fraction, require_dir
 
 CHANNELS = 700
 MAX_TIME = 1.4  # seconds: SHD utterances end before this
@@ -74,7 +74,7 @@ def load(spec: DatasetSpec, pool: int = 1, **_: object) -> Dataset:
     is_val = np.zeros(len(y), dtype=bool)
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
-        ranked = sorted(idx, key=lambda i: _stable_fraction(f"shd-{i}", 0))
+        ranked = sorted(idx, key=lambda i: stable_fraction(f"shd-{i}", 0))
         is_val[ranked[: max(1, round(0.1 * len(idx)))] if len(idx) > 1 else []] = True
     xt, yt, st_ = parts["test"]
 

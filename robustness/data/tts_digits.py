@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from basics.errors import BadInput
 from robustness.data.dataset import DATASETS, SPLITS, Dataset, DatasetInfo, DatasetSpec, Split
 from robustness.data.features import FeatureConfig
-from robustness.errors import BadInput
 
 CORPUS = Path(__file__).parent / "builtin" / "tts_digits.npz"
 

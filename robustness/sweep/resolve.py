@@ -22,31 +22,20 @@ import difflib
 from pathlib import Path
 from typing import Any
 
+from basics.errors import BadInput
+from basics.tomlfile import load_toml
 from perturbations.base import PerturbationError, get
 from perturbations.spec import get_profile, parse_spec
-from robustness.choices import SWEEP_CHOICES
-from robustness.errors import BadInput
 from robustness.ranges import level_axis, parse_levels
+from robustness.schema import build, check_bounds, fields, names, read_file
 from robustness.seed_sets import expand_models
-from robustness.sweep_config import (MAX_SEEDS, SCALAR_KEYS, PerturbationPlan, SweepConfig, _check_value, check_bounds,
-                                     random_baselines)
-from robustness.tomlfile import load_toml
+from robustness.sweep.config import (MAX_SEEDS, PerturbationPlan, SweepConfig, SweepRuntime, random_baselines,
+                                     sweep_fields)
 
 
 def read_toml(path: str) -> dict:
     p = Path(path)
-    raw = load_toml(p, "config file")
-    out = {}
-    for k, v in raw.items():
-        key = k.replace("-", "_")
-        if key not in SCALAR_KEYS:
-            raise BadInput(f"{p}: unknown option {k!r}")
-        _check_value(key, v, str(p))
-        if key in SWEEP_CHOICES and v not in SWEEP_CHOICES[key]:
-            raise BadInput(f"{p}: {key} = {v!r} is not one of {', '.join(SWEEP_CHOICES[key])}")
-        out[key] = v
-    check_bounds(out, f"{p}: ")
-    return out
+    return read_file(load_toml(p, "config file"), sweep_fields(), str(p))
 
 
 def levels_for(spec_text: str, noise: str | None, bits: str | None) -> tuple[tuple[float, ...], str]:
@@ -69,24 +58,17 @@ def levels_for(spec_text: str, noise: str | None, bits: str | None) -> tuple[tup
     raise BadInput(f"{spec_text}: no levels for {swept} (give {flag} or a level in the spec, e.g. {swept}:0.05)")
 
 
-def _names(v: Any) -> tuple[str, ...]:
-    if isinstance(v, str):
-        return tuple(x.strip() for x in v.split(",") if x.strip())
-    return tuple(str(x) for x in (v or ()))
-
-
 def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dict]:
     """Merge TOML (if `flags['config']`) under explicit flags; returns the config and runtime options."""
     merged: dict[str, Any] = {}
     if flags.get("config"):
         merged.update(read_toml(flags["config"]))
-        if "model" in merged and "models" not in merged:
-            merged["models"] = merged.pop("model")
+        if "model" in merged:  # the file may name the key as the flag does
+            merged["models"] = merged.get("models") or merged.pop("model")
     for k, v in flags.items():
         if k in explicit or k not in merged:
             merged[k] = v
-    if "model" in explicit or not merged.get("models"):
-        merged["models"] = merged.get("model") or merged.get("models") or ()
+    merged["models"] = merged.get("models") or ()
     if isinstance(merged["models"], str):
         merged["models"] = [merged["models"]]
     plans = []
@@ -129,26 +111,15 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
             raise BadInput(f"--seeds must be a positive integer or 'auto', got {seeds!r}")
     if seeds is not None and not (isinstance(seeds, int) and 1 <= seeds <= MAX_SEEDS):
         raise BadInput(f"--seeds must be from 1 to {MAX_SEEDS:,} or 'auto', got {seeds!r}")
-    check_bounds(merged)
+    check_bounds(sweep_fields(), merged)
     for key in ("layers", "modes"):
         given = merged.get(key)
-        if given is not None and given != () and not _names(given):
+        if given is not None and given != () and not names(given):
             raise BadInput(f"--{key} {given!r}: names no {key[:-1]} (give e.g. "
                            f"{'blocks.0,readout' if key == 'layers' else 'point,chips'})")
-    cfg = SweepConfig(
-        models=expand_models(str(m) for m in merged["models"]), plans=tuple(plans), seeds=seeds,
-        ci_width=float(merged.get("ci_width", 0.5)), max_seeds=int(merged.get("max_seeds", 100)),
-        auto_batch=int(merged.get("auto_batch", 5)),
-        mc_samples=int(merged.get("mc_samples", 10)), bn=str(merged.get("bn", "recalibrate")),
-        modes=_names(merged.get("modes")), sigma_from=merged.get("sigma_from"),
-        layers=_names(merged.get("layers")), per_layer=bool(merged.get("per_layer", False)),
-        scale=str(merged.get("scale", "max")),
-        fold_bn=bool(merged.get("fold_bn", False)), include_bias=bool(merged.get("include_bias", False)),
-        include_bn=bool(merged.get("include_bn", False)),
-        limit=merged.get("limit"), split=str(merged.get("split", "test")), seed=int(merged.get("seed", 0)),
-        data_dir=merged.get("data_dir"), skip_at_chance=bool(merged.get("skip_at_chance", True)))
-    runtime = {k: merged.get(k) for k in ("store", "out", "device", "threads", "workers", "compile", "executor",
-                                          "address")}
+    cfg = build(SweepConfig, merged, models=expand_models(str(m) for m in merged["models"]), plans=tuple(plans),
+                seeds=seeds)
+    runtime = {f.name: merged.get(f.name) for f in fields(SweepRuntime)}
     return cfg, runtime
 
 

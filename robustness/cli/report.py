@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from robustness.cli_common import (CONTEXT, SEED, InputError, device_option, domain_errors, output_path, quiet_option,
+from robustness.cli.common import (CONTEXT, SEED, InputError, device_option, domain_errors, output_path, quiet_option,
                                    renamed, resolve_device, same_file, setup, store_argument, store_option)
-from robustness.errors import BadInput, first_line
-from robustness.files import atomic_path
+from basics.errors import BadInput, first_line
+from basics.files import atomic_path
 
-FAST_EPOCHS, FAST_MINUTES = 3, "under a minute"  # robustness.demo.FAST; `time robust demo --fast`: 35 s, 2 cores
+FAST_EPOCHS, FAST_MINUTES = 3, "under a minute"  # robustness.cli.demo.FAST; `time robust demo --fast`: 35 s, 2 cores
 
 
 def _atomic_write(path: str, text: str) -> None:
@@ -21,7 +21,7 @@ def _atomic_write(path: str, text: str) -> None:
 
 
 def _store(store: str | None) -> str:
-    from robustness.store import default_path
+    from robustness.store.database import default_path
 
     return store or default_path()
 
@@ -121,7 +121,7 @@ def check(store_arg: str | None, store: str | None, policy: str, baseline: str |
 def demo(fast: bool, out: str | None, out_dir: str | None, seed: int, device: str, quiet: bool) -> None:
     """Train Adam and IVON on the built-in corpus, sweep, slice, and write the report."""
     setup(quiet)
-    from robustness.demo import run_demo
+    from robustness.cli.demo import run_demo
 
     out_dir = renamed(out, out_dir, "--out", "--out-dir") or "runs/demo"
     output_path(out_dir, "--out", "dir")

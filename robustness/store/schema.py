@@ -1,5 +1,5 @@
 """The results store's schema (version 3): tables, columns, migration of older stores,
-race-free creation, and the check that an opened store is whole. See `robustness.store`
+race-free creation, and the check that an opened store is whole. See `robustness.store.database`
 for what each table holds.
 """
 
@@ -13,7 +13,7 @@ SCHEMA_VERSION = 3
 DEFAULT_STORE = "robust-results.db"
 METRIC_COLUMNS = ("accuracy", "nll", "brier", "ece", "entropy", "expected_entropy", "mutual_information",
                   "disagreement")
-_OPTIONAL_METRICS = ("expected_entropy", "mutual_information")  # averaging modes only: NULL means absent
+OPTIONAL_METRICS = ("expected_entropy", "mutual_information")  # averaging modes only: NULL means absent
 KEY_COLUMNS = ("model_hash", "mode", "perturbation", "layer", "level", "seed")
 EXAMPLE_COLUMNS = ("example_correct", "example_nll", "example_confidence")
 CELL_COLUMNS = ("run_id", "model", "model_hash", "optimizer", "mode", "perturbation", "layer", "level", "seed",
@@ -47,7 +47,7 @@ SLICE_COLUMNS = ("slice_id", "model", "model_hash", "optimizer", "mode", "direct
                  "shape", "loss", "accuracy", "eigenvalues", "time_s", "created")
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def migrate(conn: sqlite3.Connection) -> None:
     """Any older version -> current, in one transaction: per-example columns (v2, empty for
     old cells), the slice tables and per-example confidence (v3)."""
     conn.execute("BEGIN IMMEDIATE")
@@ -68,7 +68,7 @@ _EXPECTED = {"runs": ("id", "spec_hash", "config", "models", "data_hash", "packa
              "slice_curves": SLICE_COLUMNS}
 
 
-def _schema_damage(conn: sqlite3.Connection) -> str | None:
+def schema_damage(conn: sqlite3.Connection) -> str | None:
     """What is missing from a store of the current schema (a dropped table or column), or None."""
     for table, cols in _EXPECTED.items():
         have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
@@ -80,7 +80,7 @@ def _schema_damage(conn: sqlite3.Connection) -> str | None:
     return None
 
 
-def _discard(conn: sqlite3.Connection | None, p: Path, new_file: bool) -> None:
+def discard_tables(conn: sqlite3.Connection | None, p: Path, new_file: bool) -> None:
     """After a failed open: close, and remove a store file this call created (e.g. on a
     full disk), so that no store without its tables is left behind."""
     if conn is not None:
@@ -97,7 +97,7 @@ def _discard(conn: sqlite3.Connection | None, p: Path, new_file: bool) -> None:
                 f.unlink()
 
 
-def _create(conn: sqlite3.Connection) -> None:
+def create_tables(conn: sqlite3.Connection) -> None:
     """The schema of a new store, in one transaction. Two processes may race to create the
     same file: the loser finds the tables made once it holds the write lock and adds nothing."""
     conn.execute("PRAGMA journal_mode=WAL")

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from robustness.errors import BadInput
+from basics.errors import BadInput
 
 NAME_MAX = 255  # bytes in one path component on the file systems robust runs on (ext4, xfs, tmpfs, apfs)
 

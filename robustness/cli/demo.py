@@ -17,9 +17,9 @@ import torch
 
 from models.checkpoint import CheckpointError, load_checkpoint
 from robustness.evaluate import EvalConfig
-from robustness.slicing import SliceConfig, run_slice
-from robustness.sweep import run_sweep
-from robustness.sweep_config import PerturbationPlan, SweepConfig
+from robustness.slicing.run import SliceConfig, run_slice
+from robustness.sweep.config import PerturbationPlan, SweepConfig
+from robustness.sweep.run import run_sweep
 from robustness.training import TrainRequest, evaluate_checkpoints, format_table, train_to_checkpoint
 
 

@@ -23,27 +23,28 @@ from typing import Any
 
 import torch
 
+from basics.errors import BadInput
+from basics.progress import progress as progress_bar
+from basics.stats import SpeakerGroups
 from models import native
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.deploy import deploy_tensors
-from models.network import ForwardOptions, block_spikes
+from models.model_config import ForwardOptions
+from models.network import block_spikes
 from perturbations.base import Context, Scale
 from perturbations.base import get as get_perturbation
 from perturbations.spec import Spec, apply
 from robustness import __version__
-from robustness.chance import CurveGate, chance_accuracy, severity_order
-from reports.stats import SpeakerGroups
 from robustness.data import Dataset, DatasetSpec, Split, load_dataset
 from robustness.data.dataset import subset_note
-from robustness.errors import BadInput
-from robustness.executors import Failed, LocalExecutor, RayExecutor, Unit
 from robustness.evaluate import Mode, compute, mode_tensors, modes_for, require_finite, stacked_logp
+from robustness.executors import Failed, LocalExecutor, RayExecutor, Unit
 from robustness.metrics import log_mean_exp
-from robustness.progress import progress as progress_bar
-from robustness.store import Store
 from robustness.run_meta import curve_meta, model_meta
-from robustness.sweep_config import MIN_AUTO_SEEDS, PerturbationPlan, SweepConfig, validate
-from robustness.sweep_units import _cell, _Job, _level, _Prepared, attack_examples, is_attack, search_batch
+from robustness.store.database import Store
+from robustness.sweep.chance import CurveGate, chance_accuracy, severity_order
+from robustness.sweep.config import MIN_AUTO_SEEDS, PerturbationPlan, SweepConfig, validate
+from robustness.sweep.units import cell_record, LevelJob, level_rows, Prepared, attack_examples, is_attack, search_batch
 
 __all__ = ["PerturbationPlan", "SweepConfig", "SweepResult", "run_sweep"]
 
@@ -107,7 +108,7 @@ def _sigmas(cks: list[Checkpoint], cfg: SweepConfig, device: torch.device) -> li
 
 
 def _prepare(ck: Checkpoint, data: Dataset, mode: Mode, cfg: SweepConfig, x: torch.Tensor, y: torch.Tensor,
-             device: torch.device, sigma: dict[str, torch.Tensor] | None) -> _Prepared:
+             device: torch.device, sigma: dict[str, torch.Tensor] | None) -> Prepared:
     net_cfg = ck.net.cfg
     t = mode_tensors(ck, data, mode, cfg.mc_samples, cfg.bn, cfg.seed)
     base = {n: v.detach().to(device).contiguous() for n, v in deploy_tensors(net_cfg, t, cfg.fold_bn).items()}
@@ -116,10 +117,10 @@ def _prepare(ck: Checkpoint, data: Dataset, mode: Mode, cfg: SweepConfig, x: tor
         base[f"sigma:{n}"] = s.detach().to(device).unsqueeze(0).expand(k0, *s.shape).contiguous()
     slp, rates = stacked_logp(net_cfg, base, x, device, ForwardOptions(clamp_alpha=False))
     require_finite(ck, mode, slp, base)
-    m = _cell(slp, y, mode, None)
+    m = cell_record(slp, y, mode, None)
     row = {"mode": mode.value, "perturbation": CLEAN, "layer": "", "level": 0.0, "seed": 0,
            "samples": compute(mode, k0), "n": len(y), **m, "spike_rates": rates.mean(0).tolist()}
-    return _Prepared(mode, base, k0, log_mean_exp(slp).argmax(-1), row)
+    return Prepared(mode, base, k0, log_mean_exp(slp).argmax(-1), row)
 
 
 def spec_hash(cfg: SweepConfig, model_hashes: list[str], specs: list[Spec]) -> str:
@@ -221,7 +222,7 @@ class _RunState:
             self.new += 1
         self.done[key] = row["accuracy"]
 
-    def sweep_mode(self, ck: Checkpoint, data: Dataset, prep: _Prepared, common: dict) -> None:
+    def sweep_mode(self, ck: Checkpoint, data: Dataset, prep: Prepared, common: dict) -> None:
         cfg = self.cfg
         x, y = _xy(evaluated(data, cfg))
         mode = prep.mode
@@ -252,7 +253,7 @@ class _RunState:
                     if n not in searches:
                         searches[n] = search_batch(data, cfg.split, n)[1:]
                     search = (_reuse(ck, prep, scope, cfg, searches[n][0], self.device)[1], searches[n][1])
-                job = self.executor.share(_Job(ck.net.cfg, prep, spec, ctx, xin, y, start, self.device, cfg.seed,
+                job = self.executor.share(LevelJob(ck.net.cfg, prep, spec, ctx, xin, y, start, self.device, cfg.seed,
                                                search))
                 curve = (spec.label, layer_label)
                 # skipping past chance presumes harm grows with the level: only on axes declared monotone
@@ -262,7 +263,7 @@ class _RunState:
                     prefix = (mhash, mode.value, spec.label, layer_label, float(level))
                     name = f"{ck.path} {mode.value} {spec.label}{' [' + layer_label + ']' if layer_label else ''} " \
                            f"{float(level):g}"
-                    planned.append((curve, Unit(name, _level, (job, level, cfg, by_prefix.get(prefix, {}), prefix,
+                    planned.append((curve, Unit(name, level_rows, (job, level, cfg, by_prefix.get(prefix, {}), prefix,
                                                                draws_nothing(spec, level, prep.base, cfg.seed, ctx)))))
                     labels[name] = (curve, level)
                     cells[(curve, level)] = (prefix, {"mode": mode.value, "perturbation": spec.label,
@@ -342,7 +343,7 @@ def _draws_per_level(cfg: SweepConfig, deterministic: bool) -> int:
     return 1 if deterministic else cfg.seeds or max(cfg.auto_batch, MIN_AUTO_SEEDS)
 
 
-def _reuse(ck: Checkpoint, prep: _Prepared, scope: tuple[str, ...], cfg: SweepConfig, x: torch.Tensor,
+def _reuse(ck: Checkpoint, prep: Prepared, scope: tuple[str, ...], cfg: SweepConfig, x: torch.Tensor,
            device: torch.device) -> tuple[int, torch.Tensor]:
     """Start the forward at the first perturbed layer, feeding it the clean spikes below.
 

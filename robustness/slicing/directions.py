@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from basics.errors import BadInput
 from models.checkpoint import Checkpoint
-from models.network import ForwardOptions, ModelConfig, forward_stacked
-from robustness.errors import BadInput
+from models.model_config import ForwardOptions, ModelConfig
+from models.network import forward_stacked
 
 RANDOM_KINDS = ("unit", "filter", "layer")
 KINDS = RANDOM_KINDS + ("hessian", "posterior")

@@ -1,6 +1,6 @@
 """What one unit of a sweep evaluates: one level of one (model, mode, perturbation, layer
 scope), all its draws in batched passes, and `--seeds auto`'s rounds. A unit reads only
-its `_Job` and returns rows, so it runs the same in this process or as a Ray task.
+its `LevelJob` and returns rows, so it runs the same in this process or as a Ray task.
 """
 
 from __future__ import annotations
@@ -15,26 +15,26 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from models.chunking import networks_per_pass
+from basics.attack_labels import searches
+from basics.stats import t_interval
 from models import native
-from models.network import ForwardOptions, ModelConfig, forward_stacked
+from models.chunking import networks_per_pass
+from models.model_config import ForwardOptions, ModelConfig
+from models.network import forward_stacked
 from perturbations.adversarial import SEARCH_EXAMPLES
 from perturbations.base import Context
 from perturbations.spec import Spec, apply
-from reports.stats import t_interval
-from reports.summary import searches
 from robustness.data import Dataset
 from robustness.evaluate import AVERAGING, Mode, compute, stacked_logp
 from robustness.metrics import compute_metrics, disagreement, log_mean_exp, per_example_nll
-from robustness.sweep_config import MIN_AUTO_SEEDS, SweepConfig
+from robustness.sweep.config import MIN_AUTO_SEEDS, SweepConfig
 
 log = logging.getLogger(__name__)
 
-MAX_NETWORKS_PER_PASS = 100  # K per batched pass at most: bounds parameter copies (fewer when caches are small)
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     """One (model, mode) ready to perturb: K0 base networks and their clean predictions."""
 
     mode: Mode
@@ -44,7 +44,7 @@ class _Prepared:
     clean_row: dict
 
 
-def _cell(slp: torch.Tensor, y: torch.Tensor, mode: Mode, clean_pred: torch.Tensor | None) -> dict:
+def cell_record(slp: torch.Tensor, y: torch.Tensor, mode: Mode, clean_pred: torch.Tensor | None) -> dict:
     """Metrics of one cell from its networks' log-probabilities [K0, N, C], with per-example data."""
     logp = log_mean_exp(slp)
     m = compute_metrics(logp, y, slp if mode in AVERAGING else None)
@@ -60,11 +60,11 @@ def _cell(slp: torch.Tensor, y: torch.Tensor, mode: Mode, clean_pred: torch.Tens
 
 
 @dataclass(frozen=True)
-class _Job:
+class LevelJob:
     """One (model, mode, perturbation, layer scope): what evaluating its draws needs."""
 
     net_cfg: ModelConfig
-    prep: _Prepared
+    prep: Prepared
     spec: Spec
     ctx: Context
     x: torch.Tensor
@@ -75,11 +75,11 @@ class _Job:
     search: tuple[torch.Tensor, torch.Tensor] | None = None  # worst-case search batch (inputs at `start`, labels)
 
 
-def _evaluate_draws(job: _Job, level: float, seeds: list[int]) -> list[dict]:
+def evaluate_draws(job: LevelJob, level: float, seeds: list[int]) -> list[dict]:
     """Metrics per seed for one level: all S x K0 networks in batched passes."""
     prep, k0 = job.prep, job.prep.k0
     out = []
-    per_pass = max(1, min(MAX_NETWORKS_PER_PASS, networks_per_pass(max(job.net_cfg.hidden))) // k0)
+    per_pass = networks_per_pass(max(job.net_cfg.hidden), k0)
     for i in range(0, len(seeds), per_pass):
         group = seeds[i:i + per_pass]
         s = len(group)
@@ -95,7 +95,7 @@ def _evaluate_draws(job: _Job, level: float, seeds: list[int]) -> list[dict]:
         below = prep.clean_row["spike_rates"][:job.start]  # layers below were not perturbed
         for j, sd in enumerate(group):
             out.append({"seed": sd, "samples": compute(prep.mode, k0), "n": len(job.y),
-                        **_cell(slp[j], job.y, prep.mode, prep.clean_pred),
+                        **cell_record(slp[j], job.y, prep.mode, prep.clean_pred),
                         "spike_rates": below + rates[j].mean(0).tolist(), "time_s": elapsed})
     return out
 
@@ -127,7 +127,7 @@ def search_batch(data: Dataset, evaluated: str, examples: int = SEARCH_EXAMPLES
     return name, split.x[idx], split.y[idx]
 
 
-def _attack_context(job: _Job, k0: int) -> Context:
+def _attack_context(job: LevelJob, k0: int) -> Context:
     """The job's context for a worst-case spec: which networks share one chip and, when it
     searches, the loss to maximise: the NLL of each prediction (M networks averaged) on the
     search batch, one value per prediction.
@@ -155,7 +155,7 @@ def _attack_context(job: _Job, k0: int) -> Context:
     return dataclasses.replace(job.ctx, objective=loss, group=group)
 
 
-def _level(job: _Job, level: float, cfg: SweepConfig, done: dict, key_prefix: tuple,
+def level_rows(job: LevelJob, level: float, cfg: SweepConfig, done: dict, key_prefix: tuple,
            deterministic: bool = False) -> list[dict]:
     """Rows for one level: a fixed number of seeds, or rounds until the interval is narrow.
 
@@ -166,7 +166,7 @@ def _level(job: _Job, level: float, cfg: SweepConfig, done: dict, key_prefix: tu
 
     def run(seeds: Iterable[int]) -> list[dict]:
         todo = missing(seeds)
-        return _evaluate_draws(job, level, todo) if todo else []
+        return evaluate_draws(job, level, todo) if todo else []
 
     if deterministic:
         return run([0])

@@ -15,11 +15,11 @@ from typing import Any, Callable
 
 import click
 
-from robustness.choices import SWEEP_CHOICES
-
-from robustness.errors import BadInput, first_line
-from robustness.files import NAME_MAX
+from basics.errors import BadInput, first_line
+from basics.files import NAME_MAX
 from robustness.ranges import out_of_bounds
+from robustness.schema import Field, fields
+from robustness.sweep.config import SweepRuntime
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # OS errors that come from the paths and the machine a user gives, not from a bug: one line, exit 2.
@@ -94,8 +94,7 @@ def given_model(model: str | None, model_arg: str | None, missing: str) -> str:
 
 def store_option(fn: Callable) -> Callable:
     """--store: the results store a command reads or writes, under one name in every command."""
-    return click.option("--store", "store", default=None, type=click.Path(),
-                        help="Results store [robust-results.db, or $ROBUST_STORE].")(fn)
+    return schema_options(runtime_fields("store"))(fn)
 
 
 def store_argument(fn: Callable) -> Callable:
@@ -114,8 +113,7 @@ def quiet_option(fn: Callable) -> Callable:
 
 
 def device_option(fn: Callable) -> Callable:
-    return click.option("--device", default="cpu", show_default=True,
-                        help="Torch device: cpu, cuda, cuda:1, ..., mps.")(fn)
+    return schema_options(runtime_fields("device"))(fn)
 
 
 def data_dir_option(fn: Callable = None, *, help: str = "Local folder of the dataset (overrides the checkpoint's)."
@@ -237,12 +235,8 @@ def setup(quiet: bool) -> None:
 
 
 def executor_options(fn: Callable) -> Callable:
-    """--executor and --address: where the units of a sweep or slice run."""
-    fn = click.option("--address", default=None,
-                      help="With --executor ray: the cluster to join (auto = the running one, or HOST:PORT) "
-                           "[a local Ray instance; $RAY_ADDRESS].")(fn)
-    return click.option("--executor", type=click.Choice(SWEEP_CHOICES["executor"]), default="local", show_default=True,
-                        help="Run units in this process, or as Ray tasks (pip install 'robust-snn[ray]').")(fn)
+    """--executor and --address: where the units of a sweep, slice or training run."""
+    return schema_options(runtime_fields("executor", "address"))(fn)
 
 
 def report_failures(failed: list[dict], command: str) -> None:
@@ -258,9 +252,7 @@ def report_failures(failed: list[dict], command: str) -> None:
 
 def compile_option(fn: Callable) -> Callable:
     """--compile / --no-compile: force the compiled LIF kernel on or off (default: decided by the work)."""
-    return click.option("--compile/--no-compile", "compile", default=None,
-                        help="Force the compiled LIF kernel (C, built once per machine) on or off "
-                             "[auto: on when built or when the work pays for a build; $ROBUST_KERNEL].")(fn)
+    return schema_options(runtime_fields("compile"))(fn)
 
 
 def set_kernel(choice: bool | None) -> None:
@@ -272,3 +264,43 @@ def set_kernel(choice: bool | None) -> None:
     native.set_mode("native" if choice else "eager")
     if choice:
         native.kernel()  # build or load now: a forced kernel that cannot be had fails before any output exists
+
+
+def schema_options(schema_fields: list[Field]) -> Callable:
+    """Click options from schema fields, in their order: the flag, its type (a bounded
+    `Number`, a `Choice`, a path), default and help all come from the field, so the command
+    line takes what the config file takes."""
+    def deco(fn: Callable) -> Callable:
+        for f in reversed(schema_fields):
+            o = f.opt
+            decls = [f"{f.flag}/--no-{f.flag[2:]}" if o.kind == "switch" else f.flag, *([o.short] if o.short else []),
+                     f.name]
+            given = None if o.kind == "names" else f.default  # a comma list is a string on the command line
+            kw: dict[str, Any] = {"default": given, "help": o.help or None, "hidden": o.hidden,
+                                  "show_default": o.show_default and f.default is not None and f.default is not False
+                                  and f.default != ()}
+            if o.kind == "flag":
+                kw["is_flag"] = True
+            elif o.kind == "multiple":
+                kw["multiple"] = True
+            if o.nargs > 1:
+                kw["nargs"] = o.nargs
+            if o.number is not None:
+                kw["type"] = Number(integer=o.number == "int", low=o.low, high=o.high, low_open=o.low_open,
+                                    high_open=o.high_open)
+            elif o.choices is not None:
+                kw["type"] = click.Choice(o.choices)
+            elif o.path:
+                kw["type"] = click.Path()
+            elif o.kind == "value":
+                kw["type"] = click.STRING  # a word or a range its own parser reads (--seeds auto, --noise 0:1)
+            fn = click.option(*decls, **kw)(fn)
+        return fn
+    return deco
+
+
+def runtime_fields(*names: str) -> list[Field]:
+    """The shared runtime options (device, kernel, executor, store) as the sweep's schema
+    defines them, for the commands that take them too."""
+    by_name = {f.name: f for f in fields(SweepRuntime)}
+    return [by_name[n] for n in names]

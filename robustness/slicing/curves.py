@@ -1,6 +1,6 @@
 """How a slice curve is computed: the networks a mode averages, its directions, batched
 passes over stacked grid points, and the units (chunks of a curve's points) an executor runs.
-`robustness.slicing` plans the curves, resumes and stores them; this module evaluates them.
+`robustness.slicing.run` plans the curves, resumes and stores them; this module evaluates them.
 """
 
 from __future__ import annotations
@@ -8,29 +8,26 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from models.checkpoint import Checkpoint
-from models.network import ForwardOptions
+from models.chunking import networks_per_pass
+from models.model_config import ForwardOptions
 from robustness.evaluate import EvalConfig, Mode, stacked_logp, with_bn_statistics
 from robustness.executors import Unit
 from robustness.metrics import log_mean_exp
-from robustness.slice_directions import (direction_generator, hessian_eigen, normalise, posterior_direction,
+from robustness.slicing.config import SliceConfig
+from robustness.slicing.directions import (direction_generator, hessian_eigen, normalise, posterior_direction,
                                          raw_direction)
 
-if TYPE_CHECKING:
-    from robustness.slicing import SliceConfig
-
-MAX_NETWORKS_PER_PASS = 64  # stacked networks per pass: bounds parameter copies and temporaries
 SIGMOID = "sigmoid"  # the point/mean network with sigmoid instead of Heaviside spikes
 
 
 @dataclass
-class _Networks:
+class Networks:
     """The M networks a mode averages (M = 1 for point/mean) and how to move them."""
 
     base: dict[str, Tensor]         # K-stacked tensors at a = 0 (bma: posterior samples)
@@ -39,17 +36,17 @@ class _Networks:
     opt: ForwardOptions = field(default_factory=ForwardOptions)
 
 
-def _networks(ck: Checkpoint, mode: str, cfg: SliceConfig) -> _Networks:
+def mode_networks(ck: Checkpoint, mode: str, cfg: SliceConfig) -> Networks:
     t = ck.net.tensors()
     if mode == Mode.ENSEMBLE:
         members = [{n: m[n].detach() for n in t} for m in ck.members]
-        return _Networks({n: torch.stack([m[n] for m in members]) for n in t}, members, False)
+        return Networks({n: torch.stack([m[n] for m in members]) for n in t}, members, False)
     if mode == Mode.BMA:
         g = torch.Generator().manual_seed(cfg.seed)
         base = ck.posterior.sample(t, cfg.mc_samples, g)
-        return _Networks(base, [t] * cfg.mc_samples, cfg.bn == "recalibrate")
+        return Networks(base, [t] * cfg.mc_samples, cfg.bn == "recalibrate")
     opt = ForwardOptions(smooth_spikes=cfg.sigmoid if mode == SIGMOID else 0.0)
-    return _Networks({n: v.detach().unsqueeze(0) for n, v in t.items()}, [t], False, opt)
+    return Networks({n: v.detach().unsqueeze(0) for n, v in t.items()}, [t], False, opt)
 
 
 def _directions(kind: str, index: int, dims: int, weights: list[dict[str, Tensor]], names: list[str],
@@ -66,20 +63,20 @@ def _directions(kind: str, index: int, dims: int, weights: list[dict[str, Tensor
     return [[normalise(raw, w, kind) for w in weights] for raw in raws]
 
 
-def _grid(cfg: SliceConfig) -> list[tuple[float, ...]]:
+def grid_points(cfg: SliceConfig) -> list[tuple[float, ...]]:
     c = cfg.coords
     return [(a,) for a in c] if cfg.dims == 1 else [(a, b) for a in c for b in c]
 
 
 @torch.no_grad()
-def _curve(ck: Checkpoint, nets: _Networks, dirs: list[list[dict]], names: list[str], grid: list[tuple],
+def curve_losses(ck: Checkpoint, nets: Networks, dirs: list[list[dict]], names: list[str], grid: list[tuple],
            x: Tensor, y: Tensor, calib: Tensor, cfg: SliceConfig, device: torch.device,
            exp_names: list[str] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Loss (NLL of the mode's averaged prediction) and accuracy at every grid point (flat).
 
     `exp_names` are tensors moved in log space (exponentiated after the move)."""
     m = next(iter(nets.base.values())).shape[0]
-    per_pass = _per_pass_of(m, nets.recalibrate)
+    per_pass = points_per_pass(ck, m, nets.recalibrate)
     losses, accs = [], []
     for p0 in range(0, len(grid), per_pass):
         pts = grid[p0:p0 + per_pass]
@@ -105,10 +102,11 @@ def _curve(ck: Checkpoint, nets: _Networks, dirs: list[list[dict]], names: list[
     return torch.cat(losses).numpy(), torch.cat(accs).numpy()
 
 
-def _per_pass_of(m: int, recalibrate: bool) -> int:
-    """Grid points per batched pass of M networks. BN re-estimation runs the training-mode
-    forward, whose temporaries are larger."""
-    return max(1, (MAX_NETWORKS_PER_PASS // (2 if recalibrate else 1)) // m)
+def points_per_pass(ck: Checkpoint, m: int, recalibrate: bool) -> int:
+    """Grid points per batched pass of M networks each: the sweep's rule for stacked
+    networks. BN re-estimation runs the training-mode forward, whose temporaries are about
+    twice as large, so it counts each network twice."""
+    return networks_per_pass(max(ck.net.cfg.hidden), m * (2 if recalibrate else 1))
 
 
 def _between_curve(cks: list[Checkpoint], grid: list[tuple], x: Tensor, cfg: SliceConfig,
@@ -120,12 +118,12 @@ def _between_curve(cks: list[Checkpoint], grid: list[tuple], x: Tensor, cfg: Sli
     base = {n: (a[n].clamp_min(1e-12).log() if n in log_var else a[n]).detach().unsqueeze(0) for n in a}
     line = {n: ((b[n].clamp_min(1e-12).log() - a[n].clamp_min(1e-12).log()) if n in log_var else b[n] - a[n]).detach()
             for n in a}
-    nets = _Networks(base, [a], False)
-    return _curve(cks[0], nets, [[line]], list(a), grid, x, y, x, cfg, device, exp_names=log_var)
+    nets = Networks(base, [a], False)
+    return curve_losses(cks[0], nets, [[line]], list(a), grid, x, y, x, cfg, device, exp_names=log_var)
 
 
 @dataclass(frozen=True)
-class _CurveJob:
+class CurveJob:
     """One curve to compute: (model hash, mode, direction) and how it is split."""
 
     key: tuple[str, str, int]
@@ -142,12 +140,12 @@ def _chunk_size(ck: Checkpoint, mode: str | None, cfg: SliceConfig, n: int, exec
     if executor.name != "ray":
         return n
     m = len(ck.members) if mode == Mode.ENSEMBLE else cfg.mc_samples if mode == Mode.BMA else 1
-    return _per_pass_of(m, mode == Mode.BMA and cfg.bn == "recalibrate")
+    return points_per_pass(ck, m, mode == Mode.BMA and cfg.bn == "recalibrate")
 
 
-def _slice_units(curves: list[_CurveJob], cks: list[Checkpoint], names: list[str], grid: list[tuple], x: Tensor,
+def slice_units(curves: list[CurveJob], cks: list[Checkpoint], names: list[str], grid: list[tuple], x: Tensor,
                  y: Tensor, calib: Tensor, cfg: SliceConfig, device: torch.device,
-                 executor) -> tuple[list[Unit], dict[str, tuple[_CurveJob, int]]]:
+                 executor) -> tuple[list[Unit], dict[str, tuple[CurveJob, int]]]:
     """Units (chunks of grid points of each curve) and, per unit name, its curve and first point."""
     sx, sy, scal = executor.share(x), executor.share(y), executor.share(calib)
     shared_ck = [executor.share(ck) for ck in cks]
@@ -184,9 +182,9 @@ def _curve_chunk(ck: Checkpoint, mode: str, index: int, hess: list[dict] | None,
                  device: torch.device) -> tuple[np.ndarray, np.ndarray, int, float]:
     """(loss, accuracy, compute, seconds) at some points of one curve."""
     t0 = time.perf_counter()
-    nets = _networks(ck, mode, cfg)
+    nets = mode_networks(ck, mode, cfg)
     dirs = _directions(cfg.direction, index, cfg.dims, nets.weights, names, ck, cfg, hess)
-    loss, acc = _curve(ck, nets, dirs, names, pts, x, y, calib, cfg, device)
+    loss, acc = curve_losses(ck, nets, dirs, names, pts, x, y, calib, cfg, device)
     return loss, acc, next(iter(nets.base.values())).shape[0], time.perf_counter() - t0
 
 

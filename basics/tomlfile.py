@@ -6,7 +6,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from robustness.errors import BadInput, first_line
+from basics.errors import BadInput, first_line
 
 
 def load_toml(path: str | Path, what: str = "TOML file") -> dict:

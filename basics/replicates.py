@@ -25,7 +25,7 @@ from typing import Iterable, Mapping
 import numpy as np
 from scipy import stats
 
-from reports.stats import holm, paired_t_p, t_interval
+from basics.stats import holm, paired_t_p, t_interval
 
 MIN_SEEDS = 3  # the verdict uses the seed level from this many seeds on
 ALPHA = 0.05

@@ -31,80 +31,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from basics.errors import BadInput, require_utf8
+from basics.progress import progress as progress_bar
 from models import native
 from models.checkpoint import Checkpoint, load_checkpoint
 from robustness import __version__
 from robustness.data import Dataset, DatasetSpec, load_dataset
-from robustness.errors import BadInput, require_utf8
 from robustness.evaluate import Mode
 from robustness.executors import Failed, LocalExecutor, RayExecutor
-from robustness.progress import progress as progress_bar
-from robustness.slice_curves import SIGMOID, _CurveJob, _grid, _slice_units
-from robustness.slice_directions import KINDS, RANDOM_KINDS, moved_names
-from robustness.store import Store
 from robustness.run_meta import model_meta
-
-LINE = "line"  # the mode name of a `between` curve
-# Bounds on what one slice may ask for: each is far past any published slice, and past them
-# the work or the memory no longer fits a machine (the error says the bound).
-MAX_SPAN, MAX_GRID, MAX_DIRECTIONS, MAX_SAMPLES, MAX_BATCHES, MAX_BATCH_SIZE = 1e3, 100_000, 1000, 1000, 1000, 65536
-
-
-@dataclass(frozen=True)
-class SliceConfig:
-    """What `robust slice` computes (every field is part of the resume key).
-
-    Attributes:
-        models: checkpoints sliced along shared directions.
-        between: two checkpoints: slice the straight line from the first to the second instead.
-        dims: 1 (a line) or 2 (a plane spanned by two directions).
-        direction: unit, filter, layer, hessian or posterior (see slice_directions).
-        span: (start, stop) of the coordinate a [(-1, 1); (-0.5, 1.5) for between].
-        points: points per axis.
-        directions: independent directions (planes) per model.
-        batches, batch_size: the fixed, seeded minibatches the loss is computed on.
-        split: which split the batches come from.
-        mc_samples: M for bma (posterior samples).
-        sigmoid: when > 0, add mode `sigmoid`: the point/mean network with the Heaviside
-            replaced by a sigmoid of the membrane at this temperature (a non-spiking control).
-        bn: BN statistics of posterior samples, as `robust eval` names them: `mean` (default
-            here: the stored statistics, as every deterministic curve uses, so that the BMA
-            and point curves differ only by the posterior average) or `recalibrate`
-            (re-estimated per sample at every point: eval's default, about 10x slower here).
-        include_bn: also move BatchNorm scale/shift and the readout bias.
-        modes: restrict to these modes (None: every mode of each model).
-        seed: seeds directions, batches and posterior draws.
-        data_dir: where a real dataset lives (None: the checkpoint's).
-    """
-
-    models: tuple[str, ...] = ()
-    between: tuple[str, str] | None = None
-    dims: int = 1
-    direction: str = "filter"
-    span: tuple[float, float] | None = None
-    points: int = 41
-    directions: int = 8
-    batches: int = 4
-    batch_size: int = 128
-    split: str = "train"
-    mc_samples: int = 10
-    sigmoid: float = 0.0
-    bn: str = "mean"
-    include_bn: bool = False
-    modes: tuple[str, ...] | None = None
-    seed: int = 0
-    data_dir: str | None = None
-
-    @property
-    def coords(self) -> list[float]:
-        lo, hi = self.span or ((-0.5, 1.5) if self.between else (-1.0, 1.0))
-        return np.linspace(lo, hi, self.points).tolist()
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["coords"] = self.coords
-        return d
-
+from robustness.slicing.config import LINE, MAX_BATCH_SIZE, MAX_BATCHES, MAX_DIRECTIONS, MAX_GRID, MAX_SAMPLES, MAX_SPAN, SliceConfig
+from robustness.slicing.curves import SIGMOID, CurveJob, grid_points, slice_units
+from robustness.slicing.directions import KINDS, RANDOM_KINDS, moved_names
+from robustness.store.database import Store
 
 @dataclass
 class SliceResult:
@@ -179,10 +118,10 @@ def fixed_batches(data: Dataset, cfg: SliceConfig) -> tuple[Tensor, Tensor]:
     return split.x[idx], split.y[idx]
 
 
-def _curve_jobs(cks: list[Checkpoint], hashes: list[str], cfg: SliceConfig) -> list[_CurveJob]:
+def _curve_jobs(cks: list[Checkpoint], hashes: list[str], cfg: SliceConfig) -> list[CurveJob]:
     if cfg.between:
-        return [_CurveJob(("+".join(hashes), LINE, 0), 0, None, 0)]
-    return [_CurveJob((h, mode, i), k, mode, i) for k, (ck, h) in enumerate(zip(cks, hashes))
+        return [CurveJob(("+".join(hashes), LINE, 0), 0, None, 0)]
+    return [CurveJob((h, mode, i), k, mode, i) for k, (ck, h) in enumerate(zip(cks, hashes))
             for mode in _slice_modes(ck, cfg) for i in range(cfg.directions)]
 
 
@@ -227,7 +166,7 @@ def run_slice(cfg: SliceConfig, store_path: str, *, device: str | torch.device =
         raise BadInput(f"{cks[0].path}: model expects {cks[0].net.cfg.input_dim} input features, data has {x.shape[-1]}")
     calib = data.split("train").x
     names = moved_names(cks[0].net.cfg, cfg.include_bn)
-    grid = _grid(cfg)
+    grid = grid_points(cfg)
     notes = _notes(cfg, cks)
     with Store.open(store_path, create=True) as store:
         models_meta = [model_meta(ck, p, h) for p, h, ck in zip(paths, hashes, cks)]
@@ -239,7 +178,7 @@ def run_slice(cfg: SliceConfig, store_path: str, *, device: str | torch.device =
         curves = [c for c in planned if c.key not in done]
         bar = progress_bar(total=len(planned), desc="slice", unit="curve", enabled=progress)
         bar.update(len(planned) - len(curves))
-        units, parts = _slice_units(curves, cks, names, grid, x, y, calib, cfg, device, executor)
+        units, parts = slice_units(curves, cks, names, grid, x, y, calib, cfg, device, executor)
         new, failed, got = 0, [], {}
         with native.for_work(len(curves) * len(grid) * x.shape[0] * x.shape[1] * sum(cks[0].net.cfg.hidden)
                              * cfg.mc_samples):

@@ -6,9 +6,9 @@ import json
 from contextlib import closing
 from pathlib import Path
 
-from robustness.errors import BadInput
-from robustness.store import Store
-from robustness.store_schema import CELL_COLUMNS
+from basics.errors import BadInput
+from robustness.store.database import Store
+from robustness.store.schema import CELL_COLUMNS
 
 
 def export(store_path: str, fmt: str, out: str | None) -> str:
@@ -16,7 +16,7 @@ def export(store_path: str, fmt: str, out: str | None) -> str:
     Parquet; returns the path."""
     import csv
 
-    from robustness.files import atomic_path
+    from basics.files import atomic_path
 
     with closing(Store.open(store_path, readonly=True)) as st:
         rows = [{c: r[c] for c in CELL_COLUMNS} for r in st.cells()]  # per-example blobs stay in the store

@@ -12,11 +12,12 @@ from typing import Any, Callable
 
 import click
 
-from robustness.choices import SWEEP_CHOICES
-from robustness.cli_common import (COUNT, CONTEXT, MC_SAMPLES, NON_NEGATIVE, POSITIVE, SEED, InputError, Number,
+from robustness.cli.common import (COUNT, CONTEXT, MC_SAMPLES, NON_NEGATIVE, POSITIVE, SEED, InputError, Number,
                                    RobustGroup, compile_option, data_dir_option, device_option, domain_errors,
                                    executor_options, given_model, model_argument, output_path, quiet_option, renamed,
-                                   report_failures, resolve_device, set_kernel, setup, store_argument, store_option)
+                                   report_failures, resolve_device, schema_options, set_kernel, setup, store_argument,
+                                   store_option)
+from robustness.sweep.config import sweep_fields
 
 
 @click.group(cls=RobustGroup, context_settings=CONTEXT)
@@ -144,47 +145,7 @@ def posterior(model_arg: str | None, model: str | None, as_json: bool, quiet: bo
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--model", "model", type=click.Path(), multiple=True,
-              help="Checkpoint (.pt), a seed set (OUT.seeds.json) or a glob ('adam-seed*.pt'); repeatable.")
-@click.option("--perturbation", "-p", "perturbation", multiple=True,
-              help="Spec, e.g. gaussian, quantize:4+mismatch (sweeps the last component, or the one marked :?); "
-                   "repeatable [gaussian].")
-@click.option("--noise", default=None, help="Levels: START:STOP (10 points), START:STOP:NUM[log], or a,b,c.")
-@click.option("--bits", default=None, help="Bit widths for quantize, e.g. 2:8.")
-@click.option("--profile", default=None, help="Named hardware profile (see `robust perturbations`).")
-@click.option("--seeds", default="10", show_default=True, help="Draws per level, or 'auto' (see --ci-width).")
-@click.option("--ci-width", type=float, default=0.5, show_default=True,
-              help="With --seeds auto: draw until the 95% interval of accuracy is narrower than this (points).")
-@click.option("--max-seeds", type=int, default=100, show_default=True, help="Cap for --seeds auto.")
-@click.option("--mc-samples", type=int, default=10, show_default=True,
-              help="M: posterior samples for BMA, perturbed copies for chips.")
-@click.option("--bn", type=click.Choice(SWEEP_CHOICES["bn"]), default="recalibrate", show_default=True,
-              help="BN statistics of posterior samples.")
-@click.option("--modes", default=None,
-              help="Modes to evaluate, e.g. point,chips [every mode of each model: point|mean, chips, bma, ensemble].")
-@click.option("--layers", default=None, help="Restrict to layers, e.g. blocks.0,readout.")
-@click.option("--per-layer", is_flag=True, help="Sweep each layer separately (layer sensitivity).")
-@click.option("--skip-at-chance/--no-skip-at-chance", "skip_at_chance", default=True, show_default=True,
-              help="Skip the levels harsher than one where every draw was at chance (stored as skipped).")
-@click.option("--scale", type=click.Choice(SWEEP_CHOICES["scale"]), default="max", show_default=True,
-              help="Noise scale: per-layer max|w|, std(w), absolute, or each weight's IVON posterior sigma.")
-@click.option("--sigma-from", type=click.Path(), default=None,
-              help="With --scale sigma: the IVON checkpoint whose sigma scales noise for non-IVON models.")
-@click.option("--fold-bn", is_flag=True, help="Fold BatchNorm into weights and bias currents before perturbing.")
-@click.option("--include-bias", is_flag=True, help="Perturb biases too (they exist after --fold-bn).")
-@click.option("--include-bn", is_flag=True, help="Perturb BatchNorm scale and shift too (unfolded BN).")
-@click.option("--limit", type=int, default=None,
-              help="Evaluate on a class-stratified, seeded subset of N examples (for CI).")
-@click.option("--split", type=click.Choice(SWEEP_CHOICES["split"]), default="test", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Base seed of every draw.")
-@data_dir_option
-@device_option
-@click.option("--threads", type=int, default=None, help="CPU threads for the batched passes [torch default].")
-@click.option("--workers", type=int, default=None, hidden=True)  # old name of --threads
-@compile_option
-@executor_options
-@store_option
-@click.option("--out", default=None, hidden=True)  # old name of --store
+@schema_options(sweep_fields())
 @click.option("--config", type=click.Path(), default=None, help="sweep.toml with any of these options.")
 @click.option("--print-config", is_flag=True, help="Print the resolved configuration (TOML) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -196,10 +157,10 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
     setup(flags["quiet"])
     from click.core import ParameterSource
 
-    from robustness.store import default_path
+    from robustness.store.database import default_path
     from reports.summary import format_summary, summarize
-    from robustness.sweep import run_sweep
-    from robustness.sweep_resolve import resolve, to_toml
+    from robustness.sweep.run import run_sweep
+    from robustness.sweep.resolve import resolve, to_toml
 
     explicit = {k for k in flags if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
     cfg, runtime = resolve(flags, explicit)
@@ -280,8 +241,8 @@ def perturbations(as_json: bool) -> None:
 @domain_errors
 def export(store_arg: str | None, store: str | None, fmt: str, out: str | None, quiet: bool) -> None:
     """Export every stored cell's columns to CSV, JSON or Parquet (for pandas)."""
-    from robustness.store import default_path
-    from robustness.store_export import export as do_export
+    from robustness.store.database import default_path
+    from robustness.store.export import export as do_export
 
     store = renamed(store, store_arg, "--store", "a positional STORE") or default_path()
     target = out if out is not None else str(Path(store).with_suffix(f".{fmt}"))
@@ -357,9 +318,9 @@ def data_prepare(dataset: str, data_dir: str | None, frames: int | None, skip_ba
     click.echo(msg)
 
 
-from robustness.cli_report import check, demo, report  # noqa: E402
-from robustness.cli_nir import export_nir, import_command  # noqa: E402
-from robustness.cli_slice import slice_command  # noqa: E402
+from robustness.cli.nir import export_nir, import_command  # noqa: E402
+from robustness.cli.report import check, demo, report  # noqa: E402
+from robustness.cli.slice import slice_command  # noqa: E402
 
 for _command in (slice_command, report, check, demo, import_command, export_nir):
     cli.add_command(_command)

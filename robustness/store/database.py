@@ -45,10 +45,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from robustness import store_rows
-from robustness.errors import BadInput
-from robustness.store_schema import (DEFAULT_STORE, KEY_COLUMNS, SCHEMA_VERSION, SLICE_COLUMNS, STORED_COLUMNS,
-                                     _create, _discard, _migrate, _schema_damage)
+from basics.errors import BadInput
+from robustness.store import rows as store_rows
+from robustness.store.schema import (DEFAULT_STORE, KEY_COLUMNS, SCHEMA_VERSION, SLICE_COLUMNS, STORED_COLUMNS,
+                                     create_tables, discard_tables, migrate, schema_damage)
 
 
 def default_path() -> str:
@@ -181,18 +181,18 @@ class Store:
                         conn.close()
                         conn = memory
                         conn.row_factory = sqlite3.Row
-                    _migrate(conn)
+                    migrate(conn)
                     meta["schema_version"] = str(SCHEMA_VERSION)
                 if meta.get("schema_version") != str(SCHEMA_VERSION):
                     conn.close()
                     raise BadInput(f"{p}: results store schema version {meta.get('schema_version')} is not "
                                    f"supported (this robust reads version {SCHEMA_VERSION})")
-                damage = _schema_damage(conn)
+                damage = schema_damage(conn)
                 if damage:
                     conn.close()
                     raise BadInput(f"{p}: damaged results store ({damage}); nothing was read or written")
             elif create:
-                _create(conn)
+                create_tables(conn)
             else:
                 conn.close()
                 raise BadInput(f"{p}: empty file, not a results store")
@@ -202,10 +202,10 @@ class Store:
                 if conn is not None:  # another process holds the file: never remove it
                     conn.close()
                 raise _Locked from None
-            _discard(conn, p, new_file)
+            discard_tables(conn, p, new_file)
             raise BadInput(f"{p}: cannot open results store ({msg})") from None
         except sqlite3.DatabaseError as e:
-            _discard(conn, p, new_file)
+            discard_tables(conn, p, new_file)
             raise BadInput(f"{p}: not a results store ({e})") from None
         return conn
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from robustness.cli_common import (CONTEXT, COUNT, POSITIVE, InputError, data_dir_option, domain_errors,
+from robustness.cli.common import (CONTEXT, COUNT, POSITIVE, InputError, data_dir_option, domain_errors,
                                    given_model, model_argument, output_path, quiet_option, setup)
 
 
@@ -17,7 +17,7 @@ def _write_graph(graph, out: str) -> None:
 
     import nir
 
-    from robustness.files import write_bytes
+    from basics.files import write_bytes
 
     buf = io.BytesIO()  # HDF5 segfaults on a full disk: serialise in memory, then write the bytes ourselves
     nir.write(buf, graph)

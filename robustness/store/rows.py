@@ -13,8 +13,8 @@ import json
 import math
 from typing import Any
 
-from robustness.errors import BadInput
-from robustness.store_schema import EXAMPLE_COLUMNS, METRIC_COLUMNS, _OPTIONAL_METRICS
+from basics.errors import BadInput
+from robustness.store.schema import EXAMPLE_COLUMNS, METRIC_COLUMNS, OPTIONAL_METRICS
 
 
 def damaged(path: str, table: str, row: Any, field: str, what: str) -> BadInput:
@@ -53,7 +53,7 @@ def cell(path: str, d: dict) -> dict:
         raise damaged(path, t, row, "n", f"{d['n']!r} examples (expected a whole number, 1 or more)")
     for c in METRIC_COLUMNS:
         if d[c] is None:  # SQLite stores NaN as NULL: a metric of a non-finite network
-            d[c] = None if c in _OPTIONAL_METRICS else float("nan")
+            d[c] = None if c in OPTIONAL_METRICS else float("nan")
         else:
             _number(path, t, row, c, d[c])
     d["spike_rates"] = _json(path, t, row, "spike_rates", d["spike_rates"], list)
