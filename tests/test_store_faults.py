@@ -47,7 +47,7 @@ def test_open_waits_out_a_lock_sqlite_reports_at_once(tmp_path, monkeypatch):
     # "database is locked" (no busy wait); open retries until its timeout instead of failing.
     import robustness.store.database as store
 
-    real, calls = store._create, []
+    real, calls = store.create_tables, []
 
     def contended(conn):
         calls.append(1)
@@ -55,14 +55,14 @@ def test_open_waits_out_a_lock_sqlite_reports_at_once(tmp_path, monkeypatch):
             raise sqlite3.OperationalError("database is locked")
         real(conn)
 
-    monkeypatch.setattr(store, "_create", contended)
+    monkeypatch.setattr(store, "create_tables", contended)
     path = tmp_path / "new.db"
     with Store.open(path, create=True, timeout=5) as s:
         run_id, resumed = s.run_for("spec", {}, [], "data", "0", "test")
     assert len(calls) == 3 and (run_id, resumed) == (1, False)
 
     calls.clear()
-    monkeypatch.setattr(store, "_create", lambda conn: (_ for _ in ()).throw(sqlite3.OperationalError("database is locked")))
+    monkeypatch.setattr(store, "create_tables", lambda conn: (_ for _ in ()).throw(sqlite3.OperationalError("database is locked")))
     with pytest.raises(store.BadInput, match="locked by another process"):
         Store.open(tmp_path / "held.db", create=True, timeout=0.2)
 
