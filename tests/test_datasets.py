@@ -240,6 +240,7 @@ def _prepare_in_process(root, cache, q):
     q.put(d.fingerprint)
 
 
+@pytest.mark.slow
 def test_two_processes_preparing_one_cache(tmp_path, cache_dir):
     import multiprocessing as mp
 

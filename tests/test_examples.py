@@ -35,6 +35,7 @@ def controls(tmp_path_factory):
     return {"ensemble": d / "ens.pt", "hwa": d / "hwa.pt"}
 
 
+@pytest.mark.slow
 def test_trained_models_table(tiny_checkpoints, tmp_path):
     out = script("trained_models_table.py", "--adam", tiny_checkpoints["adam"], "--ivon", tiny_checkpoints["ivon"],
                  "--seeds", 2, "--limit", 40, "--out", tmp_path / "t.db", "--quiet", cwd=tmp_path)
@@ -44,6 +45,7 @@ def test_trained_models_table(tiny_checkpoints, tmp_path):
     assert "nan" not in out.lower()
 
 
+@pytest.mark.slow
 def test_compare_controls(tiny_checkpoints, controls, tmp_path):
     out = script("compare_controls.py", "--ensemble", controls["ensemble"], "--hwa", controls["hwa"],
                  "--ivon", tiny_checkpoints["ivon"], "--seeds", 2, "--limit", 40, "--out", tmp_path / "c.db",
@@ -53,6 +55,7 @@ def test_compare_controls(tiny_checkpoints, controls, tmp_path):
     assert out.count("| Adam ensemble | gaussian |") == 2  # both levels of the paired table
 
 
+@pytest.mark.slow
 def test_worst_case_table(tiny_checkpoints, tmp_path):
     out = script("worst_case_table.py", "--adam", tiny_checkpoints["adam"], "--ivon", tiny_checkpoints["ivon"],
                  "--seeds", 1, "--limit", 40, "--out", tmp_path / "w.db", "--quiet", cwd=tmp_path)
@@ -60,6 +63,7 @@ def test_worst_case_table(tiny_checkpoints, tmp_path):
         assert row in out, out
 
 
+@pytest.mark.slow
 def test_slice_table(tiny_checkpoints, controls, tmp_path):
     out = script("slice_table.py", "--ensemble", controls["ensemble"], "--ivon", tiny_checkpoints["ivon"],
                  "--directions", 2, "--points", 5, "--batches", 1, "--batch-size", 16, "--out", tmp_path / "s.db",

@@ -198,6 +198,7 @@ def _limited(args, limit_bytes, cwd):
                           capture_output=True, text=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["train", "report", "export", "check --init", "export-nir"])
 def test_a_full_disk_is_one_line_and_leaves_nothing_behind(files, tmp_path, case):
     out = tmp_path / "out"

@@ -25,6 +25,7 @@ def _key(r):
     return (r["mode"], r["perturbation"], r["level"], r["seed"])
 
 
+@pytest.mark.slow
 def test_a_cell_alone_in_any_batch_and_after_resume_gives_identical_numbers(tiny_checkpoints, tmp_path, monkeypatch):
     plans = tuple(PerturbationPlan(n, (LEVEL.get(n, 0.1),)) for n in sorted(PERTURBATIONS))
     cfg = SweepConfig((str(tiny_checkpoints["adam"]),), plans, seeds=3, limit=70, mc_samples=2)

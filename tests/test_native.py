@@ -165,6 +165,7 @@ def test_broken_compiler_falls_back(mode, monkeypatch, tmp_path, caplog):
 
 
 @needs_compiler
+@pytest.mark.slow
 def test_auto_builds_only_when_the_work_pays_and_later_processes_load(mode, monkeypatch, tmp_path):
     monkeypatch.setattr(native, "_lib", None)
     monkeypatch.setattr(native, "_failed", None)

@@ -41,6 +41,7 @@ def sweep_cfg(model, **kw) -> SweepConfig:
                        mc_samples=3, limit=80, **kw)
 
 
+@pytest.mark.slow
 def test_sweep_on_ray_stores_the_same_rows_as_local(tiny_checkpoints, cluster, tmp_path):
     cfg = sweep_cfg(tiny_checkpoints["ivon"])
     local = run_sweep(cfg, str(tmp_path / "local.db"), progress=False)
@@ -54,6 +55,7 @@ def test_sweep_on_ray_stores_the_same_rows_as_local(tiny_checkpoints, cluster, t
         assert s.runs()[0]["finished"] is not None and s.failures("sweep", 1) == []
 
 
+@pytest.mark.slow
 def test_slice_on_ray_stores_the_same_curves_as_local(tiny_checkpoints, cluster, tmp_path):
     # 2D with 9 x 9 points: bma chunks (64 // 3 = 21 points per pass) spread over several tasks
     cfg = SliceConfig(models=(str(tiny_checkpoints["ivon"]),), dims=2, points=9, directions=1, batches=1,
@@ -68,6 +70,7 @@ def test_slice_on_ray_stores_the_same_curves_as_local(tiny_checkpoints, cluster,
         assert np.array_equal(a["loss"], b["loss"]) and np.array_equal(a["accuracy"], b["accuracy"])
 
 
+@pytest.mark.slow
 def test_killed_ray_driver_resumes_without_duplicates(tiny_checkpoints, cluster, tmp_path):
     args = ["sweep", "--model", str(tiny_checkpoints["adam"]), "--noise", "0.02:0.2:6", "--seeds", "2", "--limit",
             "60", "--quiet", "--executor", "ray", "--address", cluster]
@@ -105,6 +108,7 @@ class _OneUnitFails(RayExecutor):
         return super().map(units)
 
 
+@pytest.mark.slow
 def test_failing_task_is_retried_then_recorded(tiny_checkpoints, cluster, tmp_path):
     attempts = tmp_path / "attempts"
     attempts.touch()

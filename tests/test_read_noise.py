@@ -51,6 +51,7 @@ def _cells(ck, path, seeds, **kw):
             if r["perturbation"] == "read-noise"}
 
 
+@pytest.mark.slow
 def test_a_read_noise_cell_is_the_same_number_whatever_cuts_the_work(tiny_checkpoints, tmp_path, monkeypatch):
     ck = tiny_checkpoints["adam"]
     ref = _cells(ck, tmp_path / "ref.db", 2)

@@ -94,6 +94,7 @@ def test_bare_report_reads_the_default_store(tiny_checkpoints, tmp_path, monkeyp
     assert (tmp_path / "report" / "index.html").exists()
 
 
+@pytest.mark.slow
 def test_report_never_loads_models(store, tmp_path):
     code = ("import sys; from reports.records import load_records; from reports.report import write_report; "
             f"write_report(load_records({str(store)!r}), {str(tmp_path / 'r')!r}); "

@@ -32,6 +32,7 @@ def sets(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_train_seeds_writes_each_seed_exactly_and_resumes(sets, tmp_path):
     d = sets
     assert sorted(p.name for p in d.glob("adam-seed*.pt")) == ["adam-seed0.pt", "adam-seed1.pt", "adam-seed2.pt"]
@@ -58,6 +59,7 @@ def test_ensemble_replicates_never_share_a_member(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_eval_takes_a_set_as_one_method_with_seed_intervals(sets):
     d = sets
     r = run("eval", "--model", d / "adam.seeds.json", "--model", str(d / "ivon-seed*.pt"), "--limit", 60,
@@ -74,6 +76,7 @@ def test_eval_takes_a_set_as_one_method_with_seed_intervals(sets):
     assert r.exit_code == 2 and "the pattern matches no file" in r.output
 
 
+@pytest.mark.slow
 def test_sweep_and_report_test_the_claims_over_seeds(sets, tmp_path):
     d = sets
     db = tmp_path / "s.db"
@@ -138,6 +141,7 @@ def test_sets_are_grouped_by_training_configuration_not_by_name():
                                                                    ([2], ["c.pt"])]
 
 
+@pytest.mark.slow
 def test_check_baseline_against_a_seed_set_judges_by_the_seeds_spread(sets, tmp_path):
     """A new model of the same method passes while it lies within the baseline seeds' spread
     (plus the tolerance), even when it is below their mean; outside it, it fails."""

@@ -66,6 +66,7 @@ def test_lanczos_recovers_the_top_eigenpairs_of_a_quadratic():
     assert abs(float(vecs[0] @ q[:, 0])) == pytest.approx(1.0, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_hessian_directions_report_eigenvalues(tiny_checkpoints, tmp_path):
     cfg = SliceConfig(models=(str(tiny_checkpoints["adam"]),), direction="hessian", points=5, directions=2,
                       batches=1, batch_size=32)
@@ -126,6 +127,7 @@ def _curves(db):
                          "ORDER BY model_hash, mode, direction").fetchall()
 
 
+@pytest.mark.slow
 def test_resume_after_kills_at_random_points_equals_uninterrupted(tiny_checkpoints, tmp_path):
     args = ["slice", "--model", str(tiny_checkpoints["adam"]), "--points", "9", "--directions", "12", "--batches", "1",
             "--batch-size", "48", "--quiet"]

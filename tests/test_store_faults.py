@@ -82,6 +82,7 @@ def _rows(db):
                          "ORDER BY 1, 2, 3, 4, 5").fetchall()
 
 
+@pytest.mark.slow
 def test_full_disk_is_one_line_and_a_rerun_resumes_exactly(tiny_checkpoints, tmp_path):
     args = ("--model", str(tiny_checkpoints["adam"]), "--noise", "0.02:0.2:10", "--seeds", "3", "--limit", "100",
             "--modes", "point")
@@ -98,6 +99,7 @@ def test_full_disk_is_one_line_and_a_rerun_resumes_exactly(tiny_checkpoints, tmp
     assert _rows(db) == _rows(full)
 
 
+@pytest.mark.slow
 def test_store_that_cannot_get_its_tables_is_not_left_behind(tiny_checkpoints, tmp_path):
     db = tmp_path / "tiny.db"
     r = _sweep(db, "--model", str(tiny_checkpoints["adam"]), "--noise", "0.1", "--seeds", "1", "--limit", "10",

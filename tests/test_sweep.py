@@ -86,6 +86,7 @@ def test_accuracy_degrades_at_large_levels(tiny_checkpoints, tmp_path):
     assert min(dis) > 0.3
 
 
+@pytest.mark.slow
 def test_resume_after_kills_at_random_points_equals_uninterrupted(tiny_checkpoints, tmp_path):
     args = ["sweep", "--model", str(tiny_checkpoints["adam"]), "--perturbation", "gaussian", "--noise", "0.02:0.2:10",
             "--seeds", "3", "--limit", "120", "--quiet"]
