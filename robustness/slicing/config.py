@@ -33,7 +33,7 @@ class SliceConfig:
         models: checkpoints sliced along shared directions.
         between: two checkpoints: slice the straight line from the first to the second instead.
         dims: 1 (a line) or 2 (a plane spanned by two directions).
-        direction: unit, filter, layer, hessian or posterior (see slice_directions).
+        direction: unit, filter, layer, hessian or posterior (see robustness.slicing.directions).
         span: (start, stop) of the coordinate a [(-1, 1); (-0.5, 1.5) for between].
         points: points per axis.
         directions: independent directions (planes) per model.
