@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from enum import Enum
 from typing import Mapping
 
 import numpy as np
@@ -25,47 +24,8 @@ from models.model_config import ForwardOptions, ModelConfig
 from models.network import forward_stacked
 from models.train import bn_statistics
 from robustness.data import Dataset
+from robustness.eval_config import AVERAGING, BNMode, EvalConfig, Mode
 from robustness.metrics import per_example_nll, compute_metrics, log_mean_exp
-
-
-
-class Mode(str, Enum):
-    POINT = "point"        # a deterministic (Adam) model; member 0 of an ensemble checkpoint
-    MEAN = "mean"          # IVON: deploy the posterior mean
-    BMA = "bma"            # IVON: Bayesian model average over M posterior samples
-    CHIPS = "chips"        # softmax average of M perturbed copies of one network (point or mean)
-    ENSEMBLE = "ensemble"  # softmax average of the M members of a deep-ensemble checkpoint
-
-
-# Modes that average M networks: their compute is M networks per prediction.
-AVERAGING = (Mode.BMA, Mode.CHIPS, Mode.ENSEMBLE)
-
-
-class BNMode(str, Enum):
-    RECALIBRATE = "recalibrate"
-    MEAN = "mean"
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """How predictions are made.
-
-    Attributes:
-        mc_samples: M posterior samples for BMA.
-        bn: BN statistics for posterior samples: `recalibrate` (per sample) or `mean`.
-        calib_batches, calib_batch_size: training batches used to recalibrate BN.
-        seed: seeds the posterior draws and the calibration batches.
-        split: which split to score.
-        limit: score a class-stratified, seeded subset of N examples of the split.
-    """
-
-    mc_samples: int = 10
-    bn: str = "recalibrate"
-    calib_batches: int = 4
-    calib_batch_size: int = 128
-    seed: int = 0
-    split: str = "test"
-    limit: int | None = None
 
 
 @torch.no_grad()

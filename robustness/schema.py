@@ -49,6 +49,7 @@ class Option:
     file_keys: tuple[str, ...] = ()  # other names the file accepts for it
     nargs: int = 1
     after: str | None = None  # listed in --help after this field (its place before the field order was fixed)
+    required: bool = False
     parse: Callable[[Any], Any] | None = None  # text as typed -> the field's value (ranges, spans)
 
     def types(self) -> tuple[type, ...]:
@@ -102,9 +103,14 @@ def fields(*schemas: type) -> list[Field]:
 def help_order(schema_fields: list[Field]) -> list[Field]:
     """The fields as --help lists them: definition order, each `after` field moved behind its anchor."""
     out = [f for f in schema_fields if f.opt.after is None]
-    for f in schema_fields:
-        if f.opt.after is not None:
+    waiting = [f for f in schema_fields if f.opt.after is not None]
+    while waiting:  # a field may follow one that itself follows another
+        placed = [f for f in waiting if any(g.name == f.opt.after for g in out)]
+        if not placed:
+            raise ValueError(f"no field {waiting[0].opt.after!r} for {waiting[0].name} to follow")
+        for f in placed:
             out.insert(next(i for i, g in enumerate(out) if g.name == f.opt.after) + 1, f)
+            waiting.remove(f)
     return out
 
 

@@ -12,11 +12,13 @@ from typing import Any, Callable
 
 import click
 
-from robustness.cli.common import (COUNT, CONTEXT, MC_SAMPLES, NON_NEGATIVE, POSITIVE, SEED, InputError, Number,
+from robustness.cli.common import (COUNT, CONTEXT, NON_NEGATIVE, POSITIVE, SEED, InputError, Number,
                                    RobustGroup, compile_option, data_dir_option, device_option, domain_errors,
                                    executor_options, given_model, model_argument, output_path, quiet_option, renamed,
                                    report_failures, resolve_device, schema_options, set_kernel, setup, store_argument,
                                    store_option)
+from robustness.eval_config import EvalConfig, eval_fields
+from robustness.schema import build
 from robustness.sweep.config import sweep_fields
 
 
@@ -101,30 +103,20 @@ def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None
 
 
 @cli.command("eval", context_settings=CONTEXT)
-@click.option("--model", "model", type=click.Path(), required=True, multiple=True,
-              help="Checkpoint (.pt), a seed set (OUT.seeds.json) or a glob ('adam-seed*.pt'); repeatable.")
-@click.option("--mc-samples", type=MC_SAMPLES, default=10, show_default=True, help="Posterior samples for BMA (IVON).")
-@click.option("--bn", type=click.Choice(["recalibrate", "mean"]), default="recalibrate", show_default=True,
-              help="BN statistics of posterior samples: re-estimated per sample, or those of the mean.")
-@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)
-@click.option("--limit", type=COUNT, default=None,
-              help="Score a class-stratified, seeded subset of N examples (every class keeps its share).")
-@click.option("--seed", type=SEED, default=0, show_default=True)
-@data_dir_option
+@schema_options(eval_fields())
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @quiet_option
 @domain_errors
-def eval_cmd(model: tuple[str, ...], mc_samples: int, bn: str, split: str, limit: int | None, seed: int,
-             data_dir: str | None, device: str, as_json: bool, quiet: bool) -> None:
+def eval_cmd(models: tuple[str, ...], data_dir: str | None, device: str, as_json: bool, quiet: bool,
+             **options: Any) -> None:
     """Accuracy, NLL, ECE, Brier, entropy (and for IVON: BMA with expected entropy and MI)."""
     setup(quiet)
-    from robustness.evaluate import EvalConfig
     from robustness.seed_sets import expand_models
     from robustness.training import evaluate_checkpoints, format_table, results_file
 
-    ecfg = EvalConfig(mc_samples=mc_samples, bn=bn, seed=seed, split=split, limit=limit)
-    rows = evaluate_checkpoints(list(expand_models(model)), ecfg, data_dir=data_dir, device=resolve_device(device))
+    ecfg = build(EvalConfig, options)
+    rows = evaluate_checkpoints(list(expand_models(models)), ecfg, data_dir=data_dir, device=resolve_device(device))
     click.echo(json.dumps(results_file(rows, ecfg), indent=2) if as_json else format_table(rows))
 
 

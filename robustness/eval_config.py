@@ -1,0 +1,69 @@
+"""What an evaluation is: its modes, and `EvalConfig`, the schema of `robust eval`'s options.
+
+Loads no torch, so the command line builds its options from it at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from robustness.schema import Field, fields, help_order, option
+
+
+class Mode(str, Enum):
+    POINT = "point"        # a deterministic (Adam) model; member 0 of an ensemble checkpoint
+    MEAN = "mean"          # IVON: deploy the posterior mean
+    BMA = "bma"            # IVON: Bayesian model average over M posterior samples
+    CHIPS = "chips"        # softmax average of M perturbed copies of one network (point or mean)
+    ENSEMBLE = "ensemble"  # softmax average of the M members of a deep-ensemble checkpoint
+
+
+# Modes that average M networks: their compute is M networks per prediction.
+AVERAGING = (Mode.BMA, Mode.CHIPS, Mode.ENSEMBLE)
+
+
+class BNMode(str, Enum):
+    RECALIBRATE = "recalibrate"
+    MEAN = "mean"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How predictions are made.
+
+    Attributes:
+        mc_samples: M posterior samples for BMA.
+        bn: BN statistics for posterior samples: `recalibrate` (per sample) or `mean`.
+        calib_batches, calib_batch_size: training batches used to recalibrate BN.
+        seed: seeds the posterior draws and the calibration batches.
+        split: which split to score.
+        limit: score a class-stratified, seeded subset of N examples of the split.
+    """
+
+    mc_samples: int = option(10, "Posterior samples for BMA (IVON).", number="int", low=1, high=10_000,
+                             unit="networks per prediction")
+    bn: str = option("recalibrate", "BN statistics of posterior samples: re-estimated per sample, or those of the "
+                                    "mean.", choices=tuple(m.value for m in BNMode))
+    calib_batches: int = 4
+    calib_batch_size: int = 128
+    seed: int = option(0, number="int", low=0, high=2**63 - 1, after="limit")
+    split: str = option("test", choices=("test", "validation", "train"))
+    limit: int | None = option(None, "Score a class-stratified, seeded subset of N examples (every class keeps its "
+                                     "share).", number="int", low=1, unit="examples")
+
+
+@dataclass(frozen=True)
+class EvalTarget:
+    """What `robust eval` scores: the models, and where their data lives."""
+
+    models: tuple[str, ...] = option((), "Checkpoint (.pt), a seed set (OUT.seeds.json) or a glob ('adam-seed*.pt'); "
+                                         "repeatable.", flag="--model", kind="multiple", path=True, required=True,
+                                     show_default=False)
+    data_dir: str | None = option(None, "Local folder of the dataset (overrides the checkpoint's).", path=True,
+                                  after="seed")
+
+
+def eval_fields() -> list[Field]:
+    """Every option of `robust eval` in the order its help lists them."""
+    return help_order(fields(EvalTarget, EvalConfig))
