@@ -27,7 +27,8 @@ from robustness.executors import RayExecutor  # noqa: E402
 from robustness.ranges import parse_levels  # noqa: E402
 from robustness.sweep.config import PerturbationPlan, SweepConfig  # noqa: E402
 from robustness.sweep.run import run_sweep  # noqa: E402
-from robustness.training import TrainRequest, train_to_checkpoint  # noqa: E402
+from robustness.train_options import TrainRequest  # noqa: E402
+from robustness.training import train_to_checkpoint  # noqa: E402
 
 COLUMNS = "model_hash, mode, perturbation, layer, level, seed, accuracy, nll, example_correct, example_nll"
 

@@ -50,6 +50,7 @@ class Option:
     nargs: int = 1
     after: str | None = None  # listed in --help after this field (its place before the field order was fixed)
     required: bool = False
+    text_default: str | None = None  # the default as typed, where the field holds it parsed (widths)
     parse: Callable[[Any], Any] | None = None  # text as typed -> the field's value (ranges, spans)
 
     def types(self) -> tuple[type, ...]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,38 +25,9 @@ from robustness import __version__
 from robustness.data import DatasetSpec, load_dataset
 from robustness.data.dataset import subset_note
 from robustness.evaluate import EvalConfig, evaluate, modes_for
+from robustness.train_options import TrainRequest
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainRequest:
-    """What `robust train` was asked for; None means the optimizer preset's value.
-
-    Attributes (beyond the optimiser's, see `models.train.TrainConfig`):
-        ensemble: M > 1 trains a deep ensemble: member i exactly as `--seed seed+i` would.
-        train_perturbation: hardware-aware training: a perturbation spec with its level
-            (e.g. `gaussian:0.05`), drawn afresh at every step.
-    """
-
-    optimizer: str = "adam"
-    dataset: str = "tts-digits"
-    data_dir: str | None = None
-    speaker_pattern: str | None = None
-    epochs: int | None = None
-    seed: int = 0
-    lr: float | None = None
-    batch_size: int | None = None
-    weight_decay: float | None = None
-    hess_init: float | None = None
-    beta2: float | None = None
-    ess: float | None = None
-    hidden: tuple[int, ...] = (256, 256)
-    frames: int | None = None
-    limit_train: int | None = None
-    skip_bad: bool = False
-    ensemble: int = 1
-    train_perturbation: str | None = None
 
 
 def train_config_of(req: TrainRequest) -> TrainConfig:

@@ -17,7 +17,8 @@ def tiny_cfg():
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory):
     """An Adam and an IVON checkpoint trained briefly on a slice of the built-in corpus."""
-    from robustness.training import TrainRequest, train_to_checkpoint
+    from robustness.train_options import TrainRequest
+    from robustness.training import train_to_checkpoint
 
     d = tmp_path_factory.mktemp("ck")
     out = {}

@@ -26,7 +26,8 @@ def script(name: str, *args, cwd: Path) -> str:
 @pytest.fixture(scope="module")
 def controls(tmp_path_factory):
     """A 2-member Adam ensemble and a hardware-aware Adam model, as tiny as the others."""
-    from robustness.training import TrainRequest, train_to_checkpoint
+    from robustness.train_options import TrainRequest
+    from robustness.training import train_to_checkpoint
 
     d = tmp_path_factory.mktemp("controls")
     common = dict(optimizer="adam", epochs=2, hidden=(32, 32), limit_train=400, seed=1)

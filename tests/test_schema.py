@@ -88,3 +88,20 @@ def test_the_run_hash_and_the_printed_config_cover_every_field():
     change numbers without changing the run."""
     cfg = SweepConfig(models=("m.pt",))
     assert set(cfg.to_dict()) == {f.name for f in fields(SweepConfig)} | {"plans"}
+
+
+def test_every_option_of_the_schema_commands_comes_from_their_schema():
+    """Train, eval, sweep and slice take no option outside their schema but the output
+    switches (--json, --quiet) and the sweep's --config / --print-config."""
+    from robustness.eval_config import eval_fields
+    from robustness.slicing.config import SliceConfig
+    from robustness.sweep.config import SweepRuntime
+    from robustness.train_options import train_fields
+
+    runtime = {f.name for f in fields(SweepRuntime)}
+    schemas = {"train": {f.name for f in train_fields()} | runtime, "eval": {f.name for f in eval_fields()} | runtime,
+               "sweep": {f.name for f in sweep_fields()}, "slice": {f.name for f in fields(SliceConfig)} | runtime}
+    switches = {"as_json", "quiet", "config", "print_config", "help"}
+    for name, names in schemas.items():
+        params = {p.name for p in cli.commands[name].params}
+        assert params - switches <= names, f"{name}: options outside the schema: {params - switches - names}"

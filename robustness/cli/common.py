@@ -276,6 +276,7 @@ def schema_options(schema_fields: list[Field]) -> Callable:
             decls = [f"{f.flag}/--no-{f.flag[2:]}" if o.kind == "switch" else f.flag, *([o.short] if o.short else []),
                      f.name]
             given = None if o.kind == "names" else f.default  # a comma list is a string on the command line
+            given = o.text_default if o.text_default is not None else given
             kw: dict[str, Any] = {"default": given, "help": o.help or None, "hidden": o.hidden, "required": o.required,
                                   "show_default": o.show_default and f.default is not None and f.default is not False
                                   and f.default != ()}

@@ -20,7 +20,8 @@ from robustness.evaluate import EvalConfig
 from robustness.slicing.run import SliceConfig, run_slice
 from robustness.sweep.config import PerturbationPlan, SweepConfig
 from robustness.sweep.run import run_sweep
-from robustness.training import TrainRequest, evaluate_checkpoints, format_table, train_to_checkpoint
+from robustness.train_options import TrainRequest
+from robustness.training import evaluate_checkpoints, format_table, train_to_checkpoint
 
 
 @dataclass(frozen=True)

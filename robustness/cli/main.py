@@ -12,12 +12,12 @@ from typing import Any, Callable
 
 import click
 
-from robustness.cli.common import (COUNT, CONTEXT, NON_NEGATIVE, POSITIVE, SEED, InputError, Number,
-                                   RobustGroup, compile_option, data_dir_option, device_option, domain_errors,
-                                   executor_options, given_model, model_argument, output_path, quiet_option, renamed,
-                                   report_failures, resolve_device, schema_options, set_kernel, setup, store_argument,
-                                   store_option)
+from robustness.cli.common import (COUNT, CONTEXT, InputError, RobustGroup, compile_option, data_dir_option,
+                                   device_option, domain_errors, executor_options, given_model, model_argument,
+                                   output_path, quiet_option, renamed, report_failures, resolve_device, schema_options,
+                                   set_kernel, setup, store_argument, store_option)
 from robustness.eval_config import EvalConfig, eval_fields
+from robustness.train_options import TrainRequest, train_fields
 from robustness.schema import build
 from robustness.sweep.config import sweep_fields
 
@@ -29,61 +29,23 @@ def cli() -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--optimizer", type=click.Choice(["adam", "ivon"]), default="adam", show_default=True,
-              help="Adam (deterministic) or IVON (variational, Bayesian).")
-@click.option("--dataset", default="tts-digits", show_default=True, help="Dataset name (see `robust data list`).")
-@data_dir_option(help="Local folder of --dataset (a manifest: the CSV or its folder; the built-in corpus needs none).")
-@click.option("--epochs", type=COUNT, default=None, help="Epochs [30].")
-@click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--seeds", default=None,
-              help="Train one checkpoint per seed (0:4 = seeds 0 to 4, or 0,3,7): OUT-seedS.pt each, exactly what "
-                   "--seed S writes, and the manifest OUT.seeds.json for --model; a rerun trains only missing seeds.")
-@click.option("--lr", type=POSITIVE, default=None, help="Learning rate [adam 1e-2, ivon 0.3].")
-@click.option("--batch-size", type=COUNT, default=None, help="Batch size [adam 128, ivon 16].")
-@click.option("--weight-decay", type=NON_NEGATIVE, default=None, help="Weight decay [adam 0, ivon 1e-4].")
-@click.option("--hess-init", type=POSITIVE, default=None,
-              help="IVON initial Hessian: the initial posterior width [0.1].")
-@click.option("--beta2", type=Number(integer=False, low=0.0, high=1.0, low_open=True, high_open=True), default=None,
-              help="IVON Hessian EMA rate; its horizon 1/(1-beta2) steps decides whether the posterior adapts [0.99999].")
-@click.option("--ess", type=POSITIVE, default=None, help="IVON effective sample size [number of training examples].")
-@click.option("--ensemble", type=Number(integer=True, low=1, high=1000), default=1, show_default=True,
-              help="Adam: train a deep ensemble of M members (seeds SEED..SEED+M-1) into one checkpoint.")
-@click.option("--train-perturbation", default=None,
-              help="Hardware-aware training: a fresh draw of this spec at every step, e.g. gaussian:0.05, "
-                   "mismatch:0.1, quantize:4 (straight-through gradients).")
-@click.option("--hidden", default="256,256", show_default=True, help="Hidden layer widths.")
-@click.option("--frames", type=COUNT, default=None, help="Frames T per utterance [dataset default].")
-@click.option("--limit-train", type=COUNT, default=None, help="Use only the first N training examples.")
-@click.option("--skip-bad", is_flag=True, help="Skip unusable audio files instead of failing.")
-@click.option("--speaker-pattern", default=None,
-              help="Regex on file names whose group 'speaker' (or first group) is the speaker id (user folders).")
-@click.option("--out", type=click.Path(), required=True, help="Checkpoint file to write (.pt).")
+@schema_options(train_fields())
 @device_option
 @compile_option
 @executor_options
 @quiet_option
 @domain_errors
-def train(optimizer: str, dataset: str, data_dir: str | None, epochs: int | None, seed: int, seeds: str | None,
-          lr: float | None,
-          batch_size: int | None, weight_decay: float | None, hess_init: float | None, beta2: float | None,
-          ess: float | None, ensemble: int, train_perturbation: str | None, hidden: str,
-          frames: int | None, limit_train: int | None, skip_bad: bool, speaker_pattern: str | None, out: str,
-          device: str, compile: bool | None, executor: str, address: str | None, quiet: bool) -> None:
+def train(seeds: str | None, out: str, device: str, compile: bool | None, executor: str, address: str | None,
+          quiet: bool, **options: Any) -> None:
     """Train the paper's SNN with Adam or IVON (or an Adam ensemble) and write a checkpoint
     (with --seeds, one per training seed)."""
     setup(quiet)
     set_kernel(compile)
-    from robustness.training import TrainRequest, train_to_checkpoint
+    from robustness.training import train_to_checkpoint
 
-    output_path(out, "--out", inputs=(("data", data_dir),))
-    try:
-        widths = tuple(int(h) for h in hidden.split(","))
-    except ValueError:
-        raise InputError(f"--hidden {hidden!r}: expected comma-separated integers") from None
-    req = TrainRequest(optimizer=optimizer, dataset=dataset, data_dir=data_dir, epochs=epochs, seed=seed, lr=lr,
-                       batch_size=batch_size, weight_decay=weight_decay, hess_init=hess_init, beta2=beta2, ess=ess,
-                       hidden=widths, frames=frames, limit_train=limit_train, skip_bad=skip_bad, ensemble=ensemble,
-                       train_perturbation=train_perturbation, speaker_pattern=speaker_pattern)
+    output_path(out, "--out", inputs=(("data", options["data_dir"]),))
+    req = build(TrainRequest, options)
+    data_dir, seed = req.data_dir, req.seed
     if seeds is None:
         if executor != "local" or address:
             raise InputError("--executor and --address run the members of --seeds; one training runs here")
