@@ -6,7 +6,7 @@ set -euo pipefail
 out=${1:-/tmp/gpu-check}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore ROBUST_CACHE="$out/cache"
-r() { python3 -m robustness.cli.main "$@"; }
+r() { python3 -m robustness.cli "$@"; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 time r train --optimizer adam --epochs 3 --device cuda --out "$out/adam.pt" --quiet

@@ -14,12 +14,28 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Callable, Iterable
 
 from basics.errors import BadInput
 from robustness.ranges import out_of_bounds
 
 _WORDS = {"str": "string", "int": "integer", "float": "number", "bool": "true/false", "list": "list"}
+
+
+class Kind(str, Enum):
+    """How an option is given on the command line (and so in a file)."""
+
+    VALUE = "value"        # one value
+    FLAG = "flag"          # a boolean --x
+    SWITCH = "switch"      # --x/--no-x
+    MULTIPLE = "multiple"  # a repeatable flag; a list in the file
+    NAMES = "names"        # a comma-separated list; a list in the file
+
+
+class Numeric(str, Enum):
+    INT = "int"
+    FLOAT = "float"
 
 
 @dataclass(frozen=True)
@@ -33,8 +49,8 @@ class Option:
     help: str = ""
     flag: str | None = None  # default: --field-name
     short: str | None = None
-    kind: str = "value"
-    number: str | None = None
+    kind: Kind = Kind.VALUE
+    number: Numeric | None = None
     low: float | None = None
     high: float | None = None
     low_open: bool = False
@@ -69,7 +85,11 @@ class Option:
 
 
 def option(default: Any, help: str = "", **kw: Any) -> Any:
-    """A dataclass field with its option metadata."""
+    """A dataclass field with its option metadata (`kind` and `number` by name: "flag", "int")."""
+    if "kind" in kw:
+        kw["kind"] = Kind(kw["kind"])
+    if kw.get("number") is not None:
+        kw["number"] = Numeric(kw["number"])
     meta = {"option": Option(help=help, **kw)}
     if isinstance(default, (list, dict, set)):
         raise TypeError("option defaults must be immutable (use a tuple)")
@@ -157,21 +177,18 @@ def check_bounds(schema_fields: Iterable[Field], values: dict[str, Any], where: 
             raise BadInput(f"{shown} {why}, got {v!r}")
 
 
-def read_file(raw: dict[str, Any], schema_fields: list[Field], where: str,
-              extra: Callable[[str], bool] = lambda k: False) -> dict[str, Any]:
+def read_file(raw: dict[str, Any], schema_fields: list[Field], where: str) -> dict[str, Any]:
     """A config file's keys (dashes or underscores) checked against the schema: unknown keys,
-    types, choices and bounds refused with the file's name; `extra(key)` admits keys read
-    elsewhere (tables such as `[[perturbation]]`)."""
+    types, choices and bounds refused with the file's name."""
     keys = file_keys(schema_fields)
     out: dict[str, Any] = {}
     for k, v in raw.items():
         key = k.replace("-", "_")
-        if key in keys:
-            check_type(key, keys[key], v, where)
-        elif not extra(key):
+        if key not in keys:
             raise BadInput(f"{where}: unknown option {k!r}")
+        check_type(key, keys[key], v, where)
         out[key] = v
-    check_bounds(schema_fields, {keys[k].name if k in keys else k: v for k, v in out.items()}, f"{where}: ")
+    check_bounds(schema_fields, {keys[k].name: v for k, v in out.items()}, f"{where}: ")
     return out
 
 
@@ -210,8 +227,3 @@ def build(schema: type, values: dict[str, Any], **resolved: Any) -> Any:
     `resolved` fields (expanded model lists, plans) given as they are."""
     kw = {f.name: field_value(f, values.get(f.name, f.default)) for f in fields(schema)}
     return schema(**{**kw, **resolved})
-
-
-def defaults(schema: type) -> dict[str, Any]:
-    """Field name -> default of every option field of `schema`."""
-    return {f.name: f.default for f in fields(schema)}

@@ -31,11 +31,11 @@ def count_rows(table: str) -> Callable[[Path], int]:
 
 def kill_at(args: list[str], db: Path, count: Callable[[Path], int], targets: list[int],
             timeout: float = 180) -> list[int]:
-    """Run `python -m robustness.cli.main ARGS --store DB` once per target and SIGKILL it as soon as
+    """Run `python -m robustness.cli ARGS --store DB` once per target and SIGKILL it as soon as
     `count(db)` reaches the target; returns the count found after each kill."""
     found = []
     for target in targets:
-        proc = subprocess.Popen([sys.executable, "-m", "robustness.cli.main", *args, "--store", str(db)], env=_env(),
+        proc = subprocess.Popen([sys.executable, "-m", "robustness.cli", *args, "--store", str(db)], env=_env(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + timeout
         while time.time() < deadline and proc.poll() is None and count(db) < target:
@@ -47,5 +47,5 @@ def kill_at(args: list[str], db: Path, count: Callable[[Path], int], targets: li
 
 
 def run_to_end(args: list[str], db: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "robustness.cli.main", *args, "--store", str(db)], env=_env(),
+    return subprocess.run([sys.executable, "-m", "robustness.cli", *args, "--store", str(db)], env=_env(),
                           capture_output=True, text=True)

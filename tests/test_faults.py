@@ -194,7 +194,7 @@ def _limited(args, limit_bytes, cwd):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
-    return subprocess.run([sys.executable, "-m", "robustness.cli.main", *map(str, args)], preexec_fn=lim, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "robustness.cli", *map(str, args)], preexec_fn=lim, cwd=cwd,
                           capture_output=True, text=True)
 
 

@@ -72,7 +72,7 @@ def _sweep(db, *extra, limit_bytes=None):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
-    return subprocess.run([sys.executable, "-m", "robustness.cli.main", "sweep", *extra, "--store", str(db), "-q"],
+    return subprocess.run([sys.executable, "-m", "robustness.cli", "sweep", *extra, "--store", str(db), "-q"],
                           preexec_fn=lim if limit_bytes else None, capture_output=True, text=True)
 
 
