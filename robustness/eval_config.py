@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from robustness.schema import Field, fields, help_order, option
+from robustness.schema import DATA_DIR_HELP, MAX_MC_SAMPLES, SEED_MAX, Field, fields, help_order, option
 
 
 class Mode(str, Enum):
@@ -41,13 +41,13 @@ class EvalConfig:
         limit: score a class-stratified, seeded subset of N examples of the split.
     """
 
-    mc_samples: int = option(10, "Posterior samples for BMA (IVON).", number="int", low=1, high=10_000,
+    mc_samples: int = option(10, "Posterior samples for BMA (IVON).", number="int", low=1, high=MAX_MC_SAMPLES,
                              unit="networks per prediction")
     bn: str = option("recalibrate", "BN statistics of posterior samples: re-estimated per sample, or those of the "
                                     "mean.", choices=tuple(m.value for m in BNMode))
     calib_batches: int = 4
     calib_batch_size: int = 128
-    seed: int = option(0, number="int", low=0, high=2**63 - 1, after="limit")
+    seed: int = option(0, number="int", low=0, high=SEED_MAX, after="limit")
     split: str = option("test", choices=("test", "validation", "train"))
     limit: int | None = option(None, "Score a class-stratified, seeded subset of N examples (every class keeps its "
                                      "share).", number="int", low=1, unit="examples")
@@ -60,7 +60,7 @@ class EvalTarget:
     models: tuple[str, ...] = option((), "Checkpoint (.pt), a seed set (OUT.seeds.json) or a glob ('adam-seed*.pt'); "
                                          "repeatable.", flag="--model", kind="multiple", path=True, required=True,
                                      show_default=False)
-    data_dir: str | None = option(None, "Local folder of the dataset (overrides the checkpoint's).", path=True,
+    data_dir: str | None = option(None, DATA_DIR_HELP, path=True,
                                   after="seed")
 
 

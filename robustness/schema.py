@@ -20,6 +20,10 @@ from typing import Any, Callable, Iterable
 from basics.errors import BadInput
 from robustness.ranges import out_of_bounds
 
+SEED_MAX = 2**63 - 1  # what torch.Generator.manual_seed and the int64 seed tensors hold
+MAX_MC_SAMPLES = 10_000  # networks per prediction: each is a copy of the model
+DATA_DIR_HELP = "Local folder of the dataset (overrides the checkpoint's)."
+
 _WORDS = {"str": "string", "int": "integer", "float": "number", "bool": "true/false", "list": "list"}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from basics.errors import BadInput
-from robustness.schema import Field, fields, help_order, option
+from robustness.schema import SEED_MAX, Field, fields, help_order, option
 
 
 def parse_widths(text: str) -> tuple[int, ...]:
@@ -39,7 +39,7 @@ class TrainRequest:
     speaker_pattern: str | None = option(None, "Regex on file names whose group 'speaker' (or first group) is the "
                                                "speaker id (user folders).", after="skip_bad")
     epochs: int | None = option(None, "Epochs [30].", number="int", low=1)
-    seed: int = option(0, number="int", low=0, high=2**63 - 1)
+    seed: int = option(0, number="int", low=0, high=SEED_MAX)
     lr: float | None = option(None, "Learning rate [adam 1e-2, ivon 0.3].", number="float", low=0.0, low_open=True)
     batch_size: int | None = option(None, "Batch size [adam 128, ivon 16].", number="int", low=1, unit="examples")
     weight_decay: float | None = option(None, "Weight decay [adam 0, ivon 1e-4].", number="float", low=0.0)

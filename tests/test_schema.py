@@ -105,3 +105,16 @@ def test_every_option_of_the_schema_commands_comes_from_their_schema():
     for name, names in schemas.items():
         params = {p.name for p in cli.commands[name].params}
         assert params - switches <= names, f"{name}: options outside the schema: {params - switches - names}"
+
+
+def test_closed_choices_are_the_enums_the_library_checks_against():
+    """Schemas the command line loads without torch spell some choices out; they must be
+    exactly the library's Enums."""
+    from models.train import OptimizerName
+    from perturbations.base import Scale
+    from robustness.train_options import TrainRequest
+
+    by_name = {f.name: f for f in sweep_fields()}
+    assert by_name["scale"].opt.choices == tuple(m.value for m in Scale)
+    train = {f.name: f for f in fields(TrainRequest)}
+    assert train["optimizer"].opt.choices == tuple(m.value for m in OptimizerName)

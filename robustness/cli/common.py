@@ -18,7 +18,7 @@ import click
 from basics.errors import BadInput, first_line
 from basics.files import NAME_MAX
 from robustness.ranges import out_of_bounds
-from robustness.schema import Field, fields
+from robustness.schema import DATA_DIR_HELP, SEED_MAX, Field, fields
 from robustness.sweep.config import SweepRuntime
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -116,8 +116,7 @@ def device_option(fn: Callable) -> Callable:
     return schema_options(runtime_fields("device"))(fn)
 
 
-def data_dir_option(fn: Callable = None, *, help: str = "Local folder of the dataset (overrides the checkpoint's)."
-                    ) -> Callable:
+def data_dir_option(fn: Callable = None, *, help: str = DATA_DIR_HELP) -> Callable:
     """--data-dir; commands with no checkpoint to override pass their own help."""
     def deco(f: Callable) -> Callable:
         return click.option("--data-dir", type=click.Path(), default=None, help=help)(f)
@@ -151,11 +150,8 @@ class Number(click.ParamType):
 
 
 COUNT = Number(integer=True, low=1)  # sizes, counts, epochs
-SEED_MAX = 2**63 - 1  # what torch.Generator.manual_seed and the int64 seed tensors hold
 SEED = Number(integer=True, low=0, high=SEED_MAX)
-MC_SAMPLES = Number(integer=True, low=1, high=10_000)  # networks per prediction: each is a copy of the model
 POSITIVE = Number(integer=False, low=0.0, low_open=True)
-NON_NEGATIVE = Number(integer=False, low=0.0)
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from basics.errors import BadInput
-from robustness.schema import option
+from robustness.schema import DATA_DIR_HELP, MAX_MC_SAMPLES, SEED_MAX, option
 
 
 def parse_span(text: str) -> tuple[float, float]:
@@ -66,7 +66,7 @@ class SliceConfig:
     batches: int = option(4, "Fixed, seeded minibatches the loss is on.", number="int", low=1)
     batch_size: int = option(128, number="int", low=1, unit="examples")
     split: str = option("train", choices=("train", "validation", "test"))
-    mc_samples: int = option(10, "M posterior samples for bma.", number="int", low=1, high=10_000)
+    mc_samples: int = option(10, "M posterior samples for bma.", number="int", low=1, high=MAX_MC_SAMPLES)
     sigmoid: float = option(0.0, "Add mode `sigmoid`: the network with sigmoid((v - v_th) / T) instead of spikes, "
                                  "at temperature T.", flag="--sigmoid-control", number="float", low=0.0,
                             show_default=False, after="modes")
@@ -75,8 +75,8 @@ class SliceConfig:
     include_bn: bool = option(False, "Also move BatchNorm scale/shift and the readout bias.", kind="flag")
     modes: tuple[str, ...] | None = option(None, "Restrict to modes, e.g. mean,bma [every mode of each model].",
                                            kind="names")
-    seed: int = option(0, "Seeds directions, batches, posterior draws.", number="int", low=0, high=2**63 - 1)
-    data_dir: str | None = option(None, "Local folder of the dataset (overrides the checkpoint's).", path=True)
+    seed: int = option(0, "Seeds directions, batches, posterior draws.", number="int", low=0, high=SEED_MAX)
+    data_dir: str | None = option(None, DATA_DIR_HELP, path=True)
 
     @property
     def coords(self) -> list[float]:

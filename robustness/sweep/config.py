@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from basics.attack_labels import SEARCH_OPTIONS, searches
 from basics.errors import BadInput, require_utf8
-from robustness.schema import Field, check_bounds, fields, help_order, option
+from robustness.eval_config import BNMode
+from robustness.schema import DATA_DIR_HELP, MAX_MC_SAMPLES, SEED_MAX, Field, check_bounds, fields, help_order, option
 
 if TYPE_CHECKING:
     from perturbations.spec import Spec
@@ -56,8 +57,8 @@ class SweepConfig:
     max_seeds: int = option(100, "Cap for --seeds auto.", number="int", low=1, high=MAX_SEEDS)
     auto_batch: int = option(5, "With --seeds auto: draws per round.", number="int", low=1, high=1000, hidden=True)
     mc_samples: int = option(10, "M: posterior samples for BMA, perturbed copies for chips.", number="int", low=1,
-                             high=10_000, unit="networks per prediction")
-    bn: str = option("recalibrate", "BN statistics of posterior samples.", choices=("recalibrate", "mean"))
+                             high=MAX_MC_SAMPLES, unit="networks per prediction")
+    bn: str = option("recalibrate", "BN statistics of posterior samples.", choices=tuple(m.value for m in BNMode))
     modes: tuple[str, ...] = option((), "Modes to evaluate, e.g. point,chips [every mode of each model: point|mean, "
                                         "chips, bma, ensemble].", kind="names")
     layers: tuple[str, ...] = option((), "Restrict to layers, e.g. blocks.0,readout.", kind="names")
@@ -72,8 +73,8 @@ class SweepConfig:
     limit: int | None = option(None, "Evaluate on a class-stratified, seeded subset of N examples (for CI).",
                                number="int", low=1, unit="examples")
     split: str = option("test", choices=("test", "validation"))
-    seed: int = option(0, "Base seed of every draw.", number="int", low=0, high=2**63 - 1)
-    data_dir: str | None = option(None, "Local folder of the dataset (overrides the checkpoint's).", path=True)
+    seed: int = option(0, "Base seed of every draw.", number="int", low=0, high=SEED_MAX)
+    data_dir: str | None = option(None, DATA_DIR_HELP, path=True)
     skip_at_chance: bool = option(True, "Skip the levels harsher than one where every draw was at chance (stored "
                                         "as skipped).", kind="switch", after="per_layer")
 
