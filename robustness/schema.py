@@ -72,6 +72,7 @@ class Option:
     required: bool = False
     text_default: str | None = None  # the default as typed, where the field holds it parsed (widths)
     parse: Callable[[Any], Any] | None = None  # text as typed -> the field's value (ranges, spans)
+    example: str = ""  # a valid value, for the error that refuses an empty list
 
     def types(self) -> tuple[type, ...]:
         """The TOML types a file may give this option as."""
@@ -209,7 +210,8 @@ def field_value(f: Field, v: Any) -> Any:
     if o.kind == "names":
         got = names(v)
         if not got and v not in (None, ()):
-            raise BadInput(f"{f.flag} {v!r}: names nothing")
+            hint = f" (give e.g. {o.example})" if o.example else ""
+            raise BadInput(f"{f.flag} {v!r}: names no {f.name.removesuffix('s')}{hint}")
         return None if not got and f.default is None else got
     if v is None:
         return None

@@ -74,7 +74,7 @@ class SliceConfig:
                              "(slow).", choices=("mean", "recalibrate"))
     include_bn: bool = option(False, "Also move BatchNorm scale/shift and the readout bias.", kind="flag")
     modes: tuple[str, ...] | None = option(None, "Restrict to modes, e.g. mean,bma [every mode of each model].",
-                                           kind="names")
+                                           kind="names", example="mean,bma")
     seed: int = option(0, "Seeds directions, batches, posterior draws.", number="int", low=0, high=SEED_MAX)
     data_dir: str | None = option(None, DATA_DIR_HELP, path=True)
 

@@ -60,8 +60,9 @@ class SweepConfig:
                              high=MAX_MC_SAMPLES, unit="networks per prediction")
     bn: str = option("recalibrate", "BN statistics of posterior samples.", choices=tuple(m.value for m in BNMode))
     modes: tuple[str, ...] = option((), "Modes to evaluate, e.g. point,chips [every mode of each model: point|mean, "
-                                        "chips, bma, ensemble].", kind="names")
-    layers: tuple[str, ...] = option((), "Restrict to layers, e.g. blocks.0,readout.", kind="names")
+                                        "chips, bma, ensemble].", kind="names", example="point,chips")
+    layers: tuple[str, ...] = option((), "Restrict to layers, e.g. blocks.0,readout.", kind="names",
+                                     example="blocks.0,readout")
     per_layer: bool = option(False, "Sweep each layer separately (layer sensitivity).", kind="flag")
     scale: str = option("max", "Noise scale: per-layer max|w|, std(w), absolute, or each weight's IVON posterior "
                                "sigma.", choices=("max", "std", "abs", "sigma"))

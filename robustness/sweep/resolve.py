@@ -27,7 +27,7 @@ from basics.tomlfile import load_toml
 from perturbations.base import PerturbationError, get
 from perturbations.spec import get_profile, parse_spec
 from robustness.ranges import level_axis, parse_levels
-from robustness.schema import build, check_bounds, fields, names, read_file
+from robustness.schema import build, check_bounds, fields, read_file
 from robustness.seed_sets import expand_models
 from robustness.sweep.config import (MAX_SEEDS, PerturbationPlan, SweepConfig, SweepRuntime, random_baselines,
                                      sweep_fields)
@@ -112,11 +112,6 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
     if seeds is not None and not (isinstance(seeds, int) and 1 <= seeds <= MAX_SEEDS):
         raise BadInput(f"--seeds must be from 1 to {MAX_SEEDS:,} or 'auto', got {seeds!r}")
     check_bounds(sweep_fields(), merged)
-    for key in ("layers", "modes"):
-        given = merged.get(key)
-        if given is not None and given != () and not names(given):
-            raise BadInput(f"--{key} {given!r}: names no {key[:-1]} (give e.g. "
-                           f"{'blocks.0,readout' if key == 'layers' else 'point,chips'})")
     cfg = build(SweepConfig, merged, models=expand_models(str(m) for m in merged["models"]), plans=tuple(plans),
                 seeds=seeds)
     runtime = {f.name: merged.get(f.name) for f in fields(SweepRuntime)}
