@@ -24,7 +24,7 @@ warnings.filterwarnings("ignore")
 
 from benchmarks.machine import peak_rss_mb  # noqa: E402
 from robustness.executors import RayExecutor  # noqa: E402
-from robustness.ranges import parse_levels  # noqa: E402
+from basics.ranges import parse_levels  # noqa: E402
 from robustness.sweep.config import PerturbationPlan, SweepConfig  # noqa: E402
 from robustness.sweep.run import run_sweep  # noqa: E402
 from robustness.train_options import TrainRequest  # noqa: E402

@@ -26,6 +26,7 @@ from reports.landscape import landscape_section
 from reports.provenance import provenance_section
 from reports.records import Records, Run
 from reports.report_files import write_files
+from reports.options import FORMATS
 from reports.seeds_section import seeds_section
 from reports.summary import (CurveSummary, accuracy_points, attack_gaps, format_drop, normalised_auc, overflow_note,
                              paired, shown_levels, skipped_note, summarize)
@@ -33,7 +34,6 @@ from basics.errors import BadInput
 from reports.verdict import verdict
 
 SCHEMA_VERSION = 1
-FORMATS = ("html", "md", "json")
 REPORT_FILES = ("index.html", "report.md", "summary.json")  # what a report writes besides figures/
 CLEAN_METRICS = (("accuracy", "Acc (%)"), ("nll", "NLL"), ("ece", "ECE"), ("entropy", "Entropy"),
                  ("mutual_information", "MI"), ("brier", "Brier"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from robustness.schema import DATA_DIR_HELP, MAX_MC_SAMPLES, SEED_MAX, Field, fields, help_order, option
+from basics.schema import DATA_DIR_HELP, MAX_MC_SAMPLES, SEED_MAX, Field, fields, help_order, option
 
 
 class Mode(str, Enum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from basics.errors import BadInput
-from robustness.schema import SEED_MAX, Field, fields, help_order, option
+from basics.schema import SEED_MAX, Field, fields, help_order, option
 
 
 def parse_widths(text: str) -> tuple[int, ...]:

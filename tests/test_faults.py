@@ -77,7 +77,7 @@ def test_no_command_writes_over_its_own_input(files, case):
 # --- numbers invented with exit 0 ------------------------------------------------------------
 
 def test_level_ranges_keep_tiny_and_huge_levels_as_asked():
-    from robustness.ranges import parse_levels
+    from basics.ranges import parse_levels
 
     assert parse_levels("1e-15:1e-9:7log") == [1e-15, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9]
     assert parse_levels("1.5e-12:2.6e-12:3") == [1.5e-12, 2.05e-12, 2.6e-12]

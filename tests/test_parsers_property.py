@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from basics.errors import BadInput
 from perturbations.spec import parse_spec
 from reports.check import load_policy
-from robustness.ranges import parse_levels
+from basics.ranges import parse_levels
 
 # Text biased towards the grammar's own characters, so that near-misses are common.
 GRAMMAR = st.text(alphabet=st.sampled_from(list("0123456789.:,-+e log nanifquantizegaussian()=?_x ")), max_size=30)

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from robustness.cli.main import cli
-from robustness.schema import fields
+from basics.schema import fields
 from robustness.sweep.config import SweepConfig, sweep_fields
 
 
@@ -91,8 +91,10 @@ def test_the_run_hash_and_the_printed_config_cover_every_field():
 
 
 def test_every_option_of_the_schema_commands_comes_from_their_schema():
-    """Train, eval, sweep and slice take no option outside their schema but the output
-    switches (--json, --quiet) and the sweep's --config / --print-config."""
+    """Train, eval, sweep, slice, report and check take no option outside their schema but
+    the output switches (--json, --quiet), the sweep's --config / --print-config and the old
+    positional STORE."""
+    from reports.options import CheckOptions, ReportOptions
     from robustness.eval_config import eval_fields
     from robustness.slicing.config import SliceConfig
     from robustness.sweep.config import SweepRuntime
@@ -100,8 +102,10 @@ def test_every_option_of_the_schema_commands_comes_from_their_schema():
 
     runtime = {f.name for f in fields(SweepRuntime)}
     schemas = {"train": {f.name for f in train_fields()} | runtime, "eval": {f.name for f in eval_fields()} | runtime,
-               "sweep": {f.name for f in sweep_fields()}, "slice": {f.name for f in fields(SliceConfig)} | runtime}
-    switches = {"as_json", "quiet", "config", "print_config", "help"}
+               "sweep": {f.name for f in sweep_fields()}, "slice": {f.name for f in fields(SliceConfig)} | runtime,
+               "report": {f.name for f in fields(ReportOptions)} | runtime,
+               "check": {f.name for f in fields(CheckOptions)} | runtime}
+    switches = {"as_json", "quiet", "config", "print_config", "help", "store_arg"}
     for name, names in schemas.items():
         params = {p.name for p in cli.commands[name].params}
         assert params - switches <= names, f"{name}: options outside the schema: {params - switches - names}"

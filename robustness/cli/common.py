@@ -17,8 +17,8 @@ import click
 
 from basics.errors import BadInput, first_line
 from basics.files import NAME_MAX
-from robustness.ranges import out_of_bounds
-from robustness.schema import DATA_DIR_HELP, SEED_MAX, Field, fields
+from basics.ranges import out_of_bounds
+from basics.schema import DATA_DIR_HELP, SEED_MAX, Field, fields
 from robustness.sweep.config import SweepRuntime
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -285,10 +285,10 @@ def schema_options(schema_fields: list[Field]) -> Callable:
             if o.number is not None:
                 kw["type"] = Number(integer=o.number == "int", low=o.low, high=o.high, low_open=o.low_open,
                                     high_open=o.high_open)
-            elif o.choices is not None:
+            elif o.choices is not None and o.kind != "names":
                 kw["type"] = click.Choice(o.choices)
-            elif o.path:
-                kw["type"] = click.Path()
+            elif o.path is not None:
+                kw["type"] = click.Path(file_okay=o.path != "dir", dir_okay=o.path != "file")
             elif o.kind == "value":
                 kw["type"] = click.STRING  # a word or a range its own parser reads (--seeds auto, --noise 0:1)
             fn = click.option(*decls, **kw)(fn)

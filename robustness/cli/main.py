@@ -18,7 +18,7 @@ from robustness.cli.common import (COUNT, CONTEXT, InputError, RobustGroup, comp
                                    set_kernel, setup, store_argument, store_option)
 from robustness.eval_config import EvalConfig, eval_fields
 from robustness.train_options import TrainRequest, train_fields
-from robustness.schema import build
+from basics.schema import build
 from robustness.sweep.config import sweep_fields
 
 
@@ -51,7 +51,7 @@ def train(seeds: str | None, out: str, device: str, compile: bool | None, execut
             raise InputError("--executor and --address run the members of --seeds; one training runs here")
         click.echo(train_to_checkpoint(req, out, device=resolve_device(device), progress=not quiet))
         return
-    from robustness.ranges import parse_levels
+    from basics.ranges import parse_levels
     from robustness.seed_sets import manifest_path, member_path, train_seed_set
 
     if seed != 0:

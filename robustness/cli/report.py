@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
 from robustness.cli.common import (CONTEXT, SEED, InputError, device_option, domain_errors, output_path, quiet_option,
-                                   renamed, resolve_device, same_file, setup, store_argument, store_option)
+                                   renamed, resolve_device, same_file, schema_options, setup, store_argument,
+                                   store_option)
 from basics.errors import BadInput, first_line
 from basics.files import atomic_path
+from basics.schema import build, fields
+from reports.options import CheckOptions, ReportOptions
 
 FAST_EPOCHS, FAST_MINUTES = 3, "under a minute"  # robustness.cli.demo.FAST; `time robust demo --fast`: 35 s, 2 cores
 
@@ -29,81 +33,68 @@ def _store(store: str | None) -> str:
 @click.command(context_settings=CONTEXT)
 @store_argument
 @store_option
-@click.option("--out", "out_dir", default="report", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for index.html, report.md, summary.json and figures/.")
-@click.option("--models", default=None, help="Only these models (paths or file names, comma-separated).")
-@click.option("--perturbations", default=None, help="Only these perturbations (comma-separated).")
-@click.option("--format", "formats", default="html,md,json", show_default=True, help="Any of html, md, json.")
+@schema_options(fields(ReportOptions))
 @quiet_option
 @domain_errors
-def report(store_arg: str | None, store: str | None, out_dir: str, models: str | None, perturbations: str | None,
-           formats: str, quiet: bool) -> None:
+def report(store_arg: str | None, store: str | None, quiet: bool, **options: Any) -> None:
     """Write the comparison report (HTML, Markdown, JSON, figures) from a results store."""
     setup(quiet)
     store = renamed(store, store_arg, "--store", "a positional STORE")
     from reports.records import load_records
-    from reports.report import FORMATS, REPORT_FILES, write_report
+    from reports.report import REPORT_FILES, write_report
 
-    output_path(out_dir, "--out", "dir")
-    fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
-    bad = [f for f in fmts if f not in FORMATS]
-    if bad or not fmts:
-        raise InputError(f"--format {bad[0] if bad else formats!r}: use any of {', '.join(FORMATS)}")
+    opts = build(ReportOptions, options)
+    output_path(opts.out, "--out", "dir")
     for name in REPORT_FILES:  # the store may sit in the report folder, but not under a report file's name
-        output_path(str(Path(out_dir) / name), "--out", inputs=(("store", _store(store)),))
-    split = (lambda s: tuple(x.strip() for x in s.split(",") if x.strip()) if s else ())
-    rec = load_records(_store(store), split(models), split(perturbations))
-    summary = write_report(rec, out_dir, fmts)
+        output_path(str(Path(opts.out) / name), "--out", inputs=(("store", _store(store)),))
+    rec = load_records(_store(store), opts.models or (), opts.perturbations or ())
+    summary = write_report(rec, opts.out, opts.formats)
     for line in summary["verdict"]:
         click.echo(f"- {line}")
-    click.echo(f"\nreport: {Path(out_dir) / ('index.html' if 'html' in fmts else 'report.md')}")
+    click.echo(f"\nreport: {Path(opts.out) / ('index.html' if 'html' in opts.formats else 'report.md')}")
 
 
 @click.command(context_settings=CONTEXT)
 @store_argument
 @store_option
-@click.option("--policy", default="robust.toml", show_default=True, type=click.Path(), help="TOML policy of rules.")
-@click.option("--baseline", default=None, type=click.Path(), help="A baseline results store to compare against.")
-@click.option("--junit", default=None, type=click.Path(dir_okay=False), help="Write JUnit XML here.")
-@click.option("--markdown", default=None, type=click.Path(dir_okay=False), help="Write a Markdown job summary here.")
-@click.option("--init", "init", is_flag=True, help="Write a starter policy derived from the store to --policy and exit.")
+@schema_options(fields(CheckOptions))
 @quiet_option
 @domain_errors
-def check(store_arg: str | None, store: str | None, policy: str, baseline: str | None, junit: str | None,
-          markdown: str | None, init: bool, quiet: bool) -> None:
+def check(store_arg: str | None, store: str | None, quiet: bool, **options: Any) -> None:
     """The CI gate: apply a policy to a results store; exit 0 pass, 1 fail, 2 unusable input."""
     setup(True)
     from reports import check as gate
 
+    opts = build(CheckOptions, options)
     store = renamed(store, store_arg, "--store", "a positional STORE")
     path = _store(store)
-    inputs = (("store", path), ("baseline store", baseline)) + (() if init else (("policy", policy),))
-    output_path(junit, "--junit", inputs=inputs)
-    output_path(markdown, "--markdown", inputs=inputs)
-    if junit and markdown and same_file(junit, markdown):
-        raise InputError(f"--junit and --markdown name one file ({junit}): give two paths")
-    if init:
-        output_path(policy, "--policy", inputs=inputs)
-        if Path(policy).exists():
-            raise InputError(f"{policy}: already exists (pass another --policy to write a new one)")
-        _atomic_write(policy, gate.starter_policy(path))
-        click.echo(f"wrote {policy} (derived from {path}; it passes on it)")
+    inputs = (("store", path), ("baseline store", opts.baseline)) + (() if opts.init else (("policy", opts.policy),))
+    output_path(opts.junit, "--junit", inputs=inputs)
+    output_path(opts.markdown, "--markdown", inputs=inputs)
+    if opts.junit and opts.markdown and same_file(opts.junit, opts.markdown):
+        raise InputError(f"--junit and --markdown name one file ({opts.junit}): give two paths")
+    if opts.init:
+        output_path(opts.policy, "--policy", inputs=inputs)
+        if Path(opts.policy).exists():
+            raise InputError(f"{opts.policy}: already exists (pass another --policy to write a new one)")
+        _atomic_write(opts.policy, gate.starter_policy(path))
+        click.echo(f"wrote {opts.policy} (derived from {path}; it passes on it)")
         return
     t0 = time.perf_counter()
     try:
-        outcomes = gate.check(path, policy, baseline)
+        outcomes = gate.check(path, opts.policy, opts.baseline)
     except BadInput as e:
-        if junit:  # a dashboard should show why the gate could not run, not an absent report
-            _atomic_write(junit, gate.junit_error(first_line(e), time.perf_counter() - t0))
+        if opts.junit:  # a dashboard should show why the gate could not run, not an absent report
+            _atomic_write(opts.junit, gate.junit_error(first_line(e), time.perf_counter() - t0))
         raise
     for o in outcomes:
         click.echo(o.line())
     fails = sum(not o.passed for o in outcomes)
     click.echo(f"\n{len(outcomes) - fails} passed, {fails} failed")
-    if junit:
-        _atomic_write(junit, gate.junit(outcomes, time.perf_counter() - t0))
-    if markdown:
-        _atomic_write(markdown, gate.markdown(outcomes))
+    if opts.junit:
+        _atomic_write(opts.junit, gate.junit(outcomes, time.perf_counter() - t0))
+    if opts.markdown:
+        _atomic_write(opts.markdown, gate.markdown(outcomes))
     if fails:
         raise SystemExit(1)
 

@@ -11,7 +11,7 @@ import click
 from robustness.cli.common import (CONTEXT, compile_option, device_option, domain_errors, executor_options,
                                    output_path, quiet_option, renamed, report_failures, resolve_device, schema_options,
                                    set_kernel, setup, store_option)
-from robustness.schema import build, fields, help_order
+from basics.schema import build, fields, help_order
 from robustness.seed_sets import expand_models
 from robustness.slicing.config import SliceConfig
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from basics.errors import BadInput
-from robustness.schema import DATA_DIR_HELP, MAX_MC_SAMPLES, SEED_MAX, option
+from basics.schema import DATA_DIR_HELP, MAX_MC_SAMPLES, SEED_MAX, option
 
 
 def parse_span(text: str) -> tuple[float, float]:

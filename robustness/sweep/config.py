@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from basics.attack_labels import SEARCH_OPTIONS, searches
 from basics.errors import BadInput, require_utf8
 from robustness.eval_config import BNMode
-from robustness.schema import DATA_DIR_HELP, MAX_MC_SAMPLES, SEED_MAX, Field, check_bounds, fields, help_order, option
+from basics.schema import DATA_DIR_HELP, MAX_MC_SAMPLES, SEED_MAX, Field, check_bounds, fields, help_order, option
 
 if TYPE_CHECKING:
     from perturbations.spec import Spec

@@ -26,8 +26,8 @@ from basics.errors import BadInput
 from basics.tomlfile import load_toml
 from perturbations.base import PerturbationError, get
 from perturbations.spec import get_profile, parse_spec
-from robustness.ranges import level_axis, parse_levels
-from robustness.schema import build, check_bounds, fields, read_file
+from basics.ranges import level_axis, parse_levels
+from basics.schema import build, check_bounds, fields, read_file
 from robustness.seed_sets import expand_models
 from robustness.sweep.config import (MAX_SEEDS, PerturbationPlan, SweepConfig, SweepRuntime, random_baselines,
                                      sweep_fields)

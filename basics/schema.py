@@ -18,7 +18,7 @@ from enum import Enum
 from typing import Any, Callable, Iterable
 
 from basics.errors import BadInput
-from robustness.ranges import out_of_bounds
+from basics.ranges import out_of_bounds
 
 SEED_MAX = 2**63 - 1  # what torch.Generator.manual_seed and the int64 seed tensors hold
 MAX_MC_SAMPLES = 10_000  # networks per prediction: each is a copy of the model
@@ -42,11 +42,19 @@ class Numeric(str, Enum):
     FLOAT = "float"
 
 
+class PathKind(str, Enum):
+    """What a path option names (a help's PATH, FILE or DIRECTORY)."""
+
+    ANY = "any"
+    FILE = "file"
+    DIR = "dir"
+
+
 @dataclass(frozen=True)
 class Option:
     """How one field is given. `kind`: `value` (one value), `flag` (a boolean `--x`),
     `switch` (`--x/--no-x`), `multiple` (a repeatable flag; a list in the file), `names`
-    (a comma-separated list; a list in the file). `number`: `int` or `float` for numeric
+    (a comma-separated list; a list in the file; `choices` then bound each name). `number`: `int` or `float` for numeric
     values, checked against [low, high] (`low_open`/`high_open`: strict). `file_types`
     overrides the TOML types a key may hold (levels: a range string, a number or a list)."""
 
@@ -61,7 +69,7 @@ class Option:
     high_open: bool = False
     choices: tuple[str, ...] | None = None
     unit: str = ""
-    path: bool = False
+    path: PathKind | None = None
     show_default: bool = True
     hidden: bool = False
     in_file: bool = True  # a config-file key too
@@ -95,6 +103,8 @@ def option(default: Any, help: str = "", **kw: Any) -> Any:
         kw["kind"] = Kind(kw["kind"])
     if kw.get("number") is not None:
         kw["number"] = Numeric(kw["number"])
+    if "path" in kw:  # path=True: any path; "file" or "dir" narrow it
+        kw["path"] = PathKind.ANY if kw["path"] is True else PathKind(kw["path"]) if kw["path"] else None
     meta = {"option": Option(help=help, **kw)}
     if isinstance(default, (list, dict, set)):
         raise TypeError("option defaults must be immutable (use a tuple)")
@@ -161,7 +171,7 @@ def check_type(key: str, f: Field, v: Any, where: str) -> None:
         for x in v:
             if not isinstance(x, (str, int, float, dict)) or isinstance(x, bool):
                 raise BadInput(f"{where}: {key} holds {x!r}, not a string or number")
-    if f.opt.choices is not None and isinstance(v, str) and v not in f.opt.choices:
+    if f.opt.choices is not None and isinstance(v, str) and v not in f.opt.choices and f.opt.kind != "names":
         raise BadInput(f"{where}: {key} = {v!r} is not one of {', '.join(f.opt.choices)}")
 
 
@@ -209,6 +219,9 @@ def field_value(f: Field, v: Any) -> Any:
     o = f.opt
     if o.kind == "names":
         got = names(v)
+        bad = [x for x in got if o.choices is not None and x not in o.choices]
+        if bad:
+            raise BadInput(f"{f.flag} {bad[0]!r}: use any of {', '.join(o.choices)}")
         if not got and v not in (None, ()):
             hint = f" (give e.g. {o.example})" if o.example else ""
             raise BadInput(f"{f.flag} {v!r}: names no {f.name.removesuffix('s')}{hint}")
