@@ -39,7 +39,7 @@ def stacked_search(net: SpikingNet, x: torch.Tensor, y: torch.Tensor, eps: float
     opt = ForwardOptions(clamp_alpha=False)
 
     def nll(t):
-        with native.training_kernel(float("inf")):
+        with native.KERNEL.training(float("inf")):
             logits, _ = forward_stacked(net.cfg, t, x, opt)
         return F.cross_entropy(logits.transpose(1, 2), y.expand(logits.shape[0], -1), reduction="none").mean(1)
 
@@ -98,7 +98,7 @@ def main() -> None:
     t0 = time.perf_counter()
     plain = per_step_search(net, x, y, args.eps, args.restarts, args.steps)
     t_plain = time.perf_counter() - t0
-    with native.training_kernel(float("inf")) as path:
+    with native.KERNEL.training(float("inf")) as path:
         pass
     print(f"check: clean NLL {float(clean):.3f}; found NLL, mean over restarts: ours {float(ours.mean()):.3f}, "
           f"per-step Norse {float(plain.mean()):.3f}")

@@ -138,13 +138,13 @@ def main() -> None:
         net.train()
         naive.train()
         ours = step(net, lambda v: net(v, update_running=False))
-        with native.training_kernel(float("inf")) as path:
+        with native.KERNEL.training(float("inf")) as path:
             t_o = timeit(ours, args.repeats)
         path = path if dev.type == "cpu" else "eager"  # the kernel is for CPU tensors
-        native.set_mode("eager")
-        with native.training_kernel(float("inf")):
+        native.KERNEL.set_mode("eager")
+        with native.KERNEL.training(float("inf")):
             t_e = timeit(ours, args.repeats)
-        native.set_mode(args.kernel)
+        native.KERNEL.set_mode(args.kernel)
         t_n = timeit(step(naive, naive), args.repeats)
         net.eval()
         naive.eval()

@@ -91,7 +91,7 @@ def main() -> None:
               f"{len(grid)}); engine {t_engine:6.1f} s; ratio {t_loop / t_engine:.2f}x; "
               f"max |loss diff| on the timed points {err:.2e}")
         print(f"  engine matmul throughput {flops / t_engine / 1e9:.0f} GFLOP/s = {flops / t_engine / 1e9 / peak:.0%} "
-              f"of sgemm ({peak:.0f} GFLOP/s); LIF path {native.mode()}")
+              f"of sgemm ({peak:.0f} GFLOP/s); LIF path {native.KERNEL.mode}")
     print(f"peak resident memory {peak_rss_mb():.0f} MB")
 
 

@@ -73,7 +73,7 @@ def main() -> None:
     print(f"threads {args.threads}; {args.levels} levels x {args.seeds} seeds on {args.n} utterances "
           f"(T={x.shape[1]}, hidden={list(ck.net.cfg.hidden)}); sgemm {peak:.0f} GFLOP/s at the start")
 
-    native.set_mode(args.kernel)
+    native.KERNEL.set_mode(args.kernel)
     prep = _prepare(ck, data, Mode.POINT, cfg, x, y, dev, None)
     job = LevelJob(ck.net.cfg, prep, spec, ctx, x, y, 0, dev, cfg.seed)
     t0 = time.perf_counter()
@@ -113,7 +113,7 @@ def main() -> None:
     peak = sum(paces) / len(paces)
     flops = matmul_flops([ck.net.cfg.input_dim, *ck.net.cfg.hidden], x.shape[1], len(x) * len(draws))
     print(f"per-draw loop (per-step Norse, batch 128): {t_loop:7.1f} s{note}")
-    path = "compiled kernel" if native.kernel() is not None and args.kernel != "eager" else "eager"
+    path = "compiled kernel" if native.KERNEL.library() is not None and args.kernel != "eager" else "eager"
     print(f"batched engine ({path}):{' ' * (27 - len(path))}{t_engine:7.1f} s   "
           f"ratio {t_loop / t_engine:.2f}x")
     print(f"engine matmul throughput {flops / t_engine / 1e9:.0f} GFLOP/s = {flops / t_engine / 1e9 / peak:.0%} "

@@ -31,7 +31,7 @@ def machine_setup(args: argparse.Namespace) -> tuple["Dataset", "SpikingNet"]:
     from robustness.data import DatasetSpec, load_dataset
 
     torch.set_num_threads(args.threads)
-    native.set_mode(args.kernel)
+    native.KERNEL.set_mode(args.kernel)
     data = load_dataset(DatasetSpec())
     return data, benchmark_net(args.model, data)
 

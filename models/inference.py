@@ -39,7 +39,7 @@ def _layer_constants(cfg: ModelConfig, t: Mapping[str, Tensor], opt: ForwardOpti
             "dead": t.get(f"{p}.dead"), "saturated": t.get(f"{p}.saturated"), "reset": cfg.reset}
 
 
-def _scan_chunk(c: dict, cur: Tensor, v: Tensor, count: Tensor, spikes: bool) -> Tensor | None:
+def _scan_chunk(c: dict, cur: Tensor, v: Tensor, count: Tensor, spikes: bool, opt: ForwardOptions) -> Tensor | None:
     """One layer over one chunk [K, tc, B, H]: membranes `v` and spike counts `count` [K, B, H] updated.
 
     Returns the spikes (None when `spikes` is False and no forced neurons need them).
@@ -47,7 +47,7 @@ def _scan_chunk(c: dict, cur: Tensor, v: Tensor, count: Tensor, spikes: bool) ->
     """
     forced = c["dead"] is not None or c["saturated"] is not None
     z = scan_chunk(cur, c["alpha"], c["v_th"], v, scale=c["scale"], shift=c["shift"],
-                   count=None if forced else count, spikes=spikes or forced, reset=c["reset"])
+                   count=None if forced else count, spikes=spikes or forced, reset=c["reset"], kernel=opt.kernel)
     if forced:
         z = force_spikes(z, c["dead"], c["saturated"])
         count += z.sum(1)
@@ -83,7 +83,7 @@ def chunked_inference(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt:
                 if c["bias"] is not None:
                     cur = cur + c["bias"].unsqueeze(1)
                 cur, syn[j] = synaptic_filter(cur, c["beta"], syn[j])
-            z = _scan_chunk(c, cur, v[j], counts[j], spikes=j < len(consts) - 1)
+            z = _scan_chunk(c, cur, v[j], counts[j], spikes=j < len(consts) - 1, opt=opt)
             h = None if z is None else z.view(z.shape[0], tc * bsz, -1)
         if not layers:  # started at the readout: x holds the last block's spikes
             h = h.unsqueeze(0).expand(k, -1, -1) if h.dim() == 2 else h

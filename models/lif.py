@@ -96,7 +96,7 @@ def _native_args(drive: torch.Tensor, *consts: torch.Tensor) -> bool:
 
 def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
              width: float = 0.5, v: torch.Tensor | None = None, smooth: float = 0.0,
-             reset: str = "subtract") -> torch.Tensor:
+             reset: str = "subtract", kernel: native.Kernel | None = None) -> torch.Tensor:
     """Spikes [K, T, B, H] of LIF neurons driven by `drive = (1 - alpha) * I`.
 
     Args:
@@ -110,9 +110,10 @@ def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
             of the Heaviside step (same reset by subtraction), a network whose loss is smooth
             in its weights.
         reset: `subtract` (v -= z * v_th) or `zero` (v = 0 where z; imported Norse/NIR models).
+        kernel: the LIF path (default: the process's `native.KERNEL`).
 
     The compiled kernel (models/native.py) runs the inference scan wherever it applies, and
-    the training scan inside `native.training_kernel`; both give the eager spikes bit for bit.
+    the training scan inside `Kernel.training`; both give the eager spikes bit for bit.
     """
     steps = drive.unbind(1)  # unbind, not drive[:, t]: indexing makes backward zero-fill per step
     if smooth > 0:
@@ -125,7 +126,7 @@ def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
             zs.append(z)
         return torch.stack(zs, 1)
     if torch.is_grad_enabled() and (drive.requires_grad or alpha.requires_grad or v_th.requires_grad):
-        lib = native.training_lib()
+        lib = (kernel or native.KERNEL).training_lib
         if lib is not None and v is None and reset == "subtract" and _native_args(drive, alpha, v_th):
             return _NativeScan.apply(drive, alpha, v_th, width, lib)
         v = torch.zeros_like(steps[0])
@@ -138,12 +139,13 @@ def lif_scan(drive: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor,
         return torch.stack(zs, 1)
     if v is None:
         v = drive.new_zeros(drive.shape[0], *drive.shape[2:])
-    return scan_chunk(drive, alpha, v_th, v, reset=reset)
+    return scan_chunk(drive, alpha, v_th, v, reset=reset, kernel=kernel)
 
 
 def scan_chunk(cur: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor, v: torch.Tensor,
                scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
-               count: torch.Tensor | None = None, spikes: bool = True, reset: str = "subtract") -> torch.Tensor | None:
+               count: torch.Tensor | None = None, spikes: bool = True, reset: str = "subtract",
+               kernel: native.Kernel | None = None) -> torch.Tensor | None:
     """Inference over one chunk [K, T, B, H]: drive `cur * scale + shift` (or `cur`), membrane `v`
     [K, B, H] updated in place, spike counts added to `count` [K, B, H] when given.
 
@@ -155,7 +157,7 @@ def scan_chunk(cur: torch.Tensor, alpha: torch.Tensor, v_th: torch.Tensor, v: to
     h = cur.shape[-1]
     consts = [c for c in (alpha, v_th, scale, shift) if c is not None]
     fits = reset == "subtract" and _native_args(cur, *consts) and v.is_contiguous() and native.applies(v)
-    lib = native.kernel(cur.numel()) if fits else None
+    lib = (kernel or native.KERNEL).library(cur.numel()) if fits else None
     if lib is not None:
         flat = [None if c is None else c.reshape(-1, h) for c in (alpha, v_th, scale, shift)]
         z, _ = native.forward(lib, cur, flat[0], flat[1], v, scale=flat[2], shift=flat[3], spikes=spikes, count=count)

@@ -11,6 +11,8 @@ from typing import Mapping
 
 import torch
 
+from models.native import Kernel
+
 
 RESETS = ("subtract", "zero")
 NEURONS = ("lif", "cuba_lif", "if")
@@ -115,6 +117,7 @@ class ForwardOptions:
             [B, T, H] (reuse of clean activations below a perturbed layer).
         smooth_spikes: when > 0, replace the Heaviside by a sigmoid of the membrane with this
             temperature: the non-spiking control of loss slices.
+        kernel: the LIF path, compiled or eager (None: the process's `native.KERNEL`).
     """
 
     bn_batch_stats: bool = False
@@ -126,3 +129,4 @@ class ForwardOptions:
     example_offset: int = 0
     start: int = 0
     smooth_spikes: float = 0.0
+    kernel: Kernel | None = None

@@ -7,7 +7,8 @@ and CPU, so later processes (Ray workers included) only load it. Built with
 `-ffp-contract=off`, its float operations round exactly as the eager PyTorch code does:
 spikes are bit for bit the same, so which path ran never changes a number at inference.
 
-Which path runs (`set_mode`, or `ROBUST_KERNEL=auto|native|eager`):
+Which path runs (`Kernel.mode`; the process's `KERNEL` from --compile or
+`ROBUST_KERNEL=auto|native|eager`):
   * `native`: the kernel wherever it applies (CPU, float32); a one-line error (BadInput)
     if it cannot be built.
   * `eager`: PyTorch only (the reference).
@@ -28,7 +29,7 @@ import shutil
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -42,24 +43,6 @@ FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fPIC",
 MODES = ("auto", "native", "eager")
 BUILD_WORK = 2e8  # neuron-steps that take eager ~1 s: worth a cold build (<1 s); below, eager runs
 
-_mode = os.environ.get("ROBUST_KERNEL", "auto")
-_lib: ctypes.CDLL | None = None
-_failed: str | None = None  # why the kernel is unavailable, once known
-_training: ctypes.CDLL | None = None  # set inside `training_kernel`
-
-
-def set_mode(mode: str) -> None:
-    """Choose the LIF path for this process: auto, native or eager."""
-    global _mode
-    if mode not in MODES:
-        raise ValueError(f"kernel mode must be one of {', '.join(MODES)}, not {mode!r}")
-    _mode = mode
-
-
-def mode() -> str:
-    return _mode if _mode in MODES else "auto"
-
-
 def cache_dir() -> Path:
     """$ROBUST_CACHE_DIR, else $XDG_CACHE_HOME/robust, else ~/.cache/robust."""
     if os.environ.get("ROBUST_CACHE_DIR"):
@@ -68,8 +51,8 @@ def cache_dir() -> Path:
     return Path(base) / "robust"
 
 
-@functools.lru_cache(maxsize=1)
-def _compiler() -> str | None:
+def find_compiler() -> str | None:
+    """$CC, else cc, gcc or clang on the PATH."""
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 
@@ -88,9 +71,9 @@ def _key(cc: str) -> str:
     return hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *FLAGS]).encode() + _cpu_id().encode()).hexdigest()[:16]
 
 
-def library_path(cc: str) -> Path:
-    """Where the kernel built by `cc` for this CPU lives (or will)."""
-    return cache_dir() / "kernels" / f"lif-{_key(cc)}.so"
+def library_path(cc: str, cache: Path | None = None) -> Path:
+    """Where the kernel built by `cc` for this CPU lives (or will), under `cache` (default `cache_dir()`)."""
+    return (cache or cache_dir()) / "kernels" / f"lif-{_key(cc)}.so"
 
 
 def _build(cc: str, target: Path) -> None:
@@ -112,78 +95,92 @@ def _load(path: Path) -> ctypes.CDLL:
     return lib
 
 
-def _unavailable(reason: str) -> None:
-    global _failed
-    _failed = reason
-    if mode() == "native":  # forced (--compile): the user asked for it, so say it cannot be had
-        raise BadInput(f"--compile: the compiled LIF kernel is unavailable ({reason})")
-    log.warning("compiled LIF kernel unavailable (%s); running eager PyTorch (slower)", reason)
+class Kernel:
+    """Which LIF path runs (`mode`: auto, native or eager) and, once loaded, the compiled
+    library, or why it cannot be had. The process's choice is `KERNEL` (set by --compile and
+    $ROBUST_KERNEL, carried to Ray workers); a forward pass takes another through
+    `ForwardOptions.kernel` (tests build their own: no compiler, a broken one, a fresh cache).
 
-
-def kernel(work: float = float("inf")) -> ctypes.CDLL | None:
-    """The loaded kernel, or None where eager PyTorch should run for `work` neuron-steps."""
-    global _lib
-    if _lib is not None or mode() == "eager":
-        return _lib if mode() != "eager" else None
-    if _failed is not None:
-        return None
-    cc = _compiler()
-    if cc is None:
-        _unavailable("no C compiler found; set CC")
-        return None
-    try:
-        path = library_path(cc)
-        if not path.exists():
-            if mode() == "auto" and work < BUILD_WORK:
-                return None  # too little work to pay for a build; the next larger call builds
-            _build(cc, path)
-            log.info("built the LIF kernel into %s", path)
-        _lib = _load(path)
-    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-        _unavailable(str(e) or type(e).__name__)
-        return None
-    return _lib
-
-
-@contextmanager
-def for_work(work: float) -> Iterator[str]:
-    """Inside this block, `auto` is resolved once for a job of `work` neuron-steps.
-
-    A sweep or slice knows its total work, while each kernel call sees only one chunk;
-    resolving here lets a long job build the kernel and a short one (a CI smoke sweep)
-    stay eager. The resolved mode also travels to Ray workers. Yields "native" or "eager".
+    `find`: finds the C compiler's command on first use (None: there is none).
+    `cache`: where built kernels live (default: `cache_dir()` when first needed).
     """
-    global _mode
-    saved = _mode
-    if mode() == "auto":
-        _mode = "native" if kernel(work) is not None else "eager"
-    try:
-        yield "eager" if mode() == "eager" else "native"
-    finally:
-        _mode = saved
+
+    def __init__(self, mode: str = "auto", find: Callable[[], str | None] = find_compiler, cache: Path | None = None):
+        self.set_mode(mode)
+        self._find = find
+        self.cache = cache
+        self._lib: ctypes.CDLL | None = None
+        self._failed: str | None = None  # why the kernel is unavailable, once known
+        self.training_lib: ctypes.CDLL | None = None  # the kernel for gradient passes, only inside `training`
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"kernel mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.mode = mode
+
+    def _unavailable(self, reason: str) -> None:
+        self._failed = reason
+        if self.mode == "native":  # forced (--compile): the user asked for it, so say it cannot be had
+            raise BadInput(f"--compile: the compiled LIF kernel is unavailable ({reason})")
+        log.warning("compiled LIF kernel unavailable (%s); running eager PyTorch (slower)", reason)
+
+    def library(self, work: float = float("inf")) -> ctypes.CDLL | None:
+        """The loaded kernel, or None where eager PyTorch should run for `work` neuron-steps."""
+        if self.mode == "eager":
+            return None
+        if self._lib is not None or self._failed is not None:
+            return self._lib
+        cc = self._find()
+        if cc is None:
+            self._unavailable("no C compiler found; set CC")
+            return None
+        try:
+            path = library_path(cc, self.cache)
+            if not path.exists():
+                if self.mode == "auto" and work < BUILD_WORK:
+                    return None  # too little work to pay for a build; the next larger call builds
+                _build(cc, path)
+                log.info("built the LIF kernel into %s", path)
+            self._lib = _load(path)
+        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+            self._unavailable(str(e) or type(e).__name__)
+            return None
+        return self._lib
+
+    @contextmanager
+    def for_work(self, work: float) -> Iterator[str]:
+        """Inside this block, `auto` is resolved once for a job of `work` neuron-steps.
+
+        A sweep or slice knows its total work, while each kernel call sees only one chunk;
+        resolving here lets a long job build the kernel and a short one (a CI smoke sweep)
+        stay eager. The resolved mode also travels to Ray workers. Yields "native" or "eager".
+        """
+        saved = self.mode
+        if self.mode == "auto":
+            self.mode = "native" if self.library(work) is not None else "eager"
+        try:
+            yield "eager" if self.mode == "eager" else "native"
+        finally:
+            self.mode = saved
+
+    @contextmanager
+    def training(self, work: float) -> Iterator[str]:
+        """Run the training scans of this block in the kernel when `work` neuron-steps pay for it.
+
+        The choice depends on the mode and the work only, never on whether a build is already
+        cached: a run's gradients (which round differently in the kernel) then never depend on
+        what ran before. Yields the path taken, "native" or "eager".
+        """
+        use = self.mode == "native" or (self.mode == "auto" and work >= BUILD_WORK)
+        self.training_lib = self.library() if use else None
+        try:
+            yield "native" if self.training_lib is not None else "eager"
+        finally:
+            self.training_lib = None
 
 
-def training_lib() -> ctypes.CDLL | None:
-    """The kernel for gradient passes, only inside `training_kernel` (eager everywhere else)."""
-    return _training
-
-
-@contextmanager
-def training_kernel(work: float) -> Iterator[str]:
-    """Run the training scans of this block in the kernel when `work` neuron-steps pay for it.
-
-    The choice depends on the mode and the work only, never on whether a build is already
-    cached: a run's gradients (which round differently in the kernel) then never depend on
-    what ran before. Yields the path taken, "native" or "eager".
-    """
-    global _training
-    use = mode() == "native" or (mode() == "auto" and work >= BUILD_WORK)
-    lib = kernel() if use else None
-    _training = lib
-    try:
-        yield "native" if lib is not None else "eager"
-    finally:
-        _training = None
+_env = os.environ.get("ROBUST_KERNEL", "auto")
+KERNEL = Kernel(_env if _env in MODES else "auto")  # this process's choice
 
 
 def applies(*tensors: torch.Tensor) -> bool:

@@ -24,6 +24,7 @@ from models.inference import chunked_inference
 from models.layers import bn_affine, drive_gain, flatten_input, leak, row_invariant, synaptic_filter
 from models.lif import lif_scan
 from models.model_config import ForwardOptions, ModelConfig
+from models.native import Kernel
 
 
 def bn_prefixes(cfg: ModelConfig) -> list[str]:
@@ -85,7 +86,7 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
         alpha = leak(cfg, t, p, opt)
         drive = (cur * drive_gain(cfg, alpha)).view(cur.shape[0], steps, bsz, -1)
         z = lif_scan(drive, alpha, t[f"{p}.v_th"].unsqueeze(1), cfg.surrogate_width, smooth=opt.smooth_spikes,
-                     reset=cfg.reset)
+                     reset=cfg.reset, kernel=opt.kernel)
         z = force_spikes(z, t.get(f"{p}.dead"), t.get(f"{p}.saturated"))
         rates.append(z.mean(dim=(1, 2, 3)))
         z = _dropout(z, cfg.dropout, opt.dropout_generator)
@@ -201,7 +202,8 @@ class SpikingNet(nn.Module):
 
     def forward(self, x: Tensor, dropout_generator: torch.Generator | None = None,
                 update_running: bool = True,
-                perturb: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None) -> Tensor:
+                perturb: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
+                kernel: Kernel | None = None) -> Tensor:
         """Logits [B, C] for features [B, T, D]; training mode uses batch BN statistics.
 
         Running statistics are a cumulative average over the first 1/momentum batches, then
@@ -210,7 +212,8 @@ class SpikingNet(nn.Module):
 
         `perturb` (hardware-aware training) maps the K = 1 tensors to perturbed ones that
         keep their gradient path to the clean weights; it also clamps the leaks itself, so
-        that a perturbed leak is not clamped back.
+        that a perturbed leak is not clamped back. `kernel`: the LIF path (default: the
+        process's `native.KERNEL`).
         """
         momentum = None
         if self.training and update_running:
@@ -225,6 +228,7 @@ class SpikingNet(nn.Module):
             bn_momentum=momentum,
             dropout_generator=dropout_generator if self.training else None,
             clamp_alpha=perturb is None,
+            kernel=kernel,
         )
         t = self._k1()
         logits, _ = forward_stacked(self.cfg, t if perturb is None else perturb(t), x, opt)

@@ -192,7 +192,7 @@ def train(net: SpikingNet, cfg: TrainConfig, x_train: Tensor, y_train: Tensor,
     history: list[dict] = []
     bar = progress_bar(range(cfg.epochs), desc=f"train {cfg.optimizer}", unit="epoch", enabled=progress)
     work = cfg.epochs * cfg.train_samples * x_train.shape[0] * x_train.shape[1] * sum(net.cfg.hidden)
-    with native.training_kernel(work) as kernel:
+    with native.KERNEL.training(work) as kernel:
         for epoch in bar:
             net.train()
             tot_loss = tot_correct = 0.0

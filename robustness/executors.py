@@ -58,7 +58,7 @@ def _call(fn: Callable, kernel: str, *args: Any) -> Any:
     # Ray resolves object references given as top-level arguments before calling.
     from models import native
 
-    native.set_mode(kernel)  # the driver's --compile / --no-compile choice
+    native.KERNEL.set_mode(kernel)  # the driver's --compile / --no-compile choice
     return fn(*args)
 
 
@@ -105,7 +105,7 @@ class RayExecutor:
         ray = self.ray
         from models import native
 
-        self._pending = {self._remote.remote(u.fn, native.mode(), *u.args): u for u in units}
+        self._pending = {self._remote.remote(u.fn, native.KERNEL.mode, *u.args): u for u in units}
         try:
             while self._pending:
                 try:

@@ -138,7 +138,7 @@ def evaluate_checkpoints(paths: list[str], ecfg: EvalConfig, data_dir: str | Non
             cache[spec] = load_dataset(spec)
         split = cache[spec].split(ecfg.split)
         work = len(split) * split.x.shape[1] * sum(ck.net.cfg.hidden) * (1 + ecfg.mc_samples)
-        with native.for_work(work):
+        with native.KERNEL.for_work(work):
             for mode in modes_for(ck):
                 r = evaluate(ck, cache[spec], mode, ecfg, device)
                 groups = SpeakerGroups.of(r.groups)

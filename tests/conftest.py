@@ -7,6 +7,17 @@ warnings.filterwarnings("ignore", category=FutureWarning)  # norse's torch.jit d
 torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def kernel_mode_restored():
+    """A command run in-process applies --compile to the process's kernel choice; the next
+    test starts from the choice the process began with."""
+    from models import native
+
+    mode = native.KERNEL.mode
+    yield
+    native.KERNEL.set_mode(mode)
+
+
 @pytest.fixture
 def tiny_cfg():
     from models.model_config import ModelConfig

@@ -257,9 +257,9 @@ def set_kernel(choice: bool | None) -> None:
         return
     from models import native
 
-    native.set_mode("native" if choice else "eager")
+    native.KERNEL.set_mode("native" if choice else "eager")
     if choice:
-        native.kernel()  # build or load now: a forced kernel that cannot be had fails before any output exists
+        native.KERNEL.library()  # build or load now: a forced kernel that cannot be had fails before any output exists
 
 
 def schema_options(schema_fields: list[Field]) -> Callable:

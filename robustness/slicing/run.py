@@ -180,7 +180,7 @@ def run_slice(cfg: SliceConfig, store_path: str, *, device: str | torch.device =
         bar.update(len(planned) - len(curves))
         units, parts = slice_units(curves, cks, names, grid, x, y, calib, cfg, device, executor)
         new, failed, got = 0, [], {}
-        with native.for_work(len(curves) * len(grid) * x.shape[0] * x.shape[1] * sum(cks[0].net.cfg.hidden)
+        with native.KERNEL.for_work(len(curves) * len(grid) * x.shape[0] * x.shape[1] * sum(cks[0].net.cfg.hidden)
                              * cfg.mc_samples):
             for unit, out in executor.map(units):
                 cj, p0 = parts[unit.name]

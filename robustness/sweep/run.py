@@ -293,7 +293,7 @@ class _RunState:
                                            gate.reason())
                     self.bar.update(0 if rows else per_level(curve))
 
-        with native.for_work(len(planned) * (cfg.seeds or MIN_AUTO_SEEDS) * prep.k0 * x.shape[0] * x.shape[1]
+        with native.KERNEL.for_work(len(planned) * (cfg.seeds or MIN_AUTO_SEEDS) * prep.k0 * x.shape[0] * x.shape[1]
                              * sum(ck.net.cfg.hidden)):
             for unit, rows in self.executor.map(pending()):
                 curve, level = labels[unit.name]

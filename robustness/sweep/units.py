@@ -146,7 +146,7 @@ def _attack_context(job: LevelJob, k0: int) -> Context:
     opt = ForwardOptions(clamp_alpha=False, start=job.start)
 
     def loss(t: dict[str, torch.Tensor]) -> torch.Tensor:
-        with native.training_kernel(float("inf")):
+        with native.KERNEL.training(float("inf")):
             logits, _ = forward_stacked(job.net_cfg, {n: v.to(job.device) for n, v in t.items()}, xb, opt)
         logp = torch.log_softmax(logits, -1)
         logp = torch.logsumexp(logp.view(-1, k0, *logp.shape[1:]), 1) - math.log(k0)
