@@ -26,6 +26,7 @@ import os
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
+from basics.modes import Mode
 from basics.errors import BadInput
 from basics.tomlfile import load_toml
 from reports.formatting import md_cell
@@ -81,8 +82,8 @@ def _curve(curves: dict, rule: dict, where: str, model_key: str = "model", mode_
         raise BadInput(f"{where}: perturbation {pert!r} is not in the store for {rule[model_key]} "
                        f"(it has: {', '.join(sorted(perts))})")
     modes = [k[1] for k in curves if k[0] == model and k[2] == pert]
-    mode = rule.get(mode_key) or sorted(modes, key=lambda m: ("point", "mean").index(m) if m in ("point", "mean")
-                                        else 9)[0]
+    single = (Mode.POINT.value, Mode.MEAN.value)  # the single network first, when the rule names no mode
+    mode = rule.get(mode_key) or sorted(modes, key=lambda m: single.index(m) if m in single else 9)[0]
     if (model, mode, pert) not in curves:
         raise BadInput(f"{where}: {rule[model_key]} has no mode {mode!r} for {pert} (it has: {', '.join(modes)})")
     return curves[(model, mode, pert)]

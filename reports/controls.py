@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from basics.modes import Mode
 from basics.stats import interval_unit
 from reports.document import Section, SectionInput, Table
 from reports.formatting import num
@@ -14,7 +15,7 @@ def controls_section(b: SectionInput) -> Section:
     js = []
     for run in b.rec.runs:
         for pert, curves in b.run_curves(run).items():
-            bmas = [c for c in curves if c.mode == "bma"]
+            bmas = [c for c in curves if c.mode == Mode.BMA]
             mid = shown_levels(curves[0])[0]
             rows = []
             for bma in bmas:
@@ -35,7 +36,7 @@ def controls_section(b: SectionInput) -> Section:
                                  f"{nll.diff:+.3f} [{nll.lo:+.3f}, {nll.hi:+.3f}]", _tests(nll),
                                  "yes" if nll.significant else "no"])
                     js.append({"run": run.id, "perturbation": pert, "level": mid,
-                               "a": {"model": bma.model, "mode": "bma", "compute": bma.compute},
+                               "a": {"model": bma.model, "mode": Mode.BMA.value, "compute": bma.compute},
                                "b": {"model": other.model, "mode": other.mode, "compute": other.compute},
                                "accuracy": vars(acc) | {"significant": acc.significant},
                                "nll": vars(nll) | {"significant": nll.significant}})

@@ -24,6 +24,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter  # noqa:
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from basics.modes import CurveMode, Mode
 from reports.summary import CurveSummary  # noqa: E402
 
 COLUMN = 3.4  # inches: one column of a two-column paper
@@ -36,8 +37,9 @@ STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fonts
 
 # One hue per mode (Okabe & Ito's colour-blind-safe set, without orange, which sits too close
 # to vermilion under a confidence band), so that a mode has its colour in every report.
-MODE_COLOURS = {"point": "#0072B2", "mean": "#009E73", "chips": "#D55E00", "bma": "#CC79A7", "ensemble": "#000000",
-                "sigmoid": "#999999", "line": "#8C564B"}
+MODE_COLOURS = {Mode.POINT.value: "#0072B2", Mode.MEAN.value: "#009E73", Mode.CHIPS.value: "#D55E00",
+                Mode.BMA.value: "#CC79A7", Mode.ENSEMBLE.value: "#000000", CurveMode.SIGMOID.value: "#999999",
+                CurveMode.LINE.value: "#8C564B"}
 SHADES = (0.0, 0.35, -0.35)  # models of one mode: the hue, lighter, darker
 
 

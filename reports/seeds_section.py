@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from basics.modes import Mode
 from basics.replicates import MIN_SEEDS, Hypothesis, SeedSet, adjust, compare, pairable, seed_sets, seed_stat
 from reports.document import Section, SectionInput, Table
 from reports.slices import curve_metrics
 from reports.summary import shown_levels
 
+POINT, CHIPS, ENSEMBLE, BMA = (m.value for m in (Mode.POINT, Mode.CHIPS, Mode.ENSEMBLE, Mode.BMA))
 CLEAN = (("accuracy", "Acc (%)", 100.0), ("nll", "NLL", 1.0), ("ece", "ECE", 1.0), ("brier", "Brier", 1.0))
 
 
@@ -59,7 +61,7 @@ def seeds_section(b: SectionInput) -> Section:
                     per.setdefault((run.id, s.name, cs.mode, pert), {})[seed] = cs
     clean_rows, clean_seen = [], set()
     for (run_id, name, mode, pert), by_seed in per.items():
-        if (name, mode) in clean_seen or mode == "chips":  # clean chips are the point network itself
+        if (name, mode) in clean_seen or mode == CHIPS:  # clean chips are the point network itself
             continue
         clean_seen.add((name, mode))
         stats_ = {m: seed_stat({k: cs.clean.get(m) for k, cs in by_seed.items()}) for m, _, _ in CLEAN}
@@ -110,27 +112,27 @@ def _hypotheses(b: SectionInput, sets: list[SeedSet], meta: dict, per: dict) -> 
     ivons = [s for s in sets if s.optimizer == "ivon" and len(s.members) >= MIN_SEEDS]
     adams = [s for s in sets if _adam(s, meta, ensemble=False) and len(s.members) >= MIN_SEEDS]
     ensembles = [s for s in sets if _adam(s, meta, ensemble=True) and len(s.members) >= MIN_SEEDS]
-    rivals = [(ad, mode) for ad in adams for mode in ("point", "chips")] + [(en, "ensemble") for en in ensembles]
+    rivals = ([(ad, mode) for ad in adams for mode in (POINT, CHIPS)] + [(en, ENSEMBLE) for en in ensembles])
     out: list[Hypothesis] = []
     for iv in ivons:
         perts = sorted({k[3] for k in per if k[1] == iv.name})
         for ad, mode in rivals:
             pair = pairable(iv, ad)
-            compute = _compute(per, (iv.name, "bma"), (ad.name, mode))
+            compute = _compute(per, (iv.name, BMA), (ad.name, mode))
             against = f"{ad.name} {mode}"
-            if mode != "chips":  # clean chips are the point network: the point row says it
+            if mode != CHIPS:  # clean chips are the point network: the point row says it
                 for metric, shown in (("nll", "NLL"), ("brier", "Brier score")):
-                    a, c = _clean(per, iv.name, "bma", metric), _clean(per, ad.name, mode, metric)
+                    a, c = _clean(per, iv.name, BMA, metric), _clean(per, ad.name, mode, metric)
                     if a and c:
                         out.append(Hypothesis(f"IVON BMA has lower clean {shown} than Adam", metric,
                                               f"{iv.name} bma", against, "lower", compare(a, c, pair), compute))
             for pert in perts:
-                a, c = _aucs(per, iv.name, "bma", pert), _aucs(per, ad.name, mode, pert)
+                a, c = _aucs(per, iv.name, BMA, pert), _aucs(per, ad.name, mode, pert)
                 if a and c:
                     out.append(Hypothesis(f"IVON BMA degrades less under {pert} than Adam", "normalised AUC",
                                           f"{iv.name} bma", against, "higher", compare(a, c, pair), compute))
-            if mode != "chips":  # slices have no chips
-                a, c = _angularity(b, iv, "bma"), _angularity(b, ad, mode)
+            if mode != CHIPS:  # slices have no chips
+                a, c = _angularity(b, iv, BMA), _angularity(b, ad, mode)
                 if a and c:
                     out.append(Hypothesis("IVON BMA's loss slice is less angular than Adam's", "angularity",
                                           f"{iv.name} bma", against, "lower", compare(a, c, pair), compute))

@@ -18,12 +18,13 @@ from typing import Mapping
 
 import numpy as np
 
+from basics.modes import Mode
 from basics.attack_labels import attack_label
 from basics.stats import SpeakerGroups, bootstrap_halfwidth, interval_unit, paired_difference, t_interval
 
 DROPS = (0.01, 0.05, 0.10)
 METRICS = ("accuracy", "nll", "ece", "brier", "disagreement", "mutual_information")
-MODE_ORDER = {"point": 0, "mean": 1, "chips": 2, "ensemble": 3, "bma": 4}
+MODE_ORDER = {m.value: i for i, m in enumerate((Mode.POINT, Mode.MEAN, Mode.CHIPS, Mode.ENSEMBLE, Mode.BMA))}
 
 
 def example_scores(row: dict, metric: str) -> np.ndarray | None:

@@ -6,26 +6,9 @@ Loads no torch, so the command line builds its options from it at start-up.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
+from basics.modes import AVERAGING, BNMode, Mode  # noqa: F401 (the modes, re-exported)
 from basics.schema import DATA_DIR_HELP, MAX_MC_SAMPLES, SEED_MAX, Field, fields, help_order, option
-
-
-class Mode(str, Enum):
-    POINT = "point"        # a deterministic (Adam) model; member 0 of an ensemble checkpoint
-    MEAN = "mean"          # IVON: deploy the posterior mean
-    BMA = "bma"            # IVON: Bayesian model average over M posterior samples
-    CHIPS = "chips"        # softmax average of M perturbed copies of one network (point or mean)
-    ENSEMBLE = "ensemble"  # softmax average of the M members of a deep-ensemble checkpoint
-
-
-# Modes that average M networks: their compute is M networks per prediction.
-AVERAGING = (Mode.BMA, Mode.CHIPS, Mode.ENSEMBLE)
-
-
-class BNMode(str, Enum):
-    RECALIBRATE = "recalibrate"
-    MEAN = "mean"
 
 
 @dataclass(frozen=True)

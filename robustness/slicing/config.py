@@ -19,7 +19,6 @@ def parse_span(text: str) -> tuple[float, float]:
         raise BadInput(f"--span must be START:STOP, e.g. -1:1, got {text!r}") from None
     return lo, hi
 
-LINE = "line"  # the mode name of a `between` curve
 # Bounds on what one slice may ask for: each is far past any published slice, and past them
 # the work or the memory no longer fits a machine (the error says the bound).
 MAX_SPAN, MAX_GRID, MAX_DIRECTIONS, MAX_SAMPLES, MAX_BATCHES, MAX_BATCH_SIZE = 1e3, 100_000, 1000, 1000, 1000, 65536

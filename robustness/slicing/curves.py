@@ -13,17 +13,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from basics.modes import BNMode, CurveMode
 from models.checkpoint import Checkpoint
 from models.chunking import networks_per_pass
 from models.model_config import ForwardOptions
-from robustness.evaluate import EvalConfig, Mode, stacked_logp, with_bn_statistics
+from robustness.evaluate import EvalConfig, stacked_logp, with_bn_statistics
 from robustness.executors import Unit
 from robustness.metrics import log_mean_exp
 from robustness.slicing.config import SliceConfig
 from robustness.slicing.directions import (direction_generator, hessian_eigen, normalise, posterior_direction,
                                          raw_direction)
-
-SIGMOID = "sigmoid"  # the point/mean network with sigmoid instead of Heaviside spikes
 
 
 @dataclass
@@ -38,14 +37,14 @@ class Networks:
 
 def mode_networks(ck: Checkpoint, mode: str, cfg: SliceConfig) -> Networks:
     t = ck.net.tensors()
-    if mode == Mode.ENSEMBLE:
+    if mode == CurveMode.ENSEMBLE:
         members = [{n: m[n].detach() for n in t} for m in ck.members]
         return Networks({n: torch.stack([m[n] for m in members]) for n in t}, members, False)
-    if mode == Mode.BMA:
+    if mode == CurveMode.BMA:
         g = torch.Generator().manual_seed(cfg.seed)
         base = ck.posterior.sample(t, cfg.mc_samples, g)
-        return Networks(base, [t] * cfg.mc_samples, cfg.bn == "recalibrate")
-    opt = ForwardOptions(smooth_spikes=cfg.sigmoid if mode == SIGMOID else 0.0)
+        return Networks(base, [t] * cfg.mc_samples, cfg.bn == BNMode.RECALIBRATE)
+    opt = ForwardOptions(smooth_spikes=cfg.sigmoid if mode == CurveMode.SIGMOID else 0.0)
     return Networks({n: v.detach().unsqueeze(0) for n, v in t.items()}, [t], False, opt)
 
 
@@ -139,8 +138,8 @@ def _chunk_size(ck: Checkpoint, mode: str | None, cfg: SliceConfig, n: int, exec
     so that a few curves still spread over a cluster (same passes: the same numbers)."""
     if executor.name != "ray":
         return n
-    m = len(ck.members) if mode == Mode.ENSEMBLE else cfg.mc_samples if mode == Mode.BMA else 1
-    return points_per_pass(ck, m, mode == Mode.BMA and cfg.bn == "recalibrate")
+    m = len(ck.members) if mode == CurveMode.ENSEMBLE else cfg.mc_samples if mode == CurveMode.BMA else 1
+    return points_per_pass(ck, m, mode == CurveMode.BMA and cfg.bn == BNMode.RECALIBRATE)
 
 
 def slice_units(curves: list[CurveJob], cks: list[Checkpoint], names: list[str], grid: list[tuple], x: Tensor,

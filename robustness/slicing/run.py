@@ -32,16 +32,16 @@ import torch
 from torch import Tensor
 
 from basics.errors import BadInput, require_utf8
+from basics.modes import CurveMode
 from basics.progress import progress as progress_bar
 from models import native
 from models.checkpoint import Checkpoint, load_checkpoint
 from robustness import __version__
 from robustness.data import Dataset, DatasetSpec, load_dataset
-from robustness.evaluate import Mode
 from robustness.executors import Failed, LocalExecutor, RayExecutor
 from robustness.run_meta import model_meta
-from robustness.slicing.config import LINE, MAX_BATCH_SIZE, MAX_BATCHES, MAX_DIRECTIONS, MAX_GRID, MAX_SAMPLES, MAX_SPAN, SliceConfig
-from robustness.slicing.curves import SIGMOID, CurveJob, grid_points, slice_units
+from robustness.slicing.config import MAX_BATCH_SIZE, MAX_BATCHES, MAX_DIRECTIONS, MAX_GRID, MAX_SAMPLES, MAX_SPAN, SliceConfig
+from robustness.slicing.curves import CurveJob, grid_points, slice_units
 from robustness.slicing.directions import KINDS, RANDOM_KINDS, moved_names
 from robustness.store.database import Store
 
@@ -98,13 +98,14 @@ def _same_architecture(cks: list[Checkpoint], what: str) -> None:
 
 
 def _slice_modes(ck: Checkpoint, cfg: SliceConfig) -> list[str]:
-    modes = [Mode.MEAN.value if ck.posterior is not None else Mode.POINT.value]
+    modes = [CurveMode.MEAN if ck.posterior is not None else CurveMode.POINT]
     if cfg.sigmoid > 0:
-        modes.append(SIGMOID)
+        modes.append(CurveMode.SIGMOID)
     if ck.posterior is not None:
-        modes.append(Mode.BMA.value)
+        modes.append(CurveMode.BMA)
     if ck.members:
-        modes.append(Mode.ENSEMBLE.value)
+        modes.append(CurveMode.ENSEMBLE)
+    modes = [m.value for m in modes]  # stored and hashed as the plain name
     return [m for m in modes if cfg.modes is None or m in cfg.modes]
 
 
@@ -120,7 +121,7 @@ def fixed_batches(data: Dataset, cfg: SliceConfig) -> tuple[Tensor, Tensor]:
 
 def _curve_jobs(cks: list[Checkpoint], hashes: list[str], cfg: SliceConfig) -> list[CurveJob]:
     if cfg.between:
-        return [CurveJob(("+".join(hashes), LINE, 0), 0, None, 0)]
+        return [CurveJob(("+".join(hashes), CurveMode.LINE.value, 0), 0, None, 0)]
     return [CurveJob((h, mode, i), k, mode, i) for k, (ck, h) in enumerate(zip(cks, hashes))
             for mode in _slice_modes(ck, cfg) for i in range(cfg.directions)]
 
@@ -211,7 +212,7 @@ def run_slice(cfg: SliceConfig, store_path: str, *, device: str | torch.device =
 
 
 def _bn_used(mode: str | None, cfg: SliceConfig) -> str:
-    if mode == Mode.BMA:
+    if mode == CurveMode.BMA:
         return cfg.bn
     return "interpolated" if mode is None else "stored"
 
