@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from basics.errors import BadInput
 from basics.stats import SpeakerGroups
+from robustness.store.curve_meta import CurveMeta
 from robustness.store.database import Store
 from robustness.store.rows import damaged
 
@@ -30,8 +31,9 @@ class Run:
     skipped: list[dict] = field(default_factory=list)  # levels not run: a milder one had every draw at chance
 
     @property
-    def curves_meta(self) -> dict:
-        return self.config.get("curves", {})
+    def curves_meta(self) -> dict[str, CurveMeta]:
+        """Perturbation label -> what the run stored about its levels."""
+        return {k: CurveMeta.from_dict(v) for k, v in self.config.get("curves", {}).items()}
 
     @property
     def groups(self) -> dict[str, SpeakerGroups | None]:

@@ -32,6 +32,7 @@ from reports.summary import (CurveSummary, accuracy_points, attack_gaps, format_
                              paired, shown_levels, skipped_note, summarize)
 from basics.errors import BadInput
 from reports.verdict import verdict
+from robustness.store.curve_meta import CurveMeta
 
 SCHEMA_VERSION = 1
 REPORT_FILES = ("index.html", "report.md", "summary.json")  # what a report writes besides figures/
@@ -105,7 +106,7 @@ class _Builder:
 
     def seed_aucs(self, run: Run, cs: CurveSummary) -> dict[int, float]:
         """Normalised AUC of each chip (seed) alone: draw s is the same chip at every level."""
-        meta = run.curves_meta.get(cs.perturbation, {})
+        meta = run.curves_meta.get(cs.perturbation, CurveMeta())
         per: dict[int, list] = defaultdict(list)
         for r in run.rows:
             if (r["model"], r["mode"], r["perturbation"], r["layer"]) == (cs.model, cs.mode, cs.perturbation, ""):
@@ -115,7 +116,7 @@ class _Builder:
         for s, pts in per.items():
             if len(pts) == n_levels:
                 a = normalised_auc(accuracy_points(pts, cs.clean["accuracy"], meta), cs.clean["accuracy"],
-                                   meta.get("axis", "linear"))
+                                   meta.axis)
                 if a is not None:
                     out[s] = a
         return out
@@ -150,21 +151,21 @@ class _Builder:
         cal_done: dict[int, bool] = {}
         for run in self.rec.runs:
             for pert, curves in self.run_curves(run).items():
-                meta = run.curves_meta.get(pert, {})
-                unit = meta.get("unit", "level")
-                log_x = meta.get("axis") == "log"
+                meta = run.curves_meta.get(pert, CurveMeta())
+                unit = meta.unit
+                log_x = meta.axis == "log"
                 stem = f"run{run.id}-{slug(pert)}"
                 deg.blocks.append(Heading(f"{pert} (run {run.id})"))
                 chips = curves[0].levels[0].n
                 spread = ("deterministic: one network per level, so no interval over chips and no chips control"
-                          if meta.get("deterministic") else
+                          if meta.deterministic else
                           f"mean over {chips} chips with its 95% t-interval over chips" if chips > 1 else
                           "one chip: no interval over chips")
                 deg.blocks.append(self.figure(
                     f"{stem}-degradation",
                     f"{pert} (run {run.id}): accuracy, NLL, ECE and Brier against level ({unit}); {spread}; "
                     f"dotted: clean.",
-                    figures.degradation, curves, self.labels, self.colours, unit, log_x, bool(meta.get("bits"))))
+                    figures.degradation, curves, self.labels, self.colours, unit, log_x, meta.bits))
                 best, p = self.best_auc(run, curves)
                 shown = shown_levels(curves[0])
                 mid = shown[0]
@@ -181,7 +182,7 @@ class _Builder:
                                    for lv in shown],
                                  *[num(d[lv].metrics["nll"][0] - cs.clean["nll"], "+.3f") if lv in d else "-"
                                    for lv in shown]])
-                axis_note = (f"norm. AUC: area under accuracy against level on a {meta.get('axis', 'linear')} axis, "
+                axis_note = (f"norm. AUC: area under accuracy against level on a {meta.axis} axis, "
                              f"relative to the curve's own clean accuracy; mean acc.: the same area in absolute "
                              f"accuracy (accuracy averaged over the level range)")
                 sig = (f"bold: best normalised AUC, ahead of every other curve in paired t-tests over common chips, "
@@ -197,7 +198,7 @@ class _Builder:
                                         f"the clean ECE (section 3's pooled ECE bins all chips' predictions "
                                         f"together instead); {sig}."))
                 deg.blocks += [f"{self.labels[cs.model]} {cs.mode}: {skipped_note(cs)}." for cs in curves if cs.skipped]
-                js_deg.append({"run": run.id, "perturbation": pert, "unit": unit, "axis": meta.get("axis", "linear"),
+                js_deg.append({"run": run.id, "perturbation": pert, "unit": unit, "axis": meta.axis,
                                "best_auc": None if best is None else {"model": best.model, "mode": best.mode},
                                "best_auc_p": p, "level": mid, "leader": self.leader(run, curves, pert, mid),
                                "curves": [c.to_dict() for c in curves]})
@@ -222,15 +223,15 @@ class _Builder:
         js = []
         for run in self.rec.runs:
             for pert, curves in self.layer_curves(run).items():
-                meta = run.curves_meta.get(pert, {})
-                unit = meta.get("unit", "level")
+                meta = run.curves_meta.get(pert, CurveMeta())
+                unit = meta.unit
                 deg.blocks.append(f"Layer sensitivity, {pert} (run {run.id}): one layer perturbed at a time.")
                 deg.blocks.append(self.figure(
                     f"run{run.id}-{slug(pert)}-layers",
                     f"{pert} (run {run.id}): accuracy against level ({unit}) with only the named layer perturbed; "
                     f"one panel per model/mode, one line style per layer; dotted: clean.",
-                    figures.per_layer, curves, self.labels, self.colours, unit, meta.get("axis") == "log",
-                    bool(meta.get("bits"))))
+                    figures.per_layer, curves, self.labels, self.colours, unit, meta.axis == "log",
+                    meta.bits))
                 rows = [[self.labels[cs.model], cs.mode, cs.layer, str(cs.compute), num(cs.auc), pct(cs.mean_accuracy),
                          *[format_drop(cs.drop_levels.get(k), cs.drop_below.get(k, False))
                            for k in ("1pt", "5pt", "10pt")]] for cs in curves]

@@ -19,6 +19,7 @@ from typing import Mapping
 import numpy as np
 
 from basics.modes import Mode
+from robustness.store.curve_meta import CurveMeta
 from basics.attack_labels import attack_label
 from basics.stats import SpeakerGroups, bootstrap_halfwidth, interval_unit, paired_difference, t_interval
 
@@ -148,12 +149,13 @@ def normalised_auc(pts: list[tuple[float, float]], clean: float, axis: str) -> f
     return sum((x1 - x0) * (a0 + a1) / 2 for (x0, a0), (x1, a1) in zip(xs, xs[1:])) / (span * clean)
 
 
-def accuracy_points(level_acc: list[tuple[float, float]], clean_acc: float, meta: Mapping) -> list[tuple[float, float]]:
+def accuracy_points(level_acc: list[tuple[float, float]], clean_acc: float,
+                    meta: CurveMeta) -> list[tuple[float, float]]:
     """(level, accuracy) in severity order (bit widths: most bits first), with the clean
     network at level 0 in front where level 0 is the clean network on a linear axis."""
-    inc = not meta.get("bits", False)
+    inc = not meta.bits
     pts = sorted(level_acc, reverse=not inc)
-    if inc and pts and pts[0][0] > 0 and meta.get("clean_at_zero", True) and meta.get("axis", "linear") == "linear":
+    if inc and pts and pts[0][0] > 0 and meta.clean_at_zero and meta.axis == "linear":
         pts = [(0.0, clean_acc)] + pts
     return pts
 
@@ -170,7 +172,7 @@ def _level_stats(level: float, rows: list[dict], groups: SpeakerGroups | None = 
     return LevelStats(level, len(rows), ms, test, len(rows) > 1 and not bad and min(accs) == max(accs), bad)
 
 
-def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None,
+def summarize(rows: list[dict], curves: Mapping[str, CurveMeta] | None = None,
               skipped: list[dict] | None = None,
               speakers: Mapping[str, SpeakerGroups | None] | None = None) -> list[CurveSummary]:
     """Curves per (model, mode, perturbation, layer).
@@ -178,9 +180,8 @@ def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None,
     `speakers` maps a model to its test examples' speakers: its test-set intervals then
     resample whole speakers (models it does not name: independent examples).
 
-    `curves` maps a perturbation label to what the run stored about its levels (`bits`:
-    a bit width, more is milder; `axis`: linear or log; `clean_at_zero`: level 0 is the
-    clean network); labels it does not name are read as linear, not bits, clean at 0.
+    `curves` maps a perturbation label to what the run stored about its levels; labels it
+    does not name are read as `CurveMeta()` (linear, not bits, clean at 0, monotone).
     `skipped` lists the levels the run did not evaluate (store `skipped`): a curve with
     any has no AUC (the harsh end of its range was never measured).
     """
@@ -198,8 +199,8 @@ def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None,
         c = clean.get((model, mode))
         if c is None:
             continue
-        meta = curves.get(pert, {})
-        axis = meta.get("axis", "linear")
+        meta = curves.get(pert, CurveMeta())
+        axis = meta.axis
         cs = CurveSummary(model, rs[0].get("optimizer") or "", mode, pert, layer,
                           {k: c[k] for k in ("accuracy", "nll", "ece", "brier") if c.get(k) is not None},
                           int(c.get("samples") or 1), axis, test_groups=(speakers or {}).get(model))
@@ -207,19 +208,18 @@ def summarize(rows: list[dict], curves: Mapping[str, Mapping] | None = None,
         for r in rs:
             by_level[r["level"]].append(r)
         cs.levels = [_level_stats(level, by_level[level], cs.test_groups) for level in sorted(by_level)]
-        cs.increasing_severity = not meta.get("bits", False)
-        cs.deterministic = bool(meta.get("deterministic", False))
+        cs.increasing_severity = not meta.bits
+        cs.deterministic = meta.deterministic
         pts = accuracy_points([(s.level, s.metrics["accuracy"][0]) for s in cs.levels], cs.clean["accuracy"], meta)
         overflow = next((i for i, (_, a) in enumerate(pts) if not math.isfinite(a)), None)
         if overflow is not None:  # what lies past an overflowing level is unknown: no drop beyond it, no area
             pts = pts[:overflow]
-        monotone = bool(meta.get("monotone", not meta.get("bits", False)))  # runs before the flag: bits were not
-        measured = sorted(((s.level, s.metrics["accuracy"][0]) for s in cs.levels), reverse=bool(meta.get("bits")))
+        measured = sorted(((s.level, s.metrics["accuracy"][0]) for s in cs.levels), reverse=meta.bits)
         stop = next((i for i, (_, a) in enumerate(measured) if not math.isfinite(a)), len(measured))
         for d in DROPS:  # past an overflowing level nothing is known
             key = f"{int(d * 100)}pt"
             cs.drop_levels[key], cs.drop_below[key] = drop_level(measured[:stop], cs.clean["accuracy"], d, axis,
-                                                                 monotone)
+                                                                 meta.monotone)
         cs.skipped = sorted(skips.get((model, mode, pert, layer), []), reverse=not cs.increasing_severity)
         cs.auc = None if cs.skipped or overflow is not None else normalised_auc(pts, cs.clean["accuracy"], axis)
         out.append(cs)

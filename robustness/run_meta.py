@@ -5,6 +5,7 @@ from __future__ import annotations
 from models.checkpoint import Checkpoint
 from perturbations.base import get as get_perturbation
 from perturbations.spec import Spec
+from robustness.store.curve_meta import CurveMeta
 from robustness.sweep.config import PerturbationPlan
 
 
@@ -30,7 +31,7 @@ UNITS = {"gaussian": "noise std (x {scale} of each layer)", "multiplicative": "r
 SCALE_NAMES = {"max": "max|w|", "std": "std(w)", "abs": "1 (absolute)", "sigma": "posterior sigma"}
 
 
-def curve_meta(spec: Spec, plan: PerturbationPlan, scale: str = "max") -> dict:
+def curve_meta(spec: Spec, plan: PerturbationPlan, scale: str = "max") -> CurveMeta:
     """What a summary or report needs about a perturbation's levels, stored with the run:
     bit width or not (severity order), level axis, clean at level 0, whether harm is declared
     monotone in the level, units, and that every metric but accuracy is better when lower."""
@@ -41,5 +42,5 @@ def curve_meta(spec: Spec, plan: PerturbationPlan, scale: str = "max") -> dict:
         unit = ("budget, LSBs of the stored codes" if opts.get("target") == "quantized" else
                 "budget, log-std of the random model" if opts.get("budget") == "logstd" else
                 "budget, relative |delta| per parameter")
-    return {"bits": p.level_is_bits, "axis": plan.axis, "clean_at_zero": p.identity_at_zero(spec.swept_options),
-            "monotone": p.monotone, "level": p.level, "unit": unit, "higher_is_better": ["accuracy"]}
+    return CurveMeta(bits=p.level_is_bits, axis=plan.axis, clean_at_zero=p.identity_at_zero(spec.swept_options),
+                     monotone=p.monotone, level=p.level, unit=unit)

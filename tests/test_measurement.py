@@ -12,6 +12,7 @@ from perturbations.base import PERTURBATIONS, Context, PerturbationError
 from perturbations.pcm import T0, _pair_conductance
 from perturbations.spec import apply, component_generators, parse_spec
 from reports.summary import summarize
+from robustness.store.curve_meta import CurveMeta
 from robustness.store.database import Store
 from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
 
@@ -83,9 +84,9 @@ def test_auc_is_integrated_on_the_log_axis_for_log_spaced_levels():
               "accuracy": a, "nll": 1.0, "ece": 0.1, "brier": 0.2, "samples": 1, "n": 10} for lv, a in zip(levels, accs)]
     x = [math.log(v) for v in levels]
     area = sum((x1 - x0) * (a0 + a1) / 2 for x0, x1, a0, a1 in zip(x, x[1:], accs, accs[1:]))
-    log_curve = summarize(rows, {"pcm": {"axis": "log", "clean_at_zero": False}})[0]
+    log_curve = summarize(rows, {"pcm": CurveMeta(axis="log", clean_at_zero=False)})[0]
     assert log_curve.auc == pytest.approx(area / (x[-1] - x[0]))
-    lin_curve = summarize(rows, {"pcm": {"axis": "linear", "clean_at_zero": False}})[0]
+    lin_curve = summarize(rows, {"pcm": CurveMeta(axis="linear", clean_at_zero=False)})[0]
     assert lin_curve.auc < 0.5 < log_curve.auc  # linear: the last interval carries ~97% of the weight
     # 0.9 at the first level is already a 5- and 10-point drop: "below 60 s", no interpolation from level 0
     assert log_curve.drop_levels["5pt"] == log_curve.drop_levels["10pt"] == 60.0

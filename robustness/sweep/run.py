@@ -41,6 +41,7 @@ from robustness.evaluate import Mode, compute, mode_tensors, modes_for, require_
 from robustness.executors import Failed, LocalExecutor, RayExecutor, Unit
 from robustness.metrics import log_mean_exp
 from robustness.run_meta import curve_meta, model_meta
+from robustness.store.curve_meta import CurveMeta
 from robustness.store.database import Store
 from robustness.sweep.chance import CurveGate, chance_accuracy, severity_order
 from robustness.sweep.config import MIN_AUTO_SEEDS, PerturbationPlan, SweepConfig, validate
@@ -60,7 +61,7 @@ class SweepResult:
     new_cells: int
     rows: list[dict] = field(default_factory=list)
     touched: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (spec, layer) -> tensors
-    curves: dict[str, dict] = field(default_factory=dict)  # perturbation label -> what summaries need
+    curves: dict[str, CurveMeta] = field(default_factory=dict)  # perturbation label -> what summaries need
     failed: list[dict] = field(default_factory=list)  # units that raised on every attempt (unit, error, attempts)
     skipped: list[dict] = field(default_factory=list)  # levels not run: a milder level was at chance
     groups: dict[str, SpeakerGroups | None] = field(default_factory=dict)  # model -> its test examples' speakers
@@ -177,9 +178,10 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
     layers, hidden = _layers(cks[0], cfg.layers)
     ctx = Context(layers, hidden, Scale(cfg.scale), cfg.include_bias, cfg.include_bn)
     for spec, plan in zip(specs, cfg.plans):  # a perturbation that draws nothing: one network per level, no chips
-        curves[spec.label]["deterministic"] = all(draws_nothing(spec, lv, base, cfg.seed, ctx) for lv in plan.levels)
+        curves[spec.label].deterministic = all(draws_nothing(spec, lv, base, cfg.seed, ctx) for lv in plan.levels)
     with Store.open(store_path, create=True) as store:
-        run_id, resumed = store.run_for(spec_hash(cfg, hashes, specs), {**cfg.to_dict(), "curves": curves}, models_meta,
+        stored = {**cfg.to_dict(), "curves": {k: c.to_dict() for k, c in curves.items()}}
+        run_id, resumed = store.run_for(spec_hash(cfg, hashes, specs), stored, models_meta,
                                         data_hash, __version__, command)
         store.clear_failures("sweep", run_id)
         state = _RunState(store, store.done_keys(run_id), cfg, specs, device, executor, run_id, curves)
@@ -208,7 +210,7 @@ class _RunState:
     device: torch.device
     executor: LocalExecutor | RayExecutor
     run_id: int
-    curves: dict[str, dict]  # perturbation label -> what summaries need (deterministic included)
+    curves: dict[str, CurveMeta]  # perturbation label -> what summaries need (deterministic included)
     new: int = 0
     failed: list[dict] = field(default_factory=list)
     touched: dict[tuple[str, str], list[str]] = field(default_factory=dict)
@@ -238,7 +240,7 @@ class _RunState:
         planned, labels, cells, gates = [], {}, {}, {}  # unit name -> (curve, level) -> (store key, columns)
         chance = chance_accuracy(y)
         for spec, plan in zip(self.specs, cfg.plans):
-            if mode is Mode.CHIPS and self.curves[spec.label]["deterministic"]:
+            if mode is Mode.CHIPS and self.curves[spec.label].deterministic:
                 continue  # M copies of one network, each "perturbed" the same way: the point curve again
             swept = get_perturbation(spec.swept_name)
             for scope in scopes:
@@ -278,7 +280,7 @@ class _RunState:
         held: dict[tuple, list[dict]] = {}
 
         def per_level(curve: tuple) -> int:  # cells a level counts for on the bar, as _planned_cells counts them
-            return _draws_per_level(cfg, self.curves[curve[0]]["deterministic"])
+            return _draws_per_level(cfg, self.curves[curve[0]].deterministic)
 
         def commit(curve: tuple) -> None:  # in severity order, as far as the results allow
             gate = gates[curve]
@@ -322,7 +324,7 @@ def evaluated(data: Dataset, cfg: SweepConfig) -> Split:
     return data.split(cfg.split).stratified(cfg.limit)
 
 
-def _planned_cells(cfg: SweepConfig, cks: list[Checkpoint], specs: list[Spec], curves: dict[str, dict]) -> int:
+def _planned_cells(cfg: SweepConfig, cks: list[Checkpoint], specs: list[Spec], curves: dict[str, CurveMeta]) -> int:
     """Cells the progress bar counts: per model and mode a clean cell and, per scope, level
     and seed, a perturbed one; a deterministic perturbation has one seed and no chips."""
     total = 0
@@ -331,7 +333,7 @@ def _planned_cells(cfg: SweepConfig, cks: list[Checkpoint], specs: list[Spec], c
         scopes = len(_layers(ck, cfg.layers)[0]) if cfg.per_layer else 1
         total += len(modes)
         for spec, plan in zip(specs, cfg.plans):
-            fixed = curves[spec.label]["deterministic"]
+            fixed = curves[spec.label].deterministic
             run = sum(not (fixed and m is Mode.CHIPS) for m in modes)
             total += run * scopes * len(plan.levels) * _draws_per_level(cfg, fixed)
     return total
