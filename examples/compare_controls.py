@@ -27,7 +27,7 @@ def main() -> None:
     a = ap.parse_args()
     plans = (PerturbationPlan("gaussian", (0.05, 0.1)), PerturbationPlan("mismatch", (0.1, 0.2)))
     res = run_sweep(SweepConfig((a.ensemble, a.hwa, a.ivon), plans, seeds=a.seeds, limit=a.limit), a.out)
-    rows = [r for r in res.rows if not (r["model"] == a.hwa and r["mode"] == "chips")]
+    rows = [r for r in res.rows if not (r.model == a.hwa and r.mode == "chips")]
     names = {(a.ensemble, "point"): "Adam point", (a.ensemble, "chips"): "Adam chips",
              (a.ensemble, "ensemble"): "Adam ensemble", (a.hwa, "point"): "hardware-aware Adam",
              (a.ivon, "mean"): "IVON mean", (a.ivon, "chips"): "IVON mean chips", (a.ivon, "bma"): "IVON BMA"}

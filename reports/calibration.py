@@ -11,15 +11,16 @@ from __future__ import annotations
 import numpy as np
 
 from reports.summary import example_scores
+from robustness.store.cell import Cell
 
 BINS = 15
 
 
-def pooled(rows: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
+def pooled(rows: list[Cell]) -> tuple[np.ndarray, np.ndarray] | None:
     """(confidence, correct) of every prediction of these cells; None without per-example data."""
     conf, corr = [], []
     for r in rows:
-        c = r.get("example_confidence")
+        c = r.example_confidence
         k = example_scores(r, "accuracy")
         if c is None or k is None:
             return None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from basics.errors import BadInput
 from basics.stats import SpeakerGroups
+from robustness.store.cell import Cell
 from robustness.store.curve_meta import CurveMeta
 from robustness.store.database import Store
 from robustness.store.rows import damaged
@@ -27,7 +28,7 @@ class Run:
     finished: str | None
     package_version: str
     data_hash: str
-    rows: list[dict] = field(default_factory=list)
+    rows: list[Cell] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)  # levels not run: a milder one had every draw at chance
 
     @property
@@ -94,10 +95,10 @@ def load_records(path: str, models: tuple[str, ...] = (), perturbations: tuple[s
         raise BadInput(f"{path}: the store holds no runs (run `robust sweep` or `robust slice` first)")
     for r in runs:
         listed = {m["path"] for m in r.models}
-        stray = next((x for x in r.rows if x["model"] not in listed), None)
+        stray = next((x for x in r.rows if x.model not in listed), None)
         if stray is not None:
-            raise damaged(path, "cells", stray.get("rowid", "?"), "model",
-                          f"{stray['model']!r} is not among run {r.id}'s models")
+            raise damaged(path, "cells", "?" if stray.rowid is None else stray.rowid, "model",
+                          f"{stray.model!r} is not among run {r.id}'s models")
     rec = Records(path, runs, slices)
     if models:
         known = {p for r in runs for p in (m["path"] for m in r.models)} | {c["model"] for s in slices for c in s.curves}
@@ -107,16 +108,16 @@ def load_records(path: str, models: tuple[str, ...] = (), perturbations: tuple[s
             raise BadInput(f"model {missing[0]!r} is not in {path} (it holds: "
                            f"{', '.join(sorted(os.path.basename(p) for p in known))})")
         for r in runs:
-            r.rows = [x for x in r.rows if x["model"] in keep]
+            r.rows = [x for x in r.rows if x.model in keep]
         for s in slices:
             s.curves = [c for c in s.curves if c["model"] in keep]
     if perturbations:
-        present = {x["perturbation"] for r in runs for x in r.rows} - {"clean"}
+        present = {x.perturbation for r in runs for x in r.rows} - {"clean"}
         missing = [p for p in perturbations if p not in present]
         if missing:
             raise BadInput(f"perturbation {missing[0]!r} is not in {path} (it holds: {', '.join(sorted(present))})")
         for r in runs:
-            r.rows = [x for x in r.rows if x["perturbation"] in perturbations or x["perturbation"] == "clean"]
+            r.rows = [x for x in r.rows if x.perturbation in perturbations or x.perturbation == "clean"]
     rec.runs = [r for r in runs if r.rows]
     rec.slices = [s for s in slices if s.curves]
     return rec

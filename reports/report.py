@@ -45,7 +45,7 @@ class _Builder:
         self.rec = rec
         self.drawer = drawer
         self.labels = rec.labels()
-        keys = [(self.labels[r["model"]], r["mode"]) for run in rec.runs for r in run.rows]
+        keys = [(self.labels[r.model], r.mode) for run in rec.runs for r in run.rows]
         keys += [(self.labels.get(c["model"], c["model"]), c["mode"]) for s in rec.slices for c in s.curves]
         self.colours = figures.palette(keys)
         self._curves: dict[int, tuple[dict, dict]] = {}
@@ -58,7 +58,7 @@ class _Builder:
         return Figure(name, caption)
 
     def key(self, row: dict) -> tuple[str, str]:
-        return self.labels[row["model"]], row["mode"]
+        return self.labels[row.model], row.mode
 
     # --- (1) clean --------------------------------------------------------------------------
 
@@ -67,17 +67,17 @@ class _Builder:
         latest: dict[tuple, dict] = {}
         for run in self.rec.runs:
             for r in run.rows:
-                if r["perturbation"] == "clean":
-                    latest[(r["model"], r["mode"])] = r
+                if r.perturbation == "clean":
+                    latest[(r.model, r.mode)] = r
         if not latest:
             sec.blocks.append("No sweep in this store: no clean evaluation to show.")
             return sec
         rows, js = [], []
         for (model, mode), r in latest.items():
-            rows.append([self.labels[model], mode, str(r["samples"] or 1), str(r["n"]),
-                         *[pct(r[m]) if m == "accuracy" else num(r.get(m), ".4f") for m, _ in CLEAN_METRICS]])
-            js.append({"model": model, "mode": mode, "compute": r["samples"], "n": r["n"],
-                       **{m: r.get(m) for m, _ in CLEAN_METRICS}})
+            rows.append([self.labels[model], mode, str(r.samples or 1), str(r.n),
+                         *[pct(r.accuracy) if m == "accuracy" else num(r.metric(m), ".4f") for m, _ in CLEAN_METRICS]])
+            js.append({"model": model, "mode": mode, "compute": r.samples, "n": r.n,
+                       **{m: r.metric(m) for m, _ in CLEAN_METRICS}})
         sec.blocks.append(Table(["model", "mode", "compute", "N", *[h for _, h in CLEAN_METRICS]], rows,
                                 "Test split; compute = networks evaluated per prediction. MI: mutual information "
                                 "(epistemic part of the entropy, averaging modes only)."))
@@ -109,8 +109,8 @@ class _Builder:
         meta = run.curves_meta.get(cs.perturbation, CurveMeta())
         per: dict[int, list] = defaultdict(list)
         for r in run.rows:
-            if (r["model"], r["mode"], r["perturbation"], r["layer"]) == (cs.model, cs.mode, cs.perturbation, ""):
-                per[r["seed"]].append((r["level"], r["accuracy"]))
+            if (r.model, r.mode, r.perturbation, r.layer) == (cs.model, cs.mode, cs.perturbation, ""):
+                per[r.seed].append((r.level, r.accuracy))
         n_levels = len(cs.levels)
         out = {}
         for s, pts in per.items():
@@ -291,13 +291,13 @@ class _Builder:
                     diagrams: bool = True) -> list:
         shown = shown_levels(curves[0])
         conditions = ["clean", *[f"{pert} {lv:g}" for lv in shown]]
-        selectors = [lambda r: r["perturbation"] == "clean",
-                     *[(lambda r, lv=lv: r["perturbation"] == pert and r["level"] == lv) for lv in shown]]
+        selectors = [lambda r: r.perturbation == "clean",
+                     *[(lambda r, lv=lv: r.perturbation == pert and r.level == lv) for lv in shown]]
         series, table = [], []
         for cs in curves:
             panels = {}
             for title, sel in zip(conditions, selectors):
-                rows = [r for r in run.rows if r["model"] == cs.model and r["mode"] == cs.mode and not r["layer"]
+                rows = [r for r in run.rows if r.model == cs.model and r.mode == cs.mode and not r.layer
                         and sel(r)]
                 data = pooled(rows)
                 if data is None:
@@ -329,9 +329,9 @@ class _Builder:
         for cs in curves:
             by_level: dict[float, list] = defaultdict(list)
             for r in run.rows:
-                if (r["model"], r["mode"], r["perturbation"], r["layer"]) == (cs.model, cs.mode, pert, "") \
-                        and r["spike_rates"]:
-                    by_level[r["level"]].append(r["spike_rates"])
+                if (r.model, r.mode, r.perturbation, r.layer) == (cs.model, cs.mode, pert, "") \
+                        and r.spike_rates:
+                    by_level[r.level].append(r.spike_rates)
             if not by_level:
                 continue
             levels = sorted(by_level)

@@ -19,6 +19,7 @@ from typing import Mapping
 import numpy as np
 
 from basics.modes import Mode
+from robustness.store.cell import Cell
 from robustness.store.curve_meta import CurveMeta
 from basics.attack_labels import attack_label
 from basics.stats import SpeakerGroups, bootstrap_halfwidth, interval_unit, paired_difference, t_interval
@@ -28,16 +29,16 @@ METRICS = ("accuracy", "nll", "ece", "brier", "disagreement", "mutual_informatio
 MODE_ORDER = {m.value: i for i, m in enumerate((Mode.POINT, Mode.MEAN, Mode.CHIPS, Mode.ENSEMBLE, Mode.BMA))}
 
 
-def example_scores(row: dict, metric: str) -> np.ndarray | None:
+def example_scores(row: Cell, metric: str) -> np.ndarray | None:
     """Per-example correctness or NLL of a stored cell (None for cells stored without them)."""
-    if metric == "accuracy" and row.get("example_correct") is not None:
-        return np.unpackbits(np.frombuffer(row["example_correct"], np.uint8))[:row["n"]].astype(np.float64)
-    if metric == "nll" and row.get("example_nll") is not None:
-        return np.frombuffer(row["example_nll"], np.float32).astype(np.float64)
+    if metric == "accuracy" and row.example_correct is not None:
+        return np.unpackbits(np.frombuffer(row.example_correct, np.uint8))[:row.n].astype(np.float64)
+    if metric == "nll" and row.example_nll is not None:
+        return np.frombuffer(row.example_nll, np.float32).astype(np.float64)
     return None
 
 
-def seed_averaged(rows: list[dict], metric: str) -> np.ndarray | None:
+def seed_averaged(rows: list[Cell], metric: str) -> np.ndarray | None:
     """Per-example score averaged over the cells (chips) of one level [N]."""
     per = [example_scores(r, metric) for r in rows]
     if any(p is None for p in per) or not per:
@@ -160,19 +161,19 @@ def accuracy_points(level_acc: list[tuple[float, float]], clean_acc: float,
     return pts
 
 
-def _level_stats(level: float, rows: list[dict], groups: SpeakerGroups | None = None) -> LevelStats:
-    ms = {m: t_interval([r[m] for r in rows]) for m in METRICS if all(r.get(m) is not None for r in rows)}
+def _level_stats(level: float, rows: list[Cell], groups: SpeakerGroups | None = None) -> LevelStats:
+    ms = {m: t_interval([r.metric(m) for r in rows]) for m in METRICS if all(r.metric(m) is not None for r in rows)}
     test = {}
     for m in ("accuracy", "nll"):
         per = seed_averaged(rows, m)
         if per is not None:
             test[m] = bootstrap_halfwidth(per, groups=groups)
-    accs = [r["accuracy"] for r in rows]
+    accs = [r.accuracy for r in rows]
     bad = sum(1 for a in accs if a is None or not math.isfinite(a))
     return LevelStats(level, len(rows), ms, test, len(rows) > 1 and not bad and min(accs) == max(accs), bad)
 
 
-def summarize(rows: list[dict], curves: Mapping[str, CurveMeta] | None = None,
+def summarize(rows: list[Cell], curves: Mapping[str, CurveMeta] | None = None,
               skipped: list[dict] | None = None,
               speakers: Mapping[str, SpeakerGroups | None] | None = None) -> list[CurveSummary]:
     """Curves per (model, mode, perturbation, layer).
@@ -189,11 +190,11 @@ def summarize(rows: list[dict], curves: Mapping[str, CurveMeta] | None = None,
     skips: dict[tuple, list[tuple[float, str]]] = defaultdict(list)
     for sk in skipped or []:
         skips[(sk["model"], sk["mode"], sk["perturbation"], sk["layer"])].append((sk["level"], sk["reason"]))
-    clean = {(r["model"], r["mode"]): r for r in rows if r["perturbation"] == "clean"}
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    clean = {(r.model, r.mode): r for r in rows if r.perturbation == "clean"}
+    groups: dict[tuple, list[Cell]] = defaultdict(list)
     for r in rows:
-        if r["perturbation"] != "clean":
-            groups[(r["model"], r["mode"], r["perturbation"], r["layer"])].append(r)
+        if r.perturbation != "clean":
+            groups[(r.model, r.mode, r.perturbation, r.layer)].append(r)
     out = []
     for (model, mode, pert, layer), rs in groups.items():
         c = clean.get((model, mode))
@@ -201,12 +202,12 @@ def summarize(rows: list[dict], curves: Mapping[str, CurveMeta] | None = None,
             continue
         meta = curves.get(pert, CurveMeta())
         axis = meta.axis
-        cs = CurveSummary(model, rs[0].get("optimizer") or "", mode, pert, layer,
-                          {k: c[k] for k in ("accuracy", "nll", "ece", "brier") if c.get(k) is not None},
-                          int(c.get("samples") or 1), axis, test_groups=(speakers or {}).get(model))
-        by_level: dict[float, list[dict]] = defaultdict(list)
+        cs = CurveSummary(model, rs[0].optimizer or "", mode, pert, layer,
+                          {k: c.metric(k) for k in ("accuracy", "nll", "ece", "brier") if c.metric(k) is not None},
+                          int(c.samples or 1), axis, test_groups=(speakers or {}).get(model))
+        by_level: dict[float, list[Cell]] = defaultdict(list)
         for r in rs:
-            by_level[r["level"]].append(r)
+            by_level[r.level].append(r)
         cs.levels = [_level_stats(level, by_level[level], cs.test_groups) for level in sorted(by_level)]
         cs.increasing_severity = not meta.bits
         cs.deterministic = meta.deterministic
@@ -223,19 +224,19 @@ def summarize(rows: list[dict], curves: Mapping[str, CurveMeta] | None = None,
         cs.skipped = sorted(skips.get((model, mode, pert, layer), []), reverse=not cs.increasing_severity)
         cs.auc = None if cs.skipped or overflow is not None else normalised_auc(pts, cs.clean["accuracy"], axis)
         out.append(cs)
-    order = {m: i for i, m in enumerate(dict.fromkeys(r["model"] for r in rows))}
+    order = {m: i for i, m in enumerate(dict.fromkeys(r.model for r in rows))}
     out.sort(key=lambda c: (order[c.model], MODE_ORDER.get(c.mode, 9), c.perturbation, c.layer))
     return out
 
 
-def paired(rows: list[dict], a: tuple[str, str], b: tuple[str, str], perturbation: str, level: float,
+def paired(rows: list[Cell], a: tuple[str, str], b: tuple[str, str], perturbation: str, level: float,
            metric: str = "accuracy", layer: str = "", groups: SpeakerGroups | None = None):
     """Paired difference A - B of two (model, mode) curves at one level, on the same examples
     and, where both have them, the same chip seeds (see `basics.stats.paired_difference`);
     with `groups` (the examples' speakers) the example test resamples whole speakers."""
     def cells(key: tuple[str, str]) -> dict[int, dict]:
-        return {r["seed"]: r for r in rows if (r["model"], r["mode"]) == key and r["perturbation"] == perturbation
-                and r["level"] == level and r["layer"] == layer}
+        return {r.seed: r for r in rows if (r.model, r.mode) == key and r.perturbation == perturbation
+                and r.level == level and r.layer == layer}
 
     ca, cb = cells(a), cells(b)
     if not ca or not cb:
@@ -244,7 +245,7 @@ def paired(rows: list[dict], a: tuple[str, str], b: tuple[str, str], perturbatio
     if ea is None or eb is None:
         raise KeyError("cells stored without per-example results (schema 1)")
     common = sorted(set(ca) & set(cb))
-    chips = (np.array([ca[s][metric] for s in common]), np.array([cb[s][metric] for s in common])) \
+    chips = (np.array([ca[s].metric(metric) for s in common]), np.array([cb[s].metric(metric) for s in common])) \
         if len(common) >= 2 else (None, None)
     return paired_difference(ea, eb, *chips, groups=groups)
 

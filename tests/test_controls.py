@@ -25,11 +25,11 @@ def test_chips_of_one_copy_is_the_point_model_and_compute_is_reported(tiny_check
     m = str(tiny_checkpoints["adam"])
     cfg = SweepConfig((m,), (PerturbationPlan("gaussian", (0.1, 0.3)),), seeds=3, limit=60, mc_samples=1)
     rows = run_sweep(cfg, str(tmp_path / "a.db"), progress=False).rows
-    point = {(r["level"], r["seed"]): r for r in rows if r["mode"] == "point"}
-    chips = {(r["level"], r["seed"]): r for r in rows if r["mode"] == "chips"}
+    point = {(r.level, r.seed): r for r in rows if r.mode == "point"}
+    chips = {(r.level, r.seed): r for r in rows if r.mode == "chips"}
     assert point.keys() == chips.keys() and len(point) == 1 + 2 * 3
     for k in point:  # M = 1: draw k of seed s is the same chip in both modes
-        assert [point[k][x] for x in METRICS] == pytest.approx([chips[k][x] for x in METRICS], abs=1e-12)
+        assert [point[k].metric(x) for x in METRICS] == pytest.approx([chips[k].metric(x) for x in METRICS], abs=1e-12)
     r = run("sweep", "--model", m, "--noise", "0.3", "--seeds", 2, "--limit", 60, "--mc-samples", 4,
             "--store", tmp_path / "b.db", "-q", "--json")
     assert r.exit_code == 0, r.output
@@ -122,5 +122,5 @@ def test_store_keeps_per_example_results(tiny_checkpoints, tmp_path):
             acc = example_scores(r, "accuracy")
             nll = example_scores(r, "nll")
             assert len(acc) == len(nll) == 50
-            assert acc.mean() == pytest.approx(r["accuracy"]) and nll.mean() == pytest.approx(r["nll"], rel=1e-5)
+            assert acc.mean() == pytest.approx(r.accuracy) and nll.mean() == pytest.approx(r.nll, rel=1e-5)
             assert np.isfinite(nll).all()

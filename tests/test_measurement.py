@@ -12,6 +12,7 @@ from perturbations.base import PERTURBATIONS, Context, PerturbationError
 from perturbations.pcm import T0, _pair_conductance
 from perturbations.spec import apply, component_generators, parse_spec
 from reports.summary import summarize
+from robustness.store.cell import Cell
 from robustness.store.curve_meta import CurveMeta
 from robustness.store.database import Store
 from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
@@ -23,7 +24,7 @@ COLUMNS = ("accuracy", "nll", "brier", "ece", "entropy", "expected_entropy", "mu
 
 
 def _key(r):
-    return (r["mode"], r["perturbation"], r["level"], r["seed"])
+    return (r.mode, r.perturbation, r.level, r.seed)
 
 
 @pytest.mark.slow
@@ -43,7 +44,7 @@ def test_a_cell_alone_in_any_batch_and_after_resume_gives_identical_numbers(tiny
     for k in full:
         for other in (alone, resumed):
             for c in COLUMNS:
-                a, b = full[k][c], other[k][c]
+                a, b = getattr(full[k], c), getattr(other[k], c)
                 assert a == b or (isinstance(a, float) and a == pytest.approx(b, abs=1e-9)), (k, c)
 
 
@@ -82,6 +83,7 @@ def test_auc_is_integrated_on_the_log_axis_for_log_spaced_levels():
              "accuracy": 1.0, "nll": 0.1, "ece": 0.0, "brier": 0.0, "samples": 1, "n": 10}]
     rows += [{"model": "m", "mode": "point", "perturbation": "pcm", "layer": "", "level": lv, "seed": 0,
               "accuracy": a, "nll": 1.0, "ece": 0.1, "brier": 0.2, "samples": 1, "n": 10} for lv, a in zip(levels, accs)]
+    rows = [Cell(**r) for r in rows]
     x = [math.log(v) for v in levels]
     area = sum((x1 - x0) * (a0 + a1) / 2 for x0, x1, a0, a1 in zip(x, x[1:], accs, accs[1:]))
     log_curve = summarize(rows, {"pcm": CurveMeta(axis="log", clean_at_zero=False)})[0]
@@ -107,7 +109,7 @@ def test_summary_reports_the_test_set_interval_beside_the_chip_interval(tiny_che
 def test_seeds_auto_never_judges_from_fewer_than_five_draws(tiny_checkpoints, tmp_path):
     cfg = SweepConfig((str(tiny_checkpoints["adam"]),), (PerturbationPlan("gaussian", (0.0001,)),), seeds=None,
                       ci_width=50, auto_batch=2, limit=40, modes=("point",))
-    rows = [r for r in run_sweep(cfg, str(tmp_path / "a.db"), progress=False).rows if r["perturbation"] != "clean"]
+    rows = [r for r in run_sweep(cfg, str(tmp_path / "a.db"), progress=False).rows if r.perturbation != "clean"]
     assert len(rows) == 6  # batches of 2: 2, 4, then 6 >= 5 draws
 
 
@@ -129,7 +131,7 @@ def test_v1_store_is_migrated(tmp_path):
                 VALUES (1, 'm', 'x', 'point', 'clean', 0, 0, 0.5, 1.0, 0.1, 0.6, 10);""")
     with Store.open(db) as s:
         (row,) = s.cells()
-        assert row["accuracy"] == 0.5 and row["example_nll"] is None
+        assert row.accuracy == 0.5 and row.example_nll is None
         assert dict(s.conn.execute("SELECT key, value FROM meta").fetchall())["schema_version"] == "3"
 
 

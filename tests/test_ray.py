@@ -122,7 +122,7 @@ def test_failing_task_is_retried_then_recorded(tiny_checkpoints, cluster, tmp_pa
         (fail,) = s.failures("sweep", res.run_id)
         assert fail["unit"].endswith("gaussian 0.1") and "simulated worker fault" in fail["error"]
         assert s.runs()[0]["finished"] is None, "a run with a failed unit is not finished"
-        assert {c["level"] for c in s.cells()} == {0.0, 0.05, 0.2}  # the other units were stored
+        assert {c.level for c in s.cells()} == {0.0, 0.05, 0.2}  # the other units were stored
     # a rerun retries the failed unit (here on the local executor) and finishes the run
     again = run_sweep(sweep_cfg(tiny_checkpoints["adam"], modes=("point",)), str(db), progress=False)
     assert again.resumed and again.new_cells == 3 and not again.failed

@@ -47,8 +47,8 @@ COLUMNS = ("accuracy", "nll", "brier", "ece", "example_correct", "example_nll", 
 
 def _cells(ck, path, seeds, **kw):
     cfg = SweepConfig((str(ck),), (PerturbationPlan("read-noise", (0.3,)),), seeds=seeds, limit=60, mc_samples=2, **kw)
-    return {(r["mode"], r["seed"]): r for r in run_sweep(cfg, str(path), progress=False).rows
-            if r["perturbation"] == "read-noise"}
+    return {(r.mode, r.seed): r for r in run_sweep(cfg, str(path), progress=False).rows
+            if r.perturbation == "read-noise"}
 
 
 @pytest.mark.slow
@@ -65,6 +65,6 @@ def test_a_read_noise_cell_is_the_same_number_whatever_cuts_the_work(tiny_checkp
     variants.append(_cells(ck, tmp_path / "alone.db", 2))
     for other in variants:
         for key, row in ref.items():
-            assert all(row[c] == other[key][c] for c in COLUMNS), key
-    assert ref[("chips", 0)]["accuracy"] != ref[("chips", 1)]["accuracy"] or \
-        ref[("chips", 0)]["example_nll"] != ref[("chips", 1)]["example_nll"]  # two chips, two noise streams
+            assert all(getattr(row, c) == getattr(other[key], c) for c in COLUMNS), key
+    assert ref[("chips", 0)].accuracy != ref[("chips", 1)].accuracy or \
+        ref[("chips", 0)].example_nll != ref[("chips", 1)].example_nll  # two chips, two noise streams

@@ -132,6 +132,7 @@ def test_bit_widths_are_not_skipped_past_chance_since_one_bit_can_beat_two(tiny_
 
 def test_drop_levels_are_interpolated_only_along_monotone_axes():
     from reports.summary import drop_level, summarize
+    from robustness.store.cell import Cell
     from robustness.store.curve_meta import CurveMeta
 
     pts = [(8, 0.9), (4, 0.8), (2, 0.1), (1, 0.2)]
@@ -140,5 +141,6 @@ def test_drop_levels_are_interpolated_only_along_monotone_axes():
     rows = [{"model": "m", "mode": "point", "perturbation": "clean", "layer": "", "level": 0.0, "seed": 0,
              "accuracy": 0.9, "nll": 0.1, "ece": 0.0, "brier": 0.0, "samples": 1, "n": 10}]
     rows += [{**rows[0], "perturbation": "quantize", "level": float(b), "accuracy": a} for b, a in pts]
+    rows = [Cell(**r) for r in rows]
     meta = {"quantize": CurveMeta(bits=True, axis="linear", clean_at_zero=False, monotone=False)}
     assert summarize(rows, meta)[0].drop_levels["5pt"] == 4.0

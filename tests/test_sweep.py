@@ -30,7 +30,7 @@ def cells(db):
 
 
 def key(r):
-    return (r["model_hash"], r["mode"], r["perturbation"], r["layer"], r["level"], r["seed"])
+    return (r.model_hash, r.mode, r.perturbation, r.layer, r.level, r.seed)
 
 
 def test_exact_command_uses_defaults_and_level0_reproduces_eval(tiny_checkpoints, tmp_path, monkeypatch):
@@ -46,23 +46,23 @@ def test_exact_command_uses_defaults_and_level0_reproduces_eval(tiny_checkpoints
     ck = load_checkpoint(ivon)
     for mode in (Mode.MEAN, Mode.BMA):  # chips at level 0 is the mean itself
         ref = evaluate(ck, data, mode, EvalConfig(mc_samples=3, limit=80)).metrics
-        for r0 in [r for r in rows if r["mode"] == mode.value and (r["perturbation"] == "clean" or r["level"] == 0)]:
+        for r0 in [r for r in rows if r.mode == mode.value and (r.perturbation == "clean" or r.level == 0)]:
             for m, v in ref.items():
-                assert r0[m] == pytest.approx(v, abs=1e-12), (mode, r0["perturbation"], m)
-    assert {r["perturbation"] for r in rows} == {"clean", "gaussian"}
+                assert r0.metric(m) == pytest.approx(v, abs=1e-12), (mode, r0.perturbation, m)
+    assert {r.perturbation for r in rows} == {"clean", "gaussian"}
     # level 0 draws nothing, so it is evaluated once, not once per seed; modes mean, chips, bma
     assert len(rows) == 3 * (1 + 1 + 2)
-    chips0 = [r for r in rows if r["mode"] == "chips" and r["level"] == 0][0]
-    mean0 = [r for r in rows if r["mode"] == "mean" and r["level"] == 0][0]
-    assert chips0["samples"] == 3 and chips0["accuracy"] == mean0["accuracy"]
-    assert chips0["nll"] == pytest.approx(mean0["nll"], abs=1e-9)
+    chips0 = [r for r in rows if r.mode == "chips" and r.level == 0][0]
+    mean0 = [r for r in rows if r.mode == "mean" and r.level == 0][0]
+    assert chips0.samples == 3 and chips0.accuracy == mean0.accuracy
+    assert chips0.nll == pytest.approx(mean0.nll, abs=1e-9)
 
 
 def test_same_seed_identical_rows_and_stacked_equals_separate(tiny_checkpoints, tmp_path):
     cfg = SweepConfig((str(tiny_checkpoints["adam"]),), (PerturbationPlan("mismatch", (0.1, 0.3)),), seeds=4, limit=60)
     a = run_sweep(cfg, str(tmp_path / "a.db"), progress=False).rows
     b = run_sweep(cfg, str(tmp_path / "b.db"), progress=False).rows
-    assert [[r[m] for m in METRICS] for r in a] == [[r[m] for m in METRICS] for r in b]
+    assert [[r.metric(m) for m in METRICS] for r in a] == [[r.metric(m) for m in METRICS] for r in b]
     import models.chunking as chunking  # where the pass size lives
 
     old = chunking.MAX_NETWORKS_PER_PASS
@@ -72,17 +72,17 @@ def test_same_seed_identical_rows_and_stacked_equals_separate(tiny_checkpoints, 
     finally:
         chunking.MAX_NETWORKS_PER_PASS = old
     for x, y in zip(a, c):
-        assert x["accuracy"] == y["accuracy"] and x["nll"] == pytest.approx(y["nll"], abs=1e-5)
+        assert x.accuracy == y.accuracy and x.nll == pytest.approx(y.nll, abs=1e-5)
 
 
 def test_accuracy_degrades_at_large_levels(tiny_checkpoints, tmp_path):
     cfg = SweepConfig((str(tiny_checkpoints["adam"]),), (PerturbationPlan("gaussian", (0.3, 1.0)),), seeds=4,
                       limit=200)
     rows = run_sweep(cfg, str(tmp_path / "s.db"), progress=False).rows
-    clean = [r["accuracy"] for r in rows if r["perturbation"] == "clean"][0]
-    acc = {lv: sum(r["accuracy"] for r in rows if r["level"] == lv) / 4 for lv in (0.3, 1.0)}
+    clean = [r.accuracy for r in rows if r.perturbation == "clean"][0]
+    acc = {lv: sum(r.accuracy for r in rows if r.level == lv) / 4 for lv in (0.3, 1.0)}
     assert clean > acc[0.3] > acc[1.0]
-    dis = [r["disagreement"] for r in rows if r["level"] == 1.0]
+    dis = [r.disagreement for r in rows if r.level == 1.0]
     assert min(dis) > 0.3
 
 
@@ -102,7 +102,7 @@ def test_resume_after_kills_at_random_points_equals_uninterrupted(tiny_checkpoin
     assert len(a) == len(b) == total
     assert len({key(r) for r in b}) == len(b)
     for x, y in zip(a, b):
-        assert key(x) == key(y) and [x[m] for m in METRICS] == [y[m] for m in METRICS]
+        assert key(x) == key(y) and [x.metric(m) for m in METRICS] == [y.metric(m) for m in METRICS]
 
 
 def test_different_config_kept_apart_and_export(tiny_checkpoints, tmp_path):
@@ -114,7 +114,7 @@ def test_different_config_kept_apart_and_export(tiny_checkpoints, tmp_path):
     with Store.open(db) as s:
         runs = s.runs()
         assert len(runs) == 2 and runs[1]["config"]["plans"][0]["spec"] == "quantize"  # parsed on read
-        assert {r["run_id"] for r in s.cells()} == {1, 2}
+        assert {r.run_id for r in s.cells()} == {1, 2}
     r = run("export", "--store", db, "--format", "csv", "--out", tmp_path / "r.csv")
     assert r.exit_code == 0
     lines = (tmp_path / "r.csv").read_text().splitlines()

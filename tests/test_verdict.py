@@ -7,22 +7,23 @@ from reports.records import Records, Run
 from reports.report import _Builder
 from reports.slices import summarize_slices
 from reports.verdict import verdict
+from robustness.store.cell import Cell
 
 N, SEEDS = 400, 6
 
 
-def _rows(model: str, p_correct: float, rng: np.random.Generator, shared: np.ndarray) -> list[dict]:
+def _rows(model: str, p_correct: float, rng: np.random.Generator, shared: np.ndarray) -> list[Cell]:
     """Clean and gaussian 0.1 cells of one model whose per-example correctness has rate `p_correct`."""
     out = []
     for level, seeds in ((0.0, [0]), (0.1, range(SEEDS))):
         for s in seeds:
             correct = (shared[s] < p_correct).astype(np.uint8) if level else np.ones(N, np.uint8)
             nll = np.where(correct, 0.1, 2.0).astype(np.float32)
-            out.append({"model": model, "optimizer": "adam", "mode": "point", "layer": "", "level": level, "seed": s,
-                        "perturbation": "gaussian" if level else "clean", "samples": 1, "n": N,
-                        "accuracy": float(correct.mean()), "nll": float(nll.mean()), "ece": 0.05, "brier": 0.2,
-                        "example_correct": np.packbits(correct).tobytes(), "example_nll": nll.tobytes(),
-                        "example_confidence": None, "spike_rates": [0.1]})
+            out.append(Cell(model=model, optimizer="adam", mode="point", layer="", level=level, seed=s,
+                            perturbation="gaussian" if level else "clean", samples=1, n=N,
+                            accuracy=float(correct.mean()), nll=float(nll.mean()), ece=0.05, brier=0.2,
+                            example_correct=np.packbits(correct).tobytes(), example_nll=nll.tobytes(),
+                            spike_rates=[0.1]))
     return out
 
 

@@ -47,6 +47,7 @@ import numpy as np
 
 from basics.errors import BadInput
 from robustness.store import rows as store_rows
+from robustness.store.cell import Cell
 from robustness.store.schema import (DEFAULT_STORE, KEY_COLUMNS, SCHEMA_VERSION, SLICE_COLUMNS, STORED_COLUMNS,
                                      create_tables, discard_tables, migrate, schema_damage)
 
@@ -286,7 +287,7 @@ class Store:
                           f"({', '.join('?' for _ in STORED_COLUMNS)})", [vals.get(c) for c in STORED_COLUMNS])
         return cur.rowcount == 1
 
-    def cells(self, run_id: int | None = None) -> list[dict]:
+    def cells(self, run_id: int | None = None) -> list[Cell]:
         """Every cell (of one run), decoded and checked field by field (`store_rows.cell`)."""
         sql = "SELECT rowid, * FROM cells" + (" WHERE run_id = ?" if run_id is not None else "") + \
               " ORDER BY run_id, model, mode, perturbation, layer, level, seed"

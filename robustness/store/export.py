@@ -19,7 +19,7 @@ def export(store_path: str, fmt: str, out: str | None) -> str:
     from basics.files import atomic_path
 
     with closing(Store.open(store_path, readonly=True)) as st:
-        rows = [{c: r[c] for c in CELL_COLUMNS} for r in st.cells()]  # per-example blobs stay in the store
+        rows = [{c: getattr(r, c) for c in CELL_COLUMNS} for r in st.cells()]  # per-example blobs stay in the store
     target = Path(out or Path(store_path).with_suffix(f".{fmt}"))
     for r in rows:
         r["spike_rates"] = json.dumps(r["spike_rates"])

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from basics.errors import BadInput
+from robustness.store.cell import Cell
 from robustness.store.schema import EXAMPLE_COLUMNS, METRIC_COLUMNS, OPTIONAL_METRICS
 
 
@@ -41,7 +42,7 @@ def _number(path: str, table: str, row: Any, field: str, v: Any, finite: bool = 
     return v
 
 
-def cell(path: str, d: dict) -> dict:
+def cell(path: str, d: dict) -> Cell:
     """A `cells` row (with its `rowid`) decoded: metrics as floats (NULL: NaN, a non-finite
     network's), JSON fields parsed, per-example blobs of the length `n` says."""
     row = d.get("rowid", "?")
@@ -68,7 +69,7 @@ def cell(path: str, d: dict) -> dict:
         if not isinstance(blob, bytes) or len(blob) != sizes[c]:
             size = len(blob) if isinstance(blob, (bytes, str)) else type(blob).__name__
             raise damaged(path, t, row, c, f"{size} bytes where {d['n']} examples take {sizes[c]}")
-    return d
+    return Cell.from_dict(d)
 
 
 def run(path: str, table: str, r: dict) -> dict:
