@@ -47,8 +47,8 @@ class SeedSet:
 
 def _method_key(m: Mapping) -> str:
     tc = {k: v for k, v in (m.get("train_config") or {}).items() if k not in _NOT_METHOD}
-    return json.dumps({"train": tc, "hidden": m.get("hidden"), "dataset": m.get("dataset")}, sort_keys=True,
-                      default=str)
+    return json.dumps({"train": tc, "hidden": m.get("hidden"), "neuron": m.get("neuron") or "lif",
+                       "dataset": m.get("dataset")}, sort_keys=True, default=str)
 
 
 def _set_name(labels: list[str], optimizer: str) -> str:
@@ -69,7 +69,8 @@ def seed_sets(models: Iterable[Mapping], labels: Mapping[str, str]) -> list[Seed
         key = _method_key(m)
         # An ensemble starts as M networks, so it pairs only with ensembles of its size.
         s = by_key.setdefault(key, SeedSet("", key, str(m.get("optimizer")), json.dumps(
-            [m.get("hidden"), m.get("dataset"), tc.get("n_train"), tc.get("ensemble") or 1], default=str)))
+            [m.get("hidden"), m.get("neuron") or "lif", m.get("dataset"), tc.get("n_train"), tc.get("ensemble") or 1],
+            default=str)))
         s.members.setdefault(int(tc["seed"]), m["path"])
     for s in by_key.values():
         shown = [labels.get(p, os.path.basename(p)) for p in s.members.values()]

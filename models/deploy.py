@@ -1,6 +1,6 @@
 """What a chip holds: the network's tensors prepared for perturbation.
 
-`deploy_tensors` clamps the leaks to their trained range (a chip stores the value the
+`deploy_tensors` clamps the leaks (and adaptation constants) to their trained range (a chip stores the value the
 network used; mismatch may then move it anywhere) and, with `fold_bn`, folds every
 BatchNorm into the synaptic weights and a constant bias current, as an on-chip
 deployment does, so that weight perturbations hit the folded weights. The folded forward
@@ -18,6 +18,7 @@ from torch import Tensor
 from models.layers import affine_bn
 from models.layers import bn_affine
 from models.model_config import ModelConfig
+from models.recurrent import RANGES
 
 
 def _identity_bn(t: dict[str, Tensor], prefix: str, like: Tensor, eps: float, shift: Tensor | None = None) -> None:
@@ -30,6 +31,9 @@ def deploy_tensors(cfg: ModelConfig, t: Mapping[str, Tensor], fold_bn: bool = Fa
     for i in range(len(cfg.hidden)):
         a = out[f"blocks.{i}.alpha"]
         out[f"blocks.{i}.alpha"] = a.clamp(cfg.alpha_min, cfg.alpha_max)
+        for name, (lo, hi) in RANGES.items():  # adaptive neurons' constants, as the forward pass clamps them
+            if f"blocks.{i}.{name}" in out:
+                out[f"blocks.{i}.{name}"] = out[f"blocks.{i}.{name}"].clamp(lo, hi)
     if not fold_bn:
         return out
     for i in range(len(cfg.hidden)):

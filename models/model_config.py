@@ -15,7 +15,12 @@ from models.native import Kernel
 
 
 RESETS = ("subtract", "zero")
-NEURONS = ("lif", "cuba_lif", "if")
+# `lif` is the paper's network; adlif, rlif and radlif are sparch's adaptive and recurrent
+# types (models/recurrent.py); cuba_lif and if come only from imported NIR graphs.
+TRAINABLE_NEURONS = ("lif", "adlif", "rlif", "radlif")
+NEURONS = (*TRAINABLE_NEURONS, "cuba_lif", "if")
+ADAPTIVE = ("adlif", "radlif")   # an adaptation current w with its own decay and couplings a, b
+RECURRENT = ("rlif", "radlif")   # layer-wise recurrent weights V (zero diagonal)
 
 
 @dataclass(frozen=True)
@@ -36,9 +41,11 @@ class ModelConfig:
         reset: after a spike the membrane drops by the threshold (`subtract`, trained here)
             or is set to 0 (`zero`: Norse's LIFBox and NIR's LIF with v_reset = 0, for
             imported models).
-        neuron: `lif` (trained here), or for imported models `cuba_lif` (a synaptic
-            current with its own decay `blocks.i.beta` between the Linear, which then has a
-            bias, and the BatchNorm) or `if` (no leak: alpha = 1, input added per step).
+        neuron: `lif` (the paper's), sparch's `adlif` (adaptive), `rlif` (recurrent) and
+            `radlif` (both; see models/recurrent.py), or for imported models `cuba_lif` (a
+            synaptic current with its own decay `blocks.i.beta` between the Linear, which
+            then has a bias, and the BatchNorm) or `if` (no leak: alpha = 1, input added per
+            step).
     """
 
     input_dim: int = 40
@@ -59,6 +66,8 @@ class ModelConfig:
             raise ValueError(f"reset must be one of {', '.join(RESETS)}, not {self.reset!r}")
         if self.neuron not in NEURONS:
             raise ValueError(f"neuron must be one of {', '.join(NEURONS)}, not {self.neuron!r}")
+        if self.neuron in ADAPTIVE + RECURRENT and self.reset != "subtract":
+            raise ValueError(f"{self.neuron} neurons reset by subtraction, not {self.reset!r}")
         for name in ("input_dim", "num_classes"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -95,6 +104,18 @@ class ModelConfig:
         return cls(**kw)
 
 
+def weight_layers(cfg: ModelConfig) -> tuple[str, ...]:
+    """Every layer with synaptic weights (`<layer>.linear.weight`), in forward order: the
+    hidden blocks, each followed by its recurrent synapses `blocks.i.recurrent` (rlif,
+    radlif), then the readout. Perturbations and `--layers` address these names."""
+    out: list[str] = []
+    for i in range(len(cfg.hidden)):
+        out.append(f"blocks.{i}")
+        if cfg.neuron in RECURRENT:
+            out.append(f"blocks.{i}.recurrent")
+    return (*out, "readout")
+
+
 @dataclass
 class ForwardOptions:
     """How one forward pass treats BatchNorm and dropout.
@@ -107,8 +128,8 @@ class ForwardOptions:
         dropout_generator: when set, apply dropout with masks drawn from it.
         record_stats: when a dict, receives (sum, sum of squares, count) per BN layer, used to
             re-estimate running statistics for each posterior sample.
-        clamp_alpha: clamp the leak to its trainable range (off for perturbed hardware
-            constants, which may leave it).
+        clamp_alpha: clamp the leak (and adaptive neurons' beta, a, b) to its trainable
+            range (off for perturbed hardware constants, which may leave it).
         example_offset: index of `x[0]` in its split. Read noise (`blocks.i.read_noise`) of
             draw k at example b, step t and neuron h is a function of
             (`blocks.i.read_noise_seed[k]`, example_offset + b, t, h) alone, so a draw's noise

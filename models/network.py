@@ -23,7 +23,8 @@ from models.hardware import add_read_noise, force_spikes, read_noise_keys
 from models.inference import chunked_inference
 from models.layers import bn_affine, drive_gain, flatten_input, leak, row_invariant, synaptic_filter
 from models.lif import lif_scan
-from models.model_config import ForwardOptions, ModelConfig
+from models import recurrent
+from models.model_config import ADAPTIVE, RECURRENT, ForwardOptions, ModelConfig
 from models.native import Kernel
 
 
@@ -84,10 +85,15 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
             cur = syn.view(cur.shape)
         cur = _batchnorm(cur, t, f"{p}.bn", cfg, opt)
         alpha = leak(cfg, t, p, opt)
-        drive = (cur * drive_gain(cfg, alpha)).view(cur.shape[0], steps, bsz, -1)
-        z = lif_scan(drive, alpha, t[f"{p}.v_th"].unsqueeze(1), cfg.surrogate_width, smooth=opt.smooth_spikes,
-                     reset=cfg.reset, kernel=opt.kernel)
-        z = force_spikes(z, t.get(f"{p}.dead"), t.get(f"{p}.saturated"))
+        if recurrent.is_stateful(cfg):  # forced spikes act inside: they feed back through V and w
+            z = recurrent.scan(cur.view(cur.shape[0], steps, bsz, -1), alpha, t[f"{p}.v_th"].unsqueeze(1),
+                               cfg.surrogate_width, recurrent.recurrent_weight(t, p), recurrent.adaptation(t, p, opt),
+                               t, p, opt)
+        else:
+            drive = (cur * drive_gain(cfg, alpha)).view(cur.shape[0], steps, bsz, -1)
+            z = lif_scan(drive, alpha, t[f"{p}.v_th"].unsqueeze(1), cfg.surrogate_width, smooth=opt.smooth_spikes,
+                         reset=cfg.reset, kernel=opt.kernel)
+            z = force_spikes(z, t.get(f"{p}.dead"), t.get(f"{p}.saturated"))
         rates.append(z.mean(dim=(1, 2, 3)))
         z = _dropout(z, cfg.dropout, opt.dropout_generator)
         h = z.view(z.shape[0], steps * bsz, -1)
@@ -124,7 +130,7 @@ def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
     opt = opt or ForwardOptions()
     k = next(iter(t.values())).shape[0]
     inference = not (opt.bn_batch_stats or opt.record_stats is not None or opt.dropout_generator is not None
-                     or opt.smooth_spikes > 0
+                     or opt.smooth_spikes > 0 or recurrent.is_stateful(cfg)
                      or (torch.is_grad_enabled() and any(v.requires_grad for v in t.values())))
     if inference:
         rate, rates = chunked_inference(cfg, t, x, opt, k)
@@ -152,6 +158,12 @@ class _Block(nn.Module):
         self.register_buffer("v_th", torch.full((d_out,), cfg.threshold))
         if cfg.neuron == "cuba_lif":  # synaptic decay per step, fixed (imported models only)
             self.register_buffer("beta", torch.zeros(d_out))
+        if cfg.neuron in RECURRENT:  # its own layer of synapses, `blocks.i.recurrent.linear.weight`
+            self.recurrent = nn.Module()
+            self.recurrent.linear = nn.Linear(d_out, d_out, bias=False)
+        if cfg.neuron in ADAPTIVE:  # adaptation decay and couplings per neuron (models/recurrent.py)
+            for name in recurrent.ADAPT:
+                setattr(self, name, nn.Parameter(torch.empty(d_out)))
 
 
 class _Readout(nn.Module):
@@ -179,9 +191,12 @@ class SpikingNet(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, g: torch.Generator) -> None:
-        """Kaiming-uniform Linear init and uniform leak init, drawn from `g`."""
+        """Kaiming-uniform Linear init and uniform leak init, drawn from `g`; sparch's types
+        then draw orthogonal recurrent weights and uniform adaptation constants over their
+        ranges (after the paper's draws, so `lif` networks are drawn exactly as before)."""
+        rec = {id(blk.recurrent.linear) for blk in self.blocks if hasattr(blk, "recurrent")}
         for m in self.modules():
-            if isinstance(m, nn.Linear):
+            if isinstance(m, nn.Linear) and id(m) not in rec:
                 bound = 1.0 / math.sqrt(m.in_features)
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 2 * bound - bound)
                 if m.bias is not None:
@@ -189,6 +204,12 @@ class SpikingNet(nn.Module):
         for blk in self.blocks:
             blk.alpha.copy_(self.cfg.alpha_min + torch.rand(blk.alpha.shape, generator=g)
                             * (self.cfg.alpha_max - self.cfg.alpha_min))
+        for blk in self.blocks:
+            if hasattr(blk, "recurrent"):
+                blk.recurrent.linear.weight.copy_(recurrent.orthogonal(blk.recurrent.linear.in_features, g))
+            for name in recurrent.ADAPT if hasattr(blk, "adapt_beta") else ():
+                lo, hi = recurrent.RANGES[name]
+                getattr(blk, name).copy_(lo + torch.rand(blk.alpha.shape, generator=g) * (hi - lo))
 
     def tensors(self) -> dict[str, Tensor]:
         """Every tensor the forward pass reads (parameters and buffers), by name."""

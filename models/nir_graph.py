@@ -41,7 +41,7 @@ import torch
 
 from basics.errors import BadInput
 from models.layers import affine_bn, bn_affine
-from models.model_config import ModelConfig
+from models.model_config import ADAPTIVE, RECURRENT, ModelConfig
 from models.network import SpikingNet
 
 DEFAULT_DT = 1e-3  # NIR's and Norse's convention when a graph does not say
@@ -55,6 +55,12 @@ def _np(x: Any) -> np.ndarray:
 
 def to_nir(cfg: ModelConfig, t: Mapping[str, torch.Tensor], dt: float) -> "Any":
     """The network of K = 1 tensors `t` (deployed: leaks as a chip stores them) as an NIR graph."""
+    if cfg.neuron in ADAPTIVE:
+        raise BadInput(f"{cfg.neuron} neurons have no NIR node (NIR has no adaptation current): "
+                       "only lif networks export")
+    if cfg.neuron in RECURRENT:
+        raise BadInput(f"{cfg.neuron}: export of recurrent layers (an LIF node with a self-loop Affine) is not "
+                       "implemented yet")
     import nir
 
     nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array([cfg.input_dim]))}

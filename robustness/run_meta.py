@@ -17,7 +17,7 @@ def model_meta(ck: Checkpoint, path: str, mhash: str) -> dict:
 
         post = posterior_report(ck)
     return {"path": path, "hash": mhash, "optimizer": ck.optimizer, "hidden": list(ck.net.cfg.hidden),
-            "parameters": sum(p.numel() for p in ck.net.parameters()), "members": len(ck.members or []) or None,
+            "neuron": ck.net.cfg.neuron, "parameters": sum(p.numel() for p in ck.net.parameters()), "members": len(ck.members or []) or None,
             "train_config": ck.train_config, "dataset": ck.dataset.get("name"),
             "final_val_acc": ck.history[-1].get("val_acc") if ck.history else None, "posterior": post}
 

@@ -52,6 +52,9 @@ class TrainRequest:
                                low=0.0, low_open=True)
     hidden: tuple[int, ...] = option((256, 256), "Hidden layer widths.", parse=parse_widths, text_default="256,256",
                                      after="train_perturbation")
+    neuron: str = option("lif", "Neuron type of the hidden layers (sparch's names): lif (the paper's), adlif "
+                                "(adaptive), rlif (recurrent), radlif (both).",
+                         choices=("lif", "adlif", "rlif", "radlif"), after="hidden")
     frames: int | None = option(None, "Frames T per utterance [dataset default].", number="int", low=1)
     limit_train: int | None = option(None, "Use only the first N training examples.", number="int", low=1)
     skip_bad: bool = option(False, "Skip unusable audio files instead of failing.", kind="flag")

@@ -15,7 +15,7 @@ from basics.stats import SpeakerGroups, bootstrap_halfwidth, interval_unit
 from models import native
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.deploy import deploy_tensors
-from models.model_config import ModelConfig
+from models.model_config import ModelConfig, weight_layers
 from models.network import SpikingNet
 from models.posterior import diagnose
 from models.train import PRESETS, Perturb, TrainConfig, train
@@ -70,7 +70,7 @@ def hardware_perturbation(text: str, cfg: ModelConfig) -> Perturb:
     if level is None:
         raise BadInput(f"--train-perturbation {text!r}: give the level to train at, e.g. {spec.swept_name}:0.05")
     hidden = tuple(f"blocks.{i}" for i in range(len(cfg.hidden)))
-    ctx = Context(hidden + ("readout",), hidden)
+    ctx = Context(weight_layers(cfg), hidden)
 
     def perturb(t: dict[str, torch.Tensor], g: torch.Generator) -> dict[str, torch.Tensor]:
         t = deploy_tensors(cfg, t)  # clamped leaks: the values a chip would store
@@ -90,7 +90,7 @@ def train_to_checkpoint(req: TrainRequest, out: str | Path, device: torch.device
     spec = DatasetSpec(req.dataset, data_dir, req.frames, req.skip_bad, req.speaker_pattern)
     data = load_dataset(spec, progress=progress)
     tr, va = data.split("train").head(req.limit_train), data.split("validation")
-    mcfg = ModelConfig(input_dim=tr.x.shape[-1], num_classes=len(data.classes), hidden=req.hidden)
+    mcfg = ModelConfig(input_dim=tr.x.shape[-1], num_classes=len(data.classes), hidden=req.hidden, neuron=req.neuron)
     perturb = hardware_perturbation(req.train_perturbation, mcfg) if req.train_perturbation else None
     if data.skipped:
         log.warning("skipped %d unusable file(s)", len(data.skipped))
@@ -145,6 +145,7 @@ def evaluate_checkpoints(paths: list[str], ecfg: EvalConfig, data_dir: str | Non
                 rows.append({"model": path, "optimizer": ck.optimizer, "split": ecfg.split, **r.row(),
                              "model_hash": ck.content_hash, "data_hash": cache[spec].fingerprint,
                              "train_config": ck.train_config, "hidden": list(ck.net.cfg.hidden),
+                             "neuron": ck.net.cfg.neuron,
                              "dataset": ck.dataset.get("name"),
                              "split_size": len(split), "test_interval": interval_unit(groups),
                              "accuracy_test_ci": bootstrap_halfwidth(r.correct, groups=groups),
@@ -218,7 +219,7 @@ def format_table(rows: list[dict]) -> str:
 def seed_summary(rows: list[dict]) -> list[dict]:
     """Evaluation rows grouped into seed sets (see `basics.replicates`), with seed-level metrics."""
     metas = {r["model"]: {"path": r["model"], "optimizer": r["optimizer"], "train_config": r.get("train_config"),
-                          "hidden": r.get("hidden"), "dataset": r.get("dataset")} for r in rows}
+                          "hidden": r.get("hidden"), "neuron": r.get("neuron"), "dataset": r.get("dataset")} for r in rows}
     labels = {p: Path(p).name for p in metas}
     out = []
     for s in seed_sets(metas.values(), labels):

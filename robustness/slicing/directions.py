@@ -26,7 +26,7 @@ from torch import Tensor
 
 from basics.errors import BadInput
 from models.checkpoint import Checkpoint
-from models.model_config import ForwardOptions, ModelConfig
+from models.model_config import ForwardOptions, ModelConfig, weight_layers
 from models.network import forward_stacked
 
 RANDOM_KINDS = ("unit", "filter", "layer")
@@ -35,7 +35,7 @@ KINDS = RANDOM_KINDS + ("hessian", "posterior")
 
 def moved_names(cfg: ModelConfig, include_bn: bool = False) -> list[str]:
     """The tensors a slice moves, sorted."""
-    names = [f"blocks.{i}.linear.weight" for i in range(len(cfg.hidden))] + ["readout.linear.weight"]
+    names = [f"{layer}.linear.weight" for layer in weight_layers(cfg)]
     if include_bn:
         bns = [f"blocks.{i}.bn" for i in range(len(cfg.hidden))] + ["readout.bn"]
         names += [f"{b}.{p}" for b in bns for p in ("weight", "bias")] + ["readout.linear.bias"]

@@ -29,7 +29,7 @@ from basics.stats import SpeakerGroups
 from models import native
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.deploy import deploy_tensors
-from models.model_config import ForwardOptions
+from models.model_config import ForwardOptions, weight_layers
 from models.network import block_spikes
 from perturbations.base import Context, Scale
 from perturbations.base import get as get_perturbation
@@ -70,7 +70,7 @@ class SweepResult:
 
 def _layers(ck: Checkpoint, wanted: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     hidden = tuple(f"blocks.{i}" for i in range(len(ck.net.cfg.hidden)))
-    every = hidden + ("readout",)
+    every = weight_layers(ck.net.cfg)
     if not wanted:
         return every, hidden
     unknown = [w for w in wanted if w not in every]
@@ -355,7 +355,7 @@ def _reuse(ck: Checkpoint, prep: Prepared, scope: tuple[str, ...], cfg: SweepCon
     if not cfg.per_layer or prep.k0 != 1:
         return 0, x
     names = [f"blocks.{i}" for i in range(len(ck.net.cfg.hidden))] + ["readout"]
-    start = names.index(scope[0])
+    start = names.index(scope[0].removesuffix(".recurrent"))  # recurrent synapses belong to their block
     if start == 0:
         return 0, x
     opt = ForwardOptions(clamp_alpha=False)
