@@ -206,7 +206,8 @@ class SpikingNet(nn.Module):
                             * (self.cfg.alpha_max - self.cfg.alpha_min))
         for blk in self.blocks:
             if hasattr(blk, "recurrent"):
-                blk.recurrent.linear.weight.copy_(recurrent.orthogonal(blk.recurrent.linear.in_features, g))
+                v = recurrent.orthogonal(blk.recurrent.linear.in_features, g)
+                blk.recurrent.linear.weight.copy_(v.fill_diagonal_(0.0))  # no neuron synapses onto itself
             for name in recurrent.ADAPT if hasattr(blk, "adapt_beta") else ():
                 lo, hi = recurrent.RANGES[name]
                 getattr(blk, name).copy_(lo + torch.rand(blk.alpha.shape, generator=g) * (hi - lo))

@@ -50,10 +50,10 @@ RECURRENT_STREAM = 0x2545F4914F6CDD1D  # xor-ed into a layer's read-noise key: t
 
 
 def orthogonal(h: int, g: torch.Generator) -> Tensor:
-    """An [h, h] orthogonal matrix drawn from `g` (QR of a Gaussian, signs fixed), diagonal zeroed."""
+    """An [h, h] orthogonal matrix drawn from `g` (QR of a Gaussian with the signs fixed: Haar
+    distributed, as `torch.nn.init.orthogonal_` draws, but from our generator)."""
     q, r = torch.linalg.qr(torch.randn(h, h, generator=g, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
-    return q.fill_diagonal_(0.0).float()
+    return (q * torch.sign(torch.diagonal(r)).unsqueeze(0)).float()
 
 
 def adaptation(t: Mapping[str, Tensor], p: str, opt: ForwardOptions) -> tuple[Tensor, Tensor, Tensor] | None:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.deploy import deploy_tensors
-from models.model_config import ForwardOptions, ModelConfig
+from models.model_config import TRAINABLE_NEURONS, ForwardOptions, ModelConfig, weight_layers
 from models.network import SpikingNet, forward_stacked
 from perturbations.base import PERTURBATIONS, Context, Scale
 from perturbations.quantize import quantize_tensor
@@ -21,46 +21,83 @@ LEVELS = {"quantize": 4, "pcm": 3600.0, "bitflip": 0.05, "stuck-at": 0.2, "dead-
           "saturated-neuron": 0.3}
 
 
-def net_tensors(k=3):
-    net = SpikingNet(CFG, torch.Generator().manual_seed(0))
-    return {n: v.detach() for n, v in deploy_tensors(CFG, net.stacked(k)).items()}
+def cfg_of(neuron="lif"):
+    return ModelConfig(hidden=(16, 12), num_classes=5, input_dim=10, neuron=neuron)
 
 
-def run(name, level, k=3, seed=0, draws=None, t=None):
-    t = t if t is not None else net_tensors(k)
-    return apply(parse_spec(f"{name}:?"), level, t, seed=seed, draws=draws or list(range(k)), ctx=CTX)
+def net_tensors(k=3, neuron="lif"):
+    cfg = cfg_of(neuron)
+    net = SpikingNet(cfg, torch.Generator().manual_seed(0))
+    return {n: v.detach() for n, v in deploy_tensors(cfg, net.stacked(k)).items()}
 
 
+def run(name, level, k=3, seed=0, draws=None, t=None, neuron="lif"):
+    t = t if t is not None else net_tensors(k, neuron)
+    ctx = Context(weight_layers(cfg_of(neuron)), HIDDEN)
+    return apply(parse_spec(f"{name}:?"), level, t, seed=seed, draws=draws or list(range(k)), ctx=ctx)
+
+
+# The registry-wide properties hold on every neuron type: the adaptive and recurrent
+# tensors are inputs a perturbation must copy, never modify, and leave alone at level 0.
+@pytest.mark.parametrize("neuron", TRAINABLE_NEURONS)
 @pytest.mark.parametrize("name", sorted(PERTURBATIONS))
-def test_shape_dtype_kept_and_input_untouched(name):
-    t = net_tensors()
+def test_shape_dtype_kept_and_input_untouched(name, neuron):
+    t = net_tensors(neuron=neuron)
     before = {n: v.clone() for n, v in t.items()}
-    out = run(name, LEVELS.get(name, 0.1), t=t)
+    out = run(name, LEVELS.get(name, 0.1), t=t, neuron=neuron)
     for n, v in t.items():
         assert torch.equal(v, before[n]), f"{name} modified its input {n}"
         assert out[n].shape == v.shape and out[n].dtype == v.dtype
     assert any(not torch.equal(out[n], t[n]) for n in t) or set(out) - set(t), f"{name} changed nothing"
 
 
+@pytest.mark.parametrize("neuron", TRAINABLE_NEURONS)
 @pytest.mark.parametrize("name", sorted(n for n, p in PERTURBATIONS.items() if p.zero_is_identity))
-def test_level_zero_is_identity(name):
-    t = net_tensors()
-    out = run(name, 0.0, t=t)
+def test_level_zero_is_identity(name, neuron):
+    t = net_tensors(neuron=neuron)
+    out = run(name, 0.0, t=t, neuron=neuron)
     assert set(out) == set(t) and all(torch.equal(out[n], t[n]) for n in t)
 
 
+@pytest.mark.parametrize("neuron", TRAINABLE_NEURONS)
 @pytest.mark.parametrize("name", sorted(PERTURBATIONS))
-def test_same_seed_same_draw_and_stacked_equals_separate(name):
+def test_same_seed_same_draw_and_stacked_equals_separate(name, neuron):
     lvl = LEVELS.get(name, 0.1)
-    a = run(name, lvl, seed=5)
-    b = run(name, lvl, seed=5)
-    c = run(name, lvl, seed=6)
+    a = run(name, lvl, seed=5, neuron=neuron)
+    b = run(name, lvl, seed=5, neuron=neuron)
+    c = run(name, lvl, seed=6, neuron=neuron)
     assert all(torch.equal(a[n], b[n]) for n in a)
     if name not in ("quantize", "read-noise"):  # deterministic at perturbation time
         assert any(not torch.equal(a[n], c[n]) for n in a)
     # draw k of a K-stack equals that draw alone
-    single = run(name, lvl, k=1, seed=5, draws=[2])
+    single = run(name, lvl, k=1, seed=5, draws=[2], neuron=neuron)
     assert all(torch.equal(a[n][2:3], single[n]) for n in single)
+
+
+WEIGHT_PERTURBATIONS = ("gaussian", "multiplicative", "lognormal", "quantize", "stuck-at", "bitflip", "pcm")
+
+
+@pytest.mark.parametrize("name", WEIGHT_PERTURBATIONS + ("mismatch",))
+def test_recurrent_synapses_are_synapses(name):
+    """V is a layer of synaptic weights: every weight model (and mismatch's gain) reaches it."""
+    t = net_tensors(neuron="radlif")
+    out = run(name, LEVELS.get(name, 0.1), t=t, neuron="radlif")
+    for i in range(2):
+        n = f"blocks.{i}.recurrent.linear.weight"
+        assert not torch.equal(out[n], t[n]), f"{name} left {n} untouched"
+
+
+def test_mismatch_spreads_the_adaptation_constants_per_neuron_and_keeps_their_signs():
+    t = net_tensors(k=4, neuron="adlif")
+    out = run("mismatch", 0.2, k=4, t=t, neuron="adlif")
+    for name in ("adapt_beta", "adapt_a", "adapt_b"):
+        a, b = t[f"blocks.0.{name}"], out[f"blocks.0.{name}"]
+        assert not torch.equal(a, b) and not torch.equal(b[0], b[1]), name  # per neuron, per chip
+        assert torch.equal(torch.sign(a), torch.sign(b)), name
+    beta = out["blocks.0.adapt_beta"]
+    assert float(beta.min()) > 0 and float(beta.max()) < 1  # a time constant stays a decay
+    only_vth = run("mismatch(targets=vth)", 0.2, k=4, t=t, neuron="adlif")
+    assert torch.equal(only_vth["blocks.0.adapt_a"], t["blocks.0.adapt_a"])
 
 
 def test_gaussian_noise_std_matches_level_per_layer():
