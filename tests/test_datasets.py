@@ -1,10 +1,12 @@
 """Every real-dataset loader on a small fixture written in exactly its layout."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
 import soundfile as sf
+from click.testing import CliRunner
 
 from basics.errors import BadInput
 from robustness.data import DatasetSpec, load_dataset
@@ -197,6 +199,48 @@ def test_shd(tmp_path):
     assert len(d.splits["train"]) + len(d.splits["validation"]) == 40 and len(d.splits["test"]) == 10
     assert float(d.splits["test"].x[0].sum()) == 200.0  # every spike lands in a bin
     assert len(d.splits["validation"]) == 20  # one per class (2 per class in train)
+
+
+def _spike_file(path, labels, rng, max_time):
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        vt, vu = h5py.vlen_dtype(np.float32), h5py.vlen_dtype(np.uint16)
+        times = f.create_dataset("spikes/times", (len(labels),), dtype=vt)
+        units = f.create_dataset("spikes/units", (len(labels),), dtype=vu)
+        for i, c in enumerate(labels):
+            times[i] = np.sort(rng.uniform(0, max_time, 100)).astype(np.float32)
+            units[i] = (rng.integers(0, 20, 100) + 20 * c).astype(np.uint16)  # each class its own channels
+        f["labels"] = np.asarray(labels, dtype=np.uint8)
+        f["extra/speaker"] = (np.arange(len(labels)) % 3).astype(np.uint8)
+
+
+def test_ssc_release_layout_with_its_own_validation_file(tmp_path):
+    pytest.importorskip("h5py")
+    from robustness.cli.main import cli
+
+    root = tmp_path / "ssc"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for split, reps in (("train", 2), ("valid", 1), ("test", 1)):
+        _spike_file(root / f"ssc_{split}.h5", list(range(35)) * reps, rng, 0.999)
+    d = load_dataset(DatasetSpec("ssc", str(root), frames=40))
+    assert len(d.classes) == 35 and d.classes[0] == "backward" and d.classes[-1] == "zero"
+    assert [len(d.splits[s]) for s in ("train", "validation", "test")] == [70, 35, 35]
+    assert d.splits["train"].x.shape[1:] == (40, 700)
+    assert float(d.splits["test"].x[3].sum()) == 100.0  # spikes up to 1 s all land in a bin
+    ck = tmp_path / "ssc.pt"
+    r = CliRunner().invoke(cli, ["train", "--dataset", "ssc", "--data-dir", str(root), "--frames", "40", "--epochs",
+                                 "1", "--hidden", "16,16", "--neuron", "adlif", "--out", str(ck), "-q"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["eval", "--model", str(ck), "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["models"][0]["modes"][0]["n"] == 35, r.output
+    (root / "ssc_valid.h5").unlink()
+    r = CliRunner().invoke(cli, ["eval", "--model", str(ck)])
+    assert r.exit_code == 2 and "missing ssc_valid.h5" in r.output and "Traceback" not in r.output
+    _spike_file(root / "ssc_valid.h5", [35], rng, 0.5)
+    with pytest.raises(BadInput, match="labels outside 0..34"):
+        load_dataset(DatasetSpec("ssc", str(root), frames=40))
 
 
 def test_feature_cache_reused_and_invalidated(tmp_path, cache_dir, monkeypatch):

@@ -1,8 +1,12 @@
-"""Spiking Heidelberg Digits: spike trains binned into T frames (no log-mel step).
+"""Spiking Heidelberg Digits and Spiking Speech Commands: spike trains binned into T frames
+(no log-mel step).
 
-Files `shd_train.h5` and `shd_test.h5` (Cramer et al. 2020) with `spikes/times` (seconds,
-ragged), `spikes/units` (0..699), `labels`, and `extra/speaker`. Each utterance becomes
-spike counts [T, 700 / pool] over [0, max_time]; validation is 10% of train per class.
+Both come from Cramer et al. 2020 in one HDF5 layout: `spikes/times` (seconds, ragged),
+`spikes/units` (0..699), `labels`, and optionally `extra/speaker` and `extra/keys` (the
+class names). Each utterance becomes spike counts [T, 700 / pool] over [0, max_time).
+SHD (`shd_train.h5`, `shd_test.h5`, 20 classes): validation is 10% of train per class.
+SSC (`ssc_train.h5`, `ssc_valid.h5`, `ssc_test.h5`, 35 classes): the release's own
+validation file. SSC utterances last up to 1 s, as Speech Commands clips do.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from robustness.data.folders import HD_CLASSES, stable_fraction, require_dir
 
 CHANNELS = 700
 MAX_TIME = 1.4  # seconds: SHD utterances end before this
+SSC_MAX_TIME = 1.0  # seconds: Speech Commands clips are at most 1 s
 DEFAULT_FRAMES = 100
 
 
@@ -34,7 +39,7 @@ def bin_spikes(times: np.ndarray, units: np.ndarray, frames: int, pool: int = 1,
     return out
 
 
-def _read(path: Path, frames: int, pool: int):
+def _read(path: Path, frames: int, pool: int, max_time: float = MAX_TIME):
     import h5py
 
     try:
@@ -49,48 +54,67 @@ def _read(path: Path, frames: int, pool: int):
         if not (len(times) == len(units) == len(labels)):
             raise BadInput(f"{path}: spikes/times, spikes/units and labels differ in length")
         speakers = np.asarray(f["extra/speaker"]) if "extra/speaker" in f else np.full(len(labels), -1)
-        x = np.stack([bin_spikes(times[i], units[i], frames, pool) for i in range(len(labels))]) \
+        x = np.stack([bin_spikes(times[i], units[i], frames, pool, max_time) for i in range(len(labels))]) \
             if len(labels) else np.zeros((0, frames, CHANNELS // pool), np.float32)
     return x, labels.astype(np.int64), [f"speaker-{int(s)}" for s in speakers]
 
 
-def load(spec: DatasetSpec, pool: int = 1, **_: object) -> Dataset:
+# Speech Commands v0.02's 35 words in the release's label order (alphabetical).
+SC35_CLASSES = ("backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward", "four", "go",
+                "happy", "house", "learn", "left", "marvin", "nine", "no", "off", "on", "one", "right", "seven",
+                "sheila", "six", "stop", "three", "tree", "two", "up", "visual", "wow", "yes", "zero")
+
+
+def _mk(xa: np.ndarray, ya: np.ndarray, sa: list[str]) -> Split:
+    return Split(torch.from_numpy(np.ascontiguousarray(xa)), torch.from_numpy(ya), list(sa))
+
+
+def _load_release(spec: DatasetSpec, name: str, files: tuple[str, ...], classes: tuple[str, ...], pool: int,
+                  max_time: float) -> Dataset:
     root = require_dir(spec)
     frames = spec.frames or DEFAULT_FRAMES
     parts = {}
     digest = hashlib.sha256()
-    for split in ("train", "test"):
-        p = root / f"shd_{split}.h5"
+    for split in files:
+        p = root / f"{name}_{split}.h5"
         if not p.is_file():
-            raise BadInput(f"{root}: missing shd_{split}.h5")
+            raise BadInput(f"{root}: missing {name}_{split}.h5")
         st = p.stat()
         digest.update(f"{p.name}|{st.st_size}|{st.st_mtime_ns}".encode())
-        parts[split] = _read(p, frames, pool)
+        parts[split] = _read(p, frames, pool, max_time)
+    for split, (_, y, _) in parts.items():
+        if len(y) == 0 and split == "train":
+            raise BadInput(f"{root}/{name}_train.h5: no utterances")
+        if len(y) and (y.min() < 0 or y.max() >= len(classes)):
+            raise BadInput(f"{root}/{name}_{split}.h5: labels outside 0..{len(classes) - 1}")
     x, y, spk = parts["train"]
-    if len(y) == 0:
-        raise BadInput(f"{root}/shd_train.h5: no utterances")
-    if y.min() < 0 or y.max() >= len(HD_CLASSES):
-        raise BadInput(f"{root}/shd_train.h5: labels outside 0..{len(HD_CLASSES) - 1}")
-    is_val = np.zeros(len(y), dtype=bool)
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        ranked = sorted(idx, key=lambda i: stable_fraction(f"shd-{i}", 0))
-        is_val[ranked[: max(1, round(0.1 * len(idx)))] if len(idx) > 1 else []] = True
-    xt, yt, st_ = parts["test"]
-
-    def mk(xa, ya, sa):
-        return Split(torch.from_numpy(np.ascontiguousarray(xa)), torch.from_numpy(ya), list(sa))
-
-    splits = {
-        "train": mk(x[~is_val], y[~is_val], [s for s, v in zip(spk, is_val) if not v]),
-        "validation": mk(x[is_val], y[is_val], [s for s, v in zip(spk, is_val) if v]),
-        "test": mk(xt, yt, st_),
-    }
+    if "valid" in parts:
+        splits = {"train": _mk(x, y, spk), "validation": _mk(*parts["valid"])}
+    else:
+        is_val = np.zeros(len(y), dtype=bool)
+        for c in np.unique(y):
+            idx = np.flatnonzero(y == c)
+            ranked = sorted(idx, key=lambda i: stable_fraction(f"{name}-{i}", 0))
+            is_val[ranked[: max(1, round(0.1 * len(idx)))] if len(idx) > 1 else []] = True
+        splits = {"train": _mk(x[~is_val], y[~is_val], [s for s, v in zip(spk, is_val) if not v]),
+                  "validation": _mk(x[is_val], y[is_val], [s for s, v in zip(spk, is_val) if v])}
+    splits["test"] = _mk(*parts["test"])
     # Not log-mel: FeatureConfig records T and the channel count for the checkpoint.
     feats = FeatureConfig(sample_rate=0, num_bins=CHANNELS // pool, frames=frames, normalize=False)
-    return Dataset(spec, list(HD_CLASSES), feats, splits, digest.hexdigest()[:20])
+    return Dataset(spec, list(classes), feats, splits, digest.hexdigest()[:20])
+
+
+def load(spec: DatasetSpec, pool: int = 1, **_: object) -> Dataset:
+    return _load_release(spec, "shd", ("train", "test"), tuple(HD_CLASSES), pool, MAX_TIME)
+
+
+def load_ssc(spec: DatasetSpec, pool: int = 1, **_: object) -> Dataset:
+    return _load_release(spec, "ssc", ("train", "valid", "test"), SC35_CLASSES, pool, SSC_MAX_TIME)
 
 
 DATASETS.register("shd")(DatasetInfo(
     load, "Spiking Heidelberg Digits (700 input channels binned to T frames; needs h5py)",
     "DIR/shd_train.h5, DIR/shd_test.h5 (spikes/times, spikes/units, labels, extra/speaker)"))
+DATASETS.register("ssc")(DatasetInfo(
+    load_ssc, "Spiking Speech Commands (35 words; 700 input channels binned to T frames; needs h5py)",
+    "DIR/ssc_train.h5, DIR/ssc_valid.h5, DIR/ssc_test.h5 (the SHD layout)"))
