@@ -136,3 +136,18 @@ def test_every_command_runs_on_each_type(neuron, tmp_path):
     r = run("export-nir", "--model", ck, "--out", tmp_path / "m.nir")
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and neuron in r.output
     assert not (tmp_path / "m.nir").exists()
+
+
+@pytest.mark.parametrize("neuron", ["lif", "adlif", "rlif", "radlif"])
+def test_the_batched_forward_equals_a_plain_per_step_loop_of_the_same_network(neuron):
+    """The benchmark's baseline, one step and one network at a time from sparch's equations,
+    gives our logits (the readout's BatchNorm module rounds differently: 1e-6)."""
+    from benchmarks.bench_recurrent import calibrated, per_step_loop
+
+    x = torch.randn(24, 40, 12, generator=torch.Generator().manual_seed(4))
+    net = calibrated(neuron, (20, 16), x)
+    with torch.no_grad():
+        ours = forward_stacked(net.cfg, {n: v.detach().unsqueeze(0) for n, v in net.tensors().items()}, x)[0][0]
+        loop = per_step_loop(net, x)
+    torch.testing.assert_close(ours, loop, rtol=0, atol=1e-5)
+    assert torch.equal(ours.argmax(-1), loop.argmax(-1)) and float(ours.std()) > 0

@@ -1,0 +1,130 @@
+"""Speed of each neuron type (lif, adlif, rlif, radlif) against a plain per-time-step loop
+of the same network, measured in the same run.
+
+The loop is what a straightforward implementation does: at every step and for one network,
+Linear -> BatchNorm -> the neuron's update (sparch's equations, models/recurrent.py), then
+the spike-rate readout. Ours runs the Linear over all steps in one matmul and K stacked
+networks in one pass; the recurrent and adaptive updates still step in eager PyTorch (the
+compiled kernel covers lif only). Prints, per type:
+  1. evaluation at batch 128: ours vs the loop (utterances/s), and their agreement;
+  2. K = 10 stacked networks (10 chips) in one pass vs 10 calls of the loop;
+  3. one training step (forward + backward) at batch 16: ours vs the loop.
+
+    python -m benchmarks.bench_recurrent [--repeats 3] [--n 256] [--threads 2] [--hidden 256,256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+from benchmarks.bench_forward import timeit  # noqa: E402
+from models import native, recurrent  # noqa: E402
+from models.layers import bn_affine  # noqa: E402
+from models.model_config import TRAINABLE_NEURONS, ModelConfig  # noqa: E402
+from models.network import SpikingNet, forward_stacked  # noqa: E402
+from models.surrogate import spike  # noqa: E402
+
+
+def per_step_loop(net: SpikingNet, x: torch.Tensor) -> torch.Tensor:
+    """Logits [B, C] of one network, everything computed one time step at a time."""
+    cfg, bsz = net.cfg, x.shape[0]
+    tensors = net.tensors()
+    state = []
+    for blk in net.blocks:
+        h = blk.alpha.shape[0]
+        state.append({"u": x.new_zeros(bsz, h), "s": x.new_zeros(bsz, h), "w": x.new_zeros(bsz, h)})
+    rate = 0.0
+    for t in range(x.shape[1]):
+        h = x[:, t]
+        for i, (blk, st) in enumerate(zip(net.blocks, state)):
+            if net.training:
+                cur = blk.bn(blk.linear(h))  # this step's batch statistics: what a per-step loop can do
+            else:  # the running statistics as one affine map, rounded as ours rounds them
+                scale, shift = bn_affine(tensors, f"blocks.{i}.bn", cfg.bn_eps)
+                cur = blk.linear(h) * scale + shift
+            alpha = blk.alpha.clamp(cfg.alpha_min, cfg.alpha_max)
+            if hasattr(blk, "adapt_beta"):
+                beta, a, b = (getattr(blk, n).clamp(*recurrent.RANGES[n]) for n in recurrent.ADAPT)
+                st["w"] = beta * st["w"] + a * st["u"] + b * st["s"]
+            if hasattr(blk, "recurrent"):
+                v = blk.recurrent.linear.weight * (1 - torch.eye(blk.alpha.shape[0]))
+                cur = cur + st["s"] @ v.T
+            if hasattr(blk, "adapt_beta"):
+                cur = cur - st["w"]
+            st["u"] = alpha * (st["u"] - blk.v_th * st["s"]) + (1 - alpha) * cur
+            st["s"] = spike(st["u"] - blk.v_th, cfg.surrogate_width)
+            h = st["s"]
+        rate = rate + h
+    return net.readout.linear(net.readout.bn(rate / x.shape[1]))
+
+
+def calibrated(neuron: str, hidden: tuple[int, ...], x: torch.Tensor) -> SpikingNet:
+    """A fresh network of `neuron` type whose BN statistics come from a few training-mode passes."""
+    cfg = ModelConfig(input_dim=x.shape[-1], num_classes=20, hidden=hidden, neuron=neuron)
+    net = SpikingNet(cfg, torch.Generator().manual_seed(0)).train()
+    with torch.no_grad():
+        for _ in range(5):
+            net(x[:64])
+    return net.eval()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--n", type=int, default=256, help="utterances for the evaluation figures")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--hidden", default="256,256")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from robustness.data import DatasetSpec, load_dataset
+
+    data = load_dataset(DatasetSpec())
+    x, y = data.split("test").x[: args.n], data.split("test").y[: args.n]
+    hidden = tuple(int(h) for h in args.hidden.split(","))
+    print(f"threads {args.threads}, T={x.shape[1]}, D={x.shape[2]}, hidden={list(hidden)}, n={len(x)}; "
+          f"lif uses the {native.KERNEL.mode} LIF path, the other types eager steps")
+    for neuron in TRAINABLE_NEURONS:
+        net = calibrated(neuron, hidden, data.split("train").x)
+        t1 = {n: v.detach().unsqueeze(0) for n, v in net.tensors().items()}
+        with torch.no_grad():
+            ours = torch.cat([forward_stacked(net.cfg, t1, x[i:i + 128])[0][0] for i in range(0, len(x), 128)])
+            loop = torch.cat([per_step_loop(net, x[i:i + 128]) for i in range(0, len(x), 128)])
+            agree = float((ours.argmax(-1) == loop.argmax(-1)).float().mean())
+
+            def eval_ours():
+                for i in range(0, len(x), 128):
+                    forward_stacked(net.cfg, t1, x[i:i + 128])
+
+            def eval_loop():
+                for i in range(0, len(x), 128):
+                    per_step_loop(net, x[i:i + 128])
+            a, b = timeit(eval_ours, args.repeats), timeit(eval_loop, args.repeats)
+            t10 = {n: v.expand(10, *v.shape[1:]) for n, v in t1.items()}
+            xb = x[:64]
+            s10 = timeit(lambda: forward_stacked(net.cfg, t10, xb), args.repeats)
+            l10 = timeit(lambda: [per_step_loop(net, xb) for _ in range(10)], args.repeats)
+        net.train()
+        xt, yt = x[:16], y[:16]
+
+        def step_ours():
+            net.zero_grad()
+            F.cross_entropy(net(xt, update_running=False), yt).backward()
+
+        def step_loop():
+            net.zero_grad()
+            F.cross_entropy(per_step_loop(net, xt), yt).backward()
+        ta, tb = timeit(step_ours, args.repeats), timeit(step_loop, args.repeats)
+        print(f"{neuron:7s} eval batch 128: ours {len(x) / a:7.0f} utt/s  loop {len(x) / b:7.0f}  ratio {b / a:5.2f}x"
+              f"  (agree {100 * agree:.1f}%)  |  10 chips, batch 64: one pass {s10 * 1e3:6.0f} ms  10 loops "
+              f"{l10 * 1e3:6.0f} ms  ratio {l10 / s10:5.2f}x  |  train step batch 16: ours {ta * 1e3:5.0f} ms  "
+              f"loop {tb * 1e3:5.0f} ms  ratio {tb / ta:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
