@@ -151,3 +151,19 @@ def test_the_batched_forward_equals_a_plain_per_step_loop_of_the_same_network(ne
         loop = per_step_loop(net, x)
     torch.testing.assert_close(ours, loop, rtol=0, atol=1e-5)
     assert torch.equal(ours.argmax(-1), loop.argmax(-1)) and float(ours.std()) > 0
+
+
+def test_worst_case_ensembles_hardware_aware_training_and_the_gate_on_radlif(tmp_path):
+    run = (lambda *a: CliRunner().invoke(cli, [str(x) for x in a]))
+    ck, store, policy = tmp_path / "r.pt", tmp_path / "s.db", tmp_path / "robust.toml"
+    r = run("train", "--neuron", "radlif", "--ensemble", 2, "--train-perturbation", "mismatch:0.1", "--epochs", 1,
+            "--hidden", "16,16", "--limit-train", 100, "--out", ck, "-q")
+    assert r.exit_code == 0 and "ensemble of 2" in r.output and "trained under mismatch:0.1" in r.output, r.output
+    r = run("sweep", "--model", ck, "-p", "adversarial", "--noise", "0.05", "--seeds", 1, "--limit", 20,
+            "--modes", "point,ensemble", "--store", store, "-q", "--json")
+    assert r.exit_code == 0, r.output
+    curves = json.loads(r.output)["curves"]
+    assert {(c["mode"], c["perturbation"]) for c in curves} >= {("point", "adversarial"), ("ensemble", "adversarial")}
+    assert run("check", "--store", store, "--init", "--policy", policy).exit_code == 0
+    r = run("check", "--store", store, "--policy", policy)
+    assert r.exit_code == 0 and " 0 failed" in r.output, r.output
