@@ -72,3 +72,21 @@ def test_slice_table(tiny_checkpoints, controls, tmp_path):
     for name in ("Adam point", "Adam ensemble", "IVON mean", "IVON BMA"):
         assert f"| {name} |" in out, out
     assert "Holm" in out or "too few" in out, out
+
+
+@pytest.mark.slow
+def test_neuron_tables(tiny_checkpoints, tmp_path):
+    from robustness.train_options import TrainRequest
+    from robustness.training import train_to_checkpoint
+    from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
+
+    ad = tmp_path / "adlif.pt"
+    train_to_checkpoint(TrainRequest(optimizer="adam", neuron="adlif", epochs=2, hidden=(32, 32), limit_train=400,
+                                     seed=1), ad, progress=False)
+    store = tmp_path / "n.db"
+    run_sweep(SweepConfig((str(tiny_checkpoints["adam"]), str(ad)), (PerturbationPlan("gaussian", (0.1,)),), seeds=3,
+                          limit=40), str(store), progress=False)
+    out = script("neuron_tables.py", "--store", store, cwd=tmp_path)
+    assert "| lif | adam | point | 1 |" in out and "| adlif | adam | point | 1 |" in out
+    assert "| lif | adam | chips (10) |" in out and "gaussian 0.1" in out
+    assert "| gaussian 0.1 | adam point |" in out and "| gaussian 0.1 | adam chips |" in out
