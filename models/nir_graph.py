@@ -12,7 +12,11 @@ Export writes the deployed network (BatchNorm folded) as a chain
 Numbers go out as float64 so that `1 - dt / tau` gives back float32 alpha exactly.
 
 Models with `neuron = cuba_lif` export as `Affine -> CubaLIF` (the BatchNorm scale folded
-into the Affine, its shift as v_leak) and `neuron = if` as `Affine -> IF`.
+into the Affine, its shift as v_leak) and `neuron = if` as `Affine -> IF`. Recurrent LIF
+(`rlif`) layers add a self-loop `LIF -> Linear(V) -> LIF` (NIR allows cycles; a node sums
+its inputs, and the loop's spikes arrive one step later), as snnTorch exports its
+recurrent leaky neurons; import reads such loops back (every layer or none, no
+self-connections, reset by subtraction). Adaptive neurons have no NIR node and are refused.
 
 Import reads such chains, from here or from other tools (Norse's `to_nir`, snnTorch,
 Rockpool): `Affine`/`Linear`, an optional `Scale`, then one neuron node per hidden layer
@@ -58,9 +62,6 @@ def to_nir(cfg: ModelConfig, t: Mapping[str, torch.Tensor], dt: float) -> "Any":
     if cfg.neuron in ADAPTIVE:
         raise BadInput(f"{cfg.neuron} neurons have no NIR node (NIR has no adaptation current): "
                        "only lif networks export")
-    if cfg.neuron in RECURRENT:
-        raise BadInput(f"{cfg.neuron}: export of recurrent layers (an LIF node with a self-loop Affine) is not "
-                       "implemented yet")
     import nir
 
     nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array([cfg.input_dim]))}
@@ -69,6 +70,10 @@ def to_nir(cfg: ModelConfig, t: Mapping[str, torch.Tensor], dt: float) -> "Any":
         p = f"blocks.{i}"
         nodes[f"fc{i}"], nodes[f"lif{i}"] = _export_layer(cfg, t, p, dt)
         edges += [(prev, f"fc{i}"), (f"fc{i}", f"lif{i}")]
+        if cfg.neuron in RECURRENT:  # V s[t-1] joins the LIF node's input: a self-loop through a Linear
+            v = t[f"{p}.recurrent.linear.weight"][0].double().fill_diagonal_(0.0)
+            nodes[f"rec{i}"] = nir.Linear(weight=_np(v))
+            edges += [(f"lif{i}", f"rec{i}"), (f"rec{i}", f"lif{i}")]
         prev = f"lif{i}"
     scale, shift = bn_affine(t, "readout.bn", cfg.bn_eps)
     w = t["readout.linear.weight"][0].double()
@@ -101,13 +106,32 @@ def _export_layer(cfg: ModelConfig, t: Mapping[str, torch.Tensor], p: str, dt: f
     return nir.Affine(weight=_np(w), bias=_np(bias + shift)), neuron
 
 
+def self_loops(graph: Any) -> dict[str, str]:
+    """Neuron node -> the Linear/Affine node that feeds its spikes back to it (N -> R -> N,
+    R on no other edge): a layer's recurrent synapses, as snnTorch's recurrent leaky
+    neurons export them."""
+    out: dict[str, str] = {}
+    for r, node in graph.nodes.items():
+        if type(node).__name__ not in ("Linear", "Affine"):
+            continue
+        ins, outs = [a for a, b in graph.edges if b == r], [b for a, b in graph.edges if a == r]
+        if len(ins) == 1 and outs == ins and type(graph.nodes.get(ins[0])).__name__ in NEURONS:
+            out[ins[0]] = r
+    return out
+
+
 def _chain(graph: Any) -> list[tuple[str, Any]]:
-    """The graph's nodes in order from its input, refusing anything but a simple chain."""
+    """The graph's nodes in order from its input, refusing anything but a simple chain (a
+    neuron's self-loop through a Linear, see `self_loops`, is part of that neuron)."""
+    loops = self_loops(graph)
+    looped = {(n, r) for n, r in loops.items()} | {(r, n) for n, r in loops.items()}
     nxt: dict[str, str] = {}
     for a, b in graph.edges:
         missing = next((n for n in (a, b) if n not in graph.nodes), None)
         if missing is not None:
             raise BadInput(f"NIR edge {a!r} -> {b!r} names a node the graph does not have ({missing!r})")
+        if (a, b) in looped:
+            continue
         if a in nxt:
             raise BadInput(f"NIR node {a!r} feeds two nodes: only feedforward chains are supported")
         nxt[a] = b
@@ -118,7 +142,7 @@ def _chain(graph: Any) -> list[tuple[str, Any]]:
     while cur in nxt:
         cur = nxt[cur]
         if any(cur == n for n, _ in order):
-            raise BadInput(f"NIR node {cur!r} closes a loop: recurrent graphs are not supported")
+            raise BadInput(f"NIR node {cur!r} closes a loop; only a neuron's self-loop through one Linear (recurrent synapses) is supported")
         order.append((cur, graph.nodes[cur]))
     if not order or type(order[-1][1]).__name__ != "Output":
         raise BadInput("the NIR graph does not end in an Output node")
@@ -190,7 +214,7 @@ def from_nir(graph: Any, dt: float | None = None, override_dt: bool = False
                 raise BadInput(f"NIR node {name!r}: scale of shape {pending_scale.shape} for the "
                                f"{pending[1].shape[0]} outputs of {pending[0]!r}")
         elif kind in NEURONS and pending is not None:
-            layers.append((pending, pending_scale, name, node))
+            layers.append((pending, pending_scale, name, node, _recurrent(graph, name)))
             pending = None
         else:
             raise BadInput(f"NIR node {name!r} ({kind}) is not supported here: a chain of Affine/Linear, "
@@ -199,6 +223,22 @@ def from_nir(graph: Any, dt: float | None = None, override_dt: bool = False
         raise BadInput("the NIR graph needs at least one LIF layer and a final Affine/Linear readout")
     readout = pending
     return _state(layers, readout, dt)
+
+
+def _recurrent(graph: Any, neuron: str) -> np.ndarray | None:
+    """The weights [H, H] of a neuron node's self-loop (None: none), without self-connections."""
+    r = self_loops(graph).get(neuron)
+    if r is None:
+        return None
+    w, b = _affine(r, graph.nodes[r])
+    if w.shape[0] != w.shape[1]:
+        raise BadInput(f"NIR node {r!r}: recurrent weight of shape {w.shape}, expected a square matrix")
+    if np.any(b != 0):
+        raise BadInput(f"NIR node {r!r}: a recurrent Affine with a bias is not supported (use a Linear)")
+    if np.any(np.diagonal(w) != 0):
+        raise BadInput(f"NIR node {r!r}: recurrent weights with self-connections (a nonzero diagonal) are not "
+                       "supported")
+    return w
 
 
 def _affine_bn(prefix: str, scale: np.ndarray, shift: np.ndarray) -> dict[str, torch.Tensor]:
@@ -261,7 +301,11 @@ def _state(layers: list, readout: tuple, dt: float) -> tuple[ModelConfig, dict[s
     sd: dict[str, torch.Tensor] = {}
     resets, kinds, alphas, width = set(), set(), [], None
     f32 = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
-    for i, ((fc, w, b), scale, name, node) in enumerate(layers):
+    recurrent = [rec is not None for *_, rec in layers]
+    if any(recurrent) and not all(recurrent):
+        raise BadInput("the NIR graph has recurrent synapses on some neuron layers only; use them on every layer "
+                       "or on none")
+    for i, ((fc, w, b), scale, name, node, rec) in enumerate(layers):
         if width is not None and w.shape[1] != width:
             raise BadInput(f"NIR node {fc!r}: takes {w.shape[1]} inputs, the layer before gives {width}")
         width = w.shape[0]
@@ -280,6 +324,10 @@ def _state(layers: list, readout: tuple, dt: float) -> tuple[ModelConfig, dict[s
         sd.update(_affine_bn(f"{p}.bn", c["scale"], c["shift"]))
         sd[f"{p}.alpha"] = torch.tensor(c["alpha"])
         sd[f"{p}.v_th"] = f32(c["v_th"])
+        if rec is not None:  # the recurrent current joins the input after the BN, scaled by r as W x is
+            if NEURONS[type(node).__name__] != "lif":
+                raise BadInput(f"NIR node {name!r}: recurrent synapses are supported on LIF nodes only")
+            sd[f"{p}.recurrent.linear.weight"] = f32(c["scale"].reshape(-1, 1) * rec)
     if len(resets) > 1:
         raise BadInput("the NIR graph mixes reset by subtraction and reset to zero across layers")
     if len(kinds) > 1:
@@ -292,9 +340,15 @@ def _state(layers: list, readout: tuple, dt: float) -> tuple[ModelConfig, dict[s
     sd["readout.linear.bias"] = f32(b)
     sd.update(_affine_bn("readout.bn", np.ones(width), np.zeros(width)))
     lo, hi = float(min(a.min() for a in alphas)), float(max(a.max() for a in alphas))
+    reset, kind = resets.pop() if resets else "zero", kinds.pop()
+    if all(recurrent):
+        if reset != "subtract":
+            raise BadInput("the NIR graph's recurrent LIF layers reset to zero; only reset by subtraction is "
+                           "supported for recurrent layers")
+        kind = "rlif"
     cfg = ModelConfig(input_dim=int(layers[0][0][1].shape[1]), num_classes=int(w.shape[0]),
                       hidden=tuple(int(x[0][1].shape[0]) for x in layers), dropout=0.0,
-                      alpha_min=lo, alpha_max=hi, reset=resets.pop() if resets else "zero", neuron=kinds.pop())
+                      alpha_min=lo, alpha_max=hi, reset=reset, neuron=kind)
     return cfg, sd, dt
 
 

@@ -187,3 +187,27 @@ def test_unsupported_graphs_are_refused_with_the_node_named(tmp_path):
     (tmp_path / "junk.nir").write_text("not hdf5")
     r = run("import", tmp_path / "junk.nir", "--out", tmp_path / "c.pt")
     assert r.exit_code == 2 and "not a readable NIR graph" in r.output
+
+
+def test_an_rlif_network_round_trips_as_a_recurrent_graph(tmp_path, test_x):
+    """Recurrent synapses export as a Linear self-loop on their LIF node (NIR allows cycles)
+    and import back as an rlif network that computes the same logits."""
+    ck, graph, back = tmp_path / "r.pt", tmp_path / "r.nir", tmp_path / "back.pt"
+    r = run("train", "--neuron", "rlif", "--epochs", 2, "--hidden", "24,24", "--limit-train", 300, "--out", ck, "-q")
+    assert r.exit_code == 0, r.output
+    assert run("export-nir", "--model", ck, "--out", graph).exit_code == 0
+    g = nir.read(str(graph))
+    assert {("lif0", "rec0"), ("rec0", "lif0"), ("lif1", "rec1"), ("rec1", "lif1")} <= set(g.edges)
+    assert np.count_nonzero(np.diagonal(g.nodes["rec0"].weight)) == 0
+    r = run("import", graph, "--out", back, "--quiet")
+    assert r.exit_code == 0, r.output
+    a, b = load_checkpoint(ck), load_checkpoint(back)
+    assert b.net.cfg.neuron == "rlif" and b.net.spike_rates(test_x)[0] > 0
+    la, lb = logits(a, test_x), logits(b, test_x)
+    assert float((la - lb).abs().max()) < 1e-3 and (la.argmax(-1) == lb.argmax(-1)).float().mean() >= 0.98
+    # a self-connection, which our layers cannot hold, is refused by name
+    g.nodes["rec0"].weight[0, 0] = 1.0
+    nir.write(str(tmp_path / "self.nir"), g)
+    r = run("import", tmp_path / "self.nir", "--out", tmp_path / "x.pt")
+    assert r.exit_code == 2 and "'rec0'" in r.output and "self-connections" in r.output
+    assert not (tmp_path / "x.pt").exists()
