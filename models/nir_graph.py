@@ -120,10 +120,9 @@ def self_loops(graph: Any) -> dict[str, str]:
     return out
 
 
-def _chain(graph: Any) -> list[tuple[str, Any]]:
+def _chain(graph: Any, loops: dict[str, str]) -> list[tuple[str, Any]]:
     """The graph's nodes in order from its input, refusing anything but a simple chain (a
-    neuron's self-loop through a Linear, see `self_loops`, is part of that neuron)."""
-    loops = self_loops(graph)
+    neuron's self-loop through a Linear, `loops` from `self_loops`, is part of that neuron)."""
     looped = {(n, r) for n, r in loops.items()} | {(r, n) for n, r in loops.items()}
     nxt: dict[str, str] = {}
     for a, b in graph.edges:
@@ -202,7 +201,8 @@ def from_nir(graph: Any, dt: float | None = None, override_dt: bool = False
     if not (dt > 0 and math.isfinite(dt)):
         raise BadInput(f"--dt {dt}: must be a positive number of seconds")
     layers, readout, pending, pending_scale = [], None, None, None
-    for name, node in _chain(graph):
+    loops = self_loops(graph)
+    for name, node in _chain(graph, loops):
         kind = type(node).__name__
         if kind in ("Affine", "Linear"):
             if pending is not None:
@@ -214,7 +214,7 @@ def from_nir(graph: Any, dt: float | None = None, override_dt: bool = False
                 raise BadInput(f"NIR node {name!r}: scale of shape {pending_scale.shape} for the "
                                f"{pending[1].shape[0]} outputs of {pending[0]!r}")
         elif kind in NEURONS and pending is not None:
-            layers.append((pending, pending_scale, name, node, _recurrent(graph, name)))
+            layers.append((pending, pending_scale, name, node, _recurrent(graph, loops.get(name))))
             pending = None
         else:
             raise BadInput(f"NIR node {name!r} ({kind}) is not supported here: a chain of Affine/Linear, "
@@ -225,9 +225,8 @@ def from_nir(graph: Any, dt: float | None = None, override_dt: bool = False
     return _state(layers, readout, dt)
 
 
-def _recurrent(graph: Any, neuron: str) -> np.ndarray | None:
-    """The weights [H, H] of a neuron node's self-loop (None: none), without self-connections."""
-    r = self_loops(graph).get(neuron)
+def _recurrent(graph: Any, r: str | None) -> np.ndarray | None:
+    """The weights [H, H] of the self-loop node `r` (None: the neuron has none), without self-connections."""
     if r is None:
         return None
     w, b = _affine(r, graph.nodes[r])
