@@ -9,6 +9,8 @@ compiled kernel covers lif only). Prints, per type:
   1. evaluation at batch 128: ours vs the loop (utterances/s), and their agreement;
   2. K = 10 stacked networks (10 chips) in one pass vs 10 calls of the loop;
   3. one training step (forward + backward) at batch 16: ours vs the loop.
+Each pair runs interleaved (A B A B) on the same load; a ratio prints as the median over
+rounds with its [min, max].
 
     python -m benchmarks.bench_recurrent [--repeats 3] [--n 256] [--threads 2] [--hidden 256,256]
 """
@@ -23,7 +25,8 @@ import torch.nn.functional as F
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
-from benchmarks.bench_forward import timeit  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
 from models import native, recurrent  # noqa: E402
 from models.layers import bn_affine  # noqa: E402
 from models.model_config import TRAINABLE_NEURONS, ModelConfig  # noqa: E402
@@ -35,33 +38,49 @@ def per_step_loop(net: SpikingNet, x: torch.Tensor) -> torch.Tensor:
     """Logits [B, C] of one network, everything computed one time step at a time."""
     cfg, bsz = net.cfg, x.shape[0]
     tensors = net.tensors()
-    state = []
-    for blk in net.blocks:
+    state, consts = [], []
+    for i, blk in enumerate(net.blocks):  # what does not change over time, computed once per call
         h = blk.alpha.shape[0]
         state.append({"u": x.new_zeros(bsz, h), "s": x.new_zeros(bsz, h), "w": x.new_zeros(bsz, h)})
+        adapt = (tuple(getattr(blk, n).clamp(*recurrent.RANGES[n]) for n in recurrent.ADAPT)
+                 if hasattr(blk, "adapt_beta") else None)
+        v_t = ((blk.recurrent.linear.weight * (1 - torch.eye(h))).T if hasattr(blk, "recurrent") else None)
+        consts.append((bn_affine(tensors, f"blocks.{i}.bn", cfg.bn_eps), blk.alpha.clamp(cfg.alpha_min, cfg.alpha_max),
+                       adapt, v_t))
     rate = 0.0
     for t in range(x.shape[1]):
         h = x[:, t]
-        for i, (blk, st) in enumerate(zip(net.blocks, state)):
+        for blk, st, ((scale, shift), alpha, adapt, v_t) in zip(net.blocks, state, consts):
             if net.training:
                 cur = blk.bn(blk.linear(h))  # this step's batch statistics: what a per-step loop can do
             else:  # the running statistics as one affine map, rounded as ours rounds them
-                scale, shift = bn_affine(tensors, f"blocks.{i}.bn", cfg.bn_eps)
                 cur = blk.linear(h) * scale + shift
-            alpha = blk.alpha.clamp(cfg.alpha_min, cfg.alpha_max)
-            if hasattr(blk, "adapt_beta"):
-                beta, a, b = (getattr(blk, n).clamp(*recurrent.RANGES[n]) for n in recurrent.ADAPT)
+            if adapt is not None:
+                beta, a, b = adapt
                 st["w"] = beta * st["w"] + a * st["u"] + b * st["s"]
-            if hasattr(blk, "recurrent"):
-                v = blk.recurrent.linear.weight * (1 - torch.eye(blk.alpha.shape[0]))
-                cur = cur + st["s"] @ v.T
-            if hasattr(blk, "adapt_beta"):
+            if v_t is not None:
+                cur = cur + st["s"] @ v_t
+            if adapt is not None:
                 cur = cur - st["w"]
             st["u"] = alpha * (st["u"] - blk.v_th * st["s"]) + (1 - alpha) * cur
             st["s"] = spike(st["u"] - blk.v_th, cfg.surrogate_width)
             h = st["s"]
         rate = rate + h
     return net.readout.linear(net.readout.bn(rate / x.shape[1]))
+
+
+def interleaved(ours, loop, repeats: int) -> tuple[float, float, str]:
+    """Best time of each, run A B A B on the same load after one warm-up each, and the
+    spread of the per-round ratio loop / ours ("median [min, max]")."""
+    ours(), loop()
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, out in ((ours, ta), (loop, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    r = [b / a for a, b in zip(ta, tb)]
+    return min(ta), min(tb), f"{statistics.median(r):.2f}x [{min(r):.2f}, {max(r):.2f}]"
 
 
 def calibrated(neuron: str, hidden: tuple[int, ...], x: torch.Tensor) -> SpikingNet:
@@ -104,11 +123,11 @@ def main() -> None:
             def eval_loop():
                 for i in range(0, len(x), 128):
                     per_step_loop(net, x[i:i + 128])
-            a, b = timeit(eval_ours, args.repeats), timeit(eval_loop, args.repeats)
+            a, b, r_eval = interleaved(eval_ours, eval_loop, args.repeats)
             t10 = {n: v.expand(10, *v.shape[1:]) for n, v in t1.items()}
             xb = x[:64]
-            s10 = timeit(lambda: forward_stacked(net.cfg, t10, xb), args.repeats)
-            l10 = timeit(lambda: [per_step_loop(net, xb) for _ in range(10)], args.repeats)
+            s10, l10, r_chips = interleaved(lambda: forward_stacked(net.cfg, t10, xb),
+                                            lambda: [per_step_loop(net, xb) for _ in range(10)], args.repeats)
         net.train()
         xt, yt = x[:16], y[:16]
 
@@ -119,11 +138,11 @@ def main() -> None:
         def step_loop():
             net.zero_grad()
             F.cross_entropy(per_step_loop(net, xt), yt).backward()
-        ta, tb = timeit(step_ours, args.repeats), timeit(step_loop, args.repeats)
-        print(f"{neuron:7s} eval batch 128: ours {len(x) / a:7.0f} utt/s  loop {len(x) / b:7.0f}  ratio {b / a:5.2f}x"
+        ta, tb, r_train = interleaved(step_ours, step_loop, args.repeats)
+        print(f"{neuron:7s} eval batch 128: ours {len(x) / a:7.0f} utt/s  loop {len(x) / b:7.0f}  ratio {r_eval}"
               f"  (agree {100 * agree:.1f}%)  |  10 chips, batch 64: one pass {s10 * 1e3:6.0f} ms  10 loops "
-              f"{l10 * 1e3:6.0f} ms  ratio {l10 / s10:5.2f}x  |  train step batch 16: ours {ta * 1e3:5.0f} ms  "
-              f"loop {tb * 1e3:5.0f} ms  ratio {tb / ta:5.2f}x")
+              f"{l10 * 1e3:6.0f} ms  ratio {r_chips}  |  train step batch 16: ours {ta * 1e3:5.0f} ms  "
+              f"loop {tb * 1e3:5.0f} ms  ratio {r_train}")
 
 
 if __name__ == "__main__":
