@@ -2,10 +2,11 @@
 of the same network, measured in the same run.
 
 The loop is what a straightforward implementation does: at every step and for one network,
-Linear -> BatchNorm -> the neuron's update (sparch's equations, models/recurrent.py), then
-the spike-rate readout. Ours runs the Linear over all steps in one matmul and K stacked
-networks in one pass; the recurrent and adaptive updates still step in eager PyTorch (the
-compiled kernel covers lif only). Prints, per type:
+Linear -> BatchNorm -> the neuron's update (sparch's equations, models/recurrent.py, with
+the same exact recurrent sum), then the spike-rate readout. Ours runs the Linear over all
+steps in one matmul and K stacked networks in one pass, and the scans (BatchNorm fused) in
+the compiled kernel, where the recurrent current adds up only the columns of the neurons
+that fired (`--kernel eager`: every step in PyTorch). Prints, per type:
   1. evaluation at batch 128: ours vs the loop (utterances/s), and their agreement;
   2. K = 10 stacked networks (10 chips) in one pass vs 10 calls of the loop;
   3. one training step (forward + backward) at batch 16: ours vs the loop.
@@ -44,7 +45,8 @@ def per_step_loop(net: SpikingNet, x: torch.Tensor) -> torch.Tensor:
         state.append({"u": x.new_zeros(bsz, h), "s": x.new_zeros(bsz, h), "w": x.new_zeros(bsz, h)})
         adapt = (tuple(getattr(blk, n).clamp(*recurrent.RANGES[n]) for n in recurrent.ADAPT)
                  if hasattr(blk, "adapt_beta") else None)
-        v_t = ((blk.recurrent.linear.weight * (1 - torch.eye(h))).T if hasattr(blk, "recurrent") else None)
+        v_t = (recurrent.summable(blk.recurrent.linear.weight * (1 - torch.eye(h))).T
+               if hasattr(blk, "recurrent") else None)
         consts.append((bn_affine(tensors, f"blocks.{i}.bn", cfg.bn_eps), blk.alpha.clamp(cfg.alpha_min, cfg.alpha_max),
                        adapt, v_t))
     rate = 0.0
@@ -59,7 +61,7 @@ def per_step_loop(net: SpikingNet, x: torch.Tensor) -> torch.Tensor:
                 beta, a, b = adapt
                 st["w"] = beta * st["w"] + a * st["u"] + b * st["s"]
             if v_t is not None:
-                cur = cur + st["s"] @ v_t
+                cur = cur + (st["s"].double() @ v_t).float()
             if adapt is not None:
                 cur = cur - st["w"]
             st["u"] = alpha * (st["u"] - blk.v_th * st["s"]) + (1 - alpha) * cur
@@ -99,15 +101,17 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=256, help="utterances for the evaluation figures")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--hidden", default="256,256")
+    ap.add_argument("--kernel", choices=native.MODES, default="native", help="the scans' path in ours")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    native.KERNEL.set_mode(args.kernel)
     from robustness.data import DatasetSpec, load_dataset
 
     data = load_dataset(DatasetSpec())
     x, y = data.split("test").x[: args.n], data.split("test").y[: args.n]
     hidden = tuple(int(h) for h in args.hidden.split(","))
     print(f"threads {args.threads}, T={x.shape[1]}, D={x.shape[2]}, hidden={list(hidden)}, n={len(x)}; "
-          f"lif uses the {native.KERNEL.mode} LIF path, the other types eager steps")
+          f"scans: {native.KERNEL.mode}")
     for neuron in TRAINABLE_NEURONS:
         net = calibrated(neuron, hidden, data.split("train").x)
         t1 = {n: v.detach().unsqueeze(0) for n, v in net.tensors().items()}
@@ -133,7 +137,8 @@ def main() -> None:
 
         def step_ours():
             net.zero_grad()
-            F.cross_entropy(net(xt, update_running=False), yt).backward()
+            with native.KERNEL.training(float("inf")):
+                F.cross_entropy(net(xt, update_running=False), yt).backward()
 
         def step_loop():
             net.zero_grad()

@@ -1,7 +1,8 @@
-"""The compiled LIF kernel (models/kernels/lif.c): built once per machine, cached, optional.
+"""The compiled LIF kernels (models/kernels/): built once per machine, cached, optional.
 
-The kernel fuses a chunk's drive (`cur * scale + shift`), membrane scan and spike count,
-and provides the scan's backward for training. It is plain C, compiled with the system's C
+`lif.c` fuses a chunk's drive (`cur * scale + shift`), membrane scan and spike count, and
+provides the scan's backward for training; `recurrent.c` does the same for the adaptive
+and recurrent neuron types (models/recurrent_native.py). It is plain C, compiled with the system's C
 compiler on first use (well under a second) into a per-user cache keyed by source, flags
 and CPU, so later processes (Ray workers included) only load it. Built with
 `-ffp-contract=off`, its float operations round exactly as the eager PyTorch code does:
@@ -38,7 +39,9 @@ from basics.files import atomic_path
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("kernels") / "lif.c"
+KERNELS = Path(__file__).with_name("kernels")
+SOURCES = (KERNELS / "lif.c", KERNELS / "recurrent.c")
+HEADERS = (KERNELS / "rows.h",)
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-fopenmp"]
 MODES = ("auto", "native", "eager")
 BUILD_WORK = 2e8  # neuron-steps that take eager ~1 s: worth a cold build (<1 s); below, eager runs
@@ -68,7 +71,8 @@ def _cpu_id() -> str:
 
 @functools.lru_cache(maxsize=4)
 def _key(cc: str) -> str:
-    return hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *FLAGS]).encode() + _cpu_id().encode()).hexdigest()[:16]
+    code = b"".join(p.read_bytes() for p in SOURCES + HEADERS)
+    return hashlib.sha256(code + " ".join([cc, *FLAGS]).encode() + _cpu_id().encode()).hexdigest()[:16]
 
 
 def library_path(cc: str, cache: Path | None = None) -> Path:
@@ -80,7 +84,7 @@ def _build(cc: str, target: Path) -> None:
     """Compile to a temporary file beside the target, then rename: concurrent builds are safe."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target, ".so.tmp") as tmp:
-        proc = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True, text=True)
+        proc = subprocess.run([cc, *FLAGS, *map(str, SOURCES), "-o", tmp, "-lm"], capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError((proc.stderr.strip().splitlines() or [f"{cc} failed"])[0])
 
@@ -92,6 +96,10 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.lif_forward.restype = ctypes.c_int
     lib.lif_backward.argtypes = [p] * 7 + [ctypes.c_float] + [i64] * 4 + [ctypes.c_int]
     lib.lif_backward.restype = ctypes.c_int
+    lib.rec_forward.argtypes = [p] * 16 + [i64] * 4 + [ctypes.c_int]
+    lib.rec_forward.restype = ctypes.c_int
+    lib.rec_backward.argtypes = [p] * 17 + [ctypes.c_float] + [i64] * 4 + [ctypes.c_int]
+    lib.rec_backward.restype = ctypes.c_int
     return lib
 
 

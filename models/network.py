@@ -36,6 +36,13 @@ def bn_prefixes(cfg: ModelConfig) -> list[str]:
 def _batchnorm(x: Tensor, t: Mapping[str, Tensor], prefix: str, cfg: ModelConfig,
                opt: ForwardOptions) -> Tensor:
     """BatchNorm of x [K, N, H] over N, per K (N = batch * time for hidden layers)."""
+    scale, shift = _batchnorm_affine(x, t, prefix, cfg, opt)
+    return x * scale + shift
+
+
+def _batchnorm_affine(x: Tensor, t: Mapping[str, Tensor], prefix: str, cfg: ModelConfig,
+                      opt: ForwardOptions) -> tuple[Tensor, Tensor]:
+    """The BatchNorm of x [K, N, H] as `x * scale + shift`: (scale, shift), each [K, 1, H]."""
     w, b = t[f"{prefix}.weight"], t[f"{prefix}.bias"]
     if opt.record_stats is not None:
         with torch.no_grad():
@@ -58,7 +65,7 @@ def _batchnorm(x: Tensor, t: Mapping[str, Tensor], prefix: str, cfg: ModelConfig
     else:
         scale, shift = bn_affine(t, prefix, cfg.bn_eps)
         scale, shift = scale.unsqueeze(1), shift.unsqueeze(1)
-    return x * scale + shift
+    return scale, shift
 
 
 def _dropout(x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
@@ -83,13 +90,14 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
         if f"{p}.beta" in t:
             syn, _ = synaptic_filter(cur.view(cur.shape[0], steps, bsz, -1), t[f"{p}.beta"].unsqueeze(1))
             cur = syn.view(cur.shape)
-        cur = _batchnorm(cur, t, f"{p}.bn", cfg, opt)
+        affine = _batchnorm_affine(cur, t, f"{p}.bn", cfg, opt)
         alpha = leak(cfg, t, p, opt)
         if recurrent.is_stateful(cfg):  # forced spikes act inside: they feed back through V and w
-            z = recurrent.scan(cur.view(cur.shape[0], steps, bsz, -1), alpha, t[f"{p}.v_th"].unsqueeze(1),
+            z = recurrent.scan(cur.view(cur.shape[0], steps, bsz, -1), affine, alpha, t[f"{p}.v_th"].unsqueeze(1),
                                cfg.surrogate_width, recurrent.recurrent_weight(t, p), recurrent.adaptation(t, p, opt),
                                t, p, opt)
         else:
+            cur = cur * affine[0] + affine[1]
             drive = (cur * drive_gain(cfg, alpha)).view(cur.shape[0], steps, bsz, -1)
             z = lif_scan(drive, alpha, t[f"{p}.v_th"].unsqueeze(1), cfg.surrogate_width, smooth=opt.smooth_spikes,
                          reset=cfg.reset, kernel=opt.kernel)

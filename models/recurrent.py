@@ -27,6 +27,11 @@ RadLIFLayer). Where we differ from sparch, and why:
 Hardware effects act inside the loop: dead and saturated neurons force their spikes before
 those spikes feed back through V and into the adaptation; read noise is added to the
 recurrent current at every step from its own counter-based stream.
+
+The recurrent current `V s` is an exact sum rounded once to float32 (`summable`), not a
+float32 matmul whose rounding depends on how the BLAS library orders it: the compiled
+kernel (models/recurrent_native.py) sums only the columns of the neurons that fired and
+gets the same bits, and so does a GPU.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import torch
 from torch import Tensor
 
 from models.hardware import add_read_noise, force_spikes
+from models import recurrent_native
 from models.model_config import ADAPTIVE, RECURRENT, ForwardOptions, ModelConfig
 from models.surrogate import spike
 
@@ -77,27 +83,57 @@ def recurrent_weight(t: Mapping[str, Tensor], p: str) -> Tensor | None:
     return v * (1.0 - torch.eye(v.shape[-1], dtype=v.dtype, device=v.device))
 
 
+def summable(v: Tensor) -> Tensor:
+    """V [K, H, H] in float64, each row rounded to a grid on which its sums are exact.
+
+    Row i is rounded to multiples of 2^(e - 53 + ceil(log2 H)), where 2^e bounds its largest
+    |weight|: a sum of any of its H entries is then an integer number of grid steps below
+    2^53, exact in float64 in any order (BLAS blocking, FMA, the kernel's spike-driven
+    columns). The rounding moves a weight by at most 2^(ceil(log2 H) - 53) of the row's
+    largest (2^-46 at H = 128, 2^22 times finer than float32 resolves the largest weight).
+    Gradients pass straight through.
+    """
+    v64 = v.double()
+    _, e = torch.frexp(v64.abs().amax(-1, keepdim=True))
+    step = torch.ldexp(torch.ones_like(v64[..., :1]), e - 53 + math.ceil(math.log2(max(v.shape[-1], 1))))
+    q = torch.round(v64 / step) * step
+    return v64 + (q - v64).detach() if v.requires_grad else q
+
+
 def is_stateful(cfg: ModelConfig) -> bool:
     """Neurons whose step needs the layer's own last spikes or state beyond the membrane."""
     return cfg.neuron in ADAPTIVE + RECURRENT
 
 
-def scan(cur: Tensor, alpha: Tensor, v_th: Tensor, width: float, v_rec: Tensor | None,
-         adapt: tuple[Tensor, Tensor, Tensor] | None, t: Mapping[str, Tensor], p: str, opt: ForwardOptions) -> Tensor:
-    """Spikes [K, T, B, H] of one layer from its input currents `cur` [K, T, B, H].
+def scan(cur: Tensor, affine: tuple[Tensor, Tensor] | None, alpha: Tensor, v_th: Tensor, width: float,
+         v_rec: Tensor | None, adapt: tuple[Tensor, Tensor, Tensor] | None, t: Mapping[str, Tensor], p: str,
+         opt: ForwardOptions) -> Tensor:
+    """Spikes [K, T, B, H] of one layer from its feedforward currents `cur` [K, T, B, H].
 
+    `affine` (scale, shift) [K, 1, H]: the layer's BatchNorm, `cur * scale + shift`, not yet
+    applied (the kernel fuses it into the scan; None: `cur` is the input current already).
     `alpha`, `v_th` [K, 1, H]; `v_rec` the recurrent weights (or None); `adapt` (beta, a, b)
     (or None); `t` and `p` give the layer's hardware entries (dead, saturated, read noise).
     With `opt.smooth_spikes` > 0 the Heaviside is a sigmoid of that temperature (the
     non-spiking control of loss slices).
     """
     k, steps, bsz, h = cur.shape
+    dead, saturated = t.get(f"{p}.dead"), t.get(f"{p}.saturated")
+    noise, keys = t.get(f"{p}.read_noise"), t.get(f"{p}.read_noise_seed")
+    v_exact = None if v_rec is None else summable(v_rec)
+    consts = [alpha, v_th, *(adapt or ()), *(c for c in (v_rec, dead, saturated) if c is not None)]
+    grad = torch.is_grad_enabled() and any(c.requires_grad for c in (cur, *consts, *(affine or ())))
+    lib = recurrent_native.library(cur, consts + list(affine or ()), dead is not None or saturated is not None or v_th.requires_grad,
+                                   grad, noise is not None and v_rec is not None, opt.smooth_spikes > 0, opt.kernel)
+    if lib is not None:
+        cols = None if v_exact is None else v_exact.detach().transpose(-1, -2).contiguous()
+        return recurrent_native.scan(lib, cur, affine, alpha, v_th, width, v_rec, cols, adapt, dead, saturated, grad)
+    if affine is not None:
+        cur = cur * affine[0].unsqueeze(1) + affine[1].unsqueeze(1)
     u = cur.new_zeros(k, bsz, h)
     s = torch.zeros_like(u)
     w = torch.zeros_like(u) if adapt is not None else None
     gain = 1.0 - alpha
-    dead, saturated = t.get(f"{p}.dead"), t.get(f"{p}.saturated")
-    noise, keys = t.get(f"{p}.read_noise"), t.get(f"{p}.read_noise_seed")
     rec_keys = None if keys is None else keys ^ RECURRENT_STREAM
     zs = []
     for step in range(steps):
@@ -106,7 +142,7 @@ def scan(cur: Tensor, alpha: Tensor, v_th: Tensor, width: float, v_rec: Tensor |
             beta, a, b = adapt
             w = beta * w + a * u + b * s
         if v_rec is not None:
-            r = torch.matmul(s, v_rec.transpose(-1, -2))
+            r = torch.matmul(s.to(v_exact.dtype), v_exact.transpose(-1, -2)).to(s.dtype)
             if noise is not None:
                 r = add_read_noise(r.unsqueeze(1), noise, rec_keys, opt.example_offset, step).squeeze(1)
             i = i + r

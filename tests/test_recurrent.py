@@ -22,7 +22,7 @@ def one_layer(cur, alpha, v_th=1.0, v_rec=None, adapt=None, t=None):
     if rec is not None:
         rec = rec * (1 - torch.eye(h))  # as `recurrent_weight` masks it
     ad = None if adapt is None else tuple(vec(x) for x in adapt)
-    z = recurrent.scan(c, vec(alpha), vec(v_th), 0.5, rec, ad, t or {}, "blocks.0", ForwardOptions())
+    z = recurrent.scan(c, None, vec(alpha), vec(v_th), 0.5, rec, ad, t or {}, "blocks.0", ForwardOptions())
     return z[0, :, 0].tolist()
 
 

@@ -12,10 +12,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "rows.h"
+
 typedef struct {
     const float *cur, *scale, *shift, *alpha, *vth, *grad_z, *vpre_in;
     float *v, *z, *count, *vpre, *grad_drive, *grad_alpha, *grad_vth;
-    int64_t K, T, B, H, row0, row1;
+    int64_t K, T, B, H;
     float width;
 } Args;
 
@@ -40,11 +42,11 @@ static inline __attribute__((always_inline)) void step(
 
 #define STEP(S, Z, C, P) step(c, sc, sh, al, th, v, z, count, vp, H, S, Z, C, P)
 
-static void *forward_rows(void *p) {
+static int forward_rows(const void *p, const int64_t row0, const int64_t row1) {
     const Args *a = (const Args *)p;
     const int64_t T = a->T, B = a->B, H = a->H;
     const int has_scale = a->scale != NULL, has_z = a->z != NULL, has_count = a->count != NULL;
-    for (int64_t r = a->row0; r < a->row1; r++) {
+    for (int64_t r = row0; r < row1; r++) {
         const int64_t k = r / B, b = r % B;
         float *v = a->v + r * H;
         float *count = has_count ? a->count + r * H : NULL;
@@ -65,7 +67,7 @@ static void *forward_rows(void *p) {
             else STEP(has_scale, has_z, has_count, vp != NULL);  /* any other mix: generic loop */
         }
     }
-    return NULL;
+    return 0;
 }
 
 /* Reverse-time gradient of one step of one row (membrane from rest, reset by subtraction,
@@ -94,12 +96,12 @@ static inline __attribute__((always_inline)) void back_step(
 
 #define BACK(P, A, G) back_step(vp, vprev, gz, al, th, gu, gd, ga, gt, a->width, H, P, A, G)
 
-static void *backward_rows(void *p) {
+static int backward_rows(const void *p, const int64_t row0, const int64_t row1) {
     const Args *a = (const Args *)p;
     const int64_t T = a->T, B = a->B, H = a->H;
     float *gu = calloc((size_t)H, sizeof(float));
-    if (!gu) return (void *)1;
-    for (int64_t r = a->row0; r < a->row1; r++) {
+    if (!gu) return 1;
+    for (int64_t r = row0; r < row1; r++) {
         const int64_t k = r / B, b = r % B;
         const float *al = a->alpha + k * H, *th = a->vth + k * H;
         float *ga = a->grad_alpha ? a->grad_alpha + r * H : NULL;
@@ -117,24 +119,7 @@ static void *backward_rows(void *p) {
         }
     }
     free(gu);
-    return NULL;
-}
-
-/* Rows split over OpenMP threads: the kernel links the libgomp PyTorch has loaded (same
- * soname), so its threads are PyTorch's, not a second pool spinning against them. */
-static int run_threads(void *(*fn)(void *), const Args *base, int threads) {
-    const int64_t rows = base->K * base->B;
-    if (threads < 1) threads = 1;
-    if (threads > rows) threads = (int)(rows > 0 ? rows : 1);
-    int failed = 0;
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed)
-    for (int i = 0; i < threads; i++) {
-        Args args = *base;
-        args.row0 = rows * i / threads;
-        args.row1 = rows * (i + 1) / threads;
-        failed |= fn(&args) != NULL;
-    }
-    return failed;
+    return 0;
 }
 
 int lif_forward(const float *cur, const float *scale, const float *shift, const float *alpha,
@@ -144,7 +129,7 @@ int lif_forward(const float *cur, const float *scale, const float *shift, const 
     a.cur = cur; a.scale = scale; a.shift = shift; a.alpha = alpha; a.vth = vth;
     a.v = v; a.z = z; a.count = count; a.vpre = vpre;
     a.K = K; a.T = T; a.B = B; a.H = H;
-    return run_threads(forward_rows, &a, threads);
+    return run_rows(forward_rows, &a, K * B, threads);
 }
 
 int lif_backward(const float *grad_z, const float *vpre, const float *alpha, const float *vth,
@@ -154,5 +139,5 @@ int lif_backward(const float *grad_z, const float *vpre, const float *alpha, con
     a.grad_z = grad_z; a.vpre_in = vpre; a.alpha = alpha; a.vth = vth;
     a.grad_drive = grad_drive; a.grad_alpha = grad_alpha; a.grad_vth = grad_vth; a.width = width;
     a.K = K; a.T = T; a.B = B; a.H = H;
-    return run_threads(backward_rows, &a, threads);
+    return run_rows(backward_rows, &a, K * B, threads);
 }
