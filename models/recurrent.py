@@ -94,7 +94,8 @@ def summable(v: Tensor) -> Tensor:
     Gradients pass straight through.
     """
     v64 = v.double()
-    _, e = torch.frexp(v64.abs().amax(-1, keepdim=True))
+    top = v64.abs().nan_to_num(0.0, posinf=0.0, neginf=0.0).amax(-1, keepdim=True)  # the finite entries set the grid
+    _, e = torch.frexp(top)
     step = torch.ldexp(torch.ones_like(v64[..., :1]), e - 53 + math.ceil(math.log2(max(v.shape[-1], 1))))
     q = torch.round(v64 / step) * step
     return v64 + (q - v64).detach() if v.requires_grad else q
