@@ -5,15 +5,21 @@ Compares, in the same run, on the same weights and data:
     the registered perturbation and evaluated in one time-chunked pass), and
   * a per-draw loop: perturb one draw at a time and evaluate it with a plain
     per-time-step Norse forward at batch 128.
-Prints the ratio, the engine's matmul throughput as a fraction of this machine's sgemm
-throughput (measured here), and a profile of where the engine's time goes.
+The two halves of a ratio must see the same machine load, so they run interleaved: first
+`--rounds` rounds of A B (engine, loop) on a shortened workload (`--short-levels` levels),
+each round printed, the ratio of their medians with its [min, max] over rounds; then one
+full run of each, back to back. sgemm throughput is measured before, between the halves and
+after, and the engine's matmul throughput is given as a share of it. Ends with a profile of
+where the engine's time goes.
 
-    python -m benchmarks.bench_sweep [--levels 10] [--seeds 10] [--n 2000] [--kernel auto|native|eager]
+    python -m benchmarks.bench_sweep [--levels 10] [--seeds 10] [--n 2000] [--rounds 3]
+        [--short-levels 2] [--kernel auto|native|eager]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 import warnings
 
@@ -44,6 +50,8 @@ def main() -> None:
     ap.add_argument("--kernel", choices=native.MODES, default="auto",
                     help="LIF path of the engine (auto = what `robust sweep` does by default)")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved A B rounds on the shortened workload")
+    ap.add_argument("--short-levels", type=int, default=2, help="levels in each interleaved round")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = load_dataset(DatasetSpec())
@@ -79,48 +87,71 @@ def main() -> None:
     t0 = time.perf_counter()
     evaluate_draws(job, levels[0], seeds[:2])  # warm-up
     print(f"warm-up (and kernel build or load) {time.perf_counter() - t0:.1f} s, not counted below")
-    acc_engine, t_engine, paces = [], 0.0, [peak]
-    for lv in levels:
-        t0 = time.perf_counter()
-        rows = evaluate_draws(job, lv, seeds)
-        t_engine += time.perf_counter() - t0
-        acc_engine.append(sum(r["accuracy"] for r in rows) / len(rows))
-        paces.append(sgemm_gflops(reps=2))  # the machine's pace between levels (shared hosts drift)
-
-    # Per-draw loop: same perturbation function for one draw, per-time-step Norse forward, batch 128.
     base = {n: v.detach() for n, v in deploy_tensors(ck.net.cfg, ck.net.stacked(1)).items()}
-    net = ck.net
-    draws = [(lv, s) for lv in levels for s in seeds]
-    timed = draws if args.baseline_draws is None else draws[: args.baseline_draws]
-    t0 = time.perf_counter()
-    acc_loop = {}
-    with torch.no_grad():
-        for lv, s in timed:
-            t = apply(spec, lv, base, seed=cfg.seed, draws=[s], ctx=ctx)
-            clean = {n: p.detach().clone() for n, p in net.named_parameters()}
-            for n, p in net.named_parameters():
-                p.copy_(t[n][0])
-            loop = PerStepNorse(net)
-            correct = 0
-            for i in range(0, len(x), 128):
-                correct += (loop(x[i:i + 128]).argmax(-1) == y[i:i + 128]).sum().item()
-            for n, p in net.named_parameters():
-                p.copy_(clean[n])
-            acc_loop[(lv, s)] = correct / len(x)
-    t_loop = (time.perf_counter() - t0) * len(draws) / len(timed)
-    note = "" if len(timed) == len(draws) else f" (timed on {len(timed)} draws, scaled to {len(draws)})"
 
-    peak = sum(paces) / len(paces)
-    flops = matmul_flops([ck.net.cfg.input_dim, *ck.net.cfg.hidden], x.shape[1], len(x) * len(draws))
-    print(f"per-draw loop (per-step Norse, batch 128): {t_loop:7.1f} s{note}")
+    def engine(lvs: list[float]) -> tuple[float, list[float]]:
+        t0 = time.perf_counter()
+        accs = []
+        for lv in lvs:
+            rows = evaluate_draws(job, lv, seeds)
+            accs.append(sum(r["accuracy"] for r in rows) / len(rows))
+        return time.perf_counter() - t0, accs
+
+    def loop(lvs: list[float]) -> tuple[float, dict]:
+        """Same perturbation function for one draw at a time, per-time-step Norse forward, batch 128."""
+        draws = [(lv, s) for lv in lvs for s in seeds]
+        timed = draws if args.baseline_draws is None else draws[: args.baseline_draws]
+        net, acc = ck.net, {}
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for lv, s in timed:
+                t = apply(spec, lv, base, seed=cfg.seed, draws=[s], ctx=ctx)
+                clean = {n: p.detach().clone() for n, p in net.named_parameters()}
+                for n, p in net.named_parameters():
+                    p.copy_(t[n][0])
+                step_loop = PerStepNorse(net)
+                correct = 0
+                for i in range(0, len(x), 128):
+                    correct += (step_loop(x[i:i + 128]).argmax(-1) == y[i:i + 128]).sum().item()
+                for n, p in net.named_parameters():
+                    p.copy_(clean[n])
+                acc[(lv, s)] = correct / len(x)
+        return (time.perf_counter() - t0) * len(draws) / len(timed), acc
+
+    short = levels[: args.short_levels]
+    ta, tb = [], []
+    print(f"interleaved rounds on {len(short)} levels x {args.seeds} seeds (engine A, loop B):")
+    for r in range(args.rounds):
+        a, b = engine(short)[0], loop(short)[0]
+        ta.append(a)
+        tb.append(b)
+        print(f"  round {r + 1}: engine {a:6.1f} s  loop {b:6.1f} s  ratio {b / a:.2f}x")
+    ratios = [b / a for a, b in zip(ta, tb)]
+    print(f"  ratio of medians {statistics.median(tb) / statistics.median(ta):.2f}x "
+          f"[{min(ratios):.2f}, {max(ratios):.2f}] over rounds")
+
+    paces = [peak]
+    t_engine, acc_engine = engine(levels)
+    paces.append(sgemm_gflops())
+    print(f"sgemm {paces[-1]:.0f} GFLOP/s between the full engine and loop runs")
+    t_loop, acc_loop = loop(levels)
+    paces.append(sgemm_gflops())
+    note = "" if args.baseline_draws is None else f" (timed on {args.baseline_draws} draws, scaled)"
+    print(f"sgemm {paces[-1]:.0f} GFLOP/s at the end")
+
+    peak = statistics.median(paces)
+    draws = len(levels) * len(seeds)
+    flops = matmul_flops([ck.net.cfg.input_dim, *ck.net.cfg.hidden], x.shape[1], len(x) * draws)
+    print(f"full run, per-draw loop (per-step Norse, batch 128): {t_loop:7.1f} s{note}")
     path = "compiled kernel" if native.KERNEL.library() is not None and args.kernel != "eager" else "eager"
-    print(f"batched engine ({path}):{' ' * (27 - len(path))}{t_engine:7.1f} s   "
+    print(f"full run, batched engine ({path}):{' ' * (27 - len(path))}{t_engine:7.1f} s   "
           f"ratio {t_loop / t_engine:.2f}x")
     print(f"engine matmul throughput {flops / t_engine / 1e9:.0f} GFLOP/s = {flops / t_engine / 1e9 / peak:.0%} "
-          f"of sgemm ({peak:.0f} GFLOP/s, mean of {len(paces)} measurements between levels); "
-          f"{len(x) * len(draws) / t_engine:.0f} utterance-draws/s")
-    agree = [abs(acc_loop[d] - acc_engine[levels.index(d[0])]) for d in timed[:1]]
-    print(f"check: accuracy of the first draw, loop vs engine mean over seeds: diff {agree[0]:.3f}")
+          f"of sgemm ({peak:.0f} GFLOP/s, the median of before, between and after); "
+          f"{len(x) * draws / t_engine:.0f} utterance-draws/s")
+    first = next(iter(acc_loop))
+    print(f"check: accuracy of the first draw, loop vs engine mean over seeds: "
+          f"diff {abs(acc_loop[first] - acc_engine[0]):.3f}")
 
     # Where the engine's time goes (one level).
     from torch.profiler import ProfilerActivity, profile
