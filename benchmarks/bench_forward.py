@@ -4,6 +4,8 @@ Same weights, same data, same run. Prints utterances/s and ratios for:
   1. evaluation (batch 128): ours vs per-step loop (Linear then Norse LIFBoxCell per step);
   2. K = 16 stacked parameter sets in one pass vs 16 sequential calls of ours;
   3. one training step (forward + backward) at batch 16 and 128: ours vs per-step loop.
+Each pair runs interleaved (A B A B, after one warm-up each) on the same load; a ratio
+prints as the median of the per-round ratios with its [min, max].
 
     python -m benchmarks.bench_forward [--model adam.pt] [--repeats 3] [--threads 2] [--kernel auto|native|eager]
 """
@@ -11,7 +13,6 @@ Same weights, same data, same run. Prints utterances/s and ratios for:
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import torch
@@ -22,7 +23,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 from norse.torch import LIFBoxCell, LIFBoxParameters  # noqa: E402
 from norse.torch.functional.reset import reset_subtract  # noqa: E402
 
-from benchmarks.machine import machine_args, machine_setup, peak_rss_mb  # noqa: E402
+from benchmarks.machine import interleaved, machine_args, machine_setup, peak_rss_mb  # noqa: E402
 from models import native  # noqa: E402
 from models.network import SpikingNet, forward_stacked  # noqa: E402
 
@@ -58,16 +59,6 @@ class PerStepNorse(torch.nn.Module):
         return self.net.readout.linear(self.net.readout.bn(rate))
 
 
-def timeit(fn, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -98,10 +89,9 @@ def main() -> None:
     print(f"check: per-step Norse loop and ours agree on {agree:.1%} of predictions, "
           f"max |logit diff| {float((a - b).abs().max()):.2e}")
 
-    t_ours = timeit(run_eval(net), args.repeats)
-    t_naive = timeit(run_eval(naive), args.repeats)
+    t_ours, t_naive, ratio = interleaved(run_eval(net), run_eval(naive), args.repeats)
     print(f"eval  batch 128: ours {len(x) / t_ours:8.0f} utt/s   per-step Norse {len(x) / t_naive:8.0f} utt/s"
-          f"   ratio {t_naive / t_ours:.2f}x")
+          f"   ratio {ratio}")
 
     k = 16
     g = torch.Generator().manual_seed(0)
@@ -120,10 +110,9 @@ def main() -> None:
                 forward_stacked(net.cfg, {n: v[i:i + 1] for n, v in stacked.items()}, xs)
         sync()
 
-    t_st = timeit(run_stacked, args.repeats)
-    t_seq = timeit(run_sequential, args.repeats)
+    t_st, t_seq, ratio = interleaved(run_stacked, run_sequential, args.repeats)
     print(f"K={k} stacked  batch 128: one pass {k * len(xs) / t_st:8.0f} utt-draws/s   "
-          f"{k} sequential calls {k * len(xs) / t_seq:8.0f}   ratio {t_seq / t_st:.2f}x")
+          f"{k} sequential calls {k * len(xs) / t_seq:8.0f}   ratio {ratio}")
 
     for bsz in (16, 128):
         xb, yb = x[:bsz], y[:bsz]
@@ -138,18 +127,23 @@ def main() -> None:
         net.train()
         naive.train()
         ours = step(net, lambda v: net(v, update_running=False))
+
+        def on(mode):
+            def f():
+                native.KERNEL.set_mode(mode)
+                with native.KERNEL.training(float("inf")):
+                    ours()
+                native.KERNEL.set_mode(args.kernel)
+            return f
         with native.KERNEL.training(float("inf")) as path:
-            t_o = timeit(ours, args.repeats)
+            pass
         path = path if dev.type == "cpu" else "eager"  # the kernel is for CPU tensors
-        native.KERNEL.set_mode("eager")
-        with native.KERNEL.training(float("inf")):
-            t_e = timeit(ours, args.repeats)
-        native.KERNEL.set_mode(args.kernel)
-        t_n = timeit(step(naive, naive), args.repeats)
+        t_o, t_n, ratio = interleaved(on(args.kernel), step(naive, naive), args.repeats)
+        t_e, _, ratio_e = interleaved(on("eager"), step(naive, naive), args.repeats)
         net.eval()
         naive.eval()
         print(f"train step batch {bsz:3d}: ours ({path}) {t_o * 1e3:7.1f} ms   ours (eager) {t_e * 1e3:7.1f} ms   "
-              f"per-step Norse {t_n * 1e3:7.1f} ms   ratio {t_n / t_o:.2f}x (eager {t_n / t_e:.2f}x)")
+              f"per-step Norse {t_n * 1e3:7.1f} ms   ratio {ratio} (eager {ratio_e})")
     print(f"peak resident memory {peak_rss_mb():.0f} MB")
 
 

@@ -26,8 +26,7 @@ import torch.nn.functional as F
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
-import statistics  # noqa: E402
-import time  # noqa: E402
+from benchmarks.machine import interleaved  # noqa: E402
 from models import native, recurrent  # noqa: E402
 from models.layers import bn_affine  # noqa: E402
 from models.model_config import TRAINABLE_NEURONS, ModelConfig  # noqa: E402
@@ -69,20 +68,6 @@ def per_step_loop(net: SpikingNet, x: torch.Tensor) -> torch.Tensor:
             h = st["s"]
         rate = rate + h
     return net.readout.linear(net.readout.bn(rate / x.shape[1]))
-
-
-def interleaved(ours, loop, repeats: int) -> tuple[float, float, str]:
-    """Best time of each, run A B A B on the same load after one warm-up each, and the
-    spread of the per-round ratio loop / ours ("median [min, max]")."""
-    ours(), loop()
-    ta, tb = [], []
-    for _ in range(repeats):
-        for fn, out in ((ours, ta), (loop, tb)):
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-    r = [b / a for a, b in zip(ta, tb)]
-    return min(ta), min(tb), f"{statistics.median(r):.2f}x [{min(r):.2f}, {max(r):.2f}]"
 
 
 def calibrated(neuron: str, hidden: tuple[int, ...], x: torch.Tensor) -> SpikingNet:

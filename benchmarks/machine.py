@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -71,3 +72,17 @@ def peak_rss_mb() -> float:
     """Peak resident set size in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+def interleaved(ours, loop, repeats: int) -> tuple[float, float, str]:
+    """Best time of each, run A B A B on the same load after one warm-up each, and the
+    spread of the per-round ratio loop / ours ("median [min, max]")."""
+    ours(), loop()
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, out in ((ours, ta), (loop, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    r = [b / a for a, b in zip(ta, tb)]
+    return min(ta), min(tb), f"{statistics.median(r):.2f}x [{min(r):.2f}, {max(r):.2f}]"
