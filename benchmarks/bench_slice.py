@@ -6,14 +6,17 @@ In the same run, on the same weights, direction and minibatches:
   * the naive loop: for each point, write theta + a u into the network and run a plain
     per-time-step Norse forward over the minibatches (batch 128).
 The loop is timed on a few points and scaled to the slice; the engine on the whole slice.
+The two run interleaved (engine, loop, engine, loop, ...; no warm-up round, so the first
+includes first-call costs), and the ratio prints as the median of the per-round ratios
+with its [min, max].
 
-    python -m benchmarks.bench_slice [--model adam.pt] [--batches 4] [--loop-points 6] [--kernel auto|native|eager]
+    python -m benchmarks.bench_slice [--model adam.pt] [--batches 4] [--loop-points 6] [--repeats 3]
+        [--kernel auto|native|eager]
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import torch
@@ -21,7 +24,7 @@ import torch
 warnings.filterwarnings("ignore")
 
 from benchmarks.bench_forward import PerStepNorse  # noqa: E402
-from benchmarks.machine import machine_args, machine_setup, matmul_flops, peak_rss_mb, sgemm_gflops  # noqa: E402
+from benchmarks.machine import interleaved, machine_args, machine_setup, matmul_flops, peak_rss_mb, sgemm_gflops  # noqa: E402
 from models import native  # noqa: E402
 from models.network import SpikingNet  # noqa: E402
 from robustness.slicing.curves import curve_losses, grid_points, Networks  # noqa: E402
@@ -57,6 +60,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, default=4)
     ap.add_argument("--loop-points", type=int, default=6, help="points the naive loop is timed on")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds (engine, loop)")
     machine_args(ap)
     args = ap.parse_args()
     data, net = machine_setup(args)
@@ -73,22 +77,25 @@ def main() -> None:
         u = [normalise(raw_direction({n: w[n].shape for n in names}, g), w, "filter") for _ in range(dims)]
         grid = grid_points(cfg)
         nets = Networks({n: v.detach().unsqueeze(0) for n, v in w.items()}, [w], False)
+        sub = grid[:: max(1, len(grid) // args.loop_points)][: args.loop_points]
+        out = {}
+
+        def engine():
+            out["loss"] = curve_losses(ck, nets, [[d] for d in u], names, grid, x, y, x, cfg, torch.device("cpu"))[0]
+
+        def loop():
+            out["ref"] = naive(net, names, u, sub, x, y)
         peak = sgemm_gflops()
-        t0 = time.perf_counter()
-        loss, _ = curve_losses(ck, nets, [[d] for d in u], names, grid, x, y, x, cfg, torch.device("cpu"))
-        t_engine = time.perf_counter() - t0
+        t_engine, t_loop, ratio = interleaved(engine, loop, args.repeats, loop_scale=len(grid) / len(sub), warm=False)
         peak = (peak + sgemm_gflops()) / 2
         flops = matmul_flops([net.cfg.input_dim, *net.cfg.hidden], x.shape[1], len(x) * len(grid))
-        sub = grid[:: max(1, len(grid) // args.loop_points)][: args.loop_points]
-        t0 = time.perf_counter()
-        ref = naive(net, names, u, sub, x, y)
-        t_loop = (time.perf_counter() - t0) * len(grid) / len(sub)
+        loss, ref = out["loss"], out["ref"]
         flat = loss.reshape(-1)
         idx = [grid.index(p) for p in sub]
         err = max(abs(flat[i] - r) for i, r in zip(idx, ref))
         label = f"{points}-point line" if dims == 1 else f"{points}x{points} plane"
         print(f"{label}: naive per-step Norse loop {t_loop:7.1f} s (timed on {len(sub)} points, scaled to "
-              f"{len(grid)}); engine {t_engine:6.1f} s; ratio {t_loop / t_engine:.2f}x; "
+              f"{len(grid)}); engine {t_engine:6.1f} s; ratio {ratio} over {args.repeats} interleaved rounds; "
               f"max |loss diff| on the timed points {err:.2e}")
         print(f"  engine matmul throughput {flops / t_engine / 1e9:.0f} GFLOP/s = {flops / t_engine / 1e9 / peak:.0%} "
               f"of sgemm ({peak:.0f} GFLOP/s); LIF path {native.KERNEL.mode}")

@@ -74,15 +74,17 @@ def peak_rss_mb() -> float:
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
 
-def interleaved(ours, loop, repeats: int) -> tuple[float, float, str]:
-    """Best time of each, run A B A B on the same load after one warm-up each, and the
-    spread of the per-round ratio loop / ours ("median [min, max]")."""
-    ours(), loop()
+def interleaved(ours, loop, repeats: int, loop_scale: float = 1.0, warm: bool = True) -> tuple[float, float, str]:
+    """Best time of each, run A B A B on the same load (after one warm-up each unless `warm`
+    is False), and the spread of the per-round ratio loop / ours ("median [min, max]").
+    `loop_scale` scales the loop's times (a loop timed on part of the work)."""
+    if warm:
+        ours(), loop()
     ta, tb = [], []
     for _ in range(repeats):
-        for fn, out in ((ours, ta), (loop, tb)):
+        for fn, out, scale in ((ours, ta, 1.0), (loop, tb, loop_scale)):
             t0 = time.perf_counter()
             fn()
-            out.append(time.perf_counter() - t0)
+            out.append((time.perf_counter() - t0) * scale)
     r = [b / a for a, b in zip(ta, tb)]
     return min(ta), min(tb), f"{statistics.median(r):.2f}x [{min(r):.2f}, {max(r):.2f}]"
