@@ -12,7 +12,6 @@ relative L-infinity budget.
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import torch
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 from benchmarks.bench_forward import PerStepNorse  # noqa: E402
-from benchmarks.machine import machine_args, machine_setup, peak_rss_mb  # noqa: E402
+from benchmarks.machine import interleaved, machine_args, machine_setup, peak_rss_mb  # noqa: E402
 from models import native  # noqa: E402
 from models.deploy import deploy_tensors  # noqa: E402
 from models.model_config import ForwardOptions
@@ -81,6 +80,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--eps", type=float, default=0.1)
     ap.add_argument("--examples", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds (ours, per-step)")
     machine_args(ap)
     args = ap.parse_args()
     data, net = machine_setup(args)
@@ -92,18 +92,21 @@ def main() -> None:
           f"(+ {args.restarts} scoring forwards) per budget")
     with torch.no_grad():
         clean = F.cross_entropy(net(x), y)
-    t0 = time.perf_counter()
-    ours = stacked_search(net, x, y, args.eps, args.restarts, args.steps)
-    t_ours = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    plain = per_step_search(net, x, y, args.eps, args.restarts, args.steps)
-    t_plain = time.perf_counter() - t0
+    out = {}
+
+    def run_ours():
+        out["ours"] = stacked_search(net, x, y, args.eps, args.restarts, args.steps)
+
+    def run_plain():
+        out["plain"] = per_step_search(net, x, y, args.eps, args.restarts, args.steps)
+    t_ours, t_plain, ratio = interleaved(run_ours, run_plain, args.repeats, warm=False)
+    ours, plain = out["ours"], out["plain"]
     with native.KERNEL.training(float("inf")) as path:
         pass
     print(f"check: clean NLL {float(clean):.3f}; found NLL, mean over restarts: ours {float(ours.mean()):.3f}, "
           f"per-step Norse {float(plain.mean()):.3f}")
     print(f"one budget: ours (stacked, {path}) {t_ours:7.2f} s   per-step Norse, restart by "
-          f"restart {t_plain:7.2f} s   ratio {t_plain / t_ours:.2f}x   "
+          f"restart {t_plain:7.2f} s   ratio {ratio} over {args.repeats} interleaved rounds   "
           f"({passes / t_ours:.1f} vs {passes / t_plain:.1f} forward-backward passes/s)")
     print(f"peak resident memory {peak_rss_mb():.0f} MB")
 
