@@ -124,8 +124,9 @@ def scan(cur: Tensor, affine: tuple[Tensor, Tensor] | None, alpha: Tensor, v_th:
     v_exact = None if v_rec is None else summable(v_rec)
     consts = [alpha, v_th, *(adapt or ()), *(c for c in (v_rec, dead, saturated) if c is not None)]
     grad = torch.is_grad_enabled() and any(c.requires_grad for c in (cur, *consts, *(affine or ())))
-    lib = recurrent_native.library(cur, consts + list(affine or ()), dead is not None or saturated is not None or v_th.requires_grad,
-                                   grad, noise is not None and v_rec is not None, opt.smooth_spikes > 0, opt.kernel)
+    forced = dead is not None or saturated is not None or v_th.requires_grad  # not in the kernel's backward
+    lib = recurrent_native.library(cur, consts + list(affine or ()), forced, grad,
+                                   noise is not None and v_rec is not None, opt.smooth_spikes > 0, opt.kernel)
     if lib is not None:
         cols = None if v_exact is None else v_exact.detach().transpose(-1, -2).contiguous()
         return recurrent_native.scan(lib, cur, affine, alpha, v_th, width, v_rec, cols, adapt, dead, saturated, grad)

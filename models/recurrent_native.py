@@ -56,7 +56,8 @@ def _forward(lib: ctypes.CDLL, cur: Tensor, consts: dict[str, Tensor | None], co
     u, i = (torch.empty_like(cur), torch.empty_like(cur)) if keep else (None, None)
     w = torch.empty_like(cur) if keep and c["beta"] is not None else None
     with torch.profiler.record_function("recurrent_kernel_forward"):
-        rc = lib.rec_forward(_ptr(cur), _ptr(c.get("scale")), _ptr(c.get("shift")), _ptr(c["alpha"]), _ptr(c["gain"]), _ptr(c["v_th"]), _ptr(cols),
+        rc = lib.rec_forward(_ptr(cur), _ptr(c.get("scale")), _ptr(c.get("shift")), _ptr(c["alpha"]), _ptr(c["gain"]),
+                             _ptr(c["v_th"]), _ptr(cols),
                              _ptr(c["beta"]), _ptr(c["a"]), _ptr(c["b"]), _ptr(c["dead"]), _ptr(c["saturated"]),
                              _ptr(z), _ptr(u), _ptr(w), _ptr(i), k, steps, b, h, torch.get_num_threads())
     if rc:
@@ -83,7 +84,8 @@ class _TrainScan(torch.autograd.Function):
         f = {n: _flat(v, k, h) for n, v in dict(alpha=alpha, gain=gain, v_th=v_th, beta=beta, a=a, b=b).items()}
         v = None if v_rec is None else v_rec.detach().expand(k, h, h).contiguous()
         gc = torch.empty_like(z)
-        rows = [z.new_zeros(k, bsz, h) if n == "alpha" or beta is not None else None for n in ("alpha", "beta", "a", "b")]
+        rows = [z.new_zeros(k, bsz, h) if n == "alpha" or beta is not None else None  # per-row gradient sums
+                for n in ("alpha", "beta", "a", "b")]
         with torch.profiler.record_function("recurrent_kernel_backward"):
             rc = ctx.lib.rec_backward(_ptr(grad_z.contiguous()), _ptr(z), _ptr(u), _ptr(w), _ptr(i),
                                       _ptr(f["alpha"]), _ptr(f["gain"]), _ptr(f["v_th"]), _ptr(v),

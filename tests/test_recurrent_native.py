@@ -26,7 +26,8 @@ EAGER, NATIVE = native.Kernel("eager"), native.Kernel("native")
 
 
 def cfg_of(neuron: str) -> ModelConfig:
-    return ModelConfig(input_dim=12, num_classes=5, hidden=(20, 17), neuron=neuron, threshold=0.3)  # off the vector width
+    # widths off the vector width, a threshold low enough that every layer fires
+    return ModelConfig(input_dim=12, num_classes=5, hidden=(20, 17), neuron=neuron, threshold=0.3)
 
 
 def firing_net(cfg: ModelConfig) -> SpikingNet:
