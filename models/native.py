@@ -2,8 +2,8 @@
 
 `lif.c` fuses a chunk's drive (`cur * scale + shift`), membrane scan and spike count, and
 provides the scan's backward for training; `recurrent.c` does the same for the adaptive
-and recurrent neuron types (models/recurrent_native.py). It is plain C, compiled with the system's C
-compiler on first use (well under a second) into a per-user cache keyed by source, flags
+and recurrent neuron types (models/recurrent_native.py). It is plain C, compiled with the
+system's C compiler on first use (well under a second) into a per-user cache keyed by source, flags
 and CPU, so later processes (Ray workers included) only load it. Built with
 `-ffp-contract=off`, its float operations round exactly as the eager PyTorch code does:
 spikes are bit for bit the same, so which path ran never changes a number at inference.
@@ -196,7 +196,8 @@ def applies(*tensors: torch.Tensor) -> bool:
     return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
 
 
-def _ptr(t: torch.Tensor | None) -> int | None:
+def ptr(t: torch.Tensor | None) -> int | None:
+    """The address a kernel argument takes (None: NULL, the argument is absent)."""
     return None if t is None else t.data_ptr()
 
 
@@ -216,7 +217,7 @@ def forward(lib: ctypes.CDLL, cur: torch.Tensor, alpha: torch.Tensor, vth: torch
     z = torch.empty_like(cur) if spikes else None
     vpre = torch.empty_like(cur) if keep_membrane else None
     with torch.profiler.record_function("lif_kernel_forward"):
-        rc = lib.lif_forward(_ptr(cur), *map(_ptr, consts), _ptr(v), _ptr(z), _ptr(count), _ptr(vpre),
+        rc = lib.lif_forward(ptr(cur), *map(ptr, consts), ptr(v), ptr(z), ptr(count), ptr(vpre),
                              k, steps, b, h, torch.get_num_threads())
     if rc:
         raise RuntimeError("LIF kernel failed")
@@ -234,7 +235,7 @@ def backward(lib: ctypes.CDLL, grad_z: torch.Tensor, vpre: torch.Tensor, alpha: 
     ga = vpre.new_zeros(k, b, h) if need_alpha else None
     gt = vpre.new_zeros(k, b, h) if need_vth else None
     with torch.profiler.record_function("lif_kernel_backward"):
-        rc = lib.lif_backward(_ptr(grad_z), _ptr(vpre), _ptr(alpha), _ptr(vth), _ptr(gd), _ptr(ga), _ptr(gt),
+        rc = lib.lif_backward(ptr(grad_z), ptr(vpre), ptr(alpha), ptr(vth), ptr(gd), ptr(ga), ptr(gt),
                               float(width), k, steps, b, h, torch.get_num_threads())
     if rc:
         raise RuntimeError("LIF kernel failed (out of memory)")

@@ -127,11 +127,11 @@ def scan(cur: Tensor, affine: tuple[Tensor, Tensor] | None, alpha: Tensor, v_th:
     forced = dead is not None or saturated is not None or v_th.requires_grad  # not in the kernel's backward
     lib = recurrent_native.library(cur, consts + list(affine or ()), forced, grad,
                                    noise is not None and v_rec is not None, opt.smooth_spikes > 0, opt.kernel)
+    if affine is not None and (lib is None or grad):  # only the kernel's inference scan fuses the BatchNorm
+        cur, affine = cur * affine[0].unsqueeze(1) + affine[1].unsqueeze(1), None
     if lib is not None:
         cols = None if v_exact is None else v_exact.detach().transpose(-1, -2).contiguous()
         return recurrent_native.scan(lib, cur, affine, alpha, v_th, width, v_rec, cols, adapt, dead, saturated, grad)
-    if affine is not None:
-        cur = cur * affine[0].unsqueeze(1) + affine[1].unsqueeze(1)
     u = cur.new_zeros(k, bsz, h)
     s = torch.zeros_like(u)
     w = torch.zeros_like(u) if adapt is not None else None

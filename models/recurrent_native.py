@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from models import native
+from models.native import ptr
 
 # An eager adaptive/recurrent neuron-step costs about this many eager LIF neuron-steps
 # (about 21 ns against 5 ns, 2 cores, H = 256, batch 128: a dozen PyTorch ops per step and
@@ -44,10 +45,6 @@ def _flat(c: Tensor | None, k: int, h: int) -> Tensor | None:
     return None if c is None else c.detach().reshape(-1, h).expand(k, h).contiguous()
 
 
-def _ptr(t: Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
-
-
 def _forward(lib: ctypes.CDLL, cur: Tensor, consts: dict[str, Tensor | None], cols: Tensor | None,
              keep: bool) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
     k, steps, b, h = cur.shape
@@ -56,10 +53,10 @@ def _forward(lib: ctypes.CDLL, cur: Tensor, consts: dict[str, Tensor | None], co
     u, i = (torch.empty_like(cur), torch.empty_like(cur)) if keep else (None, None)
     w = torch.empty_like(cur) if keep and c["beta"] is not None else None
     with torch.profiler.record_function("recurrent_kernel_forward"):
-        rc = lib.rec_forward(_ptr(cur), _ptr(c.get("scale")), _ptr(c.get("shift")), _ptr(c["alpha"]), _ptr(c["gain"]),
-                             _ptr(c["v_th"]), _ptr(cols),
-                             _ptr(c["beta"]), _ptr(c["a"]), _ptr(c["b"]), _ptr(c["dead"]), _ptr(c["saturated"]),
-                             _ptr(z), _ptr(u), _ptr(w), _ptr(i), k, steps, b, h, torch.get_num_threads())
+        rc = lib.rec_forward(ptr(cur), ptr(c.get("scale")), ptr(c.get("shift")), ptr(c["alpha"]), ptr(c["gain"]),
+                             ptr(c["v_th"]), ptr(cols),
+                             ptr(c["beta"]), ptr(c["a"]), ptr(c["b"]), ptr(c["dead"]), ptr(c["saturated"]),
+                             ptr(z), ptr(u), ptr(w), ptr(i), k, steps, b, h, torch.get_num_threads())
     if rc:
         raise RuntimeError("recurrent kernel failed (out of memory)")
     return z, u, w, i
@@ -87,9 +84,9 @@ class _TrainScan(torch.autograd.Function):
         rows = [z.new_zeros(k, bsz, h) if n == "alpha" or beta is not None else None  # per-row gradient sums
                 for n in ("alpha", "beta", "a", "b")]
         with torch.profiler.record_function("recurrent_kernel_backward"):
-            rc = ctx.lib.rec_backward(_ptr(grad_z.contiguous()), _ptr(z), _ptr(u), _ptr(w), _ptr(i),
-                                      _ptr(f["alpha"]), _ptr(f["gain"]), _ptr(f["v_th"]), _ptr(v),
-                                      _ptr(f["beta"]), _ptr(f["a"]), _ptr(f["b"]), _ptr(gc), *map(_ptr, rows),
+            rc = ctx.lib.rec_backward(ptr(grad_z.contiguous()), ptr(z), ptr(u), ptr(w), ptr(i),
+                                      ptr(f["alpha"]), ptr(f["gain"]), ptr(f["v_th"]), ptr(v),
+                                      ptr(f["beta"]), ptr(f["a"]), ptr(f["b"]), ptr(gc), *map(ptr, rows),
                                       float(ctx.width), k, steps, bsz, h, torch.get_num_threads())
         if rc:
             raise RuntimeError("recurrent kernel failed (out of memory)")
@@ -108,11 +105,10 @@ def scan(lib: ctypes.CDLL, cur: Tensor, affine: tuple[Tensor, Tensor] | None, al
          width: float, v_rec: Tensor | None, cols: Tensor | None, adapt: tuple[Tensor, Tensor, Tensor] | None,
          dead: Tensor | None, saturated: Tensor | None, grad: bool) -> Tensor:
     """Spikes [K, T, B, H] of one layer in the kernel (arguments as `recurrent.scan`; `cols`
-    the exactly summable columns of V, [K, H, H] float64, row j = V[:, j])."""
+    the exactly summable columns of V, [K, H, H] float64, row j = V[:, j]; `affine` is fused
+    in inference only, so in training it must be None, already applied to `cur`)."""
     beta, a, b = adapt if adapt is not None else (None, None, None)
     if grad:
-        if affine is not None:
-            cur = cur * affine[0].unsqueeze(1) + affine[1].unsqueeze(1)
         return _TrainScan.apply(cur, alpha, v_rec, beta, a, b, v_th, cols, width, lib)
     consts = dict(alpha=alpha, gain=1.0 - alpha, v_th=v_th, beta=beta, a=a, b=b, dead=dead, saturated=saturated)
     if affine is not None:  # the layer's BatchNorm, applied in the scan as `cur * scale + shift`

@@ -16,13 +16,9 @@ from models.model_config import ForwardOptions, ModelConfig, weight_layers
 from models.network import SpikingNet, forward_stacked
 from perturbations.base import PERTURBATIONS, Context
 from perturbations.spec import apply, parse_spec
+from tests.test_native import EAGER, HIDDEN, LEVELS, NATIVE, needs_compiler
 
 STATEFUL = ("adlif", "rlif", "radlif")
-HIDDEN = ("blocks.0", "blocks.1")
-LEVELS = {"quantize": 4, "pcm": 3600.0, "bitflip": 0.05, "stuck-at": 0.2, "dead-neuron": 0.3,
-          "saturated-neuron": 0.3}
-needs_compiler = pytest.mark.skipif(native.find_compiler() is None, reason="no C compiler on this machine")
-EAGER, NATIVE = native.Kernel("eager"), native.Kernel("native")
 
 
 def cfg_of(neuron: str) -> ModelConfig:

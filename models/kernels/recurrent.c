@@ -170,7 +170,8 @@ static int rec_backward_rows(const void *p, const int64_t row0, const int64_t ro
     return 0;
 }
 
-int rec_forward(const float *cur, const float *scale, const float *shift, const float *alpha, const float *gain, const float *vth, const double *cols,
+int rec_forward(const float *cur, const float *scale, const float *shift, const float *alpha, const float *gain,
+                const float *vth, const double *cols,
                 const float *beta, const float *ca, const float *cb, const float *dead, const float *sat,
                 float *z, float *u_out, float *w_out, float *i_out,
                 int64_t K, int64_t T, int64_t B, int64_t H, int threads) {
