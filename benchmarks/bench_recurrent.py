@@ -27,7 +27,7 @@ import torch.nn.functional as F
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 from benchmarks.machine import interleaved  # noqa: E402
-from models import native, recurrent  # noqa: E402
+from models import native, recurrent, spike_current  # noqa: E402
 from models.layers import bn_affine  # noqa: E402
 from models.model_config import TRAINABLE_NEURONS, ModelConfig  # noqa: E402
 from models.network import SpikingNet, forward_stacked  # noqa: E402
@@ -44,7 +44,7 @@ def per_step_loop(net: SpikingNet, x: torch.Tensor) -> torch.Tensor:
         state.append({"u": x.new_zeros(bsz, h), "s": x.new_zeros(bsz, h), "w": x.new_zeros(bsz, h)})
         adapt = (tuple(getattr(blk, n).clamp(*recurrent.RANGES[n]) for n in recurrent.ADAPT)
                  if hasattr(blk, "adapt_beta") else None)
-        v_t = (recurrent.summable(blk.recurrent.linear.weight * (1 - torch.eye(h))).T
+        v_t = (spike_current.summable(blk.recurrent.linear.weight * (1 - torch.eye(h))).T
                if hasattr(blk, "recurrent") else None)
         consts.append((bn_affine(tensors, f"blocks.{i}.bn", cfg.bn_eps), blk.alpha.clamp(cfg.alpha_min, cfg.alpha_max),
                        adapt, v_t))

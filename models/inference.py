@@ -1,6 +1,7 @@
 """Inference over chunks of time steps: all layers per chunk, membranes carried over.
 
-Each layer's chunk is one matmul over all its time steps and networks, then one call of
+Each layer's chunk is one matmul over all its time steps and networks (for spikes in, the
+exact sum of the weights of the inputs that fired: models/spike_current.py), then one call of
 the compiled LIF kernel (drive, scan and spike count fused; see models/native.py) or the
 same arithmetic in eager PyTorch. The last layer's spikes are only counted, never stored.
 """
@@ -17,6 +18,7 @@ from models.hardware import add_read_noise, force_spikes, read_noise_keys
 from models.layers import bn_affine, drive_gain, flatten_input, leak, row_invariant, synaptic_filter
 from models.lif import scan_chunk
 from models.model_config import ForwardOptions, ModelConfig
+from models import chain_native, spike_current
 
 
 def _layer_constants(cfg: ModelConfig, t: Mapping[str, Tensor], opt: ForwardOptions, i: int) -> dict:
@@ -32,7 +34,8 @@ def _layer_constants(cfg: ModelConfig, t: Mapping[str, Tensor], opt: ForwardOpti
     beta, bias = t.get(f"{p}.beta"), t.get(f"{p}.linear.bias")
     if bias is not None and beta is None:
         shift, bias = shift + scale * bias, None
-    return {"w": t[f"{p}.linear.weight"].transpose(-1, -2), "scale": scale.unsqueeze(1) * gain,
+    w = t[f"{p}.linear.weight"]
+    return {"w": w.transpose(-1, -2), "wt": spike_current.exact_weights(w) if i > 0 else None, "scale": scale.unsqueeze(1) * gain,
             "shift": shift.unsqueeze(1) * gain, "alpha": alpha, "v_th": t[f"{p}.v_th"].unsqueeze(1),
             "beta": None if beta is None else beta.unsqueeze(1), "bias": None if bias is None else bias.unsqueeze(1),
             "noise": t.get(f"{p}.read_noise"), "keys": read_noise_keys(t, p),
@@ -70,13 +73,22 @@ def chunked_inference(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt:
     syn: list[Tensor | None] = [None] * len(layers)  # synaptic currents carried over (cuba_lif)
     counts = [x.new_zeros(k, bsz, cfg.hidden[i]) for i in layers]
     chunk = time_chunk(k * bsz, max(cfg.hidden))
+    fused = chain_native.chain(consts, v, counts, x, steps, opt.kernel)
+    dense = False  # a chunk's spikes were denser than the event-driven sum pays for: run the next layer by layer
     rate_sum = None
     for c0 in range(0, steps, chunk):
         xc = x[:, c0:c0 + chunk] if x.dim() == 3 else x[:, :, c0:c0 + chunk]
         h, tc, _ = flatten_input(xc)
+        before = [float(n.sum()) for n in counts[:-1]] if fused is not None else None
         for j, c in enumerate(consts):
-            cur = row_invariant(lambda rows: torch.matmul(rows, c["w"]), h)  # [K, tc*B, H]
+            if c["wt"] is not None:  # spikes in: the exact, event-driven sum
+                cur = spike_current.current(h, c["wt"], opt.kernel)
+            else:
+                cur = row_invariant(lambda rows: torch.matmul(rows, c["w"]), h)  # [K, tc*B, H]
             cur = cur.view(cur.shape[0], tc, bsz, -1)
+            if fused is not None and not dense:
+                fused.run(cur)  # this and every later layer of the chunk, in one kernel call
+                break
             if c["noise"] is not None:
                 cur = add_read_noise(cur, c["noise"], c["keys"], opt.example_offset, c0)
             if c["beta"] is not None:
@@ -85,6 +97,9 @@ def chunked_inference(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt:
                 cur, syn[j] = synaptic_filter(cur, c["beta"], syn[j])
             z = _scan_chunk(c, cur, v[j], counts[j], spikes=j < len(consts) - 1, opt=opt)
             h = None if z is None else z.view(z.shape[0], tc * bsz, -1)
+        if fused is not None:
+            density = [(float(n.sum()) - b) / (tc * n.numel()) for n, b in zip(counts, before)]
+            dense = max(density, default=0.0) >= spike_current.crossover(fused.kernel, fused.lib)
         if not layers:  # started at the readout: x holds the last block's spikes
             h = h.unsqueeze(0).expand(k, -1, -1) if h.dim() == 2 else h
             zt = h.reshape(h.shape[0], tc, bsz, -1).sum(1)

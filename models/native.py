@@ -2,7 +2,8 @@
 
 `lif.c` fuses a chunk's drive (`cur * scale + shift`), membrane scan and spike count, and
 provides the scan's backward for training; `recurrent.c` does the same for the adaptive
-and recurrent neuron types (models/recurrent_native.py). It is plain C, compiled with the
+and recurrent neuron types (models/recurrent_native.py); `spikes.c` sums the weight rows of
+the inputs that fired (models/spike_current.py). It is plain C, compiled with the
 system's C compiler on first use (well under a second) into a per-user cache keyed by source, flags
 and CPU, so later processes (Ray workers included) only load it. Built with
 `-ffp-contract=off`, its float operations round exactly as the eager PyTorch code does:
@@ -40,9 +41,9 @@ from basics.files import atomic_path
 log = logging.getLogger(__name__)
 
 KERNELS = Path(__file__).with_name("kernels")
-SOURCES = (KERNELS / "lif.c", KERNELS / "recurrent.c")
-HEADERS = (KERNELS / "rows.h",)
-FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-fopenmp"]
+SOURCES = (KERNELS / "lif.c", KERNELS / "recurrent.c", KERNELS / "spikes.c")
+HEADERS = (KERNELS / "rows.h", KERNELS / "spikes.h")
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math", "-fPIC", "-shared", "-fopenmp"]
 MODES = ("auto", "native", "eager")
 BUILD_WORK = 2e8  # neuron-steps that take eager ~1 s: worth a cold build (<1 s); below, eager runs
 
@@ -100,6 +101,10 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.rec_forward.restype = ctypes.c_int
     lib.rec_backward.argtypes = [p] * 17 + [ctypes.c_float] + [i64] * 4 + [ctypes.c_int]
     lib.rec_backward.restype = ctypes.c_int
+    lib.spike_current.argtypes = [p] * 3 + [i64] * 4 + [ctypes.c_int] * 3
+    lib.spike_current.restype = ctypes.c_int
+    lib.lif_chain_forward.argtypes = [p, i64] + [p] * 11 + [i64] * 3 + [ctypes.c_int]
+    lib.lif_chain_forward.restype = ctypes.c_int
     return lib
 
 
@@ -120,6 +125,8 @@ class Kernel:
         self._lib: ctypes.CDLL | None = None
         self._failed: str | None = None  # why the kernel is unavailable, once known
         self.training_lib: ctypes.CDLL | None = None  # the kernel for gradient passes, only inside `training`
+        self.built_path: Path | None = None  # where the loaded kernel's build lives
+        self.crossover: float | None = None  # spike density where dense beats event-driven (models/spike_current.py)
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
@@ -150,6 +157,7 @@ class Kernel:
                 _build(cc, path)
                 log.info("built the LIF kernel into %s", path)
             self._lib = _load(path)
+            self.built_path = path
         except (OSError, RuntimeError, subprocess.SubprocessError) as e:
             self._unavailable(str(e) or type(e).__name__)
             return None

@@ -23,7 +23,7 @@ from models.hardware import add_read_noise, force_spikes, read_noise_keys
 from models.inference import chunked_inference
 from models.layers import bn_affine, drive_gain, flatten_input, leak, row_invariant, synaptic_filter
 from models.lif import lif_scan
-from models import recurrent
+from models import recurrent, spike_current
 from models.model_config import ADAPTIVE, RECURRENT, ForwardOptions, ModelConfig
 from models.native import Kernel
 
@@ -78,9 +78,14 @@ def _dropout(x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
 def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int, bsz: int,
                 opt: ForwardOptions, start: int, stop: int) -> tuple[Tensor, list[Tensor]]:
     rates = []
+    binary = opt.smooth_spikes == 0 and opt.dropout_generator is None  # spikes are 0 or 1 between layers
     for i in range(start, stop):
         p = f"blocks.{i}"
-        cur = torch.matmul(h, t[f"{p}.linear.weight"].transpose(-1, -2))  # [K, T*B, H]
+        w = t[f"{p}.linear.weight"]
+        if i > 0 and binary and not (torch.is_grad_enabled() and (h.requires_grad or w.requires_grad)):
+            cur = spike_current.current(h, spike_current.exact_weights(w), opt.kernel)  # as inference does
+        else:
+            cur = torch.matmul(h, w.transpose(-1, -2))  # [K, T*B, H]
         if f"{p}.read_noise" in t:
             noisy = add_read_noise(cur.view(cur.shape[0], steps, bsz, -1), t[f"{p}.read_noise"], read_noise_keys(t, p),
                                    opt.example_offset, 0)

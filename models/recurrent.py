@@ -28,9 +28,9 @@ Hardware effects act inside the loop: dead and saturated neurons force their spi
 those spikes feed back through V and into the adaptation; read noise is added to the
 recurrent current at every step from its own counter-based stream.
 
-The recurrent current `V s` is an exact sum rounded once to float32 (`summable`), not a
-float32 matmul whose rounding depends on how the BLAS library orders it: the compiled
-kernel (models/recurrent_native.py) sums only the columns of the neurons that fired and
+The recurrent current `V s` is an exact sum rounded once to float32 (`spike_current.summable`), not a
+float32 matmul whose rounding depends on how the BLAS library orders it (models/spike_current.py):
+the compiled kernel (models/recurrent_native.py) sums only the columns of the neurons that fired and
 gets the same bits, and so does a GPU.
 """
 
@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from models.hardware import add_read_noise, force_spikes
-from models import recurrent_native
+from models import recurrent_native, spike_current
 from models.model_config import ADAPTIVE, RECURRENT, ForwardOptions, ModelConfig
 from models.surrogate import spike
 
@@ -83,24 +83,6 @@ def recurrent_weight(t: Mapping[str, Tensor], p: str) -> Tensor | None:
     return v * (1.0 - torch.eye(v.shape[-1], dtype=v.dtype, device=v.device))
 
 
-def summable(v: Tensor) -> Tensor:
-    """V [K, H, H] in float64, each row rounded to a grid on which its sums are exact.
-
-    Row i is rounded to multiples of 2^(e - 53 + ceil(log2 H)), where 2^e bounds its largest
-    |weight|: a sum of any of its H entries is then an integer number of grid steps below
-    2^53, exact in float64 in any order (BLAS blocking, FMA, the kernel's spike-driven
-    columns). The rounding moves a weight by at most 2^(ceil(log2 H) - 53) of the row's
-    largest (2^-46 at H = 128, 2^22 times finer than float32 resolves the largest weight).
-    Gradients pass straight through.
-    """
-    v64 = v.double()
-    top = v64.abs().nan_to_num(0.0, posinf=0.0, neginf=0.0).amax(-1, keepdim=True)  # the finite entries set the grid
-    _, e = torch.frexp(top)
-    step = torch.ldexp(torch.ones_like(v64[..., :1]), e - 53 + math.ceil(math.log2(max(v.shape[-1], 1))))
-    q = torch.round(v64 / step) * step
-    return v64 + (q - v64).detach() if v.requires_grad else q
-
-
 def is_stateful(cfg: ModelConfig) -> bool:
     """Neurons whose step needs the layer's own last spikes or state beyond the membrane."""
     return cfg.neuron in ADAPTIVE + RECURRENT
@@ -121,7 +103,7 @@ def scan(cur: Tensor, affine: tuple[Tensor, Tensor] | None, alpha: Tensor, v_th:
     k, steps, bsz, h = cur.shape
     dead, saturated = t.get(f"{p}.dead"), t.get(f"{p}.saturated")
     noise, keys = t.get(f"{p}.read_noise"), t.get(f"{p}.read_noise_seed")
-    v_exact = None if v_rec is None else summable(v_rec)
+    v_exact = None if v_rec is None else spike_current.summable(v_rec)
     consts = [alpha, v_th, *(adapt or ()), *(c for c in (v_rec, dead, saturated) if c is not None)]
     grad = torch.is_grad_enabled() and any(c.requires_grad for c in (cur, *consts, *(affine or ())))
     forced = dead is not None or saturated is not None or v_th.requires_grad  # not in the kernel's backward

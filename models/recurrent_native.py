@@ -2,7 +2,7 @@
 
 `recurrent.scan` asks `library` whether the kernel takes a layer; where it does, `scan`
 runs it: in inference, the spikes equal the eager ones bit for bit (same float operations
-in the same order; the recurrent current is an exact sum, see `recurrent.summable`); in
+in the same order; the recurrent current is an exact sum, see `spike_current.summable`); in
 training, the forward keeps the membranes, adaptation currents and input currents, and
 the backward runs the same reverse-time recurrence autograd would, rounded differently.
 

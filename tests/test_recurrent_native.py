@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import native, recurrent, recurrent_native
+from models import native, recurrent, recurrent_native, spike_current
 from models.deploy import deploy_tensors
 from models.model_config import ForwardOptions, ModelConfig, weight_layers
 from models.network import SpikingNet, forward_stacked
@@ -119,7 +119,7 @@ def test_the_recurrent_sum_is_exact_in_any_order(h, seed, log_scale):
     weight by at most 2^(ceil(log2 H) - 53) of the row's largest."""
     g = torch.Generator().manual_seed(seed)
     v = torch.randn(2, h, h, generator=g) * torch.exp(torch.randn(2, h, h, generator=g) * 4) * 2.0 ** log_scale
-    q = recurrent.summable(v)
+    q = spike_current.summable(v)
     assert q.dtype == torch.float64
     top = v.abs().amax(-1, keepdim=True).double()
     assert bool(((q - v.double()).abs() <= top * 2.0 ** (math.ceil(math.log2(h)) - 53)).all())

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "rows.h"
+#include "spikes.h"
 
 typedef struct {
     const float *cur, *scale, *shift, *alpha, *vth, *grad_z, *vpre_in;
@@ -140,4 +141,85 @@ int lif_backward(const float *grad_z, const float *vpre, const float *alpha, con
     a.grad_drive = grad_drive; a.grad_alpha = grad_alpha; a.grad_vth = grad_vth; a.width = width;
     a.K = K; a.T = T; a.B = B; a.H = H;
     return run_rows(backward_rows, &a, K * B, threads);
+}
+
+/* All layers of a chunk, row by row: layer 0 from its current (the feature matmul, done
+ * before), every later layer from the event-driven sum of the spikes of the one below.
+ * Nothing between layers is stored: a row's spikes at step t go from one layer's scan
+ * straight into the next layer's sum. The per-layer arithmetic is that of forward_rows and
+ * spike_current, so the spikes and counts are the bits the layer-by-layer path gives. Dead
+ * neurons never fire and saturated ones always do (after the scan, as models/hardware.py
+ * forces them); the membrane follows the unforced spikes. */
+typedef struct {
+    const float *cur0;
+    int64_t L, K, T, B;
+    const int64_t *width;
+    const float *const *w;  /* [L]: layer l's exact columns [K or 1, width[l-1], width[l]]; w[0] unused */
+    const int *w_shared;
+    const float *const *scale, *const *shift, *const *alpha, *const *vth, *const *dead, *const *sat;
+    float *const *v, *const *count;  /* [K, B, width[l]] each */
+} Chain;
+
+/* One step of one row of one layer: scan, force, count, and the indices of the spikes. */
+static inline __attribute__((always_inline)) int64_t chain_step(
+        const float *restrict c, const float *restrict sc, const float *restrict sh, const float *restrict al,
+        const float *restrict th, const float *restrict dd, const float *restrict st, float *restrict v,
+        float *restrict count, float *restrict z, int32_t *restrict idx, const int64_t H, const int forced,
+        const int feeds) {
+    for (int64_t h = 0; h < H; h++) {
+        float vv = v[h] * al[h] + (c[h] * sc[h] + sh[h]);
+        float s = vv > th[h] ? 1.0f : 0.0f;
+        v[h] = vv - s * th[h];
+        if (forced) {
+            if (dd) s = s * (1.0f - dd[h]);
+            if (st) s = fmaxf(s, st[h]);
+        }
+        if (feeds) z[h] = s;
+        count[h] += s;
+    }
+    return feeds ? active(z, H, idx) : 0;  /* the last layer's spikes are only counted */
+}
+
+static int chain_rows(const void *p, const int64_t row0, const int64_t row1) {
+    const Chain *a = (const Chain *)p;
+    const int64_t L = a->L, T = a->T, B = a->B;
+    int64_t hmax = 1;
+    for (int64_t l = 0; l < L; l++) hmax = a->width[l] > hmax ? a->width[l] : hmax;
+    float *cur = malloc((size_t)hmax * sizeof(float)), *z = malloc((size_t)hmax * sizeof(float));
+    int32_t *idx = malloc((size_t)(hmax + 8) * sizeof(int32_t));
+    int failed = !cur || !z || !idx;
+    for (int64_t r = row0; r < row1 && !failed; r++) {
+        const int64_t k = r / B, b = r % B;
+        for (int64_t t = 0; t < T; t++) {
+            int64_t n = 0;
+            for (int64_t l = 0; l < L; l++) {
+                const int64_t H = a->width[l], kh = k * H;
+                const float *c = a->cur0 + ((k * T + t) * B + b) * H;
+                if (l > 0) {
+                    const int64_t Hin = a->width[l - 1];
+                    sum_active(a->w[l] + (a->w_shared[l] ? 0 : k * Hin * H), idx, n, H, cur);
+                    c = cur;
+                }
+                const float *dd = a->dead[l] ? a->dead[l] + kh : NULL, *st = a->sat[l] ? a->sat[l] + kh : NULL;
+                const float *sc = a->scale[l] + kh, *sh = a->shift[l] + kh, *al = a->alpha[l] + kh;
+                const float *th = a->vth[l] + kh;
+                float *v = a->v[l] + r * H, *count = a->count[l] + r * H;
+                if (dd || st) n = chain_step(c, sc, sh, al, th, dd, st, v, count, z, idx, H, 1, 1);
+                else if (l + 1 < L) n = chain_step(c, sc, sh, al, th, NULL, NULL, v, count, z, idx, H, 0, 1);
+                else chain_step(c, sc, sh, al, th, NULL, NULL, v, count, z, idx, H, 0, 0);
+            }
+        }
+    }
+    free(cur);
+    free(z);
+    free(idx);
+    return failed;
+}
+
+int lif_chain_forward(const float *cur0, int64_t L, const int64_t *width, const float *const *w, const int *w_shared,
+                      const float *const *scale, const float *const *shift, const float *const *alpha,
+                      const float *const *vth, const float *const *dead, const float *const *sat,
+                      float *const *v, float *const *count, int64_t K, int64_t T, int64_t B, int threads) {
+    Chain a = {cur0, L, K, T, B, width, w, w_shared, scale, shift, alpha, vth, dead, sat, v, count};
+    return run_rows(chain_rows, &a, K * B, threads);
 }
