@@ -3,7 +3,10 @@
 Same weights, same data, same run. Prints utterances/s and ratios for:
   1. evaluation (batch 128): ours vs per-step loop (Linear then Norse LIFBoxCell per step);
   2. K = 16 stacked parameter sets in one pass vs 16 sequential calls of ours;
-  3. one training step (forward + backward) at batch 16 and 128: ours vs per-step loop.
+  3. one training step (forward + backward) at batch 16 and 128: ours vs per-step loop, and
+     the training epoch it makes on the built-in training set.
+With the sgemm peak measured at the start, the spike densities of the network, each of ours
+as dense-equivalent throughput, and the peak resident memory.
 Each pair runs interleaved (A B A B, after one warm-up each) on the same load; a ratio
 prints as the median of the per-round ratios with its [min, max].
 
@@ -23,7 +26,8 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 from norse.torch import LIFBoxCell, LIFBoxParameters  # noqa: E402
 from norse.torch.functional.reset import reset_subtract  # noqa: E402
 
-from benchmarks.machine import interleaved, machine_args, machine_setup, peak_rss_mb  # noqa: E402
+from benchmarks.machine import (interleaved, machine_args, machine_setup, matmul_flops, peak_rss_mb,  # noqa: E402
+                                sgemm_gflops, spike_densities, throughput)
 from models import native  # noqa: E402
 from models.network import SpikingNet, forward_stacked  # noqa: E402
 
@@ -73,7 +77,11 @@ def main() -> None:
     y = data.splits["test"].y[: args.n].to(dev)
     naive = PerStepNorse(net).to(dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    print(f"device {dev}, threads {args.threads}, T={x.shape[1]}, D={x.shape[2]}, hidden={list(net.cfg.hidden)}")
+    peak = sgemm_gflops() if dev.type == "cpu" else float("nan")
+    dims = [net.cfg.input_dim, *net.cfg.hidden]
+    print(f"device {dev}, threads {args.threads}, T={x.shape[1]}, D={x.shape[2]}, hidden={list(net.cfg.hidden)}; "
+          f"sgemm {peak:.0f} GFLOP/s; spike densities per hidden layer "
+          f"{', '.join(f'{d:.3f}' for d in spike_densities(net.cfg, net.stacked(1), x[:256]))}")
 
     def run_eval(model):
         def f():
@@ -91,7 +99,7 @@ def main() -> None:
 
     t_ours, t_naive, ratio = interleaved(run_eval(net), run_eval(naive), args.repeats)
     print(f"eval  batch 128: ours {len(x) / t_ours:8.0f} utt/s   per-step Norse {len(x) / t_naive:8.0f} utt/s"
-          f"   ratio {ratio}")
+          f"   ratio {ratio}; ours {throughput(matmul_flops(dims, x.shape[1], len(x)), t_ours, peak)}")
 
     k = 16
     g = torch.Generator().manual_seed(0)
@@ -112,8 +120,10 @@ def main() -> None:
 
     t_st, t_seq, ratio = interleaved(run_stacked, run_sequential, args.repeats)
     print(f"K={k} stacked  batch 128: one pass {k * len(xs) / t_st:8.0f} utt-draws/s   "
-          f"{k} sequential calls {k * len(xs) / t_seq:8.0f}   ratio {ratio}")
+          f"{k} sequential calls {k * len(xs) / t_seq:8.0f}   ratio {ratio}; one pass "
+          f"{throughput(matmul_flops(dims, x.shape[1], k * len(xs)), t_st, peak)}")
 
+    n_train = len(data.splits["train"].x)
     for bsz in (16, 128):
         xb, yb = x[:bsz], y[:bsz]
 
@@ -142,8 +152,12 @@ def main() -> None:
         t_e, _, ratio_e = interleaved(on("eager"), step(naive, naive), args.repeats)
         net.eval()
         naive.eval()
+        steps = -(-n_train // bsz)
         print(f"train step batch {bsz:3d}: ours ({path}) {t_o * 1e3:7.1f} ms   ours (eager) {t_e * 1e3:7.1f} ms   "
-              f"per-step Norse {t_n * 1e3:7.1f} ms   ratio {ratio} (eager {ratio_e})")
+              f"per-step Norse {t_n * 1e3:7.1f} ms   ratio {ratio} (eager {ratio_e}); an epoch of the {n_train} "
+              f"training clips ({steps} steps) {steps * t_o:.1f} s against {steps * t_n:.1f} s; ours "
+              f"{throughput(3 * matmul_flops(dims, x.shape[1], bsz), t_o, peak)} (forward and both backward "
+              f"products)")
     print(f"peak resident memory {peak_rss_mb():.0f} MB")
 
 

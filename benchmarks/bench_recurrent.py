@@ -3,10 +3,12 @@ of the same network, measured in the same run.
 
 The loop is what a straightforward implementation does: at every step and for one network,
 Linear -> BatchNorm -> the neuron's update (sparch's equations, models/recurrent.py, with
-the same exact recurrent sum), then the spike-rate readout. Ours runs the Linear over all
+the same exact sums of spikes: the recurrent one, and in evaluation the feedforward one of
+every layer after the first), then the spike-rate readout. Ours runs the Linear over all
 steps in one matmul and K stacked networks in one pass, and the scans (BatchNorm fused) in
 the compiled kernel, where the recurrent current adds up only the columns of the neurons
-that fired (`--kernel eager`: every step in PyTorch). Prints, per type:
+that fired (`--kernel eager`: every step in PyTorch). Prints, per type (with the spike
+densities, dense-equivalent throughput against the sgemm peak, and peak memory):
   1. evaluation at batch 128: ours vs the loop (utterances/s), and their agreement;
   2. K = 10 stacked networks (10 chips) in one pass vs 10 calls of the loop;
   3. one training step (forward + backward) at batch 16: ours vs the loop.
@@ -26,10 +28,10 @@ import torch.nn.functional as F
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
-from benchmarks.machine import interleaved  # noqa: E402
+from benchmarks.machine import interleaved, matmul_flops, peak_rss_mb, sgemm_gflops, spike_densities, throughput  # noqa: E402
 from models import native, recurrent, spike_current  # noqa: E402
 from models.layers import bn_affine  # noqa: E402
-from models.model_config import TRAINABLE_NEURONS, ModelConfig  # noqa: E402
+from models.model_config import RECURRENT, TRAINABLE_NEURONS, ModelConfig  # noqa: E402
 from models.network import SpikingNet, forward_stacked  # noqa: E402
 from models.surrogate import spike  # noqa: E402
 
@@ -46,16 +48,17 @@ def per_step_loop(net: SpikingNet, x: torch.Tensor) -> torch.Tensor:
                  if hasattr(blk, "adapt_beta") else None)
         v_t = (spike_current.summable(blk.recurrent.linear.weight * (1 - torch.eye(h))).T
                if hasattr(blk, "recurrent") else None)
+        w_ff = spike_current.summable(blk.linear.weight).T if i > 0 else None  # spikes in: ours sums exactly
         consts.append((bn_affine(tensors, f"blocks.{i}.bn", cfg.bn_eps), blk.alpha.clamp(cfg.alpha_min, cfg.alpha_max),
-                       adapt, v_t))
+                       adapt, v_t, w_ff))
     rate = 0.0
     for t in range(x.shape[1]):
         h = x[:, t]
-        for blk, st, ((scale, shift), alpha, adapt, v_t) in zip(net.blocks, state, consts):
+        for blk, st, ((scale, shift), alpha, adapt, v_t, w_ff) in zip(net.blocks, state, consts):
             if net.training:
                 cur = blk.bn(blk.linear(h))  # this step's batch statistics: what a per-step loop can do
             else:  # the running statistics as one affine map, rounded as ours rounds them
-                cur = blk.linear(h) * scale + shift
+                cur = (blk.linear(h) if w_ff is None else (h.double() @ w_ff).float()) * scale + shift
             if adapt is not None:
                 beta, a, b = adapt
                 st["w"] = beta * st["w"] + a * st["u"] + b * st["s"]
@@ -95,8 +98,9 @@ def main() -> None:
     data = load_dataset(DatasetSpec())
     x, y = data.split("test").x[: args.n], data.split("test").y[: args.n]
     hidden = tuple(int(h) for h in args.hidden.split(","))
+    peak = sgemm_gflops()
     print(f"threads {args.threads}, T={x.shape[1]}, D={x.shape[2]}, hidden={list(hidden)}, n={len(x)}; "
-          f"scans: {native.KERNEL.mode}")
+          f"scans: {native.KERNEL.mode}; sgemm {peak:.0f} GFLOP/s")
     for neuron in TRAINABLE_NEURONS:
         net = calibrated(neuron, hidden, data.split("train").x)
         t1 = {n: v.detach().unsqueeze(0) for n, v in net.tensors().items()}
@@ -129,10 +133,17 @@ def main() -> None:
             net.zero_grad()
             F.cross_entropy(per_step_loop(net, xt), yt).backward()
         ta, tb, r_train = interleaved(step_ours, step_loop, args.repeats)
+        dims = [net.cfg.input_dim, *hidden]
+        flops = matmul_flops(dims, x.shape[1], 1) + (matmul_flops([hidden[0]] * 2, x.shape[1], 1) * len(hidden)
+                                                     if neuron in RECURRENT else 0.0)  # per utterance, V s included
+        dens = spike_densities(net.cfg, t1, x[:256])
         print(f"{neuron:7s} eval batch 128: ours {len(x) / a:7.0f} utt/s  loop {len(x) / b:7.0f}  ratio {r_eval}"
               f"  (agree {100 * agree:.1f}%)  |  10 chips, batch 64: one pass {s10 * 1e3:6.0f} ms  10 loops "
               f"{l10 * 1e3:6.0f} ms  ratio {r_chips}  |  train step batch 16: ours {ta * 1e3:5.0f} ms  "
               f"loop {tb * 1e3:5.0f} ms  ratio {r_train}")
+        print(f"        spike densities {', '.join(f'{d:.3f}' for d in dens)}; eval {throughput(flops * len(x), a, peak)}"
+              f"; 10 chips {throughput(flops * 10 * len(xb), s10, peak)}")
+    print(f"peak resident memory {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":

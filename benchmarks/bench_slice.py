@@ -24,7 +24,8 @@ import torch
 warnings.filterwarnings("ignore")
 
 from benchmarks.bench_forward import PerStepNorse  # noqa: E402
-from benchmarks.machine import interleaved, machine_args, machine_setup, matmul_flops, peak_rss_mb, sgemm_gflops  # noqa: E402
+from benchmarks.machine import (interleaved, machine_args, machine_setup, matmul_flops, peak_rss_mb,  # noqa: E402
+                                sgemm_gflops, spike_densities, throughput)
 from models import native  # noqa: E402
 from models.network import SpikingNet  # noqa: E402
 from robustness.slicing.curves import curve_losses, grid_points, Networks  # noqa: E402
@@ -97,8 +98,9 @@ def main() -> None:
         print(f"{label}: naive per-step Norse loop {t_loop:7.1f} s (timed on {len(sub)} points, scaled to "
               f"{len(grid)}); engine {t_engine:6.1f} s; ratio {ratio} over {args.repeats} interleaved rounds; "
               f"max |loss diff| on the timed points {err:.2e}")
-        print(f"  engine matmul throughput {flops / t_engine / 1e9:.0f} GFLOP/s = {flops / t_engine / 1e9 / peak:.0%} "
-              f"of sgemm ({peak:.0f} GFLOP/s); LIF path {native.KERNEL.mode}")
+        dens = spike_densities(net.cfg, {n: v.detach().unsqueeze(0) for n, v in w.items()}, x[:256])
+        print(f"  engine {throughput(flops, t_engine, peak)}; LIF path {native.KERNEL.mode}; spike densities "
+              f"at the centre {', '.join(f'{d:.3f}' for d in dens)}")
     print(f"peak resident memory {peak_rss_mb():.0f} MB")
 
 

@@ -9,8 +9,9 @@ The two halves of a ratio must see the same machine load, so they run interleave
 `--rounds` rounds of A B (engine, loop) on a shortened workload (`--short-levels` levels),
 each round printed, the ratio of their medians with its [min, max] over rounds; then one
 full run of each, back to back. sgemm throughput is measured before, between the halves and
-after, and the engine's matmul throughput is given as a share of it. Ends with a profile of
-where the engine's time goes.
+after, and the engine's matmul throughput is given as a share of it. Also prints the engine's
+dense-equivalent throughput, the spike densities the event-driven sums see, peak memory, and
+a profile of where the engine's time goes.
 
     python -m benchmarks.bench_sweep [--levels 10] [--seeds 10] [--n 2000] [--rounds 3]
         [--short-levels 2] [--kernel auto|native|eager]
@@ -28,7 +29,7 @@ import torch
 warnings.filterwarnings("ignore")
 
 from benchmarks.bench_forward import PerStepNorse  # noqa: E402
-from benchmarks.machine import benchmark_net, matmul_flops, peak_rss_mb, sgemm_gflops  # noqa: E402
+from benchmarks.machine import benchmark_net, matmul_flops, peak_rss_mb, sgemm_gflops, spike_densities, throughput  # noqa: E402
 from models import native  # noqa: E402
 from models.deploy import deploy_tensors  # noqa: E402
 from perturbations.base import Context  # noqa: E402
@@ -146,9 +147,13 @@ def main() -> None:
     path = "compiled kernel" if native.KERNEL.library() is not None and args.kernel != "eager" else "eager"
     print(f"full run, batched engine ({path}):{' ' * (27 - len(path))}{t_engine:7.1f} s   "
           f"ratio {t_loop / t_engine:.2f}x")
-    print(f"engine matmul throughput {flops / t_engine / 1e9:.0f} GFLOP/s = {flops / t_engine / 1e9 / peak:.0%} "
-          f"of sgemm ({peak:.0f} GFLOP/s, the median of before, between and after); "
-          f"{len(x) * draws / t_engine:.0f} utterance-draws/s")
+    print(f"engine {throughput(flops, t_engine, peak)} (the median of before, between and after); "
+          f"{len(x) * draws / t_engine:.0f} utterance-draws/s, {t_engine / (len(x) * draws) * 1e3:.3f} ms per "
+          f"utterance-draw")
+    drawn = apply(spec, levels[len(levels) // 2], base, seed=cfg.seed, draws=seeds, ctx=ctx)
+    dens = spike_densities(ck.net.cfg, drawn, x[:256])
+    print("spike densities per hidden layer (level {:.2f}, first 256 clips): {}".format(
+        levels[len(levels) // 2], ", ".join(f"{d:.3f}" for d in dens)))
     first = next(iter(acc_loop))
     print(f"check: accuracy of the first draw, loop vs engine mean over seeds: "
           f"diff {abs(acc_loop[first] - acc_engine[0]):.3f}")

@@ -68,6 +68,25 @@ def matmul_flops(dims: list[int], steps: int, examples: int) -> float:
     return 2.0 * steps * examples * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
 
 
+def spike_densities(cfg, tensors: dict, x: torch.Tensor) -> list[float]:
+    """Mean spike rate of each hidden layer on `x` (inference): the share of inputs the
+    event-driven sums of the next layer add up."""
+    from models.network import forward_stacked
+
+    k = max(v.shape[0] for v in tensors.values())
+    tensors = {n: v.expand(k, *v.shape[1:]) if v.shape[0] == 1 else v for n, v in tensors.items()}
+    with torch.no_grad():
+        _, rates = forward_stacked(cfg, tensors, x)
+    return [float(r.mean()) for r in rates]
+
+
+def throughput(flops: float, seconds: float, peak: float) -> str:
+    """Dense-equivalent throughput: the FLOPs a dense matmul would spend, per second, and as a
+    share of the sgemm peak measured in the same run (above 100% when skipping zeros pays)."""
+    rate = flops / seconds / 1e9
+    return f"dense-equivalent {rate:.0f} GFLOP/s = {rate / peak:.0%} of sgemm ({peak:.0f} GFLOP/s)"
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -103,17 +103,19 @@ def scan(cur: Tensor, affine: tuple[Tensor, Tensor] | None, alpha: Tensor, v_th:
     k, steps, bsz, h = cur.shape
     dead, saturated = t.get(f"{p}.dead"), t.get(f"{p}.saturated")
     noise, keys = t.get(f"{p}.read_noise"), t.get(f"{p}.read_noise_seed")
-    v_exact = None if v_rec is None else spike_current.summable(v_rec)
     consts = [alpha, v_th, *(adapt or ()), *(c for c in (v_rec, dead, saturated) if c is not None)]
     grad = torch.is_grad_enabled() and any(c.requires_grad for c in (cur, *consts, *(affine or ())))
     forced = dead is not None or saturated is not None or v_th.requires_grad  # not in the kernel's backward
     lib = recurrent_native.library(cur, consts + list(affine or ()), forced, grad,
                                    noise is not None and v_rec is not None, opt.smooth_spikes > 0, opt.kernel)
+    cols = None if v_rec is None or lib is None else spike_current.exact_weights(v_rec)
+    if cols is not None and cols.dtype != torch.float32:  # non-finite weights: the dense product's NaNs, eager
+        lib, cols = None, None
     if affine is not None and (lib is None or grad):  # only the kernel's inference scan fuses the BatchNorm
         cur, affine = cur * affine[0].unsqueeze(1) + affine[1].unsqueeze(1), None
     if lib is not None:
-        cols = None if v_exact is None else v_exact.detach().transpose(-1, -2).contiguous()
         return recurrent_native.scan(lib, cur, affine, alpha, v_th, width, v_rec, cols, adapt, dead, saturated, grad)
+    v_exact = None if v_rec is None else spike_current.summable(v_rec)
     u = cur.new_zeros(k, bsz, h)
     s = torch.zeros_like(u)
     w = torch.zeros_like(u) if adapt is not None else None

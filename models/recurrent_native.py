@@ -105,7 +105,8 @@ def scan(lib: ctypes.CDLL, cur: Tensor, affine: tuple[Tensor, Tensor] | None, al
          width: float, v_rec: Tensor | None, cols: Tensor | None, adapt: tuple[Tensor, Tensor, Tensor] | None,
          dead: Tensor | None, saturated: Tensor | None, grad: bool) -> Tensor:
     """Spikes [K, T, B, H] of one layer in the kernel (arguments as `recurrent.scan`; `cols`
-    the exactly summable columns of V, [K, H, H] float64, row j = V[:, j]; `affine` is fused
+    the exactly summable columns of V, [K, H, H] float32 (`spike_current.exact_weights`), row j = V[:, j];
+    `affine` is fused
     in inference only, so in training it must be None, already applied to `cur`)."""
     beta, a, b = adapt if adapt is not None else (None, None, None)
     if grad:

@@ -121,6 +121,7 @@ def test_the_recurrent_sum_is_exact_in_any_order(h, seed, log_scale):
     v = torch.randn(2, h, h, generator=g) * torch.exp(torch.randn(2, h, h, generator=g) * 4) * 2.0 ** log_scale
     q = spike_current.summable(v)
     assert q.dtype == torch.float64
+    assert torch.equal(q.float().double(), q)  # still float32 numbers: the kernels read them as float32
     top = v.abs().amax(-1, keepdim=True).double()
     assert bool(((q - v.double()).abs() <= top * 2.0 ** (math.ceil(math.log2(h)) - 53)).all())
     spikes = (torch.rand(3, h, generator=g) < 0.3).double()

@@ -10,12 +10,12 @@
  *     u = alpha * (u - vth * s) + gain * i,  s = (u - vth) > 0, then dead / saturated
  *
  * The recurrent current is event driven: spikes are binary and sparse, so V s is the sum
- * of the columns of the neurons that fired at the last step. The columns come in rounded
- * to a grid on which every partial sum is exact in double (models/recurrent.py:summable),
+ * of the columns of the neurons that fired at the last step (spikes.h). The columns come in
+ * rounded to a grid on which every partial sum is exact in double (models/spike_current.py),
  * so the sum does not depend on its order and equals the eager (BLAS) product exactly.
  *
  * Layouts (contiguous): currents, spikes and kept states [K, T, B, H] float; per-network
- * constants [K, H] float; the forward's columns [K, H, H] double, row j = V[:, j]; the
+ * constants [K, H] float; the forward's columns [K, H, H] float (rounded), row j = V[:, j]; the
  * backward's V [K, H, H] float, [out, in]; per-row gradients [K, B, H]. Rows (k, b) are
  * independent, so threads split the K * B rows.
  */
@@ -24,10 +24,11 @@
 #include <stdlib.h>
 
 #include "rows.h"
+#include "spikes.h"
 
 typedef struct {
     const float *cur, *scale, *shift, *alpha, *gain, *vth, *beta, *ca, *cb, *dead, *sat, *v;
-    const double *cols;
+    const float *cols;
     const float *grad_z, *z_in, *u_in, *w_in, *i_in;
     float *z, *u_out, *w_out, *i_out, *grad_cur, *g_alpha, *g_beta, *g_a, *g_b;
     int64_t K, T, B, H;
@@ -37,7 +38,7 @@ typedef struct {
 /* One forward step of one row over its H neurons; the flags are constants at each use. */
 static inline __attribute__((always_inline)) void rec_step(
         const RecArgs *a, const int64_t k, const int64_t off, float *restrict u, float *restrict w,
-        float *restrict s, double *restrict acc, int64_t *restrict on, int64_t *restrict n_on,
+        float *restrict s, float *restrict acc, int32_t *restrict on, int64_t *restrict n_on,
         const int adaptive, const int rec, const int forced, const int keep, const int bn) {
     const int64_t H = a->H;
     const float *restrict c = a->cur + off, *restrict al = a->alpha + k * H, *restrict gn = a->gain + k * H;
@@ -47,20 +48,11 @@ static inline __attribute__((always_inline)) void rec_step(
         const float *restrict be = a->beta + k * H, *restrict ca = a->ca + k * H, *restrict cb = a->cb + k * H;
         for (int64_t h = 0; h < H; h++) w[h] = (be[h] * w[h] + ca[h] * u[h]) + cb[h] * s[h];
     }
-    if (rec) {
-        const double *cols = a->cols + k * H * H;
-        for (int64_t h = 0; h < H; h++) acc[h] = 0.0;
-        for (int64_t n = 0; n < *n_on; n++) {
-            const double *restrict col = cols + on[n] * H;
-            const double sj = s[on[n]];
-            if (sj == 1.0) for (int64_t h = 0; h < H; h++) acc[h] += col[h];
-            else for (int64_t h = 0; h < H; h++) acc[h] += sj * col[h];
-        }
-    }
+    if (rec) sum_active(a->cols + k * H * H, on, *n_on, H, acc);  /* spikes are 0 or 1 */
     float *restrict z = a->z + off;
     for (int64_t h = 0; h < H; h++) {
         float in = bn ? c[h] * sc[h] + sh[h] : c[h];
-        if (rec) in = in + (float)acc[h];
+        if (rec) in = in + acc[h];
         if (adaptive) in = in - w[h];
         const float uu = al[h] * (u[h] - th[h] * s[h]) + gn[h] * in;
         float sp = (uu - th[h]) > 0.0f ? 1.0f : 0.0f;
@@ -73,11 +65,7 @@ static inline __attribute__((always_inline)) void rec_step(
         s[h] = sp;
         z[h] = sp;
     }
-    if (rec) {
-        int64_t n = 0;
-        for (int64_t h = 0; h < H; h++) if (s[h] != 0.0f) on[n++] = h;
-        *n_on = n;
-    }
+    if (rec) *n_on = active(s, H, on);
 }
 
 #define REC(A, R, F, K, N) rec_step(a, k, off, u, w, s, acc, on, &n_on, A, R, F, K, N)
@@ -86,8 +74,8 @@ static int rec_forward_rows(const void *p, const int64_t row0, const int64_t row
     const RecArgs *a = (const RecArgs *)p;
     const int64_t T = a->T, B = a->B, H = a->H;
     float *u = calloc((size_t)(3 * H), sizeof(float));
-    double *acc = malloc((size_t)H * sizeof(double));
-    int64_t *on = malloc((size_t)H * sizeof(int64_t));
+    float *acc = malloc((size_t)H * sizeof(float));
+    int32_t *on = malloc((size_t)(H + 8) * sizeof(int32_t));
     if (!u || !acc || !on) { free(u); free(acc); free(on); return 1; }
     float *w = u + H, *s = u + 2 * H;
     const int adaptive = a->beta != NULL, rec = a->cols != NULL, forced = a->dead || a->sat, keep = a->u_out != NULL;
@@ -171,7 +159,7 @@ static int rec_backward_rows(const void *p, const int64_t row0, const int64_t ro
 }
 
 int rec_forward(const float *cur, const float *scale, const float *shift, const float *alpha, const float *gain,
-                const float *vth, const double *cols,
+                const float *vth, const float *cols,
                 const float *beta, const float *ca, const float *cb, const float *dead, const float *sat,
                 float *z, float *u_out, float *w_out, float *i_out,
                 int64_t K, int64_t T, int64_t B, int64_t H, int threads) {
