@@ -29,6 +29,7 @@ def machine_args(ap: argparse.ArgumentParser) -> None:
 def machine_setup(args: argparse.Namespace) -> tuple["Dataset", "SpikingNet"]:
     """Apply --threads and --kernel; the built-in dataset and the network to time."""
     from models import native
+
     from robustness.data import DatasetSpec, load_dataset
 
     torch.set_num_threads(args.threads)

@@ -3,7 +3,8 @@
 `lif.c` fuses a chunk's drive (`cur * scale + shift`), membrane scan and spike count, and
 provides the scan's backward for training; `recurrent.c` does the same for the adaptive
 and recurrent neuron types (models/recurrent_native.py); `spikes.c` sums the weight rows of
-the inputs that fired (models/spike_current.py). It is plain C, compiled with the
+the inputs that fired (models/spike_current.py); `bn.c` serves training's BatchNorm
+(models/bn_native.py). It is plain C, compiled with the
 system's C compiler on first use (well under a second) into a per-user cache keyed by source, flags
 and CPU, so later processes (Ray workers included) only load it. Built with
 `-ffp-contract=off`, its float operations round exactly as the eager PyTorch code does:
@@ -41,7 +42,7 @@ from basics.files import atomic_path
 log = logging.getLogger(__name__)
 
 KERNELS = Path(__file__).with_name("kernels")
-SOURCES = (KERNELS / "lif.c", KERNELS / "recurrent.c", KERNELS / "spikes.c")
+SOURCES = (KERNELS / "lif.c", KERNELS / "recurrent.c", KERNELS / "spikes.c", KERNELS / "bn.c")
 HEADERS = (KERNELS / "rows.h", KERNELS / "spikes.h")
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math", "-fPIC", "-shared", "-fopenmp"]
 MODES = ("auto", "native", "eager")
@@ -105,6 +106,10 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.spike_current.restype = ctypes.c_int
     lib.lif_chain_forward.argtypes = [p, i64] + [p] * 11 + [i64] * 3 + [ctypes.c_int]
     lib.lif_chain_forward.restype = ctypes.c_int
+    lib.bn_sums.argtypes = [p] * 4 + [i64] * 4 + [ctypes.c_int]
+    lib.bn_sums.restype = ctypes.c_int
+    lib.bn_input_grad.argtypes = [p] * 7 + [i64] * 3 + [ctypes.c_int]
+    lib.bn_input_grad.restype = ctypes.c_int
     return lib
 
 

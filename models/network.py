@@ -23,7 +23,7 @@ from models.hardware import add_read_noise, force_spikes, read_noise_keys
 from models.inference import chunked_inference
 from models.layers import bn_affine, drive_gain, flatten_input, leak, row_invariant, synaptic_filter
 from models.lif import lif_scan
-from models import recurrent, spike_current
+from models import bn_native, native, recurrent, spike_current
 from models.model_config import ADAPTIVE, RECURRENT, ForwardOptions, ModelConfig
 from models.native import Kernel
 
@@ -53,19 +53,25 @@ def _batchnorm_affine(x: Tensor, t: Mapping[str, Tensor], prefix: str, cfg: Mode
     if opt.bn_batch_stats:
         mean = x.mean(1, keepdim=True)
         var = x.var(1, unbiased=False, keepdim=True)
-        if opt.update_running:
-            with torch.no_grad():
-                n = x.shape[1]
-                m = cfg.bn_momentum if opt.bn_momentum is None else opt.bn_momentum
-                rm, rv = t[f"{prefix}.running_mean"], t[f"{prefix}.running_var"]
-                rm.mul_(1 - m).add_(m * mean.squeeze(1))
-                rv.mul_(1 - m).add_(m * var.squeeze(1) * n / max(n - 1, 1))
+        _update_running(t, prefix, cfg, opt, mean.squeeze(1), var.squeeze(1), x.shape[1])
         scale = w.unsqueeze(1) * torch.rsqrt(var + cfg.bn_eps)
         shift = b.unsqueeze(1) - mean * scale
     else:
         scale, shift = bn_affine(t, prefix, cfg.bn_eps)
         scale, shift = scale.unsqueeze(1), shift.unsqueeze(1)
     return scale, shift
+
+
+def _update_running(t: Mapping[str, Tensor], prefix: str, cfg: ModelConfig, opt: ForwardOptions, mean: Tensor,
+                    var: Tensor, n: int) -> None:
+    """Running statistics from a batch's mean and biased variance [K, H] over n rows (training)."""
+    if not opt.update_running:
+        return
+    with torch.no_grad():
+        m = cfg.bn_momentum if opt.bn_momentum is None else opt.bn_momentum
+        rm, rv = t[f"{prefix}.running_mean"], t[f"{prefix}.running_var"]
+        rm.mul_(1 - m).add_(m * mean)
+        rv.mul_(1 - m).add_(m * var * n / max(n - 1, 1))
 
 
 def _dropout(x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
@@ -79,12 +85,17 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
                 opt: ForwardOptions, start: int, stop: int) -> tuple[Tensor, list[Tensor]]:
     rates = []
     binary = opt.smooth_spikes == 0 and opt.dropout_generator is None  # spikes are 0 or 1 between layers
+    drop_scale = 1.0 / (1.0 - cfg.dropout) if opt.dropout_generator is not None and cfg.dropout > 0 else 1.0
     for i in range(start, stop):
         p = f"blocks.{i}"
         w = t[f"{p}.linear.weight"]
-        if i > 0 and binary and not (torch.is_grad_enabled() and (h.requires_grad or w.requires_grad)):
+        grad = torch.is_grad_enabled() and (h.requires_grad or w.requires_grad)
+        cur = None
+        if i > 0 and binary and not grad:
             cur = spike_current.current(h, spike_current.exact_weights(w), opt.kernel)  # as inference does
-        else:
+        elif i > 0 and opt.smooth_spikes == 0:  # training: spikes, scaled by dropout
+            cur = spike_current.train_current(h, w, drop_scale, opt.kernel)
+        if cur is None:
             cur = torch.matmul(h, w.transpose(-1, -2))  # [K, T*B, H]
         if f"{p}.read_noise" in t:
             noisy = add_read_noise(cur.view(cur.shape[0], steps, bsz, -1), t[f"{p}.read_noise"], read_noise_keys(t, p),
@@ -95,8 +106,19 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
         if f"{p}.beta" in t:
             syn, _ = synaptic_filter(cur.view(cur.shape[0], steps, bsz, -1), t[f"{p}.beta"].unsqueeze(1))
             cur = syn.view(cur.shape)
-        affine = _batchnorm_affine(cur, t, f"{p}.bn", cfg, opt)
         alpha = leak(cfg, t, p, opt)
+        if _fused_training(cfg, t, p, opt, cur, alpha):  # BatchNorm and scan in the kernel, one autograd node
+            lib = (opt.kernel or native.KERNEL).training_lib
+            z, mean, var = bn_native.scan(lib, cur.view(cur.shape[0], steps, bsz, -1), t[f"{p}.bn.weight"].unsqueeze(1),
+                                          t[f"{p}.bn.bias"].unsqueeze(1), drive_gain(cfg, alpha), alpha,
+                                          t[f"{p}.v_th"].unsqueeze(1), cfg.bn_eps, cfg.surrogate_width)
+            _update_running(t, f"{p}.bn", cfg, opt, mean, var, cur.shape[1])
+            z = force_spikes(z, t.get(f"{p}.dead"), t.get(f"{p}.saturated"))
+            rates.append(z.mean(dim=(1, 2, 3)))
+            z = _dropout(z, cfg.dropout, opt.dropout_generator)
+            h = z.view(z.shape[0], steps * bsz, -1)
+            continue
+        affine = _batchnorm_affine(cur, t, f"{p}.bn", cfg, opt)
         if recurrent.is_stateful(cfg):  # forced spikes act inside: they feed back through V and w
             z = recurrent.scan(cur.view(cur.shape[0], steps, bsz, -1), affine, alpha, t[f"{p}.v_th"].unsqueeze(1),
                                cfg.surrogate_width, recurrent.recurrent_weight(t, p), recurrent.adaptation(t, p, opt),
@@ -111,6 +133,17 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
         z = _dropout(z, cfg.dropout, opt.dropout_generator)
         h = z.view(z.shape[0], steps * bsz, -1)
     return h, rates
+
+
+def _fused_training(cfg: ModelConfig, t: Mapping[str, Tensor], p: str, opt: ForwardOptions, cur: Tensor,
+                    alpha: Tensor) -> bool:
+    """A LIF layer's training-mode BatchNorm and scan go to the kernel (models/bn_native.py)
+    inside `Kernel.training`, for the plain case: batch statistics, nothing recorded, reset
+    by subtraction, real spikes."""
+    lib = (opt.kernel or native.KERNEL).training_lib
+    return (lib is not None and torch.is_grad_enabled() and opt.bn_batch_stats and opt.record_stats is None
+            and not recurrent.is_stateful(cfg) and cfg.reset == "subtract" and opt.smooth_spikes == 0
+            and bn_native.applies(lib, cur, t[f"{p}.bn.weight"], t[f"{p}.bn.bias"], alpha, t[f"{p}.v_th"]))
 
 
 def block_spikes(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, upto: int,

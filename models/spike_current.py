@@ -85,7 +85,7 @@ def _library(z: Tensor, wt: Tensor, kernel: native.Kernel | None) -> ctypes.CDLL
 
 
 def _density(z: Tensor) -> float:
-    return float(z.sum()) / max(z.numel(), 1)  # spikes are 0 or 1; a float sum is 10x faster than count_nonzero
+    return float(z.detach().sum()) / max(z.numel(), 1)  # spikes are 0 or 1; a float sum is 10x faster than count_nonzero
 
 
 def _event(lib: ctypes.CDLL, z: Tensor, wt: Tensor, k: int) -> Tensor:
@@ -99,6 +99,41 @@ def _event(lib: ctypes.CDLL, z: Tensor, wt: Tensor, k: int) -> Tensor:
     if rc:
         raise RuntimeError("spike current kernel failed (out of memory)")
     return out
+
+
+class _TrainCurrent(torch.autograd.Function):
+    """`h W^T` for spikes h [K, R, H_in] scaled by dropout (every nonzero equal to `c`): the
+    forward sums the weight rows of the inputs that fired (in float64, rounded once; no grid:
+    training needs no bit-identity), the backward is the dense product's."""
+
+    @staticmethod
+    def forward(ctx, h, w, c, lib):  # type: ignore[override]
+        wt = w.detach().transpose(-1, -2).contiguous()
+        out = _event(lib, h.detach(), wt, max(h.shape[0], w.shape[0]))
+        if c != 1.0:
+            out.mul_(c)
+        ctx.save_for_backward(h, w)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        h, w = ctx.saved_tensors
+        gh = torch.matmul(g, w).sum_to_size(h.shape) if ctx.needs_input_grad[0] else None
+        gw = torch.matmul(g.transpose(-1, -2), h).sum_to_size(w.shape) if ctx.needs_input_grad[1] else None
+        return gh, gw, None, None
+
+
+def train_current(h: Tensor, w: Tensor, c: float, kernel: native.Kernel | None = None) -> Tensor | None:
+    """The training forward's current of spikes h [K, R, H_in] (nonzeros all equal to `c`, the
+    dropout scale) through a Linear weight w [K, H_out, H_in], event-driven inside
+    `Kernel.training`; None where the dense matmul should run (no kernel, not CPU float32,
+    spikes too dense for the sum to pay)."""
+    lib = (kernel or native.KERNEL).training_lib
+    if lib is None or h.dim() != 3 or w.dim() != 3 or not native.applies(h, w):
+        return None
+    if _density(h) / c >= crossover(kernel or native.KERNEL, lib):  # nonzeros are c: density = sum / c / size
+        return None
+    return _TrainCurrent.apply(h, w, c, lib)
 
 
 def crossover(kernel: native.Kernel, lib: ctypes.CDLL) -> float:

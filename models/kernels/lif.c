@@ -59,6 +59,7 @@ static int forward_rows(const void *p, const int64_t row0, const int64_t row1) {
             float *z = has_z ? a->z + off : NULL;
             float *vp = a->vpre ? a->vpre + off : NULL;
             if (vp && !has_scale && has_z && !has_count) STEP(0, 1, 0, 1);  /* training: keep membranes */
+            else if (vp && has_scale && has_z && !has_count) STEP(1, 1, 0, 1);  /* training, BatchNorm fused */
             else if (has_scale && has_z && has_count) STEP(1, 1, 1, 0);   /* hidden layer */
             else if (has_scale && has_count) STEP(1, 0, 1, 0);            /* last layer: count only */
             else if (has_scale && has_z) STEP(1, 1, 0, 0);                /* forced neurons follow */
