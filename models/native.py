@@ -104,6 +104,8 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.rec_backward.restype = ctypes.c_int
     lib.spike_current.argtypes = [p] * 3 + [i64] * 4 + [ctypes.c_int] * 3
     lib.spike_current.restype = ctypes.c_int
+    lib.spike_weight_grad.argtypes = [p] * 3 + [i64] * 4 + [ctypes.c_int] * 2
+    lib.spike_weight_grad.restype = ctypes.c_int
     lib.lif_chain_forward.argtypes = [p, i64] + [p] * 11 + [i64] * 3 + [ctypes.c_int]
     lib.lif_chain_forward.restype = ctypes.c_int
     lib.bn_sums.argtypes = [p] * 4 + [i64] * 4 + [ctypes.c_int]

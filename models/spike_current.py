@@ -104,7 +104,8 @@ def _event(lib: ctypes.CDLL, z: Tensor, wt: Tensor, k: int) -> Tensor:
 class _TrainCurrent(torch.autograd.Function):
     """`h W^T` for spikes h [K, R, H_in] scaled by dropout (every nonzero equal to `c`): the
     forward sums the weight rows of the inputs that fired (in float64, rounded once; no grid:
-    training needs no bit-identity), the backward is the dense product's."""
+    training needs no bit-identity); in the backward the input gradient is the dense product
+    `g W`, the weight gradient adds up the output gradients of the rows where each input fired."""
 
     @staticmethod
     def forward(ctx, h, w, c, lib):  # type: ignore[override]
@@ -113,14 +114,31 @@ class _TrainCurrent(torch.autograd.Function):
         if c != 1.0:
             out.mul_(c)
         ctx.save_for_backward(h, w)
+        ctx.lib, ctx.c = lib, c
         return out
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
         h, w = ctx.saved_tensors
         gh = torch.matmul(g, w).sum_to_size(h.shape) if ctx.needs_input_grad[0] else None
-        gw = torch.matmul(g.transpose(-1, -2), h).sum_to_size(w.shape) if ctx.needs_input_grad[1] else None
+        gw = None
+        if ctx.needs_input_grad[1]:
+            gw = _weight_grad(ctx.lib, h, g.contiguous(), ctx.c).sum_to_size(w.shape)
         return gh, gw, None, None
+
+
+def _weight_grad(lib: ctypes.CDLL, h: Tensor, g: Tensor, c: float) -> Tensor:
+    """`g^T h` [K, H_out, H_in] for spikes h (nonzeros all c): the kernel's event-driven sum."""
+    h = h.detach().contiguous()
+    k, r, h_in = g.shape[0], h.shape[1], h.shape[2]
+    gwt = g.new_empty(k, h_in, g.shape[2])
+    with torch.profiler.record_function("spike_weight_grad_kernel"):
+        rc = lib.spike_weight_grad(ptr(h), ptr(g), ptr(gwt), k, r, h_in, g.shape[2], int(h.shape[0] == 1),
+                                   torch.get_num_threads())
+    if rc:
+        raise RuntimeError("spike weight-gradient kernel failed (out of memory)")
+    gw = gwt.transpose(-1, -2)
+    return gw * c if c != 1.0 else gw
 
 
 def train_current(h: Tensor, w: Tensor, c: float, kernel: native.Kernel | None = None) -> Tensor | None:

@@ -152,3 +152,34 @@ def _counting(fn, calls):
         calls.append(1)
         return fn(*args, **kwargs)
     return wrapped
+
+
+@needs_compiler
+@pytest.mark.parametrize("c", [1.0, 1.0 / 0.9])  # no dropout, and dropout's scale of the spikes that pass
+def test_training_current_and_its_gradients_match_the_dense_product(c):
+    """Event-driven in the training forward and in the weight gradient: the dense product's values
+    and gradients to float rounding, the same bits with one thread or two."""
+    g = torch.Generator().manual_seed(12)
+    h0 = spikes((2, 70, 40), 0.1, 13) * c
+    w0 = weights(2, 33, 40, 14)
+    up = torch.randn(2, 70, 33, generator=g)
+    kernel = native.Kernel("native")
+    results = []
+    for threads in (1, 2):
+        saved = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            h, w = h0.clone().requires_grad_(), w0.clone().requires_grad_()
+            with kernel.training(float("inf")):
+                out = spike_current.train_current(h, w, c, kernel)
+            assert out is not None, "the event-driven path did not run"
+            (out * up).sum().backward()
+            results.append((out.detach(), h.grad, w.grad))
+        finally:
+            torch.set_num_threads(saved)
+    h, w = h0.clone().requires_grad_(), w0.clone().requires_grad_()
+    ref = torch.matmul(h, w.transpose(-1, -2))
+    (ref * up).sum().backward()
+    for got, want in zip(results[0], (ref.detach(), h.grad, w.grad)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(*results))

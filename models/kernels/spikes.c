@@ -41,3 +41,46 @@ int spike_current(const float *z, const float *w, float *out, int64_t K, int64_t
     Args a = {z, w, out, R, Hin, Hout, z_shared ? 0 : R * Hin, w_shared ? 0 : Hin * Hout};
     return run_rows(current_rows, &a, K * R, threads);
 }
+
+/* The weight gradient of the event-driven current: gwt[k, j, :] = sum over rows r where
+ * z[k, r, j] != 0 of g[k, r, :], in float64, rows in order. Pieces of the input neurons
+ * (JPIECES per network) split the work, each accumulated by one thread, so the result does
+ * not depend on the thread count. z [Kz, R, Hin] (Kz = K or 1), g [K, R, Hout], gwt [K, Hin, Hout]. */
+enum { JPIECES = 16 };
+
+typedef struct {
+    const float *z, *g;
+    float *gwt;
+    int64_t R, Hin, Hout, z_stride;
+} GradArgs;
+
+static int grad_pieces(const void *p, const int64_t piece0, const int64_t piece1) {
+    const GradArgs *a = (const GradArgs *)p;
+    const int64_t R = a->R, Hin = a->Hin, Hout = a->Hout;
+    for (int64_t piece = piece0; piece < piece1; piece++) {
+        const int64_t k = piece / JPIECES, q = piece % JPIECES;
+        const int64_t j0 = Hin * q / JPIECES, j1 = Hin * (q + 1) / JPIECES;
+        if (j1 <= j0) continue;
+        double *acc = calloc((size_t)((j1 - j0) * Hout), sizeof(double));
+        if (!acc) return 1;
+        for (int64_t r = 0; r < R; r++) {
+            const float *z = a->z + k * a->z_stride + r * Hin;
+            const float *restrict g = a->g + (k * R + r) * Hout;
+            for (int64_t j = j0; j < j1; j++) {
+                if (z[j] == 0.0f) continue;
+                double *restrict row = acc + (j - j0) * Hout;
+                for (int64_t h = 0; h < Hout; h++) row[h] += (double)g[h];
+            }
+        }
+        float *out = a->gwt + (k * Hin + j0) * Hout;
+        for (int64_t i = 0; i < (j1 - j0) * Hout; i++) out[i] = (float)acc[i];
+        free(acc);
+    }
+    return 0;
+}
+
+int spike_weight_grad(const float *z, const float *g, float *gwt, int64_t K, int64_t R, int64_t Hin, int64_t Hout,
+                      int z_shared, int threads) {
+    GradArgs a = {z, g, gwt, R, Hin, Hout, z_shared ? 0 : R * Hin};
+    return run_rows(grad_pieces, &a, K * JPIECES, threads);
+}
