@@ -28,7 +28,8 @@ import torch.nn.functional as F
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
-from benchmarks.machine import interleaved, matmul_flops, peak_rss_mb, sgemm_gflops, spike_densities, throughput  # noqa: E402
+from benchmarks.machine import (interleaved, matmul_flops, peak_rss_mb, sgemm_gflops,  # noqa: E402
+                                spike_densities, throughput)
 from models import native, recurrent, spike_current  # noqa: E402
 from models.layers import bn_affine  # noqa: E402
 from models.model_config import RECURRENT, TRAINABLE_NEURONS, ModelConfig  # noqa: E402
@@ -141,7 +142,8 @@ def main() -> None:
               f"  (agree {100 * agree:.1f}%)  |  10 chips, batch 64: one pass {s10 * 1e3:6.0f} ms  10 loops "
               f"{l10 * 1e3:6.0f} ms  ratio {r_chips}  |  train step batch 16: ours {ta * 1e3:5.0f} ms  "
               f"loop {tb * 1e3:5.0f} ms  ratio {r_train}")
-        print(f"        spike densities {', '.join(f'{d:.3f}' for d in dens)}; eval {throughput(flops * len(x), a, peak)}"
+        print(f"        spike densities {', '.join(f'{d:.3f}' for d in dens)}; "
+              f"eval {throughput(flops * len(x), a, peak)}"
               f"; 10 chips {throughput(flops * 10 * len(xb), s10, peak)}")
     print(f"peak resident memory {peak_rss_mb():.0f} MB")
 

@@ -29,7 +29,8 @@ import torch
 warnings.filterwarnings("ignore")
 
 from benchmarks.bench_forward import PerStepNorse  # noqa: E402
-from benchmarks.machine import benchmark_net, matmul_flops, peak_rss_mb, sgemm_gflops, spike_densities, throughput  # noqa: E402
+from benchmarks.machine import (benchmark_net, matmul_flops, peak_rss_mb, sgemm_gflops,  # noqa: E402
+                                spike_densities, throughput)
 from models import native  # noqa: E402
 from models.deploy import deploy_tensors  # noqa: E402
 from perturbations.base import Context  # noqa: E402

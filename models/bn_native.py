@@ -77,7 +77,8 @@ class _BNScan(torch.autograd.Function):
         d_s_total = d_s - d_shift * m64
         d_w, d_b, d_mean = d_s_total * inv64, d_shift, -d_shift * s64
         d_var = d_s_total * w64 * -0.5 * inv64 ** 3
-        c1, c2 = (d_mean / ctx.n).float().expand(k, h).contiguous(), (2.0 * d_var / ctx.n).float().expand(k, h).contiguous()
+        c1 = (d_mean / ctx.n).float().expand(k, h).contiguous()
+        c2 = (2.0 * d_var / ctx.n).float().expand(k, h).contiguous()
         dx = torch.empty_like(x)
         with torch.profiler.record_function("bn_kernel_grad"):
             rc = ctx.lib.bn_input_grad(ptr(gd), ptr(x), ptr(sc), ptr(mean.contiguous()), ptr(c1), ptr(c2), ptr(dx),

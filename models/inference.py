@@ -35,7 +35,8 @@ def _layer_constants(cfg: ModelConfig, t: Mapping[str, Tensor], opt: ForwardOpti
     if bias is not None and beta is None:
         shift, bias = shift + scale * bias, None
     w = t[f"{p}.linear.weight"]
-    return {"w": w.transpose(-1, -2), "wt": spike_current.exact_weights(w) if i > 0 else None, "scale": scale.unsqueeze(1) * gain,
+    return {"w": w.transpose(-1, -2), "wt": spike_current.exact_weights(w) if i > 0 else None,
+            "scale": scale.unsqueeze(1) * gain,
             "shift": shift.unsqueeze(1) * gain, "alpha": alpha, "v_th": t[f"{p}.v_th"].unsqueeze(1),
             "beta": None if beta is None else beta.unsqueeze(1), "bias": None if bias is None else bias.unsqueeze(1),
             "noise": t.get(f"{p}.read_noise"), "keys": read_noise_keys(t, p),

@@ -128,7 +128,7 @@ def scan(cur: Tensor, affine: tuple[Tensor, Tensor] | None, alpha: Tensor, v_th:
             beta, a, b = adapt
             w = beta * w + a * u + b * s
         if v_rec is not None:
-            r = torch.matmul(s.to(v_exact.dtype), v_exact.transpose(-1, -2)).to(s.dtype)
+            r = torch.matmul(s.to(v_exact.device, v_exact.dtype), v_exact.transpose(-1, -2)).to(s.device, s.dtype)
             if noise is not None:
                 r = add_read_noise(r.unsqueeze(1), noise, rec_keys, opt.example_offset, step).squeeze(1)
             i = i + r

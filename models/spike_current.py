@@ -44,7 +44,7 @@ def summable(v: Tensor) -> Tensor:
     largest move at all, so a float32 weight stays a float32 (see `exact_weights`).
     Gradients pass straight through.
     """
-    v64 = v.double()
+    v64 = v.to(torch.device("cpu") if v.device.type == "mps" else v.device, torch.float64)  # MPS has no float64
     top = v64.abs().nan_to_num(0.0, posinf=0.0, neginf=0.0).amax(-1, keepdim=True)  # the finite entries set the grid
     _, e = torch.frexp(top)
     step = torch.ldexp(torch.ones_like(v64[..., :1]), e - 53 + math.ceil(math.log2(max(v.shape[-1], 1))))
@@ -62,7 +62,7 @@ def exact_weights(w: Tensor) -> Tensor:
     """
     q = summable(w.detach()).transpose(-1, -2).contiguous()
     as32 = q.float()
-    return as32 if bool(torch.isfinite(as32).all()) and torch.equal(as32.double(), q) else q
+    return as32.to(w.device) if bool(torch.isfinite(as32).all()) and torch.equal(as32.double(), q) else q
 
 
 def current(z: Tensor, wt: Tensor, kernel: native.Kernel | None = None) -> Tensor:
@@ -74,7 +74,8 @@ def current(z: Tensor, wt: Tensor, kernel: native.Kernel | None = None) -> Tenso
     lib = _library(z3, wt, kernel)
     if lib is not None and _density(z3) < crossover(kernel or native.KERNEL, lib):
         return _event(lib, z3, wt, k)
-    out = torch.matmul(z3.to(torch.float64), wt.to(torch.float64)).float()
+    host = z3.device if z3.device.type != "mps" else torch.device("cpu")  # MPS has no float64: sum on the CPU
+    out = torch.matmul(z3.to(host, torch.float64), wt.to(host, torch.float64)).float().to(z3.device)
     return out.expand(k, *out.shape[1:]) if out.shape[0] != k else out
 
 
@@ -85,7 +86,8 @@ def _library(z: Tensor, wt: Tensor, kernel: native.Kernel | None) -> ctypes.CDLL
 
 
 def _density(z: Tensor) -> float:
-    return float(z.detach().sum()) / max(z.numel(), 1)  # spikes are 0 or 1; a float sum is 10x faster than count_nonzero
+    # spikes are 0 or 1: a float sum counts them, 10x faster than count_nonzero
+    return float(z.detach().sum()) / max(z.numel(), 1)
 
 
 def _event(lib: ctypes.CDLL, z: Tensor, wt: Tensor, k: int) -> Tensor:
