@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from models import native
-from models.native import ptr
+from models.native import per_network, ptr
 
 PIECES = 16  # row pieces per network in the column sums: fixed, so sums never depend on the threads
 
@@ -54,7 +54,7 @@ class _BNScan(torch.autograd.Function):
         w, bb, g = (c.detach().reshape(-1, h) for c in (weight, bias, gain))
         s = w * inv
         shift = bb - mean * s
-        sc, sh = (s * g).expand(k, h).contiguous(), (shift * g).expand(k, h).contiguous()
+        sc, sh = per_network(s * g, k, h), per_network(shift * g, k, h)
         z, vpre = native.forward(lib, cur.detach(), alpha.detach().reshape(-1, h), v_th.detach().reshape(-1, h),
                                  cur.new_zeros(k, b, h), scale=sc, shift=sh, keep_membrane=True)
         ctx.save_for_backward(x, vpre, alpha, v_th, mean, inv, s, shift, sc, w, g)
@@ -77,22 +77,21 @@ class _BNScan(torch.autograd.Function):
         d_s_total = d_s - d_shift * m64
         d_w, d_b, d_mean = d_s_total * inv64, d_shift, -d_shift * s64
         d_var = d_s_total * w64 * -0.5 * inv64 ** 3
-        c1 = (d_mean / ctx.n).float().expand(k, h).contiguous()
-        c2 = (2.0 * d_var / ctx.n).float().expand(k, h).contiguous()
+        c1, c2 = per_network((d_mean / ctx.n).float(), k, h), per_network((2.0 * d_var / ctx.n).float(), k, h)
         dx = torch.empty_like(x)
         with torch.profiler.record_function("bn_kernel_grad"):
             rc = ctx.lib.bn_input_grad(ptr(gd), ptr(x), ptr(sc), ptr(mean.contiguous()), ptr(c1), ptr(c2), ptr(dx),
                                        k, n, h, torch.get_num_threads())
         if rc:
             raise RuntimeError("BatchNorm kernel failed")
-        grads = [None if not need else _per_network(d.float(), shape)
+        grads = [None if not need else _shaped_like(d.float(), shape)
                  for need, d, shape in zip(ctx.needs_input_grad[1:4], (d_w, d_b, d_g), ctx.shapes)]
         ga = None if ga is None else ga.sum(1, keepdim=True).sum_to_size(alpha.shape)
         gt = None if gt is None else gt.sum(1, keepdim=True).sum_to_size(v_th.shape)
         return (dx.view(grad_z.shape), *grads, ga, gt, None, None, None)
 
 
-def _per_network(d: Tensor, shape: torch.Size) -> Tensor:
+def _shaped_like(d: Tensor, shape: torch.Size) -> Tensor:
     """A [K, H] gradient in the shape of its input ([K or 1, (1,) H]), summed where shared."""
     return (d if shape.numel() == d.numel() else d.sum(0, keepdim=True)).reshape(shape)
 

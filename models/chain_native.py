@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from models import native
-from models.native import ptr
+from models.native import per_network, ptr
 
 NAMES = ("scale", "shift", "alpha", "v_th", "dead", "saturated")
 
@@ -43,21 +43,18 @@ class Chain:
         k, bsz = v[0].shape[:2]
         widths = [x.shape[-1] for x in v]
         self._keep = []  # the contiguous copies the pointers point into
-        ptrs = {name: self._array([self._flat(c[name], k, h) for c, h in zip(consts, widths)]) for name in NAMES}
-        wts = [None] + [c["wt"].contiguous() for c in consts[1:]]
-        self._keep += wts
+        ptrs = {name: self._array(self._kept([per_network(c[name], k, h) for c, h in zip(consts, widths)]))
+                for name in NAMES}
+        wts = self._kept([None] + [c["wt"].contiguous() for c in consts[1:]])
         self.args = (len(consts), (ctypes.c_int64 * len(widths))(*widths), self._array(wts),
                      (ctypes.c_int * len(wts))(*[int(w is not None and w.shape[0] == 1) for w in wts]),
                      *(ptrs[n] for n in NAMES), self._array(v), self._array(counts))
         self.k, self.bsz = k, bsz
         assert all(x.is_contiguous() for x in v + counts)
 
-    def _flat(self, c: Tensor | None, k: int, h: int) -> Tensor | None:
-        if c is None:
-            return None
-        flat = c.detach().reshape(-1, h).expand(k, h).contiguous()
-        self._keep.append(flat)
-        return flat
+    def _kept(self, tensors: list[Tensor | None]) -> list[Tensor | None]:
+        self._keep += tensors
+        return tensors
 
     @staticmethod
     def _array(tensors: list[Tensor | None]) -> ctypes.Array:

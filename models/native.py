@@ -214,6 +214,11 @@ def applies(*tensors: torch.Tensor) -> bool:
     return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
 
 
+def per_network(c: torch.Tensor | None, k: int, h: int) -> torch.Tensor | None:
+    """A per-network constant [K or 1, 1, H] (or [K or 1, H]) as the kernels' contiguous [K, H]."""
+    return None if c is None else c.detach().reshape(-1, h).expand(k, h).contiguous()
+
+
 def ptr(t: torch.Tensor | None) -> int | None:
     """The address a kernel argument takes (None: NULL, the argument is absent)."""
     return None if t is None else t.data_ptr()

@@ -13,6 +13,7 @@ posterior samples) in one batched pass.
 
 from __future__ import annotations
 
+import ctypes
 import math
 from typing import Callable, Mapping
 
@@ -107,24 +108,20 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
             syn, _ = synaptic_filter(cur.view(cur.shape[0], steps, bsz, -1), t[f"{p}.beta"].unsqueeze(1))
             cur = syn.view(cur.shape)
         alpha = leak(cfg, t, p, opt)
-        if _fused_training(cfg, t, p, opt, cur, alpha):  # BatchNorm and scan in the kernel, one autograd node
-            lib = (opt.kernel or native.KERNEL).training_lib
+        lib = _bn_training_lib(cfg, t, p, opt, cur, alpha)
+        if lib is not None:  # BatchNorm and scan in the kernel, one autograd node
             z, mean, var = bn_native.scan(lib, cur.view(cur.shape[0], steps, bsz, -1), t[f"{p}.bn.weight"].unsqueeze(1),
                                           t[f"{p}.bn.bias"].unsqueeze(1), drive_gain(cfg, alpha), alpha,
                                           t[f"{p}.v_th"].unsqueeze(1), cfg.bn_eps, cfg.surrogate_width)
             _update_running(t, f"{p}.bn", cfg, opt, mean, var, cur.shape[1])
             z = force_spikes(z, t.get(f"{p}.dead"), t.get(f"{p}.saturated"))
-            rates.append(z.mean(dim=(1, 2, 3)))
-            z = _dropout(z, cfg.dropout, opt.dropout_generator)
-            h = z.view(z.shape[0], steps * bsz, -1)
-            continue
-        affine = _batchnorm_affine(cur, t, f"{p}.bn", cfg, opt)
-        if recurrent.is_stateful(cfg):  # forced spikes act inside: they feed back through V and w
+        elif recurrent.is_stateful(cfg):  # forced spikes act inside: they feed back through V and w
+            affine = _batchnorm_affine(cur, t, f"{p}.bn", cfg, opt)  # fused into the scan where the kernel runs
             z = recurrent.scan(cur.view(cur.shape[0], steps, bsz, -1), affine, alpha, t[f"{p}.v_th"].unsqueeze(1),
                                cfg.surrogate_width, recurrent.recurrent_weight(t, p), recurrent.adaptation(t, p, opt),
                                t, p, opt)
         else:
-            cur = cur * affine[0] + affine[1]
+            cur = _batchnorm(cur, t, f"{p}.bn", cfg, opt)
             drive = (cur * drive_gain(cfg, alpha)).view(cur.shape[0], steps, bsz, -1)
             z = lif_scan(drive, alpha, t[f"{p}.v_th"].unsqueeze(1), cfg.surrogate_width, smooth=opt.smooth_spikes,
                          reset=cfg.reset, kernel=opt.kernel)
@@ -135,15 +132,16 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
     return h, rates
 
 
-def _fused_training(cfg: ModelConfig, t: Mapping[str, Tensor], p: str, opt: ForwardOptions, cur: Tensor,
-                    alpha: Tensor) -> bool:
-    """A LIF layer's training-mode BatchNorm and scan go to the kernel (models/bn_native.py)
+def _bn_training_lib(cfg: ModelConfig, t: Mapping[str, Tensor], p: str, opt: ForwardOptions, cur: Tensor,
+                     alpha: Tensor) -> ctypes.CDLL | None:
+    """The kernel that runs a LIF layer's training-mode BatchNorm and scan (models/bn_native.py)
     inside `Kernel.training`, for the plain case: batch statistics, nothing recorded, reset
-    by subtraction, real spikes."""
+    by subtraction, real spikes. None: eager PyTorch runs them."""
     lib = (opt.kernel or native.KERNEL).training_lib
-    return (lib is not None and torch.is_grad_enabled() and opt.bn_batch_stats and opt.record_stats is None
-            and not recurrent.is_stateful(cfg) and cfg.reset == "subtract" and opt.smooth_spikes == 0
-            and bn_native.applies(lib, cur, t[f"{p}.bn.weight"], t[f"{p}.bn.bias"], alpha, t[f"{p}.v_th"]))
+    takes = (lib is not None and torch.is_grad_enabled() and opt.bn_batch_stats and opt.record_stats is None
+             and not recurrent.is_stateful(cfg) and cfg.reset == "subtract" and opt.smooth_spikes == 0
+             and bn_native.applies(lib, cur, t[f"{p}.bn.weight"], t[f"{p}.bn.bias"], alpha, t[f"{p}.v_th"]))
+    return lib if takes else None
 
 
 def block_spikes(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, upto: int,

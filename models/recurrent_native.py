@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from models import native
-from models.native import ptr
+from models.native import per_network, ptr
 
 # An eager adaptive/recurrent neuron-step costs about this many eager LIF neuron-steps
 # (about 21 ns against 5 ns, 2 cores, H = 256, batch 128: a dozen PyTorch ops per step and
@@ -40,15 +40,10 @@ def library(cur: Tensor, consts: list[Tensor], forced: bool, grad: bool, noisy: 
     return kernel.library(cur.numel() * EAGER_COST)
 
 
-def _flat(c: Tensor | None, k: int, h: int) -> Tensor | None:
-    """A per-network constant [K or 1, 1, H] (or [K, H]) as the kernel's contiguous [K, H]."""
-    return None if c is None else c.detach().reshape(-1, h).expand(k, h).contiguous()
-
-
 def _forward(lib: ctypes.CDLL, cur: Tensor, consts: dict[str, Tensor | None], cols: Tensor | None,
              keep: bool) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
     k, steps, b, h = cur.shape
-    c = {n: _flat(v, k, h) for n, v in consts.items()}
+    c = {n: per_network(v, k, h) for n, v in consts.items()}
     z = torch.empty_like(cur)
     u, i = (torch.empty_like(cur), torch.empty_like(cur)) if keep else (None, None)
     w = torch.empty_like(cur) if keep and c["beta"] is not None else None
@@ -78,7 +73,7 @@ class _TrainScan(torch.autograd.Function):
     def backward(ctx, grad_z):  # type: ignore[override]
         z, u, w, i, alpha, gain, v_th, v_rec, beta, a, b = ctx.saved_tensors
         k, steps, bsz, h = z.shape
-        f = {n: _flat(v, k, h) for n, v in dict(alpha=alpha, gain=gain, v_th=v_th, beta=beta, a=a, b=b).items()}
+        f = {n: per_network(v, k, h) for n, v in dict(alpha=alpha, gain=gain, v_th=v_th, beta=beta, a=a, b=b).items()}
         v = None if v_rec is None else v_rec.detach().expand(k, h, h).contiguous()
         gc = torch.empty_like(z)
         rows = [z.new_zeros(k, bsz, h) if n == "alpha" or beta is not None else None  # per-row gradient sums
