@@ -47,8 +47,10 @@ class SeedSet:
 
 def _method_key(m: Mapping) -> str:
     tc = {k: v for k, v in (m.get("train_config") or {}).items() if k not in _NOT_METHOD}
-    return json.dumps({"train": tc, "hidden": m.get("hidden"), "neuron": m.get("neuron") or "lif",
-                       "dataset": m.get("dataset")}, sort_keys=True, default=str)
+    key = {"train": tc, "hidden": m.get("hidden"), "neuron": m.get("neuron") or "lif", "dataset": m.get("dataset")}
+    if m.get("chip"):  # the same training deployed on a chip is another method than in float
+        key["chip"] = m["chip"]
+    return json.dumps(key, sort_keys=True, default=str)
 
 
 def _set_name(labels: list[str], optimizer: str) -> str:

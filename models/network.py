@@ -24,7 +24,7 @@ from models.hardware import add_read_noise, force_spikes, read_noise_keys
 from models.inference import chunked_inference
 from models.layers import bn_affine, drive_gain, flatten_input, leak, row_invariant, synaptic_filter
 from models.lif import lif_scan
-from models import bn_native, native, recurrent, spike_current
+from models import bn_native, integer_forward, native, recurrent, spike_current
 from models.model_config import ADAPTIVE, RECURRENT, ForwardOptions, ModelConfig
 from models.native import Kernel
 
@@ -172,6 +172,8 @@ def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
         logits [K, B, C] and, per hidden layer, the mean spike rate per network [K].
     """
     opt = opt or ForwardOptions()
+    if "chip.weight_bits" in t:  # deployed on a digital chip (models/fixed_point.py): integer dynamics
+        return integer_forward.forward(cfg, t, x, opt)
     k = next(iter(t.values())).shape[0]
     inference = not (opt.bn_batch_stats or opt.record_stats is not None or opt.dropout_generator is not None
                      or opt.smooth_spikes > 0 or recurrent.is_stateful(cfg)

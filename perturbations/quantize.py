@@ -87,13 +87,22 @@ def quantize(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context
           monotone=False,  # past 0.5 most bits flip: the codes head for their complement, not for noise
           options={"bits": ("8", "code width n (2-16)")})
 def bitflip(t: Tensors, level: float, gens: list[torch.Generator], ctx: Context) -> Tensors:
-    """w' = w + step * (flipped code - code): level 0 is exactly the identity."""
+    """w' = w + step * (flipped code - code): level 0 is exactly the identity.
+
+    On a chip's codes (a network deployed with --chip) the grid is the chip's own: step 1 and
+    its weight width, so the flips hit the very bits it stores."""
     bits = int(ctx.num("bits", 8))
+    on_chip = "chip.weight_bits" in t
+    if on_chip:
+        width = int(t["chip.weight_bits"][0])
+        if "bits" in ctx.options and bits != width:
+            raise PerturbationError(f"bitflip: bits={bits}, but the chip stores {width}-bit weights")
+        bits = width
     out = copy(t)
     for n in ctx.weights(t):
         w = t[n]
         qmax = 2 ** (bits - 1) - 1
-        step = grid_step(w, bits)
+        step = 1.0 if on_chip else grid_step(w, bits)
         code = torch.round(w / step).clamp(-qmax, qmax).to(torch.int64)
         unsigned = code & ((1 << bits) - 1)  # two's complement in n bits
         mask = torch.zeros_like(unsigned)

@@ -22,6 +22,7 @@ class EvalConfig:
         seed: seeds the posterior draws and the calibration batches.
         split: which split to score.
         limit: score a class-stratified, seeded subset of N examples of the split.
+        chips: deployment targets scored besides the float network (models/chip_profiles.py).
     """
 
     mc_samples: int = option(10, "Posterior samples for BMA (IVON).", number="int", low=1, high=MAX_MC_SAMPLES,
@@ -34,6 +35,10 @@ class EvalConfig:
     split: str = option("test", choices=("test", "validation", "train"))
     limit: int | None = option(None, "Score a class-stratified, seeded subset of N examples (every class keeps its "
                                      "share).", number="int", low=1, unit="examples")
+    chips: tuple[str, ...] = option((), "Also score each model deployed on a chip: a profile (xylo-audio, loihi2, "
+                                        "dynap-se2) or fixed-point, with options, e.g. 'loihi2(state_bits=12)'; "
+                                        "integer dynamics. Repeatable.", flag="--chip", kind="multiple",
+                                    show_default=False)
 
 
 @dataclass(frozen=True)

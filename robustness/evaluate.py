@@ -19,6 +19,9 @@ from torch import Tensor
 
 from basics.errors import BadInput
 from models.checkpoint import Checkpoint
+from models.chip_profiles import Chip
+from models.deploy import deploy_tensors
+from models.fixed_point import deployment_summary, to_chip
 from models.chunking import batch_size
 from models.model_config import ForwardOptions, ModelConfig
 from models.network import forward_stacked
@@ -74,6 +77,7 @@ class EvalResult:
         probs: predicted class probabilities [N, C].
         correct, nll: per example [N] (float64), for the test-set intervals.
         groups: each example's speaker ('' when unknown).
+        deployment: on a chip, per layer its scale, code ranges and realised leaks (None: float).
     """
 
     mode: str
@@ -86,6 +90,7 @@ class EvalResult:
     correct: np.ndarray = dataclasses.field(repr=False, default_factory=lambda: np.zeros(0))
     nll: np.ndarray = dataclasses.field(repr=False, default_factory=lambda: np.zeros(0))
     groups: list[str] = dataclasses.field(repr=False, default_factory=list)
+    deployment: list[dict] | None = None
 
     def row(self) -> dict:
         return {"mode": self.mode, "n": self.n, "compute": self.samples, "bn": self.bn,
@@ -147,8 +152,9 @@ def require_finite(ck: Checkpoint, mode: Mode, slp: Tensor, tensors: Mapping[str
 
 
 def evaluate(ck: Checkpoint, data: Dataset, mode: Mode, ecfg: EvalConfig,
-             device: torch.device | str = "cpu") -> EvalResult:
-    """Score one mode of a checkpoint on `ecfg.split` of `data`."""
+             device: torch.device | str = "cpu", chip: Chip | None = None) -> EvalResult:
+    """Score one mode of a checkpoint on `ecfg.split` of `data` (deployed on `chip` when given:
+    BN folded, integer codes, integer dynamics)."""
     if ecfg.mc_samples < 1:
         raise BadInput(f"--mc-samples must be at least 1, got {ecfg.mc_samples}")
     split = data.split(ecfg.split).stratified(ecfg.limit)
@@ -156,6 +162,10 @@ def evaluate(ck: Checkpoint, data: Dataset, mode: Mode, ecfg: EvalConfig,
     if split.x.shape[-1] != cfg.input_dim:
         raise BadInput(f"features have {split.x.shape[-1]} dims but the model expects {cfg.input_dim}")
     t = mode_tensors(ck, data, mode, ecfg.mc_samples, ecfg.bn, ecfg.seed, ecfg)
+    deployment = None
+    if chip is not None:
+        t = to_chip(cfg, deploy_tensors(cfg, t, fold_bn=True), chip.arithmetic)
+        deployment = deployment_summary(cfg, t)
     slp, rates = stacked_logp(cfg, t, split.x, device)
     require_finite(ck, mode, slp, t)
     logp = log_mean_exp(slp)
@@ -164,4 +174,4 @@ def evaluate(ck: Checkpoint, data: Dataset, mode: Mode, ecfg: EvalConfig,
     return EvalResult(mode.value, len(split), metrics, rates.mean(0).tolist(), compute(mode, slp.shape[0]),
                       ecfg.bn if mode is Mode.BMA else None, logp.exp(),
                       (logp.argmax(-1) == split.y).double().numpy(), per_example_nll(logp, split.y).numpy(),
-                      list(split.groups))
+                      list(split.groups), deployment)

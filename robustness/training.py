@@ -14,6 +14,7 @@ from basics.replicates import seed_sets, seed_stat
 from basics.stats import SpeakerGroups, bootstrap_halfwidth, interval_unit
 from models import native
 from models.checkpoint import load_checkpoint, save_checkpoint
+from models.chip_profiles import parse_chip, require_fit
 from models.deploy import deploy_tensors
 from models.model_config import ModelConfig, weight_layers
 from models.network import SpikingNet
@@ -129,8 +130,10 @@ def evaluate_checkpoints(paths: list[str], ecfg: EvalConfig, data_dir: str | Non
     """One row per (checkpoint, mode) with every metric."""
     rows = []
     cache: dict = {}
+    chips = [parse_chip(c) for c in ecfg.chips]  # a malformed spec is refused before anything loads
     for path in paths:
         ck = load_checkpoint(path, device)
+        notes = {c.label: require_fit(c, ck.net.cfg, path) for c in chips}
         spec = DatasetSpec.from_dict(ck.dataset)
         if data_dir is not None:
             spec = dataclasses.replace(spec, data_dir=data_dir)
@@ -139,10 +142,14 @@ def evaluate_checkpoints(paths: list[str], ecfg: EvalConfig, data_dir: str | Non
         split = cache[spec].split(ecfg.split)
         work = len(split) * split.x.shape[1] * sum(ck.net.cfg.hidden) * (1 + ecfg.mc_samples)
         with native.KERNEL.for_work(work):
-            for mode in modes_for(ck):
-                r = evaluate(ck, cache[spec], mode, ecfg, device)
+            for chip, mode in [(None, m) for m in modes_for(ck)] + [(c, m) for c in chips for m in modes_for(ck)]:
+                r = evaluate(ck, cache[spec], mode, ecfg, device, chip)
                 groups = SpeakerGroups.of(r.groups)
-                rows.append({"model": path, "optimizer": ck.optimizer, "split": ecfg.split, **r.row(),
+                target = {"target": "float"} if chip is None else {
+                    "target": chip.label, "deployment": r.deployment, "notes": notes[chip.label],
+                    "chip": chip.label}
+                rows.append({"model": path if chip is None else f"{path}@{chip.label}", "path": path,
+                             **target, "optimizer": ck.optimizer, "split": ecfg.split, **r.row(),
                              "model_hash": ck.content_hash, "data_hash": cache[spec].fingerprint,
                              "train_config": ck.train_config, "hidden": list(ck.net.cfg.hidden),
                              "neuron": ck.net.cfg.neuron,
@@ -163,7 +170,9 @@ def results_file(rows: list[dict], ecfg: EvalConfig) -> dict:
 
     - format, version, package_version; split, limit, subset (all, or the stratified subset), seed,
       mc_samples, bn (BMA's BatchNorm treatment);
-    - models: per checkpoint path, model_hash, data_hash, optimizer, and its modes: mode, compute
+    - models: per checkpoint and target (`float`, or the chip it is deployed on, with its
+      deployment: per layer the scale chosen, code ranges, realised leaks; and notes) path,
+      target, model_hash, data_hash, optimizer, and its modes: mode, compute
       (networks per prediction), n, metrics {name: {value, test_ci95}} (test_ci95: the half-width,
       for accuracy and NLL; null elsewhere), test_interval (what it resamples), spike_rates;
     - seed_sets: models trained alike but for the seed, as one method: name, optimizer, seeds,
@@ -171,8 +180,10 @@ def results_file(rows: list[dict], ecfg: EvalConfig) -> dict:
     """
     models: dict[str, dict] = {}
     for r in rows:
-        m = models.setdefault(r["model"], {"path": r["model"], "model_hash": r["model_hash"],
+        m = models.setdefault(r["model"], {"path": r["path"], "target": r["target"], "model_hash": r["model_hash"],
                                            "data_hash": r["data_hash"], "optimizer": r["optimizer"], "modes": []})
+        if r["target"] != "float":
+            m["deployment"], m["notes"] = r["deployment"], r["notes"]
         m["modes"].append({
             "mode": r["mode"], "compute": r["compute"], "n": r["n"], "bn": r["bn"],
             "metrics": {k: {"value": r.get(k), "test_ci95": r.get(f"{k}_test_ci")} for k in _METRICS},
@@ -204,6 +215,11 @@ def format_table(rows: list[dict]) -> str:
     if rows:
         lines += ["", f"scored on {subset_note(rows[0]['n'], rows[0]['split_size'], rows[0]['split'])}; ±test: "
                       f"95% bootstrap half-width over {' / '.join(sorted({r['test_interval'] for r in rows}))}"]
+    for r in {r["model"]: r for r in rows if r.get("deployment")}.values():  # one line per deployed model
+        scales = ", ".join(f"{d['layer']} {d['scale']:.3g}" for d in r["deployment"][:-1])
+        lines.append(f"{r['model']}: one state unit = {scales} (membrane units); one readout weight code = "
+                     f"{r['deployment'][-1]['scale']:.3g}"
+                     + "".join(f"; {n}" for n in r.get("notes") or ()))
     sets = [s for s in seed_summary(rows) if len(s["seeds"]) > 1]
     if sets:
         lines += ["", "seed sets (mean over training seeds ± 95% t-interval over the seeds):"]
@@ -218,7 +234,8 @@ def format_table(rows: list[dict]) -> str:
 
 def seed_summary(rows: list[dict]) -> list[dict]:
     """Evaluation rows grouped into seed sets (see `basics.replicates`), with seed-level metrics."""
-    metas = {r["model"]: {"path": r["model"], "optimizer": r["optimizer"], "train_config": r.get("train_config"),
+    metas = {r["model"]: {"path": r["model"], "chip": r.get("chip"), "optimizer": r["optimizer"],
+                          "train_config": r.get("train_config"),
                           "hidden": r.get("hidden"), "neuron": r.get("neuron"), "dataset": r.get("dataset")} for r in rows}
     labels = {p: Path(p).name for p in metas}
     out = []

@@ -20,6 +20,8 @@ TEXT_BAD = {
     "--modes": ["bogus", ","], "--layers": [",", "bogus"], "--address": ["somewhere:1"], "--out": [""],
     "--direction": ["bogus"], "--span": ["abc", "1:-1"], "--models": ["bogus.pt"], "--perturbations": ["bogus"],
     "--format": ["bogus"], "--speaker-pattern": ["take-("],
+    "--chip": ["bogus", "loihi2(", "loihi2(state_bits=2)", "loihi2(nope=1)", "loihi2(fit=maybe)",
+               "loihi2(weight_bits=abc)", "xylo-audio"],  # the last: 40 input channels, Xylo has 16
 }
 PATH_BAD = {"--model": ["/nonexistent/m.pt"], "--sigma-from": ["/nonexistent/m.pt"],
             "--config": ["/nonexistent/s.toml"], "--between": ["/nonexistent/a.pt /nonexistent/b.pt"],

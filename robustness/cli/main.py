@@ -160,9 +160,17 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def perturbations(as_json: bool) -> None:
     """List every perturbation and hardware profile with its parameters and physical meaning."""
+    from models.chip_profiles import PROFILES as CHIPS
     from perturbations.base import PERTURBATIONS
     from perturbations.spec import PROFILES, centering
 
+    chips = [{"name": c.name, "chip": c.chip, "arithmetic": c.arithmetic.to_dict(),
+              "limits": {"inputs": c.max_inputs, "neurons": c.max_neurons, "outputs": c.max_outputs,
+                         "fan_in": c.max_fan_in}, "neurons": list(c.neurons), "effects": c.effects,
+              "effect_levels": list(c.effect_levels),
+              "energy_pj": {k: None if v is None else {"pj": v.pj, "source": v.source}
+                            for k, v in (("synaptic_op", c.synop_pj), ("neuron_update", c.neuron_pj))},
+              "sources": list(c.sources), "assumptions": list(c.assumptions)} for c in CHIPS.values()]
     if as_json:
         click.echo(json.dumps({
             "perturbations": [{"name": p.name, "meaning": p.meaning, "level": p.level, "monotone": p.monotone,
@@ -170,7 +178,8 @@ def perturbations(as_json: bool) -> None:
                               for p in PERTURBATIONS.values()],
             "profiles": [{"name": p.name, "spec": p.spec, "levels": list(p.levels), "axis": p.axis,
                           "description": p.description, "source": p.source, "centering": centering(p.spec)}
-                         for p in PROFILES.values()]}, indent=2))
+                         for p in PROFILES.values()],
+            "chips": chips}, indent=2))
         return
     for p in PERTURBATIONS.values():
         harm = "grows with the level (levels past chance are skipped)" if p.monotone else \
@@ -184,6 +193,20 @@ def perturbations(as_json: bool) -> None:
                    f"  {p.description}\n  source: {p.source}")
         for line in centering(p.spec):
             click.echo(f"  {line}")
+    click.echo("\nchips (robust eval|sweep --chip NAME[(option=value,...)]: integer dynamics; fixed-point: your own):")
+    for c in chips:
+        a, lim = c["arithmetic"], c["limits"]
+        state = "analog state" if a["state_bits"] == 0 else f"{a['state_bits']}-bit states ({a['overflow']})"
+        limits = ", ".join(f"{k} <= {v}" for k, v in lim.items() if v is not None) or "none modelled"
+        click.echo(f"{c['name']}: {c['chip']}\n  {a['weight_bits']}-bit weights, {state}, leak {a['leak']}; "
+                   f"limits: {limits}; neurons: {', '.join(c['neurons'])}\n  own effects: {c['effects']}")
+        for k, v in c["energy_pj"].items():
+            click.echo(f"  energy per {k.replace('_', ' ')}: " + ("not published" if v is None else
+                                                                f"{v['pj']:g} pJ ({v['source']})"))
+        for s in c["sources"]:
+            click.echo(f"  source: {s}")
+        for s in c["assumptions"]:
+            click.echo(f"  assumption: {s}")
 
 
 @cli.command(context_settings=CONTEXT)

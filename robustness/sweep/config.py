@@ -69,6 +69,9 @@ class SweepConfig:
     sigma_from: str | None = option(None, "With --scale sigma: the IVON checkpoint whose sigma scales noise for "
                                           "non-IVON models.", path=True)
     fold_bn: bool = option(False, "Fold BatchNorm into weights and bias currents before perturbing.", kind="flag")
+    chip: str = option("", "Deploy on a chip first (BN folded, integer codes and dynamics; perturbations hit what it "
+                           "stores): a profile (xylo-audio, loihi2, dynap-se2) or fixed-point, e.g. "
+                           "'loihi2(state_bits=12)'.", show_default=False, after="fold_bn")
     include_bias: bool = option(False, "Perturb biases too (they exist after --fold-bn).", kind="flag")
     include_bn: bool = option(False, "Perturb BatchNorm scale and shift too (unfolded BN).", kind="flag")
     limit: int | None = option(None, "Evaluate on a class-stratified, seeded subset of N examples (for CI).",
@@ -137,7 +140,27 @@ def validate(cfg: SweepConfig) -> list["Spec"]:
         specs.append(spec)
     if scale is Scale.SIGMA and cfg.fold_bn:
         raise BadInput("--scale sigma needs the unfolded weights the posterior describes (drop --fold-bn)")
+    if cfg.chip:
+        _validate_chip(cfg, specs)
     return specs
+
+
+def _validate_chip(cfg: SweepConfig, specs: list["Spec"]) -> None:
+    """What a chip target cannot honour: gradients through integer dynamics, analog read noise,
+    noise scaled by float posterior widths, BatchNorm that the codes no longer hold."""
+    from models.chip_profiles import parse_chip
+
+    parse_chip(cfg.chip)
+    if cfg.scale == "sigma":
+        raise BadInput("--chip: --scale sigma describes float weights, not a chip's integer codes")
+    if cfg.include_bn:
+        raise BadInput("--chip folds BatchNorm into the integer codes: --include-bn has nothing to perturb")
+    for spec in specs:
+        for c in spec.components:
+            if c.name == "adversarial":
+                raise BadInput(f"--chip: {c.name} needs gradients, which integer dynamics do not have")
+            if c.name == "read-noise":
+                raise BadInput("--chip: read-noise is an analog array's effect; the fixed-point target does not model it")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,9 @@ from basics.progress import progress as progress_bar
 from basics.stats import SpeakerGroups
 from models import native
 from models.checkpoint import Checkpoint, load_checkpoint
+from models.chip_profiles import Chip, parse_chip, require_fit
 from models.deploy import deploy_tensors
+from models.fixed_point import to_chip
 from models.model_config import ForwardOptions, weight_layers
 from models.network import block_spikes
 from perturbations.base import Context, Scale
@@ -112,7 +114,10 @@ def _prepare(ck: Checkpoint, data: Dataset, mode: Mode, cfg: SweepConfig, x: tor
              device: torch.device, sigma: dict[str, torch.Tensor] | None) -> Prepared:
     net_cfg = ck.net.cfg
     t = mode_tensors(ck, data, mode, cfg.mc_samples, cfg.bn, cfg.seed)
-    base = {n: v.detach().to(device).contiguous() for n, v in deploy_tensors(net_cfg, t, cfg.fold_bn).items()}
+    t = deploy_tensors(net_cfg, t, cfg.fold_bn or bool(cfg.chip))
+    if cfg.chip:  # what the chip stores: perturbations act on its codes (models/fixed_point.py)
+        t = to_chip(net_cfg, t, parse_chip(cfg.chip).arithmetic)
+    base = {n: v.detach().to(device).contiguous() for n, v in t.items()}
     k0 = next(iter(base.values())).shape[0]
     for n, s in (sigma or {}).items():
         base[f"sigma:{n}"] = s.detach().to(device).unsqueeze(0).expand(k0, *s.shape).contiguous()
@@ -124,8 +129,24 @@ def _prepare(ck: Checkpoint, data: Dataset, mode: Mode, cfg: SweepConfig, x: tor
     return Prepared(mode, base, k0, log_mean_exp(slp).argmax(-1), row)
 
 
+def on_chip_hash(model_hash: str, chip: Chip | None) -> str:
+    """The content hash of a model deployed on `chip` (its own hash in float)."""
+    if chip is None:
+        return model_hash
+    return hashlib.sha256(f"{model_hash}@{chip.label}".encode()).hexdigest()[:len(model_hash)]
+
+
+def _chip_meta(chip: Chip | None, name: str, notes: list[str]) -> dict:
+    """A deployed model's entry in the run: its name with the chip, the chip, and what did not fit."""
+    if chip is None:
+        return {}
+    return {"path": name, "chip": chip.label, "chip_arithmetic": chip.arithmetic.to_dict(), "chip_notes": notes}
+
+
 def spec_hash(cfg: SweepConfig, model_hashes: list[str], specs: list[Spec]) -> str:
     d = cfg.to_dict()
+    if not d.get("chip"):
+        d.pop("chip", None)  # runs from before chips existed keep their identity (and resume)
     d["models"] = model_hashes  # content, not path: a moved file resumes, a retrained one does not
     # a perturbation whose numbers changed (a new version) starts a new run instead of resuming into the old one
     d["versions"] = [spec.versions() for spec in specs]
@@ -147,7 +168,11 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
     specs = validate(cfg)
     device = torch.device(device)
     cks = [load_checkpoint(m, device) for m in cfg.models]
-    hashes = [ck.content_hash for ck in cks]
+    chip = parse_chip(cfg.chip) if cfg.chip else None
+    notes = [require_fit(chip, ck.net.cfg, ck.path) if chip else [] for ck in cks]
+    # a deployed network is another model than its float self: its own name and hash in the store
+    hashes = [on_chip_hash(ck.content_hash, chip) for ck in cks]
+    names = [ck.path if chip is None else f"{ck.path}@{chip.label}" for ck in cks]
     sigmas = _sigmas(cks, cfg, device)
     datasets: dict[DatasetSpec, Dataset] = {}
     data_of: list[Dataset] = []
@@ -167,9 +192,10 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
         raise BadInput(f"--modes {unused[0]}: no model here has that mode")
     curves = {spec.label: curve_meta(spec, plan, cfg.scale) for spec, plan in zip(specs, cfg.plans)}
     data_hash = ",".join(sorted({d.fingerprint for d in datasets.values()}))
-    groups = {ck.path: SpeakerGroups.of(evaluated(data, cfg).groups) for ck, data in zip(cks, data_of)}
-    models_meta = [{**model_meta(ck, m, h), "test_groups": None if groups[ck.path] is None else
-                    groups[ck.path].to_dict()} for m, h, ck in zip(cfg.models, hashes, cks)]
+    groups = {name: SpeakerGroups.of(evaluated(data, cfg).groups) for name, data in zip(names, data_of)}
+    models_meta = [{**model_meta(ck, m, h), "test_groups": None if groups[name] is None else
+                    groups[name].to_dict(), **_chip_meta(chip, name, note)}
+                   for m, h, ck, name, note in zip(cfg.models, hashes, cks, names, notes)]
     # every (model, mode) is prepared and scored clean before the store opens: a checkpoint
     # whose clean outputs overflow is refused without leaving an empty run behind
     preps = {(i, mode): _prepare(ck, data, mode, cfg, *_xy(evaluated(data, cfg)), device, sigma)
@@ -187,8 +213,8 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
         state = _RunState(store, store.done_keys(run_id), cfg, specs, device, executor, run_id, curves)
         state.bar = progress_bar(total=_planned_cells(cfg, cks, specs, curves), desc="sweep", unit="cell",
                                  enabled=progress)
-        for i, (ck, mhash, data) in enumerate(zip(cks, hashes, data_of)):
-            common = {"run_id": run_id, "model": ck.path, "model_hash": mhash, "optimizer": ck.optimizer}
+        for i, (ck, mhash, data, name) in enumerate(zip(cks, hashes, data_of, names)):
+            common = {"run_id": run_id, "model": name, "model_hash": mhash, "optimizer": ck.optimizer}
             for mode in _modes(ck, cfg):
                 state.sweep_mode(ck, data, preps[(i, mode)], common)
         state.bar.close()
@@ -263,7 +289,7 @@ class _RunState:
                                          prep.clean_row["accuracy"], len(y), cfg.skip_at_chance and swept.monotone)
                 for level in gates[curve].levels:
                     prefix = (mhash, mode.value, spec.label, layer_label, float(level))
-                    name = f"{ck.path} {mode.value} {spec.label}{' [' + layer_label + ']' if layer_label else ''} " \
+                    name = f"{common['model']} {mode.value} {spec.label}{' [' + layer_label + ']' if layer_label else ''} " \
                            f"{float(level):g}"
                     planned.append((curve, Unit(name, level_rows, (job, level, cfg, by_prefix.get(prefix, {}), prefix,
                                                                draws_nothing(spec, level, prep.base, cfg.seed, ctx)))))
@@ -291,7 +317,7 @@ class _RunState:
                     for r in rows:
                         self.add(prefix + (r["seed"],), {**common, **r, **where})
                 elif status == "skip":
-                    self.store.add_skipped(self.run_id, ck.path, mhash, mode.value, curve[0], curve[1], level,
+                    self.store.add_skipped(self.run_id, common["model"], mhash, mode.value, curve[0], curve[1], level,
                                            gate.reason())
                     self.bar.update(0 if rows else per_level(curve))
 
@@ -352,7 +378,7 @@ def _reuse(ck: Checkpoint, prep: Prepared, scope: tuple[str, ...], cfg: SweepCon
     Only for a single base network (point / mean): the M networks of the averaging modes
     differ below too (posterior samples, members) or are perturbed one by one (chips).
     """
-    if not cfg.per_layer or prep.k0 != 1:
+    if not cfg.per_layer or prep.k0 != 1 or cfg.chip:  # a chip's integer layers run from the input
         return 0, x
     names = [f"blocks.{i}" for i in range(len(ck.net.cfg.hidden))] + ["readout"]
     start = names.index(scope[0].removesuffix(".recurrent"))  # recurrent synapses belong to their block
