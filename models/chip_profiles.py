@@ -67,7 +67,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("xylo-audio", "SynSense Xylo Audio 2 (SYNS61201)",
             Arithmetic(weight_bits=8, state_bits=16, overflow="saturate", leak="shift", dash_max=15,
                        input_bits=8, synapse_dash=1, synapse_order="add-decay", fire_at_equal=True,
-                       readout_bits=16, weight_shift=0, max_weight_shift=7),
+                       readout_bits=16, weight_shift=0, max_weight_shift=7, max_spikes=31),
             max_inputs=16, max_neurons=1000, max_outputs=8, max_fan_in=None,
             neurons=("lif", "rlif", "cuba_lif", "if"), effects="bitflip(bits=8):?",
             effect_levels=(0.0, 1e-4, 3e-4, 1e-3, 3e-3), synop_pj=None, neuron_pj=None,
@@ -75,7 +75,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
                      "int16 thresholds",
                      "xylosim 0.1.3 (SynSense's bit-accurate simulator, as probed in tests/test_xylo.py): synaptic "
                      "current += w s, then I -= I >> dash_syn; V -= V >> dash_mem, at least one unit while "
-                     "positive; V += I + bias; spike at V >= threshold, V -= threshold; int16 states saturate",
+                     "positive; V += I + bias; floor(V / threshold) events at V >= threshold, at most 31, each "
+                     "subtracting the threshold; int16 states saturate",
                      "Rockpool decay_to_bitshift: dash = -log2(1 - alpha)"),
             assumptions=("dash up to 15 (Rockpool stores it as uint8)",
                          "weight shifts 0-7 per matrix (xylosim's weight_shift_inp / _rec / _out)",
@@ -83,7 +84,6 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
                          "own front end)",
                          "a LIF without synapse is mapped onto Xylo's synaptic current with dash_syn = 1: the "
                          "charge is kept, its arrival spreads over a few steps",
-                         "one spike per neuron and step (xylosim emits up to floor(V / threshold))",
                          "the readout is a 16-bit non-leaking accumulator of coded weights times spikes",
                          "effects: bit errors in the 8-bit weight memory",
                          "energy: no per-operation energy published; synaptic operations only")),

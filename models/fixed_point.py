@@ -67,6 +67,8 @@ class Arithmetic:
             state shifted left by its own exponent in this range (Xylo's per-matrix weight
             shift; Loihi's weight exponent above its 6-bit activation alignment), so a small
             matrix keeps its codes beside a large one and states resolve finer than a weight.
+        max_spikes: events a neuron may emit in one step (Xylo: up to 31, each subtracting a
+            threshold); 1 is the trained networks' own rule.
         headroom: the state range is at least this many thresholds (the rest holds a step's
             overshoot and, below zero, inhibition); where the weights' scale would leave
             less, the threshold sets the scale.
@@ -87,6 +89,7 @@ class Arithmetic:
     weight_shift: int = 0
     max_weight_shift: int = 15
     headroom: float = 2.0
+    max_spikes: int = 1
 
     def __post_init__(self) -> None:
         checks = [(2 <= self.weight_bits <= 16, "weight_bits must be 2-16"),
@@ -104,6 +107,7 @@ class Arithmetic:
                   (0 <= self.weight_shift <= self.max_weight_shift <= 24,
                    "weight_shift must be 0..max_weight_shift, max_weight_shift at most 24"),
                   (1.0 <= self.headroom <= 2.0 ** 16, "headroom must be 1-65536 thresholds"),
+                  (1 <= self.max_spikes <= 255, "max_spikes must be 1-255"),
                   # states times multipliers stay below 2^53, so float64 holds every product exactly
                   (self.state_bits + self.leak_bits <= 52, "state_bits + leak_bits must be at most 52")]
         for ok, msg in checks:

@@ -8,6 +8,7 @@ integers held in float64, exact while they stay below 2^53; `Arithmetic` guarant
     w   = L_beta(w) + trunc(a u[t-1]) + b s[t-1]        adaptation (adlif, radlif), in membrane units
     v   = L_alpha(u[t-1] - theta s[t-1]) + i + bias - w then saturated or wrapped to the state width
     s   = v > theta (v >= theta where the chip fires at equality); u[t] = v
+          (a chip that emits several events per step: as many as thresholds fit, up to max_spikes)
 
 `L` is the chip's leak: `x - (x >> dash)` with an arithmetic (flooring) shift and at least
 one unit of decay while x > 0 (what xylosim computes, tests/test_xylo.py), or
@@ -111,6 +112,7 @@ class LayerState:
         self.i = torch.zeros_like(self.u)
         self.w = torch.zeros_like(self.u)
         self.count = torch.zeros_like(self.u)
+        self.active = torch.zeros_like(self.u)  # steps with at least one event (NeuroBench counts those)
 
 
 def step(c: dict, a: Arithmetic, cfg: ModelConfig, h: Tensor, st: LayerState) -> Tensor:
@@ -132,9 +134,13 @@ def step(c: dict, a: Arithmetic, cfg: ModelConfig, h: Tensor, st: LayerState) ->
         coupling = ca * st.u if a.analog else torch.trunc(ca * st.u)
         st.w = keep(leak_w(st.w) + coupling + cb * st.s)
         cur = cur - st.w
-    reset = st.u - c["th"] * st.s if cfg.reset == "subtract" else st.u * (1.0 - st.s)
+    reset = st.u - c["th"] * st.s if cfg.reset == "subtract" else st.u * (st.s == 0)
     st.u = keep(c["leak"](reset) + cur + c["bias"])
     z = ((st.u >= c["th"]) if a.fire_at_equal else (st.u > c["th"])).double()
+    if a.max_spikes > 1:  # as many events as thresholds fit (Xylo), each one subtracted at the reset
+        ratio = st.u / c["th"].clamp_min(torch.finfo(torch.float64).tiny)
+        n = torch.floor(ratio) if a.fire_at_equal else torch.ceil(ratio) - 1
+        z = z * n.clamp(1, a.max_spikes)
     emitted = z
     if c["dead"] is not None or c["saturated"] is not None:
         emitted = force_spikes(z.unsqueeze(1), c["dead"], c["saturated"]).squeeze(1).double()
@@ -142,6 +148,7 @@ def step(c: dict, a: Arithmetic, cfg: ModelConfig, h: Tensor, st: LayerState) ->
             z = emitted                         # feed back what they emit, the others what they computed
     st.s = z
     st.count += emitted
+    st.active += emitted > 0
     return emitted
 
 
@@ -153,6 +160,8 @@ def forward(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt: ForwardOp
     consts = [layer_constants(cfg, t, i, a) for i in layers]
     codes = input_codes(x, a) if opt.start == 0 else x.double()  # [B, T, D] or [K, B, T, D]
     bsz, steps = codes.shape[-3], codes.shape[-2]
+    if opt.start == 0:
+        opt.count("input", codes if codes.dim() == 4 else codes.unsqueeze(0), (1, 2))
     states = [LayerState(k, bsz, cfg.hidden[i], x.device) for i in layers]
     wr = _weights(t["readout.linear.weight"], a)
     acc = torch.zeros(k, bsz, wr.shape[1], dtype=torch.float64, device=x.device)
@@ -164,4 +173,7 @@ def forward(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt: ForwardOp
     scale = t["readout.chip_scale"].double().view(-1, 1, 1)
     logits = scale * acc / steps + t["readout.linear.bias"].double().unsqueeze(1)
     rates = [st.count.sum(dim=(1, 2)) / (steps * bsz * cfg.hidden[i]) for st, i in zip(states, layers)]
+    if opt.tally is not None:
+        for st, i in zip(states, layers):
+            opt.tally[f"blocks.{i}"] = opt.tally.get(f"blocks.{i}", 0) + st.active.sum(1)
     return logits, rates

@@ -139,6 +139,11 @@ class ForwardOptions:
         smooth_spikes: when > 0, replace the Heaviside by a sigmoid of the membrane with this
             temperature: the non-spiking control of loss slices.
         kernel: the LIF path, compiled or eager (None: the process's `native.KERNEL`).
+        tally: when a dict, receives per hidden layer `blocks.i` the number of (example, step)
+            pairs in which each neuron emitted [K, H] and, under `input`, how many (example,
+            step) pairs left each input feature non-zero [K or 1, D] and, under `readout`, how
+            many examples gave each readout input a non-zero value [K, H] (float64): what synaptic
+            operations and activation sparsity are counted from (robustness/efficiency.py).
     """
 
     bn_batch_stats: bool = False
@@ -151,3 +156,10 @@ class ForwardOptions:
     start: int = 0
     smooth_spikes: float = 0.0
     kernel: Kernel | None = None
+    tally: dict | None = field(default=None)
+
+    def count(self, name: str, active: torch.Tensor, dims: tuple[int, ...]) -> None:
+        """Add the non-zero entries of `active` over `dims` to the tally under `name` (if one is kept)."""
+        if self.tally is not None:
+            n = (active != 0).sum(dims, dtype=torch.float64)
+            self.tally[name] = self.tally[name] + n if name in self.tally else n

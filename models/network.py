@@ -127,6 +127,7 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
                          reset=cfg.reset, kernel=opt.kernel)
             z = force_spikes(z, t.get(f"{p}.dead"), t.get(f"{p}.saturated"))
         rates.append(z.mean(dim=(1, 2, 3)))
+        opt.count(p, z, (1, 2))
         z = _dropout(z, cfg.dropout, opt.dropout_generator)
         h = z.view(z.shape[0], steps * bsz, -1)
     return h, rates
@@ -174,6 +175,8 @@ def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
     opt = opt or ForwardOptions()
     if "chip.weight_bits" in t:  # deployed on a digital chip (models/fixed_point.py): integer dynamics
         return integer_forward.forward(cfg, t, x, opt)
+    if opt.start == 0:
+        opt.count("input", x if x.dim() == 4 else x.unsqueeze(0), (1, 2))
     k = next(iter(t.values())).shape[0]
     inference = not (opt.bn_batch_stats or opt.record_stats is not None or opt.dropout_generator is not None
                      or opt.smooth_spikes > 0 or recurrent.is_stateful(cfg)
@@ -187,6 +190,7 @@ def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
             h = h.unsqueeze(0).expand(k, -1, -1)
         rate = h.reshape(h.shape[0], steps, bsz, -1).mean(1)  # spike rate per neuron [K, B, H]
     rate = _batchnorm(rate, t, "readout.bn", cfg, opt)
+    opt.count("readout", rate, (1,))  # the readout's inputs: non-zero rates per neuron, over examples
     rate = _dropout(rate, cfg.dropout, opt.dropout_generator)
     bias, weight = t["readout.linear.bias"].unsqueeze(1), t["readout.linear.weight"].transpose(-1, -2)
     logits = row_invariant(lambda rows: torch.baddbmm(bias, rows, weight), rate)

@@ -28,6 +28,7 @@ from models.network import forward_stacked
 from models.train import bn_statistics
 from robustness.data import Dataset
 from robustness.eval_config import AVERAGING, BNMode, EvalConfig, Mode
+from robustness.efficiency import efficiency, mean_efficiency
 from robustness.metrics import per_example_nll, compute_metrics, log_mean_exp
 
 
@@ -78,6 +79,8 @@ class EvalResult:
         correct, nll: per example [N] (float64), for the test-set intervals.
         groups: each example's speaker ('' when unknown).
         deployment: on a chip, per layer its scale, code ranges and realised leaks (None: float).
+        efficiency: NeuroBench's metrics per inference, averaged over the mode's networks
+            (robustness/efficiency.py), with the chip profile's energy estimate.
     """
 
     mode: str
@@ -91,6 +94,7 @@ class EvalResult:
     nll: np.ndarray = dataclasses.field(repr=False, default_factory=lambda: np.zeros(0))
     groups: list[str] = dataclasses.field(repr=False, default_factory=list)
     deployment: list[dict] | None = None
+    efficiency: dict = dataclasses.field(default_factory=dict)
 
     def row(self) -> dict:
         return {"mode": self.mode, "n": self.n, "compute": self.samples, "bn": self.bn,
@@ -166,12 +170,15 @@ def evaluate(ck: Checkpoint, data: Dataset, mode: Mode, ecfg: EvalConfig,
     if chip is not None:
         t = to_chip(cfg, deploy_tensors(cfg, t, fold_bn=True), chip.arithmetic)
         deployment = deployment_summary(cfg, t)
-    slp, rates = stacked_logp(cfg, t, split.x, device)
+    tally: dict = {}
+    slp, rates = stacked_logp(cfg, t, split.x, device, ForwardOptions(tally=tally))
     require_finite(ck, mode, slp, t)
+    cost = mean_efficiency(efficiency(cfg, t, tally, len(split), split.x.shape[1],
+                                      chip.profile if chip else None))
     logp = log_mean_exp(slp)
     averaged = mode in AVERAGING
     metrics = compute_metrics(logp, split.y, slp if averaged else None)
     return EvalResult(mode.value, len(split), metrics, rates.mean(0).tolist(), compute(mode, slp.shape[0]),
                       ecfg.bn if mode is Mode.BMA else None, logp.exp(),
                       (logp.argmax(-1) == split.y).double().numpy(), per_example_nll(logp, split.y).numpy(),
-                      list(split.groups), deployment)
+                      list(split.groups), deployment, cost)

@@ -155,6 +155,7 @@ def evaluate_checkpoints(paths: list[str], ecfg: EvalConfig, data_dir: str | Non
                              "neuron": ck.net.cfg.neuron,
                              "dataset": ck.dataset.get("name"),
                              "split_size": len(split), "test_interval": interval_unit(groups),
+                             "efficiency": r.efficiency,
                              "accuracy_test_ci": bootstrap_halfwidth(r.correct, groups=groups),
                              "nll_test_ci": bootstrap_halfwidth(r.nll, groups=groups)})
     return rows
@@ -174,7 +175,8 @@ def results_file(rows: list[dict], ecfg: EvalConfig) -> dict:
       deployment: per layer the scale chosen, code ranges, realised leaks; and notes) path,
       target, model_hash, data_hash, optimizer, and its modes: mode, compute
       (networks per prediction), n, metrics {name: {value, test_ci95}} (test_ci95: the half-width,
-      for accuracy and NLL; null elsewhere), test_interval (what it resamples), spike_rates;
+      for accuracy and NLL; null elsewhere), test_interval (what it resamples), spike_rates,
+      efficiency (NeuroBench's metrics per inference; energy_nj: an estimate, null without costs);
     - seed_sets: models trained alike but for the seed, as one method: name, optimizer, seeds,
       models, and per mode {metric: {mean, seeds_ci95}} (a t-interval over the seeds' values).
     """
@@ -187,7 +189,7 @@ def results_file(rows: list[dict], ecfg: EvalConfig) -> dict:
         m["modes"].append({
             "mode": r["mode"], "compute": r["compute"], "n": r["n"], "bn": r["bn"],
             "metrics": {k: {"value": r.get(k), "test_ci95": r.get(f"{k}_test_ci")} for k in _METRICS},
-            "test_interval": r["test_interval"],
+            "test_interval": r["test_interval"], "efficiency": r["efficiency"],
             "spike_rates": [r[k] for k in sorted(r) if k.startswith("rate_l")]})
     n, size = (rows[0]["n"], rows[0]["split_size"]) if rows else (0, 0)
     return {"format": EVAL_FORMAT, "version": EVAL_VERSION, "package_version": __version__, "split": ecfg.split,
