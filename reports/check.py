@@ -7,6 +7,9 @@ first mode):
   max_ece_increase    ECE at the level - clean ECE <= `threshold`
   min_auc             normalised area under the accuracy curve >= `threshold`
   at_least_as_robust  AUC of `model`/`mode` >= AUC of `than_model`/`than_mode` - `tolerance`
+  max_energy          energy per inference (nJ, the chip profile's estimate) at the level <= `threshold`
+  max_synops          effective synaptic operations (MACs + ACs) per inference at the level <= `threshold`
+  min_activation_sparsity  NeuroBench's activation sparsity at the level >= `threshold`
   baseline            against `--baseline STORE`: at every level of every matching curve,
                       not worse than the baseline by more than `tolerance` (accuracy points as
                       a fraction, NLL/ECE in their units), judged on the seed-averaged value
@@ -29,17 +32,20 @@ from xml.sax.saxutils import escape, quoteattr
 from basics.modes import Mode
 from basics.errors import BadInput
 from basics.tomlfile import load_toml
+from reports.efficiency_rules import EFFICIENCY_KINDS, efficiency_rule
 from reports.formatting import md_cell
 from reports.records import Records, load_records
 from reports.summary import CurveSummary, LevelStats, summarize
 
-KINDS = ("min_accuracy", "max_drop", "max_ece_increase", "min_auc", "at_least_as_robust", "baseline")
+KINDS = ("min_accuracy", "max_drop", "max_ece_increase", "min_auc", "at_least_as_robust", *EFFICIENCY_KINDS,
+         "baseline")
 BASELINE_METRICS = {"accuracy": 1, "nll": -1, "ece": -1, "brier": -1}  # +1: higher is better
 FIELDS = {"min_accuracy": {"model", "perturbation", "level", "threshold"},
           "max_drop": {"model", "perturbation", "level", "threshold"},
           "max_ece_increase": {"model", "perturbation", "level", "threshold"},
           "min_auc": {"model", "perturbation", "threshold"},
           "at_least_as_robust": {"model", "than_model", "perturbation"},
+          **{k: {"model", "perturbation", "level", "threshold"} for k in EFFICIENCY_KINDS},
           "baseline": set()}
 OPTIONAL = {"name", "mode", "than_mode", "tolerance", "metric", "kind", "model", "perturbation"}
 
@@ -160,13 +166,15 @@ def run_rule(rule: dict, i: int, curves: dict, base: dict | None) -> Outcome:
     kind = rule["kind"]
     name = rule.get("name") or f"{kind} " + " ".join(str(rule[k]) for k in ("model", "mode", "perturbation", "level")
                                                      if k in rule)
-    if kind in ("min_accuracy", "max_drop", "max_ece_increase"):
+    if kind in ("min_accuracy", "max_drop", "max_ece_increase", *EFFICIENCY_KINDS):
         cs = _curve(curves, rule, where)
         s = _level(cs, rule["level"], where)
         t = float(rule["threshold"])
         if s is None:  # never measured: fail, and say how to measure it
             return Outcome(name, False, f"not measured: {cs.skipped[0][1]}; rerun the sweep with "
                            "--no-skip-at-chance to measure it", f"{kind} {t:g}")
+        if kind in EFFICIENCY_KINDS:
+            return Outcome(name, *efficiency_rule(kind, s, t))
         acc, hw = s.metrics["accuracy"]
         if kind == "min_accuracy":
             return Outcome(name, _ok(acc, lambda v: v >= t), f"accuracy {_pm(acc, hw)}", f">= {t:g}")

@@ -308,3 +308,22 @@ def per_layer(curves: list[CurveSummary], labels: dict[str, str], colours: dict,
         axes[0, 0].set_ylabel("accuracy (%), one layer perturbed")
         _legend(fig, axes[0, 0])
         return render(fig)
+
+
+def accuracy_energy(series: list[tuple[tuple[str, str], list[tuple[float, float, float | None]]]], colours: dict,
+                    xlabel: str) -> tuple[bytes, str]:
+    """Accuracy against a per-inference cost (energy estimate, or synaptic operations), one line
+    per model/mode through its levels (the clean point ringed), ±95% chip interval on accuracy."""
+    with plt.rc_context(STYLE):
+        fig, axes = _panels(1, 1, (3.4, 2.4), (0, 0), len(series))
+        ax = axes[0, 0]
+        for key, pts in series:
+            xs, ys, es = zip(*pts)
+            ax.errorbar(xs, ys, yerr=[e or 0.0 for e in es], marker="o", ms=3, lw=1.0, capsize=2,
+                        color=colours[key], label=f"{key[0]} {key[1]}")
+            ax.plot(xs[:1], ys[:1], marker="o", ms=8, mfc="none", color=colours[key])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+        _legend(fig, ax)
+        return render(fig)

@@ -22,6 +22,7 @@ from reports.calibration import pooled, reliability
 from reports.controls import controls_section
 from reports.document import Figure, Heading, Section, Table
 from reports.formatting import fmt_ci, num, pct, slug
+from reports.efficiency_section import efficiency_section
 from reports.landscape import landscape_section
 from reports.provenance import provenance_section
 from reports.records import Records, Run
@@ -360,13 +361,14 @@ def build(rec: Records) -> tuple[dict, list[str], list[Section], dict[str, bytes
         clean = b.clean()
         deg, cal, cost = b.degradation()
         land = landscape_section(b)
+        eff = efficiency_section(b)
         ctrl = controls_section(b)
         seeds = seeds_section(b)
         prov = provenance_section(b)
         lines = verdict(b.json, b.labels)
         b.json["verdict"] = lines
         drawn = drawer.results()
-    return (b.json, lines, [clean, deg, cal, land, cost, ctrl, seeds, prov], {n: png for n, (png, _) in drawn.items()},
+    return (b.json, lines, [clean, deg, cal, land, cost, eff, ctrl, seeds, prov], {n: png for n, (png, _) in drawn.items()},
             {n: svg for n, (_, svg) in drawn.items()})
 
 

@@ -54,6 +54,7 @@ class LevelStats:
     test_ci: dict[str, float] = field(default_factory=dict)  # name -> test-set interval half-width
     zero_spread: bool = False  # several draws, identical accuracy: the chip interval says nothing
     nonfinite: int = 0  # chips whose network overflowed (NaN outputs): the level has no number, is never ranked
+    efficiency: dict[str, tuple[float, float | None]] = field(default_factory=dict)  # as metrics, per inference
 
 
 @dataclass
@@ -74,6 +75,7 @@ class CurveSummary:
     skipped: list[tuple[float, str]] = field(default_factory=list)  # (level, reason): not run, never numbers
     test_groups: SpeakerGroups | None = None  # the test examples' speakers: what the ±test interval resamples
     deterministic: bool = False  # the perturbation draws nothing: one network per level, no chip interval
+    clean_efficiency: dict[str, float | None] = field(default_factory=dict)  # NeuroBench's metrics, clean
 
     @property
     def mean_accuracy(self) -> float | None:
@@ -90,11 +92,13 @@ class CurveSummary:
             "drop_below_first_level": self.drop_below,
             "test_interval": interval_unit(self.test_groups), "deterministic": self.deterministic,
             "skipped": [{"level": lv, "reason": why} for lv, why in self.skipped],
+            "clean_efficiency": self.clean_efficiency,
             "levels": [{"level": s.level, "n": s.n,
                         **{f"{k}_mean": v[0] for k, v in s.metrics.items()},
                         **{f"{k}_ci": v[1] for k, v in s.metrics.items()},
                         **{f"{k}_test_ci": v for k, v in s.test_ci.items()},
                         "zero_spread": s.zero_spread, "nonfinite_chips": s.nonfinite,
+                        "efficiency": {k: {"mean": v[0], "ci": v[1]} for k, v in s.efficiency.items()},
                         "d_ece": s.metrics["ece"][0] - self.clean["ece"],
                         "d_nll": s.metrics["nll"][0] - self.clean["nll"]} for s in self.levels],
         }
@@ -170,7 +174,11 @@ def _level_stats(level: float, rows: list[Cell], groups: SpeakerGroups | None = 
             test[m] = bootstrap_halfwidth(per, groups=groups)
     accs = [r.accuracy for r in rows]
     bad = sum(1 for a in accs if a is None or not math.isfinite(a))
-    return LevelStats(level, len(rows), ms, test, len(rows) > 1 and not bad and min(accs) == max(accs), bad)
+    eff = {}
+    if rows and all(r.efficiency for r in rows):  # measured for every draw (stores before v4: never)
+        eff = {k: t_interval([r.efficiency[k] for r in rows]) for k in rows[0].efficiency
+               if all(r.efficiency.get(k) is not None for r in rows)}
+    return LevelStats(level, len(rows), ms, test, len(rows) > 1 and not bad and min(accs) == max(accs), bad, eff)
 
 
 def summarize(rows: list[Cell], curves: Mapping[str, CurveMeta] | None = None,
@@ -204,7 +212,8 @@ def summarize(rows: list[Cell], curves: Mapping[str, CurveMeta] | None = None,
         axis = meta.axis
         cs = CurveSummary(model, rs[0].optimizer or "", mode, pert, layer,
                           {k: c.metric(k) for k in ("accuracy", "nll", "ece", "brier") if c.metric(k) is not None},
-                          int(c.samples or 1), axis, test_groups=(speakers or {}).get(model))
+                          int(c.samples or 1), axis, test_groups=(speakers or {}).get(model),
+                          clean_efficiency=dict(c.efficiency or {}))
         by_level: dict[float, list[Cell]] = defaultdict(list)
         for r in rs:
             by_level[r.level].append(r)

@@ -11,7 +11,7 @@ emitted in which steps, which input features were non-zero) and the weights the 
     features, graded codes on a chip; the float readout's BatchNorm-ed rates); `effective_acs`, the same for
     spike inputs: each emitted spike times the non-zero weights of its fan-out (feedforward and
     recurrent; NeuroBench binarises inputs, so several events of one neuron in one step count once);
-    the bias is no synaptic operation;
+    the bias is no synaptic operation; `effective_synops` is their sum;
   * footprint: bytes of parameters and buffers (`Footprint`: float32 in float; on a chip, the
     codes at their width and three per-neuron constants at the state width: our rule);
   * connection_sparsity: zero weights over all weight matrices (`ConnectionSparsity`);
@@ -84,6 +84,7 @@ def efficiency(cfg: ModelConfig, t: Mapping[str, Tensor], tally: Mapping[str, Te
     for j in range(k):
         row = {"activation_sparsity": float(sparsity[j]), "synops_dense": float(dense),
                "effective_macs": float(macs[j]) / n, "effective_acs": float(acs[j]) / n,
+               "effective_synops": float(macs[j] + acs[j]) / n,
                "footprint_bytes": footprint, "connection_sparsity": float(zeros[j]) / weights,
                "neuron_updates": float(updates), "energy_nj": None}
         if profile is not None and profile.synop_pj is not None and profile.neuron_pj is not None:

@@ -131,8 +131,8 @@ def test_v1_store_is_migrated(tmp_path):
                 VALUES (1, 'm', 'x', 'point', 'clean', 0, 0, 0.5, 1.0, 0.1, 0.6, 10);""")
     with Store.open(db) as s:
         (row,) = s.cells()
-        assert row.accuracy == 0.5 and row.example_nll is None
-        assert dict(s.conn.execute("SELECT key, value FROM meta").fetchall())["schema_version"] == "3"
+        assert row.accuracy == 0.5 and row.example_nll is None and row.efficiency is None  # not measured then
+        assert dict(s.conn.execute("SELECT key, value FROM meta").fetchall())["schema_version"] == "4"
 
 
 @pytest.mark.parametrize("spec,match", [

@@ -39,6 +39,7 @@ class Cell:
     disagreement: float | None = None
     spike_rates: list[float] = field(default_factory=list)
     versions: dict[str, Any] = field(default_factory=dict)
+    efficiency: dict[str, Any] | None = None
     time_s: float | None = None
     created: str | None = None
     example_correct: bytes | None = None

@@ -1,13 +1,14 @@
 """The results store: embedded SQLite (WAL), one row per finished sweep cell or slice curve.
 
-Schema version 3:
-  meta(key, value)            application = 'robust', schema_version = '3'
+Schema version 4:
+  meta(key, value)            application = 'robust', schema_version = '4'
   runs(id, spec_hash UNIQUE, config JSON, models JSON, data_hash, package_version, command,
        started, finished)     config also holds `curves`: per perturbation label what a
                               summary needs (bit-width level, level axis, clean at level 0)
   cells(run_id, model, model_hash, optimizer, mode, perturbation, layer, level, seed,
         samples, n, accuracy, nll, brier, ece, entropy, expected_entropy, mutual_information,
-        disagreement, spike_rates JSON, versions JSON, time_s, created,
+        disagreement, spike_rates JSON, versions JSON, efficiency JSON (NeuroBench's metrics per
+        inference, averaged over the cell's networks; NULL where not measured), time_s, created,
         example_correct BLOB (numpy.packbits of per-example correctness, split order),
         example_nll BLOB (float32 per-example NLL),
         example_confidence BLOB (float32 per-example top-class probability, for reliability diagrams))
@@ -23,7 +24,7 @@ Schema version 3:
   skipped(run_id, model, model_hash, mode, perturbation, layer, level, reason)   created on
          first use: levels not run because a milder level of the curve had every draw at chance
 Older stores are migrated in place on open (1 -> 2: per-example columns; 2 -> 3: slice tables,
-example_confidence).
+example_confidence; 3 -> 4: efficiency).
 
 `samples` is the compute of the cell's mode: networks evaluated per prediction (1 for
 point/mean, M for chips/bma/ensemble). Each cell is committed in its own transaction as
@@ -175,7 +176,7 @@ class Store:
                 if meta.get("application") != "robust":
                     conn.close()
                     raise BadInput(f"{p}: an SQLite file but not a robust results store")
-                if meta.get("schema_version") in ("1", "2"):
+                if meta.get("schema_version") in ("1", "2", "3"):
                     if readonly:  # the file stays as it is: its migrated copy lives in memory
                         memory = sqlite3.connect(":memory:", isolation_level=None)
                         conn.backup(memory)
@@ -280,7 +281,7 @@ class Store:
         process stored it first). True when this call stored it."""
         vals = dict(row)
         vals.setdefault("created", _now())
-        for k in ("spike_rates", "versions"):
+        for k in ("spike_rates", "versions", "efficiency"):
             if not isinstance(vals.get(k), (str, type(None))):
                 vals[k] = json.dumps(vals[k])
         cur = self._write(f"INSERT OR IGNORE INTO cells ({', '.join(STORED_COLUMNS)}) VALUES "

@@ -24,6 +24,7 @@ def export(store_path: str, fmt: str, out: str | None) -> str:
     for r in rows:
         r["spike_rates"] = json.dumps(r["spike_rates"])
         r["versions"] = json.dumps(r["versions"])
+        r["efficiency"] = None if r["efficiency"] is None else json.dumps(r["efficiency"])
     with atomic_path(target) as tmp:
         if fmt == "csv":
             with open(tmp, "w", newline="") as f:

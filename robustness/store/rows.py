@@ -61,6 +61,8 @@ def cell(path: str, d: dict) -> Cell:
     if not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in d["spike_rates"]):
         raise damaged(path, t, row, "spike_rates", "not a list of numbers")
     d["versions"] = _json(path, t, row, "versions", d["versions"], dict)
+    if d.get("efficiency") is not None:
+        d["efficiency"] = _json(path, t, row, "efficiency", d["efficiency"], dict)
     sizes = {"example_correct": (d["n"] + 7) // 8, "example_nll": 4 * d["n"], "example_confidence": 4 * d["n"]}
     for c in EXAMPLE_COLUMNS:
         blob = d.get(c)

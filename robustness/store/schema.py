@@ -1,4 +1,4 @@
-"""The results store's schema (version 3): tables, columns, migration of older stores,
+"""The results store's schema (version 4): tables, columns, migration of older stores,
 race-free creation, and the check that an opened store is whole. See `robustness.store.database`
 for what each table holds.
 """
@@ -9,7 +9,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_STORE = "robust-results.db"
 METRIC_COLUMNS = ("accuracy", "nll", "brier", "ece", "entropy", "expected_entropy", "mutual_information",
                   "disagreement")
@@ -17,7 +17,7 @@ OPTIONAL_METRICS = ("expected_entropy", "mutual_information")  # averaging modes
 KEY_COLUMNS = ("model_hash", "mode", "perturbation", "layer", "level", "seed")
 EXAMPLE_COLUMNS = ("example_correct", "example_nll", "example_confidence")
 CELL_COLUMNS = ("run_id", "model", "model_hash", "optimizer", "mode", "perturbation", "layer", "level", "seed",
-                "samples", "n", *METRIC_COLUMNS, "spike_rates", "versions", "time_s", "created")
+                "samples", "n", *METRIC_COLUMNS, "spike_rates", "versions", "efficiency", "time_s", "created")
 STORED_COLUMNS = CELL_COLUMNS + EXAMPLE_COLUMNS
 
 _SCHEMA = f"""
@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS cells (
     optimizer TEXT, mode TEXT NOT NULL, perturbation TEXT NOT NULL, layer TEXT NOT NULL DEFAULT '',
     level REAL NOT NULL, seed INTEGER NOT NULL, samples INTEGER, n INTEGER,
     {", ".join(f"{c} REAL" for c in METRIC_COLUMNS)},
-    spike_rates TEXT, versions TEXT, time_s REAL, created TEXT, example_correct BLOB, example_nll BLOB,
+    spike_rates TEXT, versions TEXT, efficiency TEXT, time_s REAL, created TEXT, example_correct BLOB,
+    example_nll BLOB,
     example_confidence BLOB,
     PRIMARY KEY (run_id, {", ".join(KEY_COLUMNS)}));
 CREATE TABLE IF NOT EXISTS slices (
@@ -49,12 +50,15 @@ SLICE_COLUMNS = ("slice_id", "model", "model_hash", "optimizer", "mode", "direct
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Any older version -> current, in one transaction: per-example columns (v2, empty for
-    old cells), the slice tables and per-example confidence (v3)."""
+    old cells), the slice tables and per-example confidence (v3), efficiency (v4, NULL for old
+    cells: not measured)."""
     conn.execute("BEGIN IMMEDIATE")
     cols = {r[1] for r in conn.execute("PRAGMA table_info(cells)")}
     for c in EXAMPLE_COLUMNS:
         if c not in cols:
             conn.execute(f"ALTER TABLE cells ADD COLUMN {c} BLOB")
+    if "efficiency" not in cols:
+        conn.execute("ALTER TABLE cells ADD COLUMN efficiency TEXT")
     for stmt in filter(str.strip, _SCHEMA.split(";")):
         conn.execute(stmt)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))

@@ -41,6 +41,7 @@ from robustness.data import Dataset, DatasetSpec, Split, load_dataset
 from robustness.data.dataset import subset_note
 from robustness.evaluate import Mode, compute, mode_tensors, modes_for, require_finite, stacked_logp
 from robustness.executors import Failed, LocalExecutor, RayExecutor, Unit
+from robustness.efficiency import efficiency, mean_efficiency
 from robustness.metrics import log_mean_exp
 from robustness.run_meta import curve_meta, model_meta
 from robustness.store.curve_meta import CurveMeta
@@ -121,11 +122,14 @@ def _prepare(ck: Checkpoint, data: Dataset, mode: Mode, cfg: SweepConfig, x: tor
     k0 = next(iter(base.values())).shape[0]
     for n, s in (sigma or {}).items():
         base[f"sigma:{n}"] = s.detach().to(device).unsqueeze(0).expand(k0, *s.shape).contiguous()
-    slp, rates = stacked_logp(net_cfg, base, x, device, ForwardOptions(clamp_alpha=False))
+    tally: dict = {}
+    slp, rates = stacked_logp(net_cfg, base, x, device, ForwardOptions(clamp_alpha=False, tally=tally))
     require_finite(ck, mode, slp, base)
     m = cell_record(slp, y, mode, None)
+    cost = efficiency(net_cfg, base, tally, len(y), x.shape[1], parse_chip(cfg.chip).profile if cfg.chip else None)
     row = {"mode": mode.value, "perturbation": CLEAN, "layer": "", "level": 0.0, "seed": 0,
-           "samples": compute(mode, k0), "n": len(y), **m, "spike_rates": rates.mean(0).tolist()}
+           "samples": compute(mode, k0), "n": len(y), **m, "spike_rates": rates.mean(0).tolist(),
+           "efficiency": mean_efficiency(cost)}
     return Prepared(mode, base, k0, log_mean_exp(slp).argmax(-1), row)
 
 
@@ -140,7 +144,13 @@ def _chip_meta(chip: Chip | None, name: str, notes: list[str]) -> dict:
     """A deployed model's entry in the run: its name with the chip, the chip, and what did not fit."""
     if chip is None:
         return {}
-    return {"path": name, "chip": chip.label, "chip_arithmetic": chip.arithmetic.to_dict(), "chip_notes": notes}
+    p = chip.profile
+    energy = None if p is None or p.synop_pj is None or p.neuron_pj is None else {
+        "synaptic_op_pj": p.synop_pj.pj, "neuron_update_pj": p.neuron_pj.pj,
+        "source": p.synop_pj.source if p.synop_pj.source == p.neuron_pj.source else
+        f"{p.synop_pj.source}; {p.neuron_pj.source}"}
+    return {"path": name, "chip": chip.label, "chip_arithmetic": chip.arithmetic.to_dict(), "chip_notes": notes,
+            "chip_energy": energy}
 
 
 def spec_hash(cfg: SweepConfig, model_hashes: list[str], specs: list[Spec]) -> str:
@@ -282,7 +292,7 @@ class _RunState:
                         searches[n] = search_batch(data, cfg.split, n)[1:]
                     search = (_reuse(ck, prep, scope, cfg, searches[n][0], self.device)[1], searches[n][1])
                 job = self.executor.share(LevelJob(ck.net.cfg, prep, spec, ctx, xin, y, start, self.device, cfg.seed,
-                                               search))
+                                               search, parse_chip(cfg.chip).profile if cfg.chip else None))
                 curve = (spec.label, layer_label)
                 # skipping past chance presumes harm grows with the level: only on axes declared monotone
                 gates[curve] = CurveGate(severity_order(plan.levels, swept.level_is_bits), chance,

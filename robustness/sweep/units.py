@@ -18,6 +18,7 @@ import torch
 from basics.attack_labels import searches
 from basics.stats import t_interval
 from models import native
+from models.chip_profiles import Profile
 from models.chunking import networks_per_pass
 from models.model_config import ForwardOptions, ModelConfig
 from models.network import forward_stacked
@@ -25,6 +26,7 @@ from perturbations.adversarial import SEARCH_EXAMPLES
 from perturbations.base import Context
 from perturbations.spec import Spec, apply
 from robustness.data import Dataset
+from robustness.efficiency import efficiency, mean_efficiency
 from robustness.evaluate import AVERAGING, Mode, compute, stacked_logp
 from robustness.metrics import compute_metrics, disagreement, log_mean_exp, per_example_nll
 from robustness.sweep.config import MIN_AUTO_SEEDS, SweepConfig
@@ -73,6 +75,7 @@ class LevelJob:
     device: torch.device
     seed: int
     search: tuple[torch.Tensor, torch.Tensor] | None = None  # worst-case search batch (inputs at `start`, labels)
+    profile: Profile | None = None  # the chip deployed on: its per-operation energies
 
 
 def evaluate_draws(job: LevelJob, level: float, seeds: list[int]) -> list[dict]:
@@ -88,7 +91,10 @@ def evaluate_draws(job: LevelJob, level: float, seeds: list[int]) -> list[dict]:
         t0 = time.perf_counter()
         ctx = _attack_context(job, k0)
         t = apply(job.spec, level, stacked, seed=job.seed, draws=draws, ctx=ctx)
-        slp, rates = stacked_logp(job.net_cfg, t, job.x, job.device, ForwardOptions(clamp_alpha=False, start=job.start))
+        tally: dict | None = {} if job.start == 0 else None  # below a reused layer nothing is counted
+        slp, rates = stacked_logp(job.net_cfg, t, job.x, job.device,
+                                  ForwardOptions(clamp_alpha=False, start=job.start, tally=tally))
+        cost = None if tally is None else efficiency(job.net_cfg, t, tally, len(job.y), job.x.shape[1], job.profile)
         elapsed = (time.perf_counter() - t0) / s
         slp = slp.view(s, k0, *slp.shape[1:])
         rates = rates.view(s, k0, -1)
@@ -96,7 +102,8 @@ def evaluate_draws(job: LevelJob, level: float, seeds: list[int]) -> list[dict]:
         for j, sd in enumerate(group):
             out.append({"seed": sd, "samples": compute(prep.mode, k0), "n": len(job.y),
                         **cell_record(slp[j], job.y, prep.mode, prep.clean_pred),
-                        "spike_rates": below + rates[j].mean(0).tolist(), "time_s": elapsed})
+                        "spike_rates": below + rates[j].mean(0).tolist(), "time_s": elapsed,
+                        "efficiency": None if cost is None else mean_efficiency(cost[j * k0:(j + 1) * k0])})
     return out
 
 
