@@ -14,8 +14,8 @@ from robustness.slicing.run import SliceConfig, run_slice
 from robustness.store.database import Store
 from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
 
-SECTIONS = ("verdict", "clean", "degradation", "calibration", "landscape", "hardware-cost", "controls", "seeds",
-            "provenance")
+SECTIONS = ("verdict", "clean", "degradation", "calibration", "landscape", "hardware-cost", "efficiency", "controls",
+            "seeds", "provenance")
 
 
 def run(*args, **kw):

@@ -182,4 +182,4 @@ def test_v2_store_gains_the_slice_tables(tmp_path):
     with Store.open(db) as s:
         tables = {r[0] for r in s.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"slices", "slice_curves"} <= tables
-        assert dict(s.conn.execute("SELECT key, value FROM meta").fetchall())["schema_version"] == "3"
+        assert dict(s.conn.execute("SELECT key, value FROM meta").fetchall())["schema_version"] == "4"

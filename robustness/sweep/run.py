@@ -28,9 +28,7 @@ from basics.progress import progress as progress_bar
 from basics.stats import SpeakerGroups
 from models import native
 from models.checkpoint import Checkpoint, load_checkpoint
-from models.chip_profiles import Chip, parse_chip, require_fit
-from models.deploy import deploy_tensors
-from models.fixed_point import to_chip
+from models.chip_profiles import parse_chip, require_fit
 from models.model_config import ForwardOptions, weight_layers
 from models.network import block_spikes
 from perturbations.base import Context, Scale
@@ -48,6 +46,7 @@ from robustness.store.curve_meta import CurveMeta
 from robustness.store.database import Store
 from robustness.sweep.chance import CurveGate, chance_accuracy, severity_order
 from robustness.sweep.config import MIN_AUTO_SEEDS, PerturbationPlan, SweepConfig, validate
+from robustness.sweep.deployment import chip_meta, deployed, on_chip_hash, profile_of
 from robustness.sweep.units import cell_record, LevelJob, level_rows, Prepared, attack_examples, is_attack, search_batch
 
 __all__ = ["PerturbationPlan", "SweepConfig", "SweepResult", "run_sweep"]
@@ -115,10 +114,7 @@ def _prepare(ck: Checkpoint, data: Dataset, mode: Mode, cfg: SweepConfig, x: tor
              device: torch.device, sigma: dict[str, torch.Tensor] | None) -> Prepared:
     net_cfg = ck.net.cfg
     t = mode_tensors(ck, data, mode, cfg.mc_samples, cfg.bn, cfg.seed)
-    t = deploy_tensors(net_cfg, t, cfg.fold_bn or bool(cfg.chip))
-    if cfg.chip:  # what the chip stores: perturbations act on its codes (models/fixed_point.py)
-        t = to_chip(net_cfg, t, parse_chip(cfg.chip).arithmetic)
-    base = {n: v.detach().to(device).contiguous() for n, v in t.items()}
+    base = {n: v.detach().to(device).contiguous() for n, v in deployed(net_cfg, t, cfg).items()}
     k0 = next(iter(base.values())).shape[0]
     for n, s in (sigma or {}).items():
         base[f"sigma:{n}"] = s.detach().to(device).unsqueeze(0).expand(k0, *s.shape).contiguous()
@@ -126,31 +122,11 @@ def _prepare(ck: Checkpoint, data: Dataset, mode: Mode, cfg: SweepConfig, x: tor
     slp, rates = stacked_logp(net_cfg, base, x, device, ForwardOptions(clamp_alpha=False, tally=tally))
     require_finite(ck, mode, slp, base)
     m = cell_record(slp, y, mode, None)
-    cost = efficiency(net_cfg, base, tally, len(y), x.shape[1], parse_chip(cfg.chip).profile if cfg.chip else None)
+    cost = efficiency(net_cfg, base, tally, len(y), x.shape[1], profile_of(cfg))
     row = {"mode": mode.value, "perturbation": CLEAN, "layer": "", "level": 0.0, "seed": 0,
            "samples": compute(mode, k0), "n": len(y), **m, "spike_rates": rates.mean(0).tolist(),
            "efficiency": mean_efficiency(cost)}
     return Prepared(mode, base, k0, log_mean_exp(slp).argmax(-1), row)
-
-
-def on_chip_hash(model_hash: str, chip: Chip | None) -> str:
-    """The content hash of a model deployed on `chip` (its own hash in float)."""
-    if chip is None:
-        return model_hash
-    return hashlib.sha256(f"{model_hash}@{chip.label}".encode()).hexdigest()[:len(model_hash)]
-
-
-def _chip_meta(chip: Chip | None, name: str, notes: list[str]) -> dict:
-    """A deployed model's entry in the run: its name with the chip, the chip, and what did not fit."""
-    if chip is None:
-        return {}
-    p = chip.profile
-    energy = None if p is None or p.synop_pj is None or p.neuron_pj is None else {
-        "synaptic_op_pj": p.synop_pj.pj, "neuron_update_pj": p.neuron_pj.pj,
-        "source": p.synop_pj.source if p.synop_pj.source == p.neuron_pj.source else
-        f"{p.synop_pj.source}; {p.neuron_pj.source}"}
-    return {"path": name, "chip": chip.label, "chip_arithmetic": chip.arithmetic.to_dict(), "chip_notes": notes,
-            "chip_energy": energy}
 
 
 def spec_hash(cfg: SweepConfig, model_hashes: list[str], specs: list[Spec]) -> str:
@@ -204,7 +180,7 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
     data_hash = ",".join(sorted({d.fingerprint for d in datasets.values()}))
     groups = {name: SpeakerGroups.of(evaluated(data, cfg).groups) for name, data in zip(names, data_of)}
     models_meta = [{**model_meta(ck, m, h), "test_groups": None if groups[name] is None else
-                    groups[name].to_dict(), **_chip_meta(chip, name, note)}
+                    groups[name].to_dict(), **chip_meta(chip, name, note)}
                    for m, h, ck, name, note in zip(cfg.models, hashes, cks, names, notes)]
     # every (model, mode) is prepared and scored clean before the store opens: a checkpoint
     # whose clean outputs overflow is refused without leaving an empty run behind
@@ -292,7 +268,7 @@ class _RunState:
                         searches[n] = search_batch(data, cfg.split, n)[1:]
                     search = (_reuse(ck, prep, scope, cfg, searches[n][0], self.device)[1], searches[n][1])
                 job = self.executor.share(LevelJob(ck.net.cfg, prep, spec, ctx, xin, y, start, self.device, cfg.seed,
-                                               search, parse_chip(cfg.chip).profile if cfg.chip else None))
+                                               search, profile_of(cfg)))
                 curve = (spec.label, layer_label)
                 # skipping past chance presumes harm grows with the level: only on axes declared monotone
                 gates[curve] = CurveGate(severity_order(plan.levels, swept.level_is_bits), chance,
