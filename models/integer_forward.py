@@ -64,7 +64,11 @@ def input_codes(x: Tensor, a: Arithmetic) -> Tensor:
 
 
 def _weights(w: Tensor, a: Arithmetic) -> Tensor:
-    """Codes as the chip stores them: whole numbers in the signed `weight_bits` range."""
+    """Codes as the chip stores them: whole numbers in the signed `weight_bits` range. On a
+    mixed-signal chip (analog state) the codes were rounded when it was programmed, and what a
+    perturbation does to them afterwards (a synapse's analog gain) stays unrounded."""
+    if a.analog:
+        return w.double()
     return torch.round(w.double()).clamp(-smax(a.weight_bits) - 1, smax(a.weight_bits))
 
 

@@ -35,7 +35,7 @@ from models.model_config import RECURRENT, ModelConfig
 def _codes(t: Mapping[str, Tensor], name: str) -> Tensor:
     w = t[name].detach().double()
     a = arithmetic_of(t)
-    return w if a is None else torch.round(w).clamp(-smax(a.weight_bits) - 1, smax(a.weight_bits))
+    return w if a is None or a.analog else torch.round(w).clamp(-smax(a.weight_bits) - 1, smax(a.weight_bits))
 
 
 def efficiency(cfg: ModelConfig, t: Mapping[str, Tensor], tally: Mapping[str, Tensor], n: int, steps: int,

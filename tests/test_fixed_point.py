@@ -175,3 +175,14 @@ def test_leak_rule_object_matches_the_formulas():
     alpha = torch.tensor([[[0.75, 0.875]]], dtype=torch.float64)
     x = torch.tensor([[[13.0, -13.0]]], dtype=torch.float64)
     assert Leak(alpha, SHIFT)(x).tolist() == [[[13 - 3, -13 + 2]]]  # 13 >> 2 = 3; -13 >> 3 = -2
+
+
+def test_codes_round_again_on_a_digital_chip_not_on_a_mixed_signal_one():
+    """A digital chip stores integers (whatever moved a code is rounded back to its grid); on
+    a mixed-signal chip the codes were rounded at programming and an analog gain then scales them."""
+    for a, expect in ((Arithmetic(weight_bits=4), [[[3.0, -8.0]]]), (Arithmetic(weight_bits=4, state_bits=0,
+                                                                              leak="analog"), [[[3.2, -9.0]]])):
+        cfg, t = one_neuron(a, 0.9)
+        t["blocks.0.linear.weight"] = torch.tensor([[[3.2, -9.0]]], dtype=torch.float64)
+        cfg = ModelConfig(input_dim=2, num_classes=2, hidden=(1,), alpha_min=0.0, alpha_max=1.0)
+        assert layer_constants(cfg, t, 0, a)["w"].tolist() == expect
