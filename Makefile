@@ -11,6 +11,8 @@ $(BIN)/robust: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -e '.[dev,report,datasets]'  # not -q: pip's lines are the progress
+	@# SynSense's Xylo simulator, for tests/test_xylo.py's cross-check; optional: where it does not build, the test skips
+	-$(BIN)/pip install -q 'xylosim>=0.1' || echo "xylosim did not install: tests/test_xylo.py will skip"
 	touch $(BIN)/robust
 
 install: $(BIN)/robust

@@ -317,10 +317,10 @@ def accuracy_energy(series: list[tuple[tuple[str, str], list[tuple[float, float,
     with plt.rc_context(STYLE):
         fig, axes = _panels(1, 1, (3.4, 2.4), (0, 0), len(series))
         ax = axes[0, 0]
-        for key, pts in series:
+        for i, (key, pts) in enumerate(series):  # a marker per series: one optimizer's models share a hue
             xs, ys, es = zip(*pts)
-            ax.errorbar(xs, ys, yerr=[e or 0.0 for e in es], marker="o", ms=3, lw=1.0, capsize=2,
-                        color=colours[key], label=f"{key[0]} {key[1]}")
+            ax.errorbar(xs, ys, yerr=[e or 0.0 for e in es], marker="osD^v<>"[i % 7], ms=3.5, lw=1.0, capsize=2,
+                        color=colours[key], ls=("-", "--", ":", "-.")[i % 4], label=f"{key[0]} {key[1]}")
             ax.plot(xs[:1], ys[:1], marker="o", ms=8, mfc="none", color=colours[key])
         ax.set_xlabel(xlabel)
         ax.set_ylabel("accuracy")
