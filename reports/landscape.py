@@ -22,6 +22,8 @@ def landscape_section(b) -> Section:
             groups[(b.labels.get(c["model"], c["model"]), c["mode"])].append(c)
         what = "between two checkpoints" if cfg.get("between") else f"{cfg['direction']} directions"
         bn = cfg.get("bn", "mean")
+        if cfg.get("chip"):
+            what += f", every point deployed on {cfg['chip']} (integer dynamics)"
         sec.blocks.append(f"Slice {s.id}: {cfg['dims']}D, {what}, {cfg['points']} points per axis on "
                           f"{cfg['batches']} x {cfg['batch_size']} {cfg['split']} examples (seed {cfg['seed']}); "
                           f"BMA curves with BN statistics {'re-estimated per sample and point' if bn == 'recalibrate' else 'of the posterior mean (--bn mean; eval and sweep re-estimate them per sample)'}.")

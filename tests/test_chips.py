@@ -105,6 +105,7 @@ def test_chip_sweep_composes_stores_efficiency_reports_and_gates(tiny_checkpoint
         (meta,) = json.loads(s.runs()[0]["models"]) if isinstance(s.runs()[0]["models"], str) else s.runs()[0]["models"]
     assert {c.model for c in rows} == {f"{adam}@{chip}"} and meta["chip"] == chip
     assert meta["chip_arithmetic"]["state_bits"] == 12
+    assert [d["layer"] for d in meta["deployment"]] == ["blocks.0", "blocks.1", "readout"]  # each layer's scale
     assert all(c.efficiency and c.efficiency["effective_acs"] > 0 for c in rows)
     moved = [c for c in rows if c.level == 0.2]
     assert len({c.accuracy for c in moved} | {c.efficiency["effective_acs"] for c in moved}) > 1  # chips differ
@@ -137,3 +138,18 @@ def test_chip_cells_do_not_depend_on_networks_per_pass(tiny_checkpoints, tmp_pat
     finally:
         chunking.MAX_NETWORKS_PER_PASS = old
     assert [(r.accuracy, r.nll, r.efficiency) for r in a] == [(r.accuracy, r.nll, r.efficiency) for r in b]
+
+
+def test_slice_on_a_chip_scores_every_point_deployed(tiny_checkpoints, tmp_path):
+    db, adam = tmp_path / "s.db", str(tiny_checkpoints["adam"])
+    args = ["slice", "--model", adam, "--points", "5", "--directions", "1", "--batches", "1", "--batch-size", "16",
+            "--store", db, "-q"]
+    assert run(*args).exit_code == 0
+    r = run(*args, "--chip", "fixed-point(weight_bits=4,state_bits=10)")
+    assert r.exit_code == 0, r.output
+    with Store.open(db) as s:
+        float_curve, chip_curve = (s.curves(sl["id"])[0] for sl in s.slices())
+    assert chip_curve["model"] == f"{adam}@fixed-point(weight_bits=4,state_bits=10)"
+    assert float_curve["loss"].tolist() != chip_curve["loss"].tolist()  # 4-bit weights, 10-bit states: another loss
+    r = run(*args, "--chip", "loihi2", "--sigmoid-control", "0.1")
+    assert r.exit_code == 2 and "sigmoid control" in r.output

@@ -46,6 +46,7 @@ class SliceConfig:
             and point curves differ only by the posterior average) or `recalibrate`
             (re-estimated per sample at every point: eval's default, about 10x slower here).
         include_bn: also move BatchNorm scale/shift and the readout bias.
+        chip: deploy every grid point on this chip (models/chip_profiles.py) before scoring it.
         modes: restrict to these modes (None: every mode of each model).
         seed: seeds directions, batches and posterior draws.
         data_dir: where a real dataset lives (None: the checkpoint's).
@@ -72,6 +73,9 @@ class SliceConfig:
     bn: str = option("mean", "BMA: stored BN statistics (as the other curves) or re-estimated per sample and point "
                              "(slow).", choices=("mean", "recalibrate"))
     include_bn: bool = option(False, "Also move BatchNorm scale/shift and the readout bias.", kind="flag")
+    chip: str = option("", "Score every grid point deployed on a chip (profile or fixed-point, as sweep --chip): "
+                           "the chip programmed with the moved weights, integer dynamics.", show_default=False,
+                       after="include_bn")
     modes: tuple[str, ...] | None = option(None, "Restrict to modes, e.g. mean,bma [every mode of each model].",
                                            kind="names", example="mean,bma")
     seed: int = option(0, "Seeds directions, batches, posterior draws.", number="int", low=0, high=SEED_MAX)

@@ -17,6 +17,9 @@ from basics.modes import BNMode, CurveMode
 from models.checkpoint import Checkpoint
 from models.chunking import networks_per_pass
 from models.model_config import ForwardOptions
+from models.chip_profiles import parse_chip
+from models.deploy import deploy_tensors
+from models.fixed_point import to_chip
 from robustness.evaluate import EvalConfig, stacked_logp, with_bn_statistics
 from robustness.executors import Unit
 from robustness.metrics import log_mean_exp
@@ -94,6 +97,8 @@ def curve_losses(ck: Checkpoint, nets: Networks, dirs: list[list[dict]], names: 
             g = torch.Generator().manual_seed(cfg.seed)
             ck.posterior.sample(ck.net.tensors(), cfg.mc_samples, g)  # advance g exactly as eval does
             t = with_bn_statistics(ck.net.cfg, t, calib, EvalConfig(), g)
+        if cfg.chip:  # each point is the chip programmed with the moved weights
+            t = to_chip(ck.net.cfg, deploy_tensors(ck.net.cfg, t, fold_bn=True), parse_chip(cfg.chip).arithmetic)
         slp, _ = stacked_logp(ck.net.cfg, t, x, device, nets.opt)
         logp = log_mean_exp(slp.view(len(pts), m, *slp.shape[1:]).transpose(0, 1))  # average over the M networks
         losses.append(-logp.gather(-1, y.view(1, -1, 1).expand(len(pts), -1, 1)).squeeze(-1).mean(-1))

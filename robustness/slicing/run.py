@@ -36,6 +36,7 @@ from basics.modes import CurveMode
 from basics.progress import progress as progress_bar
 from models import native
 from models.checkpoint import Checkpoint, load_checkpoint
+from models.chip_profiles import parse_chip, require_fit
 from robustness import __version__
 from robustness.data import Dataset, DatasetSpec, load_dataset
 from robustness.executors import Failed, LocalExecutor, RayExecutor
@@ -86,6 +87,10 @@ def validate(cfg: SliceConfig) -> None:
         raise BadInput("pass --model (repeatable) or --between A.pt B.pt")
     if cfg.between and cfg.dims != 1:
         raise BadInput("--between slices a line: --dims 1 only")
+    if cfg.chip:
+        parse_chip(cfg.chip)
+        if cfg.sigmoid > 0:
+            raise BadInput("--chip: the sigmoid control is a float network; a chip fires spikes (drop --sigmoid-control)")
 
 
 def _same_architecture(cks: list[Checkpoint], what: str) -> None:
@@ -128,6 +133,8 @@ def _curve_jobs(cks: list[Checkpoint], hashes: list[str], cfg: SliceConfig) -> l
 
 def spec_hash(cfg: SliceConfig, model_hashes: list[str]) -> str:
     d = cfg.to_dict()
+    if not d.get("chip"):
+        d.pop("chip", None)  # slices from before chips existed keep their identity
     d["models"], d["between"] = model_hashes, None
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -144,8 +151,11 @@ def run_slice(cfg: SliceConfig, store_path: str, *, device: str | torch.device =
     executor = executor or LocalExecutor()
     validate(cfg)
     device = torch.device(device)
-    paths = list(cfg.between or cfg.models)
-    cks = [load_checkpoint(p, device) for p in paths]
+    cks = [load_checkpoint(p, device) for p in (cfg.between or cfg.models)]
+    for ck in cks if cfg.chip else ():
+        require_fit(parse_chip(cfg.chip), ck.net.cfg, ck.path)
+    # a network scored on a chip is named with it, as sweeps name it
+    paths = [p if not cfg.chip else f"{p}@{parse_chip(cfg.chip).label}" for p in (cfg.between or cfg.models)]
     hashes = [ck.content_hash for ck in cks]
     if cfg.between or len(cks) > 1:
         _same_architecture(cks, "--between" if cfg.between else "sharing directions")
@@ -194,7 +204,7 @@ def run_slice(cfg: SliceConfig, store_path: str, *, device: str | torch.device =
                     continue
                 chunks = [c for _, c in sorted(got.pop(cj.key).items())]  # grid order
                 shape = (cfg.points,) * cfg.dims
-                row = {"slice_id": sid, "model": " -> ".join(paths) if cfg.between else cks[cj.model].path,
+                row = {"slice_id": sid, "model": " -> ".join(paths) if cfg.between else paths[cj.model],
                        "model_hash": cj.key[0], "optimizer": cks[cj.model].optimizer, "mode": cj.key[1],
                        "direction": cj.direction, "compute": chunks[0][2], "bn": _bn_used(cj.mode, cfg),
                        "coords": cfg.coords, "shape": list(shape),

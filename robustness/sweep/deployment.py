@@ -8,7 +8,8 @@ from typing import Mapping
 
 from torch import Tensor
 
-from models.chip_profiles import Chip, Profile, parse_chip
+from models.checkpoint import Checkpoint
+from models.chip_profiles import Chip, Profile, parse_chip, require_fit
 from models.deploy import deploy_tensors
 from models.fixed_point import to_chip
 from models.model_config import ModelConfig
@@ -19,6 +20,16 @@ def deployed(net_cfg: ModelConfig, t: Mapping[str, Tensor], cfg: SweepConfig) ->
     """The K-stacked tensors perturbations act on: on a chip, what it stores (models/fixed_point.py)."""
     t = deploy_tensors(net_cfg, t, cfg.fold_bn or bool(cfg.chip))
     return to_chip(net_cfg, t, parse_chip(cfg.chip).arithmetic) if cfg.chip else t
+
+
+def targets(cfg: SweepConfig, cks: list[Checkpoint]) -> tuple[Chip | None, list[list[str]], list[str], list[str]]:
+    """The chip (or None), per model what did not fit, its hash and its name in the store: a
+    deployed network is another model than its float self (`MODEL@CHIP`, its own hash)."""
+    chip = parse_chip(cfg.chip) if cfg.chip else None
+    notes = [require_fit(chip, ck.net.cfg, ck.path) if chip else [] for ck in cks]
+    hashes = [on_chip_hash(ck.content_hash, chip) for ck in cks]
+    names = [ck.path if chip is None else f"{ck.path}@{chip.label}" for ck in cks]
+    return chip, notes, hashes, names
 
 
 def profile_of(cfg: SweepConfig) -> Profile | None:

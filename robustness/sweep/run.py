@@ -28,7 +28,7 @@ from basics.progress import progress as progress_bar
 from basics.stats import SpeakerGroups
 from models import native
 from models.checkpoint import Checkpoint, load_checkpoint
-from models.chip_profiles import parse_chip, require_fit
+from models.fixed_point import deployment_summary
 from models.model_config import ForwardOptions, weight_layers
 from models.network import block_spikes
 from perturbations.base import Context, Scale
@@ -46,7 +46,7 @@ from robustness.store.curve_meta import CurveMeta
 from robustness.store.database import Store
 from robustness.sweep.chance import CurveGate, chance_accuracy, severity_order
 from robustness.sweep.config import MIN_AUTO_SEEDS, PerturbationPlan, SweepConfig, validate
-from robustness.sweep.deployment import chip_meta, deployed, on_chip_hash, profile_of
+from robustness.sweep.deployment import chip_meta, deployed, profile_of, targets
 from robustness.sweep.units import cell_record, LevelJob, level_rows, Prepared, attack_examples, is_attack, search_batch
 
 __all__ = ["PerturbationPlan", "SweepConfig", "SweepResult", "run_sweep"]
@@ -154,11 +154,7 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
     specs = validate(cfg)
     device = torch.device(device)
     cks = [load_checkpoint(m, device) for m in cfg.models]
-    chip = parse_chip(cfg.chip) if cfg.chip else None
-    notes = [require_fit(chip, ck.net.cfg, ck.path) if chip else [] for ck in cks]
-    # a deployed network is another model than its float self: its own name and hash in the store
-    hashes = [on_chip_hash(ck.content_hash, chip) for ck in cks]
-    names = [ck.path if chip is None else f"{ck.path}@{chip.label}" for ck in cks]
+    chip, notes, hashes, names = targets(cfg, cks)
     sigmas = _sigmas(cks, cfg, device)
     datasets: dict[DatasetSpec, Dataset] = {}
     data_of: list[Dataset] = []
@@ -186,6 +182,9 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
     # whose clean outputs overflow is refused without leaving an empty run behind
     preps = {(i, mode): _prepare(ck, data, mode, cfg, *_xy(evaluated(data, cfg)), device, sigma)
              for i, (ck, data, sigma) in enumerate(zip(cks, data_of, sigmas)) for mode in _modes(ck, cfg)}
+    if chip is not None:  # the scale each layer was given, stated with the run (network 0 of the first mode)
+        for i, meta in enumerate(models_meta):
+            meta["deployment"] = deployment_summary(cks[i].net.cfg, preps[(i, _modes(cks[i], cfg)[0])].base)
     base = next(iter(preps.values())).base
     layers, hidden = _layers(cks[0], cfg.layers)
     ctx = Context(layers, hidden, Scale(cfg.scale), cfg.include_bias, cfg.include_bn)
