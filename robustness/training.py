@@ -15,6 +15,7 @@ from basics.stats import SpeakerGroups, bootstrap_halfwidth, interval_unit
 from models import native
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.chip_profiles import parse_chip, require_fit
+from robustness.sweep.deployment import on_chip_hash
 from models.deploy import deploy_tensors
 from models.model_config import ModelConfig, weight_layers
 from models.network import SpikingNet
@@ -150,7 +151,7 @@ def evaluate_checkpoints(paths: list[str], ecfg: EvalConfig, data_dir: str | Non
                     "chip": chip.label}
                 rows.append({"model": path if chip is None else f"{path}@{chip.label}", "path": path,
                              **target, "optimizer": ck.optimizer, "split": ecfg.split, **r.row(),
-                             "model_hash": ck.content_hash, "data_hash": cache[spec].fingerprint,
+                             "model_hash": on_chip_hash(ck.content_hash, chip), "data_hash": cache[spec].fingerprint,
                              "train_config": ck.train_config, "hidden": list(ck.net.cfg.hidden),
                              "neuron": ck.net.cfg.neuron,
                              "dataset": ck.dataset.get("name"),
@@ -222,6 +223,13 @@ def format_table(rows: list[dict]) -> str:
         lines.append(f"{r['model']}: one state unit = {scales} (membrane units); one readout weight code = "
                      f"{r['deployment'][-1]['scale']:.3g}"
                      + "".join(f"; {n}" for n in r.get("notes") or ()))
+    for r in rows:  # what each prediction costs, NeuroBench's way (energy: the chip's estimate)
+        e = r.get("efficiency") or {}
+        if e:
+            energy = "" if e.get("energy_nj") is None else f", energy {e['energy_nj'] / 1000:.3g} uJ (estimate)"
+            lines.append(f"{r['model']} {r['mode']}: per inference {e['effective_macs']:.3g} MACs + "
+                         f"{e['effective_acs']:.3g} ACs (dense {e['synops_dense']:.3g}), activation sparsity "
+                         f"{e['activation_sparsity']:.3f}, footprint {e['footprint_bytes'] / 1024:.1f} KiB{energy}")
     sets = [s for s in seed_summary(rows) if len(s["seeds"]) > 1]
     if sets:
         lines += ["", "seed sets (mean over training seeds ± 95% t-interval over the seeds):"]
