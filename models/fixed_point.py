@@ -142,13 +142,13 @@ def arithmetic_of(t: Mapping[str, Tensor]) -> Arithmetic | None:
     if "chip.weight_bits" not in t:
         return None
     vals = {}
+    defaults = Arithmetic()
     for f in FIELDS:
         v = t[f"chip.{f}"]
         if not bool((v == v[0]).all()):
             raise ValueError(f"chip.{f} differs between the networks of one pass")
         x = float(v[0])
-        vals[f] = _CODED[f][int(x)] if f in _CODED else (x if f == "input_range" else
-                                                          bool(x) if f == "fire_at_equal" else int(x))
+        vals[f] = _CODED[f][int(x)] if f in _CODED else type(getattr(defaults, f))(x)
     return Arithmetic(**vals)
 
 

@@ -75,7 +75,9 @@ def _weights(w: Tensor, a: Arithmetic) -> Tensor:
 def _shift(t: Mapping[str, Tensor], name: str) -> Tensor:
     """2^exponent of a weight matrix, per network [K, 1, 1] (1 where none was stored)."""
     e = t.get(f"{name}_exp")
-    return torch.ones(1, 1, 1, dtype=torch.float64) if e is None else torch.exp2(e.double()).view(-1, 1, 1)
+    if e is None:
+        return torch.ones(1, 1, 1, dtype=torch.float64, device=t[name].device)
+    return torch.exp2(e.double()).view(-1, 1, 1)
 
 
 def layer_constants(cfg: ModelConfig, t: Mapping[str, Tensor], i: int, a: Arithmetic) -> dict:

@@ -33,7 +33,7 @@ from models.model_config import RECURRENT, ModelConfig
 
 
 def _codes(t: Mapping[str, Tensor], name: str) -> Tensor:
-    w = t[name].detach().double()
+    w = t[name].detach().double().cpu()  # counted on the CPU, wherever the network ran
     a = arithmetic_of(t)
     return w if a is None or a.analog else torch.round(w).clamp(-smax(a.weight_bits) - 1, smax(a.weight_bits))
 
@@ -42,6 +42,7 @@ def efficiency(cfg: ModelConfig, t: Mapping[str, Tensor], tally: Mapping[str, Te
                profile: Profile | None = None) -> list[dict]:
     """NeuroBench's efficiency metrics of each of the K stacked networks, per inference."""
     on_chip = arithmetic_of(t) is not None
+    tally = {n: v.detach().cpu() for n, v in tally.items()}
     dims = [cfg.input_dim, *cfg.hidden]
     k = t["readout.linear.weight"].shape[0]
     macs = torch.zeros(k, dtype=torch.float64)

@@ -153,3 +153,17 @@ def test_slice_on_a_chip_scores_every_point_deployed(tiny_checkpoints, tmp_path)
     assert float_curve["loss"].tolist() != chip_curve["loss"].tolist()  # 4-bit weights, 10-bit states: another loss
     r = run(*args, "--chip", "loihi2", "--sigmoid-control", "0.1")
     assert r.exit_code == 2 and "sigmoid control" in r.output
+
+
+def test_a_chip_sweeps_clean_cell_is_what_eval_reports(tiny_checkpoints, tmp_path):
+    adam = str(tiny_checkpoints["adam"])
+    cfg = SweepConfig((adam,), (PerturbationPlan("bitflip", (0.001,)),), seeds=1, limit=30, chip="loihi2",
+                      modes=("point",))
+    clean = next(r for r in run_sweep(cfg, str(tmp_path / "a.db"), progress=False).rows if r.perturbation == "clean")
+    r = run("eval", "--model", adam, "--chip", "loihi2", "--limit", "30", "--json")
+    (ev,) = [m for m in json.loads(r.output)["models"] if m["target"] == "loihi2"]
+    mode = ev["modes"][0]
+    assert clean.model == f"{adam}@loihi2" and clean.model_hash == ev["model_hash"]
+    assert clean.accuracy == mode["metrics"]["accuracy"]["value"]
+    assert clean.nll == pytest.approx(mode["metrics"]["nll"]["value"], rel=1e-12)
+    assert clean.efficiency == pytest.approx(mode["efficiency"])

@@ -186,3 +186,12 @@ def test_codes_round_again_on_a_digital_chip_not_on_a_mixed_signal_one():
         t["blocks.0.linear.weight"] = torch.tensor([[[3.2, -9.0]]], dtype=torch.float64)
         cfg = ModelConfig(input_dim=2, num_classes=2, hidden=(1,), alpha_min=0.0, alpha_max=1.0)
         assert layer_constants(cfg, t, 0, a)["w"].tolist() == expect
+
+
+def test_the_arithmetic_travels_with_the_tensors():
+    from models.fixed_point import arithmetic_of, arithmetic_tensors
+
+    a = Arithmetic(weight_bits=5, state_bits=20, overflow="wrap", leak="multiply", leak_bits=10, input_range=3.5,
+                   synapse_dash=2, synapse_order="add-decay", fire_at_equal=True, headroom=2.5, max_spikes=7)
+    assert arithmetic_of(arithmetic_tensors(a, 3)) == a
+    assert arithmetic_of({"blocks.0.alpha": torch.zeros(1)}) is None
