@@ -283,3 +283,42 @@ def deployment_summary(cfg: ModelConfig, t: Mapping[str, Tensor]) -> list[dict]:
     rows.append({"layer": "readout", "scale": float(t["readout.chip_scale"][0]),
                  "max_weight_code": int(t["readout.linear.weight"][0].abs().max())})
     return rows
+
+
+def surrogate(cfg: ModelConfig, t: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The float network a chip's codes stand for: `to_chip` undone (differentiably), with the
+    leaks it realises. A worst-case search ascends the loss through it (a straight-through
+    surrogate: the integer rounding has no gradient), and the chip it finds is scored in integers."""
+    a = arithmetic_of(t)
+    out = {n: v for n, v in t.items() if not n.startswith("chip.") and not n.endswith(("_exp", "chip_scale"))
+           and not n.endswith(("mem_bias", "syn_bias"))}
+    in_step = a.input_range / smax(a.input_bits)
+    for i in range(len(cfg.hidden)):
+        p = f"blocks.{i}"
+        s = t[f"{p}.chip_scale"].unsqueeze(-1)  # [K, 1]
+        alpha = t[f"{p}.alpha"]
+        gain = torch.ones_like(alpha) if cfg.neuron == "if" else 1.0 - alpha
+        syn = torch.ones_like(gain)
+        if f"{p}.beta" in t:
+            syn = _synapse_gain(t[f"{p}.beta"], a)
+        elif a.synapse_dash:
+            syn = _synapse_gain(torch.full_like(gain, 1.0 - 2.0 ** -a.synapse_dash), a)
+        e = torch.exp2(t[f"{p}.linear.weight_exp"]).view(-1, 1, 1)
+        out[f"{p}.linear.weight"] = t[f"{p}.linear.weight"] * e * s.unsqueeze(-1) / (
+            (gain * syn).unsqueeze(-1) * (in_step if i == 0 else 1.0))
+        if f"{p}.recurrent.linear.weight" in t:
+            e = torch.exp2(t[f"{p}.recurrent.linear.weight_exp"]).view(-1, 1, 1)
+            out[f"{p}.recurrent.linear.weight"] = t[f"{p}.recurrent.linear.weight"] * e * s.unsqueeze(-1) / (
+                gain * (syn if a.synapse_dash else 1.0)).unsqueeze(-1)
+        out[f"{p}.v_th"] = t[f"{p}.v_th"] * s
+        if f"{p}.beta" in t:
+            out[f"{p}.bn.bias"] = t[f"{p}.mem_bias"] * s / gain
+            if f"{p}.syn_bias" in t:
+                out[f"{p}.linear.bias"] = t[f"{p}.syn_bias"] * s / (gain * syn)
+        else:
+            out[f"{p}.linear.bias"] = t[f"{p}.mem_bias"] * s / gain
+        if cfg.neuron in ADAPTIVE:
+            out[f"{p}.adapt_a"] = t[f"{p}.adapt_a"] / gain
+            out[f"{p}.adapt_b"] = t[f"{p}.adapt_b"] * s / gain
+    out["readout.linear.weight"] = t["readout.linear.weight"] * t["readout.chip_scale"].view(-1, 1, 1)
+    return {n: v.float() if v.is_floating_point() else v for n, v in out.items()}  # the float network's dtype

@@ -85,7 +85,7 @@ def test_bitflip_flips_the_chip_codes_themselves(tiny_checkpoints):
     assert r.exit_code == 2 and "the chip stores 8-bit weights" in r.output
 
 
-@pytest.mark.parametrize("spec,why", [("adversarial(target=weights)", "needs gradients"),
+@pytest.mark.parametrize("spec,why", [("adversarial(target=quantized)", "codes are whole already"),
                                       ("read-noise", "analog array")])
 def test_sweep_refuses_what_a_chip_cannot_honour(tiny_checkpoints, tmp_path, spec, why):
     db = tmp_path / "s.db"
@@ -167,3 +167,20 @@ def test_a_chip_sweeps_clean_cell_is_what_eval_reports(tiny_checkpoints, tmp_pat
     assert clean.accuracy == mode["metrics"]["accuracy"]["value"]
     assert clean.nll == pytest.approx(mode["metrics"]["nll"]["value"], rel=1e-12)
     assert clean.efficiency == pytest.approx(mode["efficiency"])
+
+
+def test_a_worst_case_chip_is_searched_through_the_float_surrogate(tiny_checkpoints, tmp_path):
+    """The ascent runs on the float network the codes stand for (straight through the
+    rounding); the chip it finds is scored in integers, beside the random start of the same budget."""
+    cfg = SweepConfig((str(tiny_checkpoints["adam"]),),
+                      (PerturbationPlan("adversarial(target=thresholds,steps=3,examples=16)", (0.3,)),
+                       PerturbationPlan("adversarial(target=thresholds,steps=0)", (0.3,))),
+                      seeds=3, limit=40, chip="loihi2", modes=("point",))
+    rows = run_sweep(cfg, str(tmp_path / "w.db"), progress=False).rows
+    by = {}
+    for r in rows:
+        by.setdefault(r.perturbation, []).append(r.accuracy)
+    assert set(by) == {"clean", "adversarial(target=thresholds,steps=3,examples=16)", "adversarial(target=thresholds,steps=0)"}
+    worst = sum(by["adversarial(target=thresholds,steps=3,examples=16)"]) / 3
+    random = sum(by["adversarial(target=thresholds,steps=0)"]) / 3
+    assert worst < random <= by["clean"][0] + 0.05

@@ -146,8 +146,10 @@ def validate(cfg: SweepConfig) -> list["Spec"]:
 
 
 def _validate_chip(cfg: SweepConfig, specs: list["Spec"]) -> None:
-    """What a chip target cannot honour: gradients through integer dynamics, analog read noise,
-    noise scaled by float posterior widths, BatchNorm that the codes no longer hold."""
+    """What a chip target cannot honour: analog read noise, noise scaled by float posterior
+    widths, BatchNorm that the codes no longer hold, a search over rounding of codes that are
+    already whole (a worst case searches through the float network the codes stand for:
+    models/fixed_point.py `surrogate`)."""
     from models.chip_profiles import parse_chip
 
     parse_chip(cfg.chip)
@@ -157,8 +159,9 @@ def _validate_chip(cfg: SweepConfig, specs: list["Spec"]) -> None:
         raise BadInput("--chip folds BatchNorm into the integer codes: --include-bn has nothing to perturb")
     for spec in specs:
         for c in spec.components:
-            if c.name == "adversarial":
-                raise BadInput(f"--chip: {c.name} needs gradients, which integer dynamics do not have")
+            if c.name == "adversarial" and dict(c.options).get("target") == "quantized":
+                raise BadInput("--chip: adversarial(target=quantized) picks roundings of float weights; a chip's codes "
+                               "are whole already (use target=weights, thresholds, time_constants or mismatch)")
             if c.name == "read-noise":
                 raise BadInput("--chip: read-noise is an analog array's effect; the fixed-point target does not model it")
 

@@ -20,6 +20,7 @@ from basics.stats import t_interval
 from models import native
 from models.chip_profiles import Profile
 from models.chunking import networks_per_pass
+from models.fixed_point import surrogate
 from models.model_config import ForwardOptions, ModelConfig
 from models.network import forward_stacked
 from perturbations.adversarial import SEARCH_EXAMPLES
@@ -153,6 +154,8 @@ def _attack_context(job: LevelJob, k0: int) -> Context:
     opt = ForwardOptions(clamp_alpha=False, start=job.start)
 
     def loss(t: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "chip.weight_bits" in t:  # integers have no gradient: ascend through the float network they stand for
+            t = surrogate(job.net_cfg, t)
         with native.KERNEL.training(float("inf")):
             logits, _ = forward_stacked(job.net_cfg, {n: v.to(job.device) for n, v in t.items()}, xb, opt)
         logp = torch.log_softmax(logits, -1)
