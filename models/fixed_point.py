@@ -183,6 +183,18 @@ def _synapse_gain(beta_q: Tensor, a: Arithmetic) -> Tensor:
     return (1.0 - beta_q) / beta_q if a.synapse_order == "add-decay" else 1.0 - beta_q
 
 
+def _gains(cfg: ModelConfig, t: Mapping[str, Tensor], p: str, a: Arithmetic) -> tuple[Tensor, Tensor]:
+    """Block `p`'s input gain and synaptic-stage gain [K, H] from its realised leaks in `t`: what
+    `to_chip` folds into the codes and `surrogate` takes out of them again."""
+    alpha = t[f"{p}.alpha"]
+    gain = torch.ones_like(alpha) if cfg.neuron == "if" else 1.0 - alpha
+    if f"{p}.beta" in t:  # the network's own synaptic filter
+        return gain, _synapse_gain(t[f"{p}.beta"], a)
+    if a.synapse_dash:  # the chip's: charge kept, timing spread over a few steps
+        return gain, _synapse_gain(torch.full_like(gain, 1.0 - 2.0 ** -a.synapse_dash), a)
+    return gain, torch.ones_like(gain)
+
+
 def to_chip(cfg: ModelConfig, t: Mapping[str, Tensor], a: Arithmetic) -> dict[str, Tensor]:
     """K-stacked tensors of a deployed network (BN folded) as the chip stores them (see module docstring)."""
     out = {n: v.double() if v.is_floating_point() else v for n, v in t.items()}
@@ -190,16 +202,10 @@ def to_chip(cfg: ModelConfig, t: Mapping[str, Tensor], a: Arithmetic) -> dict[st
     in_step = a.input_range / smax(a.input_bits)
     for i in range(len(cfg.hidden)):
         p = f"blocks.{i}"
-        alpha_q = realised(out[f"{p}.alpha"], a)
-        gain = torch.ones_like(alpha_q) if cfg.neuron == "if" else 1.0 - alpha_q
-        out[f"{p}.alpha"] = alpha_q
-        syn = torch.ones_like(gain)
-        if f"{p}.beta" in out:  # the network's own synaptic filter
-            beta_q = realised(out[f"{p}.beta"], a)
-            out[f"{p}.beta"] = beta_q
-            syn = _synapse_gain(beta_q, a)
-        elif a.synapse_dash:  # the chip's: charge kept, timing spread over a few steps
-            syn = _synapse_gain(torch.full_like(gain, 1.0 - 2.0 ** -a.synapse_dash), a)
+        for leak in ("alpha", "beta"):
+            if f"{p}.{leak}" in out:
+                out[f"{p}.{leak}"] = realised(out[f"{p}.{leak}"], a)
+        gain, syn = _gains(cfg, out, p, a)
         mats = {f"{p}.linear.weight": out[f"{p}.linear.weight"] * (gain * syn).unsqueeze(-1)
                 * (in_step if i == 0 else 1.0)}
         if cfg.neuron in RECURRENT:
@@ -296,13 +302,7 @@ def surrogate(cfg: ModelConfig, t: Mapping[str, Tensor]) -> dict[str, Tensor]:
     for i in range(len(cfg.hidden)):
         p = f"blocks.{i}"
         s = t[f"{p}.chip_scale"].unsqueeze(-1)  # [K, 1]
-        alpha = t[f"{p}.alpha"]
-        gain = torch.ones_like(alpha) if cfg.neuron == "if" else 1.0 - alpha
-        syn = torch.ones_like(gain)
-        if f"{p}.beta" in t:
-            syn = _synapse_gain(t[f"{p}.beta"], a)
-        elif a.synapse_dash:
-            syn = _synapse_gain(torch.full_like(gain, 1.0 - 2.0 ** -a.synapse_dash), a)
+        gain, syn = _gains(cfg, t, p, a)
         e = torch.exp2(t[f"{p}.linear.weight_exp"]).view(-1, 1, 1)
         out[f"{p}.linear.weight"] = t[f"{p}.linear.weight"] * e * s.unsqueeze(-1) / (
             (gain * syn).unsqueeze(-1) * (in_step if i == 0 else 1.0))

@@ -109,7 +109,7 @@ def chunked_inference(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt:
         rate_sum = counts[-1]
     if opt.tally is not None:  # each step adds 0 or 1: a neuron's count is the steps it emitted in
         for c, i in zip(counts, layers):
-            opt.tally[f"blocks.{i}"] = opt.tally.get(f"blocks.{i}", 0) + c.sum(1, dtype=torch.float64)
+            opt.add(f"blocks.{i}", c.sum(1, dtype=torch.float64))
     # counts are whole numbers: summed in float64 they are exact, whatever the order
     rates = [c.sum(dim=(1, 2), dtype=torch.float64) / (steps * bsz * cfg.hidden[i]) for c, i in zip(counts, layers)]
     return rate_sum / steps, rates

@@ -179,7 +179,6 @@ def forward(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt: ForwardOp
     scale = t["readout.chip_scale"].double().view(-1, 1, 1)
     logits = scale * acc / steps + t["readout.linear.bias"].double().unsqueeze(1)
     rates = [st.count.sum(dim=(1, 2)) / (steps * bsz * cfg.hidden[i]) for st, i in zip(states, layers)]
-    if opt.tally is not None:
-        for st, i in zip(states, layers):
-            opt.tally[f"blocks.{i}"] = opt.tally.get(f"blocks.{i}", 0) + st.active.sum(1)
+    for st, i in zip(states, layers):
+        opt.add(f"blocks.{i}", st.active.sum(1))
     return logits, rates

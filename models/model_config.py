@@ -161,5 +161,9 @@ class ForwardOptions:
     def count(self, name: str, active: torch.Tensor, dims: tuple[int, ...]) -> None:
         """Add the non-zero entries of `active` over `dims` to the tally under `name` (if one is kept)."""
         if self.tally is not None:
-            n = (active != 0).sum(dims, dtype=torch.float64)
-            self.tally[name] = self.tally[name] + n if name in self.tally else n
+            self.add(name, (active != 0).sum(dims, dtype=torch.float64))
+
+    def add(self, name: str, counts: torch.Tensor) -> None:
+        """Add `counts` to the tally under `name` (if one is kept)."""
+        if self.tally is not None:
+            self.tally[name] = self.tally[name] + counts if name in self.tally else counts
