@@ -7,7 +7,7 @@ of the layer-by-layer path, so it gives the same spikes and counts, bit for bit;
 saves the memory traffic of writing and reading every layer's spikes and currents.
 
 It takes the common case: LIF layers with reset by subtraction, no read noise, no synaptic
-filter; dead and saturated neurons included. Everything else runs layer by layer.
+filter, no crossbar read-out; dead and saturated neurons included. Everything else runs layer by layer.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ NAMES = ("scale", "shift", "alpha", "v_th", "dead", "saturated")
 
 def takes(consts: list[dict]) -> bool:
     """Whether every layer is one the chain kernel runs (see the module docstring)."""
-    return all(c["reset"] == "subtract" and c["noise"] is None and c["beta"] is None
+    return all(c["reset"] == "subtract" and c["noise"] is None and c["beta"] is None and c.get("xbar") is None
                and (j == 0 or (c["wt"] is not None and c["wt"].dtype == torch.float32))
                for j, c in enumerate(consts))
 

@@ -18,7 +18,7 @@ from models.hardware import add_read_noise, force_spikes, read_noise_keys
 from models.layers import bn_affine, drive_gain, flatten_input, leak, row_invariant, synaptic_filter
 from models.lif import scan_chunk
 from models.model_config import ForwardOptions, ModelConfig
-from models import chain_native, spike_current
+from models import chain_native, crossbar_read, spike_current
 
 
 def _layer_constants(cfg: ModelConfig, t: Mapping[str, Tensor], opt: ForwardOptions, i: int) -> dict:
@@ -40,7 +40,8 @@ def _layer_constants(cfg: ModelConfig, t: Mapping[str, Tensor], opt: ForwardOpti
             "shift": shift.unsqueeze(1) * gain, "alpha": alpha, "v_th": t[f"{p}.v_th"].unsqueeze(1),
             "beta": None if beta is None else beta.unsqueeze(1), "bias": None if bias is None else bias.unsqueeze(1),
             "noise": t.get(f"{p}.read_noise"), "keys": read_noise_keys(t, p),
-            "dead": t.get(f"{p}.dead"), "saturated": t.get(f"{p}.saturated"), "reset": cfg.reset}
+            "dead": t.get(f"{p}.dead"), "saturated": t.get(f"{p}.saturated"), "reset": cfg.reset,
+            "xbar": crossbar_read.prepare(t, p, binary=i > 0) if crossbar_read.present(t, p) else None}
 
 
 def _scan_chunk(c: dict, cur: Tensor, v: Tensor, count: Tensor, spikes: bool, opt: ForwardOptions) -> Tensor | None:
@@ -82,7 +83,9 @@ def chunked_inference(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor, opt:
         h, tc, _ = flatten_input(xc)
         before = [float(n.sum()) for n in counts[:-1]] if fused is not None else None
         for j, c in enumerate(consts):
-            if c["wt"] is not None:  # spikes in: the exact, event-driven sum
+            if c["xbar"] is not None:  # read out through crossbar arrays
+                cur = crossbar_read.read(h, c["xbar"], binary=c["wt"] is not None, record=opt.record_xbar)
+            elif c["wt"] is not None:  # spikes in: the exact, event-driven sum
                 cur = spike_current.current(h, c["wt"], opt.kernel)
             else:
                 cur = row_invariant(lambda rows: torch.matmul(rows, c["w"]), h)  # [K, tc*B, H]

@@ -144,6 +144,8 @@ class ForwardOptions:
             step) pairs left each input feature non-zero [K or 1, D] and, under `readout`, how
             many examples gave each readout input a non-zero value [K, H] (float64): what synaptic
             operations and activation sparsity are counted from (robustness/efficiency.py).
+        record_xbar: when a dict, receives per crossbar layer the |column currents| before its
+            ADCs (models/crossbar_read.py): what ADC ranges are calibrated on.
     """
 
     bn_batch_stats: bool = False
@@ -157,6 +159,7 @@ class ForwardOptions:
     smooth_spikes: float = 0.0
     kernel: Kernel | None = None
     tally: dict | None = field(default=None)
+    record_xbar: dict | None = field(default=None)
 
     def count(self, name: str, active: torch.Tensor, dims: tuple[int, ...]) -> None:
         """Add the non-zero entries of `active` over `dims` to the tally under `name` (if one is kept)."""

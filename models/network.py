@@ -24,7 +24,7 @@ from models.hardware import add_read_noise, force_spikes, read_noise_keys
 from models.inference import chunked_inference
 from models.layers import bn_affine, drive_gain, flatten_input, leak, row_invariant, synaptic_filter
 from models.lif import lif_scan
-from models import bn_native, integer_forward, native, recurrent, spike_current
+from models import bn_native, crossbar_read, integer_forward, native, recurrent, spike_current
 from models.model_config import ADAPTIVE, RECURRENT, ForwardOptions, ModelConfig
 from models.native import Kernel
 
@@ -92,7 +92,10 @@ def _run_blocks(cfg: ModelConfig, t: Mapping[str, Tensor], h: Tensor, steps: int
         w = t[f"{p}.linear.weight"]
         grad = torch.is_grad_enabled() and (h.requires_grad or w.requires_grad)
         cur = None
-        if i > 0 and binary and not grad:
+        if crossbar_read.present(t, p):  # read out through crossbar arrays
+            spikes = i > 0 and binary
+            cur = crossbar_read.read(h, crossbar_read.prepare(t, p, spikes), spikes, opt.record_xbar)
+        elif i > 0 and binary and not grad:
             cur = spike_current.current(h, spike_current.exact_weights(w), opt.kernel)  # as inference does
         elif i > 0 and opt.smooth_spikes == 0:  # training: spikes, scaled by dropout
             cur = spike_current.train_current(h, w, drop_scale, opt.kernel)
@@ -193,7 +196,10 @@ def forward_stacked(cfg: ModelConfig, t: Mapping[str, Tensor], x: Tensor,
     opt.count("readout", rate, (1,))  # the readout's inputs: non-zero rates per neuron, over examples
     rate = _dropout(rate, cfg.dropout, opt.dropout_generator)
     bias, weight = t["readout.linear.bias"].unsqueeze(1), t["readout.linear.weight"].transpose(-1, -2)
-    logits = row_invariant(lambda rows: torch.baddbmm(bias, rows, weight), rate)
+    if crossbar_read.present(t, "readout"):
+        logits = crossbar_read.read(rate, crossbar_read.prepare(t, "readout", False), False, opt.record_xbar) + bias
+    else:
+        logits = row_invariant(lambda rows: torch.baddbmm(bias, rows, weight), rate)
     return logits, rates
 
 

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from models.hardware import add_read_noise, force_spikes
-from models import recurrent_native, spike_current
+from models import crossbar_read, recurrent_native, spike_current
 from models.model_config import ADAPTIVE, RECURRENT, ForwardOptions, ModelConfig
 from models.surrogate import spike
 
@@ -106,8 +106,11 @@ def scan(cur: Tensor, affine: tuple[Tensor, Tensor] | None, alpha: Tensor, v_th:
     consts = [alpha, v_th, *(adapt or ()), *(c for c in (v_rec, dead, saturated) if c is not None)]
     grad = torch.is_grad_enabled() and any(c.requires_grad for c in (cur, *consts, *(affine or ())))
     forced = dead is not None or saturated is not None or v_th.requires_grad  # not in the kernel's backward
-    lib = recurrent_native.library(cur, consts + list(affine or ()), forced, grad,
-                                   noise is not None and v_rec is not None, opt.smooth_spikes > 0, opt.kernel)
+    spikes = opt.smooth_spikes == 0
+    xbar = crossbar_read.prepare(t, f"{p}.recurrent", spikes) if crossbar_read.present(t, f"{p}.recurrent") else None
+    lib = None if xbar is not None else recurrent_native.library(cur, consts + list(affine or ()), forced, grad,
+                                                     noise is not None and v_rec is not None, opt.smooth_spikes > 0,
+                                                     opt.kernel)
     cols = None if v_rec is None or lib is None else spike_current.exact_weights(v_rec)
     if cols is not None and cols.dtype != torch.float32:  # non-finite weights: the dense product's NaNs, eager
         lib, cols = None, None
@@ -127,7 +130,12 @@ def scan(cur: Tensor, affine: tuple[Tensor, Tensor] | None, alpha: Tensor, v_th:
         if adapt is not None:
             beta, a, b = adapt
             w = beta * w + a * u + b * s
-        if v_rec is not None:
+        if xbar is not None:  # the arrays' diagonal cells hold no weight (perturbations/crossbar.py)
+            r = crossbar_read.read(s, xbar, spikes, opt.record_xbar)
+            if noise is not None:
+                r = add_read_noise(r.unsqueeze(1), noise, rec_keys, opt.example_offset, step).squeeze(1)
+            i = i + r
+        elif v_rec is not None:
             r = torch.matmul(s.to(v_exact.device, v_exact.dtype), v_exact.transpose(-1, -2)).to(s.device, s.dtype)
             if noise is not None:
                 r = add_read_noise(r.unsqueeze(1), noise, rec_keys, opt.example_offset, step).squeeze(1)

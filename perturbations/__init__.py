@@ -4,7 +4,7 @@ Importing the package registers every model, so `PERTURBATIONS` is complete whic
 module a user imports first.
 """
 
-from perturbations import adversarial, faults, mismatch, noise, pcm, quantize  # noqa: F401  (register)
+from perturbations import adversarial, crossbar, faults, mismatch, noise, pcm, quantize  # noqa: F401  (register)
 from perturbations.base import PERTURBATIONS, Context, Perturbation, PerturbationError, Scale
 
 __all__ = ["PERTURBATIONS", "Context", "Perturbation", "PerturbationError", "Scale"]

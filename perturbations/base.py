@@ -57,6 +57,9 @@ class Context:
             prediction ([K / group]: the NLL of each prediction's averaged networks on the
             search batch), set by the sweep; None elsewhere.
         group: consecutive networks that form one prediction (M samples of one chip).
+        calibrate: for crossbar ADC ranges: maps K stacked networks (crossbar read-out, ADCs
+            bypassed) to each crossbar layer's |column currents| on training examples
+            ([K, R, row tiles, out]), set by the sweep; None elsewhere.
     """
 
     layers: tuple[str, ...]
@@ -67,6 +70,8 @@ class Context:
     options: Mapping[str, str] = field(default_factory=dict)
     objective: Callable[[Mapping[str, Tensor]], Tensor] | None = field(default=None, compare=False, repr=False)
     group: int = 1
+    calibrate: Callable[[Mapping[str, Tensor]], dict[str, Tensor]] | None = field(default=None, compare=False,
+                                                                                 repr=False)
 
     def weights(self, t: Mapping[str, Tensor]) -> list[str]:
         names = [f"{l}.linear.weight" for l in self.layers if f"{l}.linear.weight" in t]

@@ -157,6 +157,8 @@ class _Builder:
                 log_x = meta.axis == "log"
                 stem = f"run{run.id}-{slug(pert)}"
                 deg.blocks.append(Heading(f"{pert} (run {run.id})"))
+                if meta.effects:
+                    deg.blocks.append(f"Effects on: {meta.effects}.")
                 chips = curves[0].levels[0].n
                 spread = ("deterministic: one network per level, so no interval over chips and no chips control"
                           if meta.deterministic else

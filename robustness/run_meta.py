@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from models.checkpoint import Checkpoint
 from perturbations.base import get as get_perturbation
+from perturbations.crossbar import AXES, describe
 from perturbations.spec import Spec
 from robustness.store.curve_meta import CurveMeta
 from robustness.sweep.config import PerturbationPlan
@@ -27,7 +28,8 @@ UNITS = {"gaussian": "noise std (x {scale} of each layer)", "multiplicative": "r
          "lognormal": "log-std", "quantize": "bits", "mismatch": "relative (log) std",
          "read-noise": "std / RMS current", "stuck-at": "fraction stuck", "bitflip": "bit error rate",
          "dead-neuron": "fraction of neurons", "saturated-neuron": "fraction of neurons",
-         "pcm": "seconds since programming"}
+         "pcm": "seconds since programming", "crossbar-adc": "ADC bits", "crossbar-wire": "ohms per cell segment",
+         "crossbar-size": "array side, cells"}
 SCALE_NAMES = {"max": "max|w|", "std": "std(w)", "abs": "1 (absolute)", "sigma": "posterior sigma"}
 
 
@@ -42,5 +44,6 @@ def curve_meta(spec: Spec, plan: PerturbationPlan, scale: str = "max") -> CurveM
         unit = ("budget, LSBs of the stored codes" if opts.get("target") == "quantized" else
                 "budget, log-std of the random model" if opts.get("budget") == "logstd" else
                 "budget, relative |delta| per parameter")
+    effects = "; ".join(describe(c.name, dict(c.options)) for c in spec.components if c.name in AXES)
     return CurveMeta(bits=p.level_is_bits, axis=plan.axis, clean_at_zero=p.identity_at_zero(spec.swept_options),
-                     monotone=p.monotone, level=p.level, unit=unit)
+                     monotone=p.monotone, level=p.level, unit=unit, effects=effects)

@@ -18,7 +18,11 @@ CFG = ModelConfig(hidden=(16, 12), num_classes=5, input_dim=10)
 HIDDEN = ("blocks.0", "blocks.1")
 CTX = Context(HIDDEN + ("readout",), HIDDEN)
 LEVELS = {"quantize": 4, "pcm": 3600.0, "bitflip": 0.05, "stuck-at": 0.2, "dead-neuron": 0.3,
-          "saturated-neuron": 0.3}
+          "saturated-neuron": 0.3, "crossbar-adc": 6, "crossbar-wire": 1.0, "crossbar-size": 8}
+# Crossbars with something of their own to draw (programming error) and an ADC range that needs
+# no training data; their defaults (nothing drawn, calibrated ranges) are tested in test_crossbar.py.
+SPECS = {"crossbar-adc": "crossbar-adc(adc_range=fixed,prog=0.02)", "crossbar-wire": "crossbar-wire(prog=0.02)",
+         "crossbar-size": "crossbar-size(prog=0.02,wire=1)"}
 
 
 def cfg_of(neuron="lif"):
@@ -31,10 +35,11 @@ def net_tensors(k=3, neuron="lif"):
     return {n: v.detach() for n, v in deploy_tensors(cfg, net.stacked(k)).items()}
 
 
-def run(name, level, k=3, seed=0, draws=None, t=None, neuron="lif"):
+def run(name, level, k=3, seed=0, draws=None, t=None, neuron="lif", text=None):
     t = t if t is not None else net_tensors(k, neuron)
     ctx = Context(weight_layers(cfg_of(neuron)), HIDDEN)
-    return apply(parse_spec(f"{name}:?"), level, t, seed=seed, draws=draws or list(range(k)), ctx=ctx)
+    spec = parse_spec(f"{text or SPECS.get(name, name)}:?")
+    return apply(spec, level, t, seed=seed, draws=draws or list(range(k)), ctx=ctx)
 
 
 # The registry-wide properties hold on every neuron type: the adaptive and recurrent
@@ -55,7 +60,7 @@ def test_shape_dtype_kept_and_input_untouched(name, neuron):
 @pytest.mark.parametrize("name", sorted(n for n, p in PERTURBATIONS.items() if p.zero_is_identity))
 def test_level_zero_is_identity(name, neuron):
     t = net_tensors(neuron=neuron)
-    out = run(name, 0.0, t=t, neuron=neuron)
+    out = run(name, 0.0, t=t, neuron=neuron, text=name)
     assert set(out) == set(t) and all(torch.equal(out[n], t[n]) for n in t)
 
 
@@ -74,7 +79,8 @@ def test_same_seed_same_draw_and_stacked_equals_separate(name, neuron):
     assert all(torch.equal(a[n][2:3], single[n]) for n in single)
 
 
-WEIGHT_PERTURBATIONS = ("gaussian", "multiplicative", "lognormal", "quantize", "stuck-at", "bitflip", "pcm")
+WEIGHT_PERTURBATIONS = ("gaussian", "multiplicative", "lognormal", "quantize", "stuck-at", "bitflip", "pcm",
+                        "crossbar-adc", "crossbar-wire", "crossbar-size")
 
 
 @pytest.mark.parametrize("name", WEIGHT_PERTURBATIONS + ("mismatch",))
@@ -203,10 +209,13 @@ def test_pcm_drift_and_compensation():
 
 
 def test_profiles_parse_and_apply():
+    from robustness.sweep.calibration import calibrating
+
+    ctx = calibrating(CTX, CFG, torch.randn(4, 20, 10, generator=torch.Generator().manual_seed(0)), "cpu")
     for prof in PROFILES.values():
         spec = parse_spec(prof.spec)
         spec.check(list(prof.levels))
-        out = apply(spec, prof.levels[-1], net_tensors(), seed=0, draws=[0, 1, 2], ctx=CTX)
+        out = apply(spec, prof.levels[-1], net_tensors(), seed=0, draws=[0, 1, 2], ctx=ctx)
         assert out["blocks.0.linear.weight"].shape == (3, 16, 10)
 
 

@@ -152,6 +152,9 @@ def sweep(ctx: click.Context, **flags: Any) -> None:
         click.echo(f"scored on {'; '.join(res.scored)}")
         for (p, l), ts in res.touched.items():
             click.echo(f"{p}{' [' + l + ']' if l else ''} perturbs: {', '.join(ts) or 'nothing in scope'}")
+        for p, meta in res.curves.items():
+            if meta.effects:
+                click.echo(f"{p}: {meta.effects}")
         click.echo(f"\n{res.new_cells} new cell(s) in {store} (run {res.run_id}{', resumed' if res.resumed else ''})")
     report_failures(res.failed, command)
 

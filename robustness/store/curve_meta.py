@@ -23,6 +23,8 @@ class CurveMeta:
         unit: the level's unit as axis labels show it.
         higher_is_better: the metrics where higher is better (the rest: lower).
         deterministic: no level draws anything: one network per level, no chips.
+        effects: for hardware read-out models with many settings (crossbars): which effects
+            were on and how, in words ("" where the spec text says it all).
     """
 
     bits: bool = False
@@ -33,6 +35,7 @@ class CurveMeta:
     unit: str = "level"
     higher_is_better: tuple[str, ...] = ("accuracy",)
     deterministic: bool = False
+    effects: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

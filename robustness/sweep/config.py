@@ -137,12 +137,23 @@ def validate(cfg: SweepConfig) -> list["Spec"]:
             raise BadInput(f"{plan.spec}: no levels")
         if scale is Scale.SIGMA and any(c.name != "gaussian" for c in spec.components):
             raise BadInput(f"--scale sigma scales gaussian weight noise only, not {plan.spec}")
+        _validate_crossbar(plan.spec, spec)
         specs.append(spec)
     if scale is Scale.SIGMA and cfg.fold_bn:
         raise BadInput("--scale sigma needs the unfolded weights the posterior describes (drop --fold-bn)")
     if cfg.chip:
         _validate_chip(cfg, specs)
     return specs
+
+
+def _validate_crossbar(text: str, spec: "Spec") -> None:
+    """One crossbar per spec (its options describe the whole array), and no worst-case search
+    through it: its ADCs round, so a gradient says nothing about where the read-out fails."""
+    names = [c.name for c in spec.components]
+    if sum(n.startswith("crossbar-") for n in names) > 1:
+        raise BadInput(f"{text}: one crossbar component per spec (its options set every array parameter)")
+    if any(n.startswith("crossbar-") for n in names) and "adversarial" in names:
+        raise BadInput(f"{text}: adversarial cannot search through a crossbar read-out (its ADCs have no gradient)")
 
 
 def _validate_chip(cfg: SweepConfig, specs: list["Spec"]) -> None:
@@ -162,8 +173,8 @@ def _validate_chip(cfg: SweepConfig, specs: list["Spec"]) -> None:
             if c.name == "adversarial" and dict(c.options).get("target") == "quantized":
                 raise BadInput("--chip: adversarial(target=quantized) picks roundings of float weights; a chip's codes "
                                "are whole already (use target=weights, thresholds, time_constants or mismatch)")
-            if c.name == "read-noise":
-                raise BadInput("--chip: read-noise is an analog array's effect; the fixed-point target does not model it")
+            if c.name == "read-noise" or c.name.startswith("crossbar-"):
+                raise BadInput(f"--chip: {c.name} is an analog array's effect; the fixed-point target does not model it")
 
 
 @dataclass(frozen=True)

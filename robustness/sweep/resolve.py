@@ -97,7 +97,8 @@ def resolve(flags: dict[str, Any], explicit: set[str]) -> tuple[SweepConfig, dic
             plans.append(PerturbationPlan(s, *levels_for(s, noise, bits)))
         takes_bits = [get(parse_spec(p.spec).swept_name).level_is_bits for p in plans]
         if bits is not None and not any(takes_bits):
-            raise BadInput(f"--bits {bits}: no perturbation here is swept over bit widths (quantize is)")
+            raise BadInput(f"--bits {bits}: no perturbation here is swept over bit widths "
+                           "(quantize and crossbar-adc are)")
         if noise is not None and all(takes_bits):
             raise BadInput(f"--noise {noise}: every perturbation here is swept over bit widths (give --bits)")
     plans += random_baselines(plans)

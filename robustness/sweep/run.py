@@ -33,7 +33,7 @@ from models.model_config import ForwardOptions, weight_layers
 from models.network import block_spikes
 from perturbations.base import Context, Scale
 from perturbations.base import get as get_perturbation
-from perturbations.spec import Spec, apply
+from perturbations.spec import Spec
 from robustness import __version__
 from robustness.data import Dataset, DatasetSpec, Split, load_dataset
 from robustness.data.dataset import subset_note
@@ -44,6 +44,8 @@ from robustness.metrics import log_mean_exp
 from robustness.run_meta import curve_meta, model_meta
 from robustness.store.curve_meta import CurveMeta
 from robustness.store.database import Store
+from robustness.sweep.calibration import calibrates, calibrating, calibration_inputs
+from robustness.sweep.probes import draws_nothing, perturbed_tensors
 from robustness.sweep.chance import CurveGate, chance_accuracy, severity_order
 from robustness.sweep.config import MIN_AUTO_SEEDS, PerturbationPlan, SweepConfig, validate
 from robustness.sweep.deployment import chip_meta, deployed, profile_of, targets
@@ -187,7 +189,8 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
             meta["deployment"] = deployment_summary(cks[i].net.cfg, preps[(i, _modes(cks[i], cfg)[0])].base)
     base = next(iter(preps.values())).base
     layers, hidden = _layers(cks[0], cfg.layers)
-    ctx = Context(layers, hidden, Scale(cfg.scale), cfg.include_bias, cfg.include_bn)
+    ctx = calibrating(Context(layers, hidden, Scale(cfg.scale), cfg.include_bias, cfg.include_bn), cks[0].net.cfg,
+                      calibration_inputs(data_of[0], cfg.split), device)
     for spec, plan in zip(specs, cfg.plans):  # a perturbation that draws nothing: one network per level, no chips
         curves[spec.label].deterministic = all(draws_nothing(spec, lv, base, cfg.seed, ctx) for lv in plan.levels)
     with Store.open(store_path, create=True) as store:
@@ -257,8 +260,10 @@ class _RunState:
             for scope in scopes:
                 layer_label = scope[0] if cfg.per_layer else ("" if not cfg.layers else ",".join(scope))
                 ctx = Context(scope, hidden, Scale(cfg.scale), cfg.include_bias, cfg.include_bn)
+                calib = calibration_inputs(data, cfg.split) if calibrates(spec) else None
+                cal = calibrating(ctx, ck.net.cfg, calib, self.device)  # the job gets the inputs, not the callback
                 if (spec.label, layer_label) not in self.touched:
-                    self.touched[(spec.label, layer_label)] = perturbed_tensors(spec, plan, prep.base, cfg.seed, ctx)
+                    self.touched[(spec.label, layer_label)] = perturbed_tensors(spec, plan, prep.base, cfg.seed, cal)
                 start, xin = _reuse(ck, prep, scope, cfg, x, self.device)
                 search = None
                 if is_attack(spec):
@@ -267,7 +272,7 @@ class _RunState:
                         searches[n] = search_batch(data, cfg.split, n)[1:]
                     search = (_reuse(ck, prep, scope, cfg, searches[n][0], self.device)[1], searches[n][1])
                 job = self.executor.share(LevelJob(ck.net.cfg, prep, spec, ctx, xin, y, start, self.device, cfg.seed,
-                                               search, profile_of(cfg)))
+                                               search, profile_of(cfg), calib))
                 curve = (spec.label, layer_label)
                 # skipping past chance presumes harm grows with the level: only on axes declared monotone
                 gates[curve] = CurveGate(severity_order(plan.levels, swept.level_is_bits), chance,
@@ -277,7 +282,7 @@ class _RunState:
                     name = f"{common['model']} {mode.value} {spec.label}{' [' + layer_label + ']' if layer_label else ''} " \
                            f"{float(level):g}"
                     planned.append((curve, Unit(name, level_rows, (job, level, cfg, by_prefix.get(prefix, {}), prefix,
-                                                               draws_nothing(spec, level, prep.base, cfg.seed, ctx)))))
+                                                               draws_nothing(spec, level, prep.base, cfg.seed, cal)))))
                     labels[name] = (curve, level)
                     cells[(curve, level)] = (prefix, {"mode": mode.value, "perturbation": spec.label,
                                                       "layer": layer_label, "level": float(level),
@@ -375,22 +380,3 @@ def _reuse(ck: Checkpoint, prep: Prepared, scope: tuple[str, ...], cfg: SweepCon
         for i in range(0, len(x), 256):
             chunks.append(block_spikes(ck.net.cfg, prep.base, x[i:i + 256].to(device), start, opt)[0].cpu())
     return start, torch.cat(chunks)
-
-
-def perturbed_tensors(spec: Spec, plan: PerturbationPlan, base: dict[str, torch.Tensor], seed: int,
-                      ctx: Context) -> list[str]:
-    """Which tensors a spec changes (or adds, e.g. read noise) at its most severe level."""
-    one = {n: v[:1] for n, v in base.items()}
-    level = min(plan.levels) if get_perturbation(spec.swept_name).level_is_bits else max(plan.levels)
-    if level == 0 and get_perturbation(spec.swept_name).identity_at_zero(spec.swept_options):
-        level = 0.1
-    out = apply(spec, level, one, seed=seed, draws=[0], ctx=ctx)
-    return sorted(n for n in out if (n not in one or not torch.equal(out[n], one[n])) and not n.endswith("_seed"))
-
-
-def draws_nothing(spec: Spec, level: float, base: dict[str, torch.Tensor], seed: int, ctx: Context) -> bool:
-    """True when two draws give the same network (e.g. quantize with nearest rounding)."""
-    one = {n: v[:1] for n, v in base.items()}
-    a = apply(spec, level, one, seed=seed, draws=[0], ctx=ctx)
-    b = apply(spec, level, one, seed=seed, draws=[1], ctx=ctx)
-    return a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)

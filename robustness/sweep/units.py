@@ -30,6 +30,7 @@ from robustness.data import Dataset
 from robustness.efficiency import efficiency, mean_efficiency
 from robustness.evaluate import AVERAGING, Mode, compute, stacked_logp
 from robustness.metrics import compute_metrics, disagreement, log_mean_exp, per_example_nll
+from robustness.sweep.calibration import calibrating
 from robustness.sweep.config import MIN_AUTO_SEEDS, SweepConfig
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class LevelJob:
     seed: int
     search: tuple[torch.Tensor, torch.Tensor] | None = None  # worst-case search batch (inputs at `start`, labels)
     profile: Profile | None = None  # the chip deployed on: its per-operation energies
+    calibration: torch.Tensor | None = None  # features crossbar ADC ranges are calibrated on (training split)
 
 
 def evaluate_draws(job: LevelJob, level: float, seeds: list[int]) -> list[dict]:
@@ -90,7 +92,7 @@ def evaluate_draws(job: LevelJob, level: float, seeds: list[int]) -> list[dict]:
         stacked = {n: v.repeat(s, *([1] * (v.dim() - 1))) for n, v in prep.base.items()}
         draws = [sd * k0 + m for sd in group for m in range(k0)]
         t0 = time.perf_counter()
-        ctx = _attack_context(job, k0)
+        ctx = calibrating(_attack_context(job, k0), job.net_cfg, job.calibration, job.device)
         t = apply(job.spec, level, stacked, seed=job.seed, draws=draws, ctx=ctx)
         tally: dict | None = {} if job.start == 0 else None  # below a reused layer nothing is counted
         slp, rates = stacked_logp(job.net_cfg, t, job.x, job.device,
