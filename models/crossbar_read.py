@@ -27,21 +27,23 @@ Per tile (one array) and per input vector x (one example at one time step):
 3. The differential current (G+ column minus G- column, or column minus the tile's
    reference column) passes the tile's ADC, if any; tiles' digital outputs add up.
 
-Sums of spikes are exact (conductances rounded once to a grid on which any sum of them is
-exact in float64, `spike_current.summable`), so a read never depends on how many examples,
-steps or networks share the call.
+The read runs in float32. Sums of spikes are exact (conductances rounded once to a grid on
+which any sum of them is exact, `_on_grid`), analog products are row-invariant
+(`layers.row_invariant`), so a read never depends on how many examples, steps or networks
+share the call.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
 import torch
 from torch import Tensor
 
+from models import spike_current
 from models.layers import row_invariant
-from models.spike_current import summable
 from perturbations.crossbar import tile_counts
 
 
@@ -100,6 +102,17 @@ class Arrays:
     gain: Tensor
 
 
+def _on_grid(g: Tensor) -> Tensor:
+    """Conductances [K, rows, columns] rounded, per column, to a grid on which any sum of its
+    rows is exact in float32: steps of 2^(e - 24 + ceil(log2 rows)) where 2^e bounds the column
+    (2^-15 of g_max for 256 rows, far below any programming error). Spike currents then depend
+    on nothing but the conductances and the spikes, not on how the product is blocked."""
+    top = g.abs().amax(1, keepdim=True).nan_to_num(0.0, posinf=0.0, neginf=0.0)
+    _, e = torch.frexp(top)
+    step = torch.ldexp(torch.ones_like(top), e - 24 + math.ceil(math.log2(max(g.shape[1], 1))))
+    return torch.round(g / step) * step
+
+
 def prepare(t: Mapping[str, Tensor], layer: str, binary: bool) -> Arrays:
     """`layer`'s arrays for inputs that are spikes (`binary`: exact sums) or analog values."""
     geo = _geometry(t, layer)
@@ -113,41 +126,41 @@ def prepare(t: Mapping[str, Tensor], layer: str, binary: bool) -> Arrays:
         r0, r1 = a * rows, min(n_in, (a + 1) * rows)
         for b in range(ct):
             o0, o1 = b * per, min(n_out, (b + 1) * per)
-            g = _row_attenuated(_physical(t, layer, offset, r0, r1, o0, o1, b), r)
-            segs = []
-            for s0, s1, gap in _segments(r1 - r0, int(geo["segments"])):
-                gs = g[:, s0:s1]
-                segs.append((r0 + s0, r0 + s1, gap, summable(gs.transpose(1, 2)).transpose(1, 2) if binary else gs))
+            g = _row_attenuated(_physical(t, layer, offset, r0, r1, o0, o1, b), r).float()
+            g = _on_grid(g) if binary else g
+            segs = [(r0 + s0, r0 + s1, gap, g[:, s0:s1])  # no wire: the column's currents in one product
+                    for s0, s1, gap in _segments(r1 - r0, int(geo["segments"]) if r > 0 else 1)]
             tiles.append((a, b, o0, o1, segs))
     fs = t.get(f"{layer}.xbar.fs") if bits > 0 else None
-    return Arrays(layer, offset, bits, r, tiles, rt, ct, fs, t[f"{layer}.xbar.gain"].to(torch.float64))
+    return Arrays(layer, offset, bits, r, tiles, rt, ct, fs, t[f"{layer}.xbar.gain"].float())
 
 
 def _tile_current(x: Tensor, on: Tensor | None, segs: list[tuple[int, int, float, Tensor]], r: float) -> Tensor:
-    """Column currents [K, R, physical columns] of one tile for inputs x [K or 1, R, in]."""
+    """Column currents [K, R, physical columns] of one tile for inputs x [K or 1, R, in] (float32)."""
     total, t_on, loss = None, None, None
     for a, b, gap, gs in segs:
-        if on is None:  # spikes: exact sums
-            y = torch.matmul(x[..., a:b], gs)
+        if on is None:  # spikes: exact sums, event-driven where the kernel is built (models/spike_current.py)
+            y = spike_current.current(x[..., a:b], gs)
         else:
             y = row_invariant(lambda rows: torch.matmul(rows, gs), x[..., a:b])
-        total = y if total is None else total + y
+        total = y if total is None else total.add_(y)
         if r > 0:
-            if on is None:
-                t_on = total
-            else:
+            if on is not None:
                 yo = row_invariant(lambda rows: torch.matmul(rows, gs), on[..., a:b])
-                t_on = yo if t_on is None else t_on + yo
-            term = gap * t_on * total
-            loss = term if loss is None else loss + term
-    return total if loss is None else total - r * loss
+                t_on = yo if t_on is None else t_on.add_(yo)
+            t_on_now = total if on is None else t_on
+            if loss is None:
+                loss = gap * t_on_now * total
+            else:
+                loss.addcmul_(t_on_now, total, value=gap)
+    return total if loss is None else total.sub_(loss, alpha=r)
 
 
 def _adc(i: Tensor, fs: Tensor, bits: int) -> Tensor:
     """b-bit ADC of currents i [K, R, out] with full scale fs [K]: codes +-(2^(b-1) - 1)."""
     top = 2 ** (bits - 1) - 1
-    step = (2 * fs / (2 ** bits - 2)).view(-1, 1, 1)
-    return torch.round(i / step).clamp(-top, top) * step
+    step = (2 * fs / (2 ** bits - 2)).to(i.dtype).view(-1, 1, 1)
+    return torch.round(i / step).clamp_(-top, top).mul_(step)
 
 
 def read(x: Tensor, arrays: Arrays, binary: bool, record: dict | None = None) -> Tensor:
@@ -155,8 +168,8 @@ def read(x: Tensor, arrays: Arrays, binary: bool, record: dict | None = None) ->
     [R, in] through a layer's arrays (`prepare`, with the same `binary`). `record` (ADC
     calibration) receives, under the layer, the |differential currents| before the ADCs,
     [K, R, row tiles, out] per call."""
-    xd = (x if x.dim() == 3 else x.unsqueeze(0)).to(torch.float64)
-    on = None if binary else (xd != 0).to(torch.float64)
+    xd = (x if x.dim() == 3 else x.unsqueeze(0)).float()
+    on = None if binary else (xd != 0).float()
     out, seen = None, [[] for _ in range(arrays.row_tiles)]
     rows: list = [None] * arrays.row_tiles
     for a, b, o0, o1, segs in arrays.tiles:
@@ -171,4 +184,4 @@ def read(x: Tensor, arrays: Arrays, binary: bool, record: dict | None = None) ->
         out = tile if out is None else out + tile
     if record is not None:
         record.setdefault(arrays.layer, []).append(torch.stack([torch.cat(p, -1) for p in seen], 2).cpu())
-    return (out * arrays.gain.to(out.device).view(-1, 1, 1)).float()
+    return out * arrays.gain.to(out.device).view(-1, 1, 1)
