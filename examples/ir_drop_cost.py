@@ -21,7 +21,7 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from models.crossbar_read import prepare, read
-from models.model_config import ForwardOptions, weight_layers
+from models.model_config import ForwardOptions
 from models.network import block_spikes
 from perturbations.base import Context
 from perturbations.spec import apply, parse_spec
@@ -72,8 +72,6 @@ def main() -> None:
                         progress=False).split("test")
     x = test.x[torch.linspace(0, len(test.y) - 1, args.examples).round().long()]
     base = {n: v.detach() for n, v in ck.net.stacked(1).items()}
-    hidden = tuple(f"blocks.{i}" for i in range(len(cfg.hidden)))
-    ctx = Context(weight_layers(cfg), hidden)
     with torch.no_grad():
         inputs = {"blocks.0": (x.transpose(0, 1).reshape(-1, x.shape[-1]), False)}
         for i in range(len(cfg.hidden)):

@@ -215,7 +215,8 @@ def _set_ranges(t: Tensors, layers: list[str], a: Array, ctx: Context) -> None:
         for layer in layers:
             k, out, inp = t[f"{layer}.xbar.pos"].shape
             rt, ct = tile_counts(inp, out, a.rows, a.outputs)
-            t[f"{layer}.xbar.fs"] = torch.full((k, rt, ct), a.adc_fs, dtype=torch.float64, device=t[f"{layer}.xbar.pos"].device)
+            dev = t[f"{layer}.xbar.pos"].device
+            t[f"{layer}.xbar.fs"] = torch.full((k, rt, ct), a.adc_fs, dtype=torch.float64, device=dev)
         return
     if ctx.calibrate is None:
         raise PerturbationError("crossbar: adc_range=calibrated needs training data to calibrate on (a sweep "

@@ -107,7 +107,8 @@ def test_ir_drop_grows_with_the_number_of_rows_conducting() -> None:
     few[0, :8] = 1
     many = torch.ones(1, 64)
     ideal_few, ideal_many = few @ w.T, many @ w.T
-    got_few, got_many = _read(w, few, "crossbar-wire(rows=64,cols=4):2"), _read(w, many, "crossbar-wire(rows=64,cols=4):2")
+    spec = "crossbar-wire(rows=64,cols=4):2"
+    got_few, got_many = _read(w, few, spec), _read(w, many, spec)
     assert float(1 - got_few[0, 0] / ideal_few[0, 0]) < float(1 - got_many[0, 0] / ideal_many[0, 0])
 
 
@@ -293,3 +294,17 @@ def test_training_through_a_crossbar_is_refused(tiny_cfg) -> None:
 
     with pytest.raises(BadInput, match="evaluated, not trained through"):
         hardware_perturbation("crossbar-wire:1", tiny_cfg)
+
+
+def test_crossbar_cells_do_not_depend_on_networks_per_pass(tiny_checkpoints, tmp_path, monkeypatch) -> None:
+    import models.chunking as chunking
+    from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
+
+    cfg = SweepConfig((str(tiny_checkpoints["adam"]),),
+                      (PerturbationPlan("crossbar-adc(prog=0.02,wire=1,rows=16,cols=16)", (4.0,)),), seeds=3, limit=30,
+                      modes=("point",))
+    a = run_sweep(cfg, str(tmp_path / "a.db"), progress=False).rows
+    monkeypatch.setattr(chunking, "MAX_NETWORKS_PER_PASS", 1)  # each chip in a pass of its own
+    b = run_sweep(cfg, str(tmp_path / "b.db"), progress=False).rows
+    assert len({r.accuracy for r in a if r.level == 4.0} | {r.nll for r in a if r.level == 4.0}) > 1  # chips differ
+    assert [(r.seed, r.accuracy, r.nll) for r in a] == [(r.seed, r.accuracy, r.nll) for r in b]

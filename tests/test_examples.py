@@ -90,3 +90,13 @@ def test_neuron_tables(tiny_checkpoints, tmp_path):
     assert "| lif | adam | point | 1 |" in out and "| adlif | adam | point | 1 |" in out
     assert "| lif | adam | chips (10) |" in out and "gaussian 0.1" in out
     assert "| gaussian 0.1 | adam point |" in out and "| gaussian 0.1 | adam chips |" in out
+
+
+def test_ir_drop_cost(tiny_checkpoints, tmp_path):
+    out = script("ir_drop_cost.py", tiny_checkpoints["adam"], "--wire", "1,4", "--examples", 2, "--exact-reads", 1,
+                 cwd=tmp_path)
+    assert "blocks.0              analog" in out and "blocks.1              spikes" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("blocks.1 ") and "spikes" not in line]
+    assert len(rows) == 2  # one exact read per wire resistance
+    lost, per_cell = (float(r[3].rstrip("%")) for r in rows), (float(r[5].rstrip("%")) for r in rows)
+    assert all(e < max(1.0, 0.5 * l) for l, e in zip(lost, per_cell))  # the first order is far closer than ideal

@@ -174,7 +174,8 @@ def _validate_chip(cfg: SweepConfig, specs: list["Spec"]) -> None:
                 raise BadInput("--chip: adversarial(target=quantized) picks roundings of float weights; a chip's codes "
                                "are whole already (use target=weights, thresholds, time_constants or mismatch)")
             if c.name == "read-noise" or c.name.startswith("crossbar-"):
-                raise BadInput(f"--chip: {c.name} is an analog array's effect; the fixed-point target does not model it")
+                raise BadInput(f"--chip: {c.name} is an analog array's effect; the fixed-point target does not "
+                               "model it")
 
 
 @dataclass(frozen=True)
