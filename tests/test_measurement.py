@@ -18,7 +18,7 @@ from robustness.store.database import Store
 from robustness.sweep.run import PerturbationPlan, SweepConfig, run_sweep
 
 LEVEL = {"quantize": 4, "pcm": 3600.0, "bitflip": 0.02, "stuck-at": 0.1, "dead-neuron": 0.2,
-         "saturated-neuron": 0.1, "read-noise": 0.5}
+         "saturated-neuron": 0.1, "read-noise": 0.5, "crossbar-adc": 4, "crossbar-wire": 1.0, "crossbar-size": 16}
 COLUMNS = ("accuracy", "nll", "brier", "ece", "entropy", "expected_entropy", "mutual_information", "disagreement",
            "example_correct", "example_nll")
 

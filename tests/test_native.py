@@ -16,11 +16,10 @@ from models.model_config import ForwardOptions, ModelConfig
 from models.network import SpikingNet, forward_stacked
 from perturbations.base import PERTURBATIONS, Context
 from perturbations.spec import apply, parse_spec
+from tests.test_perturbations import LEVELS, SPECS  # each perturbation's level and options
 
 CFG = ModelConfig(input_dim=12, num_classes=5, hidden=(20, 17))  # widths off the 16-float vector width
 HIDDEN = ("blocks.0", "blocks.1")
-LEVELS = {"quantize": 4, "pcm": 3600.0, "bitflip": 0.05, "stuck-at": 0.2, "dead-neuron": 0.3,
-          "saturated-neuron": 0.3}
 
 needs_compiler = pytest.mark.skipif(native.find_compiler() is None, reason="no C compiler on this machine")
 EAGER, NATIVE = native.Kernel("eager"), native.Kernel("native")
@@ -52,7 +51,7 @@ def test_compiled_inference_equals_eager_for_every_perturbation(name):
     """Bit for bit: the kernel rounds like eager, so not one spike may flip under any perturbation."""
     net = firing_net()
     base = {n: v.detach() for n, v in deploy_tensors(CFG, net.stacked(3)).items()}
-    t = apply(parse_spec(f"{name}:?"), LEVELS.get(name, 0.1), base, seed=3, draws=[0, 1, 2],
+    t = apply(parse_spec(f"{SPECS.get(name, name)}:?"), LEVELS.get(name, 0.1), base, seed=3, draws=[0, 1, 2],
               ctx=Context(HIDDEN + ("readout",), HIDDEN))
     x = torch.randn(9, 23, CFG.input_dim, generator=torch.Generator().manual_seed(2))  # 23 steps: a short last chunk
     (le, re), (lc, rc) = both_paths(t, x)
