@@ -21,9 +21,9 @@ for m in "$IVON mean,chips,bma" "$RLIF point,chips"; do
 done
 for m in "$IVON mean" "$RLIF point"; do
   set -- $m
-  $R sweep --model "$1" --perturbation "crossbar-wire(rows=256,cols=256,$ARRAY,adc=8)" --noise 0,1,2,4 \
+  $R sweep --model "$1" --perturbation "crossbar-wire(rows=256,cols=256,$ARRAY,adc=8)" --noise 0,0.5,1,2 \
      --seeds 10 --modes "$2" --store "$OUT/xbar.db" -q >> "$OUT/sweeps.txt"
-  $R sweep --model "$1" --perturbation "crossbar-size($ARRAY,adc=8,wire=1)" --noise 64,128,256,512 \
+  $R sweep --model "$1" --perturbation "crossbar-size($ARRAY,adc=8,wire=1)" --noise 32,64,128,256 \
      --seeds 10 --modes "$2" --store "$OUT/xbar.db" -q >> "$OUT/sweeps.txt"
 done
 $R report --store "$OUT/xbar.db" --out "$OUT/report" -q

@@ -44,7 +44,7 @@ from torch import Tensor
 
 from models import spike_current
 from models.layers import row_invariant
-from perturbations.crossbar import tile_counts
+from perturbations.crossbar import physical, row_drop, tile_bounds, tile_counts
 
 
 def present(t: Mapping[str, Tensor], layer: str) -> bool:
@@ -56,25 +56,9 @@ def _geometry(t: Mapping[str, Tensor], layer: str) -> dict[str, float]:
     return {k: float(t[f"{layer}.xbar.{k}"][0]) for k in ("rows", "cols", "offset", "adc", "wire", "segments")}
 
 
-def _physical(t: Mapping[str, Tensor], layer: str, offset: bool, r0: int, r1: int, o0: int, o1: int,
-              tile: int) -> Tensor:
-    """The tile's conductances [K, rows, physical columns] in float64, drivers at column 0:
-    pairs interleaved (G+ of output o at 2o, G- at 2o + 1), or the outputs then the reference."""
-    pos = t[f"{layer}.xbar.pos"][:, o0:o1, r0:r1].double()
-    neg = t[f"{layer}.xbar.neg"]
-    if offset:
-        ref = neg[:, tile, r0:r1].double().unsqueeze(1)
-        return torch.cat([pos, ref], 1).transpose(1, 2)
-    pair = torch.stack([pos, neg[:, o0:o1, r0:r1].double()], 2)  # [K, o, 2, rows]
-    return pair.flatten(1, 2).transpose(1, 2)
-
-
 def _row_attenuated(g: Tensor, r: float) -> Tensor:
     """G (1 - r sum_m G_im min(d_j, d_m)): each cell less its row wire's first-order drop."""
-    if r == 0:
-        return g
-    beyond = g.flip(-1).cumsum(-1).flip(-1)  # segment q of row i carries the cells at d >= q
-    return g * (1.0 - r * beyond.cumsum(-1))
+    return g if r == 0 else g * (1.0 - row_drop(g, r))
 
 
 def _segments(n: int, s: int) -> list[tuple[int, int, float]]:
@@ -121,16 +105,14 @@ def prepare(t: Mapping[str, Tensor], layer: str, binary: bool) -> Arrays:
     per = cols - 1 if offset else cols // 2
     k, n_out, n_in = t[f"{layer}.xbar.pos"].shape
     rt, ct = tile_counts(n_in, n_out, rows, per)
+    pos, neg = t[f"{layer}.xbar.pos"], t[f"{layer}.xbar.neg"]
     tiles = []
-    for a in range(rt):
-        r0, r1 = a * rows, min(n_in, (a + 1) * rows)
-        for b in range(ct):
-            o0, o1 = b * per, min(n_out, (b + 1) * per)
-            g = _row_attenuated(_physical(t, layer, offset, r0, r1, o0, o1, b), r).float()
-            g = _on_grid(g) if binary else g
-            segs = [(r0 + s0, r0 + s1, gap, g[:, s0:s1])  # no wire: the column's currents in one product
-                    for s0, s1, gap in _segments(r1 - r0, int(geo["segments"]) if r > 0 else 1)]
-            tiles.append((a, b, o0, o1, segs))
+    for a, b, r0, r1, o0, o1 in tile_bounds(n_in, n_out, rows, per):
+        g = _row_attenuated(physical(pos, neg, offset, r0, r1, o0, o1, b), r).float()
+        g = _on_grid(g) if binary else g
+        segs = [(r0 + s0, r0 + s1, gap, g[:, s0:s1])  # no wire: the column's currents in one product
+                for s0, s1, gap in _segments(r1 - r0, int(geo["segments"]) if r > 0 else 1)]
+        tiles.append((a, b, o0, o1, segs))
     fs = t.get(f"{layer}.xbar.fs") if bits > 0 else None
     return Arrays(layer, offset, bits, r, tiles, rt, ct, fs, t[f"{layer}.xbar.gain"].float())
 
