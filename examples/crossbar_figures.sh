@@ -28,5 +28,5 @@ for m in "$IVON mean" "$RLIF point"; do
 done
 $R report --store "$OUT/xbar.db" --out "$OUT/report" -q
 for model in "$IVON" "$RLIF"; do
-  $PY examples/ir_drop_cost.py "$model" --wire 0.5,1,2,4 --examples 32 >> "$OUT/ir_drop.txt"
+  $PY examples/ir_drop_cost.py "$model" --wire 0.5,1,2 --examples 32 >> "$OUT/ir_drop.txt"
 done

@@ -7,7 +7,7 @@ uses (`crossbar-wire`, no ADC, no programming error, so only the wires act). The
 reads of the first tile of each spiking layer, the lumped first-order model and the per-cell
 first-order model against the exact circuit solution of the full 256-row array (sparse solve).
 
-    python examples/ir_drop_cost.py MODEL.pt [--wire 0.5,1,2,4] [--examples 16] [--g-max 40]
+    python examples/ir_drop_cost.py MODEL.pt [--wire 0.5,1,2] [--examples 16] [--g-max 40]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from robustness.data import DatasetSpec, load_dataset
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
-    ap.add_argument("--wire", default="0.5,1,2,4", help="wire resistances, ohms per cell segment")
+    ap.add_argument("--wire", default="0.5,1,2", help="wire resistances, ohms per cell segment")
     ap.add_argument("--examples", type=int, default=16)
     ap.add_argument("--g-max", default="40", help="device g_max, microsiemens (the reram-array profile's 40)")
     ap.add_argument("--exact-reads", type=int, default=3)
