@@ -165,14 +165,14 @@ PROFILES: Mapping[str, Profile] = {p.name: p for p in (
     Profile("pcm-array", "pcm(compensation=global):3600+crossbar-adc(rows=256,cols=256,g_max=25,wire=0.35):?",
             (8.0, 7.0, 6.0, 5.0, 4.0, 3.0),
             "PCM crossbar one hour after programming, read out: 256 x 256 arrays of differential pairs (25 uS "
-            "devices), 0.35 ohm per cell segment of wire, per-column ADCs with calibrated ranges; sweeps the ADC bits",
+            "devices), 0.35 ohm per cell segment of wire, per-column ADCs with ranges calibrated per array; sweeps the ADC bits",
             "PCM statistics and g_max = 25 uS: Nandakumar et al. 2019 as in aihwkit's PCMLikeNoiseModel; 256 x 256 "
             "arrays: IBM HERMES (Le Gallo et al. 2023, Nature Electronics); 0.35 ohm wire: aihwkit "
             "IOParameters.ir_drop_g_ratio; 8 bits down to 3: the range studied, an assumption"),
     Profile("reram-array", "crossbar-adc(rows=256,cols=256,g_min=1,g_max=40,prog=0.025,wire=1):?",
             (8.0, 7.0, 6.0, 5.0, 4.0, 3.0),
             "ReRAM (1T1R) crossbar: 256 x 256 arrays of differential pairs between 1 and 40 uS, write-verify residual "
-            "of 2.5% of g_max per device, 1 ohm per cell segment, per-column ADCs with calibrated ranges; sweeps "
+            "of 2.5% of g_max per device, 1 ohm per cell segment, per-column ADCs with ranges calibrated per array; sweeps "
             "the ADC bits",
             "256 x 256 1T1R arrays with differential weights: NeuRRAM (Wan et al. 2022, Nature 608); the conductance "
             "window, the 1 uS write-verify tolerance and 1 ohm of wire are assumptions of typical HfOx ReRAM"),
