@@ -44,7 +44,7 @@ from torch import Tensor
 
 from models import spike_current
 from models.layers import row_invariant
-from perturbations.crossbar import physical, row_drop, tile_bounds, tile_counts
+from perturbations.crossbar import per_array, physical, row_drop, tile_bounds, tile_counts
 
 
 def present(t: Mapping[str, Tensor], layer: str) -> bool:
@@ -81,7 +81,6 @@ class Arrays:
     wire: float
     tiles: list[tuple[int, int, int, int, list[tuple[int, int, float, Tensor]]]]
     row_tiles: int
-    col_tiles: int
     fs: Tensor | None
     gain: Tensor
 
@@ -101,10 +100,8 @@ def prepare(t: Mapping[str, Tensor], layer: str, binary: bool) -> Arrays:
     """`layer`'s arrays for inputs that are spikes (`binary`: exact sums) or analog values."""
     geo = _geometry(t, layer)
     offset, bits, r = geo["offset"] > 0, int(geo["adc"]), geo["wire"]
-    rows, cols = int(geo["rows"]), int(geo["cols"])
-    per = cols - 1 if offset else cols // 2
-    k, n_out, n_in = t[f"{layer}.xbar.pos"].shape
-    rt, ct = tile_counts(n_in, n_out, rows, per)
+    rows, per = int(geo["rows"]), per_array(int(geo["cols"]), offset)
+    _, n_out, n_in = t[f"{layer}.xbar.pos"].shape
     pos, neg = t[f"{layer}.xbar.pos"], t[f"{layer}.xbar.neg"]
     tiles = []
     for a, b, r0, r1, o0, o1 in tile_bounds(n_in, n_out, rows, per):
@@ -114,7 +111,8 @@ def prepare(t: Mapping[str, Tensor], layer: str, binary: bool) -> Arrays:
                 for s0, s1, gap in _segments(r1 - r0, int(geo["segments"]) if r > 0 else 1)]
         tiles.append((a, b, o0, o1, segs))
     fs = t.get(f"{layer}.xbar.fs") if bits > 0 else None
-    return Arrays(layer, offset, bits, r, tiles, rt, ct, fs, t[f"{layer}.xbar.gain"].float())
+    return Arrays(layer, offset, bits, r, tiles, tile_counts(n_in, n_out, rows, per)[0], fs,
+                  t[f"{layer}.xbar.gain"].float())
 
 
 def _tile_current(x: Tensor, on: Tensor | None, segs: list[tuple[int, int, float, Tensor]], r: float) -> Tensor:
@@ -153,17 +151,17 @@ def read(x: Tensor, arrays: Arrays, binary: bool, record: dict | None = None) ->
     xd = (x if x.dim() == 3 else x.unsqueeze(0)).float()
     on = None if binary else (xd != 0).float()
     out, seen = None, [[] for _ in range(arrays.row_tiles)]
-    rows: list = [None] * arrays.row_tiles
+    parts: list[list[Tensor]] = [[] for _ in range(arrays.row_tiles)]  # per row tile, its column tiles in order
     for a, b, o0, o1, segs in arrays.tiles:
         cur = _tile_current(xd, on, segs, arrays.wire)
         diff = cur[..., :-1] - cur[..., -1:] if arrays.offset else cur[..., 0::2] - cur[..., 1::2]
         if record is not None:
-            seen[a].append(diff.detach().abs().float())
+            seen[a].append(diff.detach().abs())
         if arrays.fs is not None:
             diff = _adc(diff, arrays.fs[:, a, b].to(diff.device), arrays.bits)
-        rows[a] = diff if rows[a] is None else torch.cat([rows[a], diff], -1)
-    for tile in rows:  # the tiles' digital partial sums, in a fixed order
-        out = tile if out is None else out + tile
+        parts[a].append(diff)
+    for tile in parts:  # the tiles' digital partial sums, in a fixed order
+        out = torch.cat(tile, -1) if out is None else out + torch.cat(tile, -1)
     if record is not None:
         record.setdefault(arrays.layer, []).append(torch.stack([torch.cat(p, -1) for p in seen], 2).cpu())
     return out * arrays.gain.to(out.device).view(-1, 1, 1)

@@ -83,12 +83,26 @@ class Array:
 
     @property
     def outputs(self) -> int:
-        """Outputs per array: the columns less the pair's partners or the reference."""
-        return self.cols - 1 if self.offset else self.cols // 2
+        return per_array(self.cols, self.offset)
 
     @property
     def reads_exactly(self) -> bool:
         return self.adc == 0 and self.wire == 0
+
+
+def per_array(cols: int, offset: bool) -> int:
+    """Outputs per array: the columns less the pair's partners or the reference."""
+    return cols - 1 if offset else cols // 2
+
+
+def is_crossbar(name: str) -> bool:
+    """Whether a perturbation name is one of the crossbar read-outs."""
+    return name in AXES
+
+
+def calibrated(options: Mapping[str, str]) -> bool:
+    """Whether a crossbar component's ADC range is calibrated on training data."""
+    return options.get("adc_range", OPTIONS["adc_range"][0]) == "calibrated"
 
 
 def _int(ctx_opts: Mapping[str, str], key: str, lo: int) -> int:
@@ -121,7 +135,7 @@ def array_of(options: Mapping[str, str], axis: str, level: float) -> Array:
     mapping = opts.get("mapping", "pair")
     if mapping not in ("pair", "offset"):
         raise PerturbationError(f"crossbar: option mapping={mapping!r} not one of pair, offset")
-    policy = opts.get("adc_range", "calibrated")
+    policy = opts.get("adc_range", OPTIONS["adc_range"][0])
     if policy not in ("calibrated", "fixed"):
         raise PerturbationError(f"crossbar: option adc_range={policy!r} not one of calibrated, fixed")
     g_max, g_min = _num(opts, "g_max"), _num(opts, "g_min")

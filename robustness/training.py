@@ -22,6 +22,7 @@ from models.network import SpikingNet
 from models.posterior import diagnose
 from models.train import PRESETS, Perturb, TrainConfig, train
 from perturbations.base import Context, PerturbationError
+from perturbations.crossbar import is_crossbar
 from perturbations.spec import apply, parse_spec
 from robustness import __version__
 from robustness.data import DatasetSpec, load_dataset
@@ -71,7 +72,7 @@ def hardware_perturbation(text: str, cfg: ModelConfig) -> Perturb:
     level = spec.fixed_level()
     if level is None:
         raise BadInput(f"--train-perturbation {text!r}: give the level to train at, e.g. {spec.swept_name}:0.05")
-    if any(c.name.startswith("crossbar-") for c in spec.components):  # the read-out bypasses the weights' gradient
+    if any(is_crossbar(c.name) for c in spec.components):  # the read-out bypasses the weights' gradient
         raise BadInput(f"--train-perturbation {text!r}: a crossbar read-out is evaluated, not trained through (its "
                        "ADCs round, its currents do not reach the weights' gradient); train with gaussian or pcm noise")
     hidden = tuple(f"blocks.{i}" for i in range(len(cfg.hidden)))

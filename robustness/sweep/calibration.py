@@ -15,7 +15,7 @@ import torch
 from models.model_config import ForwardOptions, ModelConfig
 from models.network import forward_stacked
 from perturbations.base import Context
-from perturbations.crossbar import CALIBRATION_EXAMPLES
+from perturbations.crossbar import CALIBRATION_EXAMPLES, calibrated, is_crossbar
 from perturbations.spec import Spec
 from robustness.data import Dataset
 
@@ -24,8 +24,7 @@ CALIBRATION_BATCH = 8  # examples per pass: the recorded currents of K networks 
 
 def calibrates(spec: Spec) -> bool:
     """Whether a component of `spec` is a crossbar whose ADC range is calibrated."""
-    return any(c.name.startswith("crossbar-") and dict(c.options).get("adc_range", "calibrated") == "calibrated"
-               for c in spec.components)
+    return any(is_crossbar(c.name) and calibrated(dict(c.options)) for c in spec.components)
 
 
 def calibration_inputs(data: Dataset, evaluated: str) -> torch.Tensor:

@@ -149,10 +149,12 @@ def validate(cfg: SweepConfig) -> list["Spec"]:
 def _validate_crossbar(text: str, spec: "Spec") -> None:
     """One crossbar per spec (its options describe the whole array), and no worst-case search
     through it: its ADCs round, so a gradient says nothing about where the read-out fails."""
+    from perturbations.crossbar import is_crossbar
+
     names = [c.name for c in spec.components]
-    if sum(n.startswith("crossbar-") for n in names) > 1:
+    if sum(map(is_crossbar, names)) > 1:
         raise BadInput(f"{text}: one crossbar component per spec (its options set every array parameter)")
-    if any(n.startswith("crossbar-") for n in names) and "adversarial" in names:
+    if any(map(is_crossbar, names)) and "adversarial" in names:
         raise BadInput(f"{text}: adversarial cannot search through a crossbar read-out (its ADCs have no gradient)")
 
 
@@ -161,6 +163,7 @@ def _validate_chip(cfg: SweepConfig, specs: list["Spec"]) -> None:
     widths, BatchNorm that the codes no longer hold, a search over rounding of codes that are
     already whole (a worst case searches through the float network the codes stand for:
     models/fixed_point.py `surrogate`)."""
+    from perturbations.crossbar import is_crossbar
     from models.chip_profiles import parse_chip
 
     parse_chip(cfg.chip)
@@ -173,7 +176,7 @@ def _validate_chip(cfg: SweepConfig, specs: list["Spec"]) -> None:
             if c.name == "adversarial" and dict(c.options).get("target") == "quantized":
                 raise BadInput("--chip: adversarial(target=quantized) picks roundings of float weights; a chip's codes "
                                "are whole already (use target=weights, thresholds, time_constants or mismatch)")
-            if c.name == "read-noise" or c.name.startswith("crossbar-"):
+            if c.name == "read-noise" or is_crossbar(c.name):
                 raise BadInput(f"--chip: {c.name} is an analog array's effect; the fixed-point target does not "
                                "model it")
 

@@ -189,8 +189,9 @@ def run_sweep(cfg: SweepConfig, store_path: str, *, device: str | torch.device =
             meta["deployment"] = deployment_summary(cks[i].net.cfg, preps[(i, _modes(cks[i], cfg)[0])].base)
     base = next(iter(preps.values())).base
     layers, hidden = _layers(cks[0], cfg.layers)
+    calib = calibration_inputs(data_of[0], cfg.split) if any(map(calibrates, specs)) else None
     ctx = calibrating(Context(layers, hidden, Scale(cfg.scale), cfg.include_bias, cfg.include_bn), cks[0].net.cfg,
-                      calibration_inputs(data_of[0], cfg.split), device)
+                      calib, device)
     for spec, plan in zip(specs, cfg.plans):  # a perturbation that draws nothing: one network per level, no chips
         curves[spec.label].deterministic = all(draws_nothing(spec, lv, base, cfg.seed, ctx) for lv in plan.levels)
     with Store.open(store_path, create=True) as store:
